@@ -1,0 +1,250 @@
+/* client.c — see client.h. */
+#include "client.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "parley/v1/rpc.pb-c.h"
+
+struct rpc_client {
+	nng_socket sock;
+	char url[256];
+	int pipes;	/* connected pipes, kept by pipe_event */
+	uint64_t next_id;
+	pthread_mutex_t mtx;
+};
+
+static void
+pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	rpc_client *cli = arg;
+
+	pthread_mutex_lock(&cli->mtx);
+	if (ev == NNG_PIPE_EV_ADD_POST)
+		cli->pipes++;
+	else if (ev == NNG_PIPE_EV_REM_POST && cli->pipes > 0)
+		cli->pipes--;
+	pthread_mutex_unlock(&cli->mtx);
+}
+
+int
+rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
+{
+	rpc_client *cli = calloc(1, sizeof(*cli));
+	int rv;
+
+	if (cli == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	pthread_mutex_init(&cli->mtx, NULL);
+	snprintf(cli->url, sizeof(cli->url), "%s", url);
+	cli->next_id = (uint64_t)rpc_wall_ms() << 16;
+	if ((rv = nng_req0_open(&cli->sock)) != 0)
+		goto fail;
+	nng_pipe_notify(cli->sock, NNG_PIPE_EV_ADD_POST, pipe_event, cli);
+	nng_pipe_notify(cli->sock, NNG_PIPE_EV_REM_POST, pipe_event, cli);
+	nng_socket_set_size(cli->sock, NNG_OPT_RECVMAXSZ, RPC_MAX_RESPONSE);
+	/* Redial quickly after a server restart. */
+	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMINT, 20);
+	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMAXT, 500);
+	if ((rv = nng_dial(cli->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0)
+		goto fail;
+	*clip = cli;
+	return RPC_OK;
+
+fail:
+	nng_close(cli->sock);
+	pthread_mutex_destroy(&cli->mtx);
+	free(cli);
+	return rpc_status_set(st, rpc_code_from_nng(rv) == RPC_UNAVAILABLE ? RPC_UNAVAILABLE
+									   : RPC_INVALID_ARGUMENT,
+			      "cannot use address '%s': %s", url, nng_strerror(rv));
+}
+
+void
+rpc_client_close(rpc_client *cli)
+{
+	if (cli == NULL)
+		return;
+	nng_close(cli->sock);
+	pthread_mutex_destroy(&cli->mtx);
+	free(cli);
+}
+
+const char *
+rpc_client_url(const rpc_client *cli)
+{
+	return cli->url;
+}
+
+static bool
+connected(rpc_client *cli)
+{
+	bool up;
+
+	pthread_mutex_lock(&cli->mtx);
+	up = cli->pipes > 0;
+	pthread_mutex_unlock(&cli->mtx);
+	return up;
+}
+
+/* Sends env and waits for the matching RpcResponse; *out owned by caller. */
+static rpc_code
+roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
+	  Parley__V1__RpcResponse **out, rpc_status *st)
+{
+	nng_ctx ctx;
+	nng_aio *aio = NULL;
+	nng_msg *msg = NULL;
+	int64_t left = deadline - rpc_now_ms();
+	size_t len;
+	int rv;
+
+	*out = NULL;
+	if (left <= 0)
+		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
+	env->timeout_ms = (uint32_t)left;
+	if ((rv = nng_ctx_open(&ctx, cli->sock)) != 0)
+		return rpc_status_set(st, rpc_code_from_nng(rv), "%s", nng_strerror(rv));
+	/* No timed resends: they would run a slow call (a long poll) twice.
+	 * nng still resends at once when the connection carrying the request
+	 * closes, which is what carries a call across a server restart. */
+	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0)
+		goto fail;
+	len = parley__v1__rpc_request__get_packed_size(env);
+	if ((rv = nng_msg_alloc(&msg, len)) != 0)
+		goto fail;
+	parley__v1__rpc_request__pack(env, nng_msg_body(msg));
+
+	nng_aio_set_timeout(aio, (nng_duration)left);
+	nng_aio_set_msg(aio, msg);
+	nng_ctx_send(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0) {
+		nng_msg_free(msg);
+		goto fail;
+	}
+	left = deadline - rpc_now_ms();
+	nng_aio_set_timeout(aio, left > 0 ? (nng_duration)left : 1);
+	nng_ctx_recv(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0)
+		goto fail;
+	msg = nng_aio_get_msg(aio);
+	*out = parley__v1__rpc_response__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	nng_aio_free(aio);
+	nng_ctx_close(ctx);
+	if (*out == NULL)
+		return rpc_status_set(st, RPC_INTERNAL, "%s sent a malformed response", cli->url);
+	return RPC_OK;
+
+fail:
+	if (aio != NULL)
+		nng_aio_free(aio);
+	nng_ctx_close(ctx);
+	if (rv == NNG_ETIMEDOUT && !connected(cli))
+		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
+	if (rv == NNG_ETIMEDOUT)
+		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "no answer from %s in time",
+				      cli->url);
+	return rpc_status_set(st, rpc_code_from_nng(rv), "%s: %s", cli->url, nng_strerror(rv));
+}
+
+rpc_code
+rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, size_t len,
+		    void **reply, size_t *reply_len, const rpc_call_opts *opts, rpc_status *st)
+{
+	Parley__V1__RpcRequest env = PARLEY__V1__RPC_REQUEST__INIT;
+	Parley__V1__RpcRequest__MetadataEntry auth = PARLEY__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
+	Parley__V1__RpcRequest__MetadataEntry *md[1];
+	Parley__V1__RpcResponse *resp;
+	uint32_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : RPC_DEFAULT_TIMEOUT_MS;
+	int64_t deadline = rpc_now_ms() + timeout;
+	char bearer[512];
+	rpc_code code;
+
+	*reply = NULL;
+	*reply_len = 0;
+	if (opts && opts->deadline_ms && opts->deadline_ms < deadline)
+		deadline = opts->deadline_ms;
+	env.method = (char *)full_method;
+	env.body.data = (uint8_t *)body;
+	env.body.len = len;
+	pthread_mutex_lock(&cli->mtx);
+	env.request_id = ++cli->next_id;
+	pthread_mutex_unlock(&cli->mtx);
+	if (opts && opts->token) {
+		snprintf(bearer, sizeof(bearer), "Bearer %s", opts->token);
+		auth.key = "authorization";
+		auth.value = bearer;
+		md[0] = &auth;
+		env.metadata = md;
+		env.n_metadata = 1;
+	}
+	code = roundtrip(cli, &env, deadline, &resp, st);
+	if (code != RPC_OK)
+		return code;
+	if (resp->status == NULL || resp->status->code == PARLEY__V1__CODE__OK) {
+		*reply_len = resp->body.len;
+		*reply = malloc(resp->body.len ? resp->body.len : 1);
+		if (*reply == NULL)
+			code = rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+		else
+			memcpy(*reply, resp->body.data, resp->body.len);
+		if (code == RPC_OK)
+			rpc_status_set(st, RPC_OK, NULL);
+	} else {
+		code = rpc_status_set(st, (rpc_code)resp->status->code, "%s",
+				      resp->status->message);
+		if (st)
+			st->retry_after_ms = resp->status->retry_after_ms;
+	}
+	parley__v1__rpc_response__free_unpacked(resp, NULL);
+	return code;
+}
+
+rpc_code
+rpc_client_call(rpc_client *cli, const ProtobufCServiceDescriptor *svc, const char *method,
+		const ProtobufCMessage *req, ProtobufCMessage **resp, const rpc_call_opts *opts,
+		rpc_status *st)
+{
+	const ProtobufCMethodDescriptor *m;
+	char full[256];
+	uint8_t stackbuf[1024];
+	uint8_t *body = stackbuf;
+	size_t len;
+	void *reply;
+	size_t reply_len;
+	rpc_code code;
+
+	*resp = NULL;
+	m = protobuf_c_service_descriptor_get_method_by_name(svc, method);
+	if (m == NULL)
+		return rpc_status_set(st, RPC_UNIMPLEMENTED, "%s has no method %s", svc->name,
+				      method);
+	if (req->descriptor != m->input)
+		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "%s takes %s, not %s", method,
+				      m->input->name, req->descriptor->name);
+	rpc_full_method(full, sizeof(full), svc, m);
+	len = protobuf_c_message_get_packed_size(req);
+	if (len > sizeof(stackbuf) && (body = malloc(len)) == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	protobuf_c_message_pack(req, body);
+	code = rpc_client_call_raw(cli, full, body, len, &reply, &reply_len, opts, st);
+	if (body != stackbuf)
+		free(body);
+	if (code != RPC_OK)
+		return code;
+	*resp = protobuf_c_message_unpack(m->output, NULL, reply_len, reply);
+	free(reply);
+	if (*resp == NULL)
+		return rpc_status_set(st, RPC_INTERNAL, "malformed %s from %s", m->output->name,
+				      cli->url);
+	return RPC_OK;
+}

@@ -1,0 +1,245 @@
+/* rpc.c — status codes, clocks and input checks shared by server and client. */
+#include "rpc.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+
+static const char *const code_names[] = {
+	[RPC_OK] = "OK",
+	[RPC_CANCELLED] = "CANCELLED",
+	[RPC_UNKNOWN] = "UNKNOWN",
+	[RPC_INVALID_ARGUMENT] = "INVALID_ARGUMENT",
+	[RPC_DEADLINE_EXCEEDED] = "DEADLINE_EXCEEDED",
+	[RPC_NOT_FOUND] = "NOT_FOUND",
+	[RPC_ALREADY_EXISTS] = "ALREADY_EXISTS",
+	[RPC_PERMISSION_DENIED] = "PERMISSION_DENIED",
+	[RPC_RESOURCE_EXHAUSTED] = "RESOURCE_EXHAUSTED",
+	[RPC_FAILED_PRECONDITION] = "FAILED_PRECONDITION",
+	[RPC_ABORTED] = "ABORTED",
+	[RPC_OUT_OF_RANGE] = "OUT_OF_RANGE",
+	[RPC_UNIMPLEMENTED] = "UNIMPLEMENTED",
+	[RPC_INTERNAL] = "INTERNAL",
+	[RPC_UNAVAILABLE] = "UNAVAILABLE",
+	[RPC_DATA_LOSS] = "DATA_LOSS",
+	[RPC_UNAUTHENTICATED] = "UNAUTHENTICATED",
+};
+
+const char *
+rpc_code_name(rpc_code code)
+{
+	if ((unsigned)code < sizeof(code_names) / sizeof(code_names[0]))
+		return code_names[code];
+	return "UNKNOWN_CODE";
+}
+
+rpc_code
+rpc_status_vset(rpc_status *st, rpc_code code, const char *fmt, va_list ap)
+{
+	if (st != NULL) {
+		st->code = code;
+		st->retry_after_ms = 0;
+		if (fmt != NULL)
+			vsnprintf(st->message, sizeof(st->message), fmt, ap);
+		else
+			st->message[0] = '\0';
+	}
+	return code;
+}
+
+rpc_code
+rpc_status_set(rpc_status *st, rpc_code code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	rpc_status_vset(st, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+rpc_code
+rpc_code_from_nng(int err)
+{
+	switch (err) {
+	case 0:
+		return RPC_OK;
+	case NNG_ETIMEDOUT:
+		return RPC_DEADLINE_EXCEEDED;
+	case NNG_ECANCELED:
+		return RPC_CANCELLED;
+	case NNG_ENOMEM:
+		return RPC_RESOURCE_EXHAUSTED;
+	case NNG_EINVAL:
+	case NNG_EADDRINVAL:
+	case NNG_ENOTSUP:
+		return RPC_INVALID_ARGUMENT;
+	case NNG_ECLOSED:
+	case NNG_ECONNREFUSED:
+	case NNG_ECONNRESET:
+	case NNG_ECONNSHUT:
+	case NNG_EUNREACHABLE:
+	case NNG_EADDRINUSE:
+	case NNG_ESTATE:
+	case NNG_EAGAIN:
+		return RPC_UNAVAILABLE;
+	default:
+		return RPC_INTERNAL;
+	}
+}
+
+int64_t
+rpc_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+rpc_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+bool
+rpc_utf8_valid(const void *buf, size_t len)
+{
+	const unsigned char *s = buf;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		uint32_t cp;
+		size_t n;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (len - i - 1 < n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+size_t
+rpc_utf8_length(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+static rpc_code check_message(const ProtobufCMessage *msg, char *path, size_t cap,
+			      size_t used, rpc_status *st);
+
+static rpc_code
+check_field_value(const ProtobufCFieldDescriptor *f, const void *value, char *path,
+		  size_t cap, size_t used, rpc_status *st)
+{
+	if (f->type == PROTOBUF_C_TYPE_STRING) {
+		const char *s = *(char *const *)value;
+
+		if (s != NULL && !rpc_utf8_valid(s, strlen(s)))
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+					      "field '%s' is not valid UTF-8", path);
+	} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+		const ProtobufCMessage *sub = *(ProtobufCMessage *const *)value;
+
+		if (sub != NULL)
+			return check_message(sub, path, cap, used, st);
+	}
+	return RPC_OK;
+}
+
+/*
+ * protobuf-c accepts any bytes in a string field; this is where they are
+ * checked. path[0..used) holds the dotted name of msg's position.
+ */
+static rpc_code
+check_message(const ProtobufCMessage *msg, char *path, size_t cap, size_t used,
+	      rpc_status *st)
+{
+	const ProtobufCMessageDescriptor *d = msg->descriptor;
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)msg;
+		size_t len;
+		rpc_code rc;
+
+		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		len = used;
+		if (len < cap) {
+			int n = snprintf(path + len, cap - len, "%s%s", len ? "." : "", f->name);
+			len = n < 0 ? len : (size_t)n + len >= cap ? cap - 1 : len + (size_t)n;
+		}
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t count = *(const size_t *)(base + f->quantifier_offset);
+			const char *items = *(char *const *)(base + f->offset);
+			size_t stride = f->type == PROTOBUF_C_TYPE_STRING ? sizeof(char *)
+									  : sizeof(void *);
+
+			for (size_t k = 0; k < count; k++) {
+				rc = check_field_value(f, items + k * stride, path, cap, len, st);
+				if (rc != RPC_OK)
+					return rc;
+			}
+		} else {
+			rc = check_field_value(f, base + f->offset, path, cap, len, st);
+			if (rc != RPC_OK)
+				return rc;
+		}
+		path[used] = '\0';
+	}
+	return RPC_OK;
+}
+
+rpc_code
+rpc_check_strings(const ProtobufCMessage *msg, rpc_status *st)
+{
+	char path[128] = "";
+
+	return check_message(msg, path, sizeof(path), 0, st);
+}
+
+int
+rpc_full_method(char *buf, size_t len, const ProtobufCServiceDescriptor *svc,
+		const ProtobufCMethodDescriptor *m)
+{
+	return snprintf(buf, len, "/%s/%s", svc->name, m->name);
+}

@@ -1,0 +1,99 @@
+/*
+ * rpc.h — what the server and the client of the Parley RPC runtime share:
+ * the status codes (gRPC's canonical ones), the size limits, and the checks
+ * every message from the network passes before code trusts it.
+ *
+ * The wire format is proto/parley/v1/rpc.proto: one RpcRequest per nng REQ
+ * message, one RpcResponse per REP message. Nothing here allocates except
+ * where a function says so.
+ */
+#ifndef PARLEY_RPC_H
+#define PARLEY_RPC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+/* gRPC's canonical codes, same names and numbers as parley.v1.Code. */
+typedef enum rpc_code {
+	RPC_OK = 0,
+	RPC_CANCELLED = 1,
+	RPC_UNKNOWN = 2,
+	RPC_INVALID_ARGUMENT = 3,
+	RPC_DEADLINE_EXCEEDED = 4,
+	RPC_NOT_FOUND = 5,
+	RPC_ALREADY_EXISTS = 6,
+	RPC_PERMISSION_DENIED = 7,
+	RPC_RESOURCE_EXHAUSTED = 8,
+	RPC_FAILED_PRECONDITION = 9,
+	RPC_ABORTED = 10,
+	RPC_OUT_OF_RANGE = 11,
+	RPC_UNIMPLEMENTED = 12,
+	RPC_INTERNAL = 13,
+	RPC_UNAVAILABLE = 14,
+	RPC_DATA_LOSS = 15,
+	RPC_UNAUTHENTICATED = 16,
+	/* Not a wire code: a handler that will answer later (see server.h). */
+	RPC_DEFERRED = 1000,
+} rpc_code;
+
+/* Requests larger than this are refused with RESOURCE_EXHAUSTED. */
+#define RPC_MAX_REQUEST (64 * 1024)
+/* A server socket drops the connection of a peer sending a frame larger than
+ * this (NNG_OPT_RECVMAXSZ); frames between the two limits get an answer. */
+#define RPC_MAX_FRAME (4 * RPC_MAX_REQUEST)
+/* Clients accept responses up to this size. */
+#define RPC_MAX_RESPONSE (16 * 1024 * 1024)
+/* Deadline used when a request carries timeout_ms = 0, and the longest one
+ * a server honours. */
+#define RPC_DEFAULT_TIMEOUT_MS 30000
+#define RPC_MAX_TIMEOUT_MS 120000
+/* Longest user id any service accepts (auth checks the exact rule). */
+#define RPC_USER_ID_MAX 64
+
+#define RPC_STATUS_MESSAGE_MAX 256
+
+typedef struct rpc_status {
+	rpc_code code;
+	uint32_t retry_after_ms;
+	char message[RPC_STATUS_MESSAGE_MAX];
+} rpc_status;
+
+/* "INVALID_ARGUMENT" for RPC_INVALID_ARGUMENT; "UNKNOWN_CODE" if out of range. */
+const char *rpc_code_name(rpc_code code);
+
+/* Sets st (if not NULL) and returns code, so callers can write
+ * `return rpc_status_set(st, RPC_NOT_FOUND, "no room '%s'", id);`. */
+rpc_code rpc_status_set(rpc_status *st, rpc_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+rpc_code rpc_status_vset(rpc_status *st, rpc_code code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+/* Translates an nng error where it enters our code. */
+rpc_code rpc_code_from_nng(int nng_err);
+
+/* Milliseconds: monotonic (for deadlines) and wall clock (for timestamps). */
+int64_t rpc_now_ms(void);
+uint64_t rpc_wall_ms(void);
+
+/* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
+ * nothing above U+10FFFF). NUL bytes are valid UTF-8; callers that forbid
+ * them check separately. */
+bool rpc_utf8_valid(const void *buf, size_t len);
+
+/* Number of code points in a valid UTF-8 string. */
+size_t rpc_utf8_length(const char *s);
+
+/* Walks msg and every nested message (including map entries and oneofs) and
+ * checks each string field for valid UTF-8. On failure writes the dotted
+ * field path into st and returns RPC_INVALID_ARGUMENT. */
+rpc_code rpc_check_strings(const ProtobufCMessage *msg, rpc_status *st);
+
+/* "/parley.v1.Auth/Login" for the Login method of parley.v1.Auth. */
+int rpc_full_method(char *buf, size_t len, const ProtobufCServiceDescriptor *svc,
+		    const ProtobufCMethodDescriptor *m);
+
+#endif

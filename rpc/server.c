@@ -1,0 +1,677 @@
+/*
+ * server.c — the RPC endpoint (see server.h).
+ *
+ * Each call slot owns one nng context and one aio and walks
+ * RECV -> QUEUED -> RUN -> SEND -> RECV. nng's callbacks only move a slot
+ * along and queue it; the worker threads decode, dispatch and reply.
+ * srv->mtx guards slot states, the run queue and the counters.
+ */
+#include "server.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "log.h"
+#include "parley/v1/health.pb-c.h"
+#include "parley/v1/rpc.pb-c.h"
+
+#define MAX_SERVICES 8
+#define ARENA_BLOCK 4096
+
+typedef enum slot_state {
+	SLOT_IDLE,	/* not receiving: before start or after shutdown */
+	SLOT_RECV,
+	SLOT_QUEUED,
+	SLOT_RUN,	/* in a handler, or deferred */
+	SLOT_SEND,
+} slot_state;
+
+struct arena_block {
+	struct arena_block *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+struct service {
+	const ProtobufCServiceDescriptor *desc;
+	const rpc_method *methods;
+	void *ctx;
+};
+
+struct rpc_call {
+	rpc_server *srv;
+	nng_ctx ctx;
+	nng_aio *aio;
+	slot_state state;
+	bool deferred;
+	rpc_call *next_queued;
+
+	/* The call in progress; all reset by call_reset. */
+	nng_msg *msg;
+	int64_t arrived_ms;
+	int64_t deadline_ms;
+	uint64_t request_id;
+	Parley__V1__RpcRequest *env;
+	const ProtobufCMethodDescriptor *method;
+	ProtobufCMessage *req;
+	ProtobufCMessage *resp;
+	const char *token;
+	char caller[RPC_USER_ID_MAX];
+	rpc_status st;
+	struct arena_block *arena;
+};
+
+struct rpc_server {
+	char name[32];
+	char url[256];
+	nng_socket sock;
+	struct service services[MAX_SERVICES];
+	int nservices;
+	rpc_authn_fn authn;
+	void *authn_ctx;
+
+	rpc_call *slots;
+	int nslots;
+	pthread_t *workers;
+	int nworkers;
+
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;	 /* run queue not empty, or workers_stop */
+	pthread_cond_t idle_cv;	 /* a slot changed state during shutdown */
+	rpc_call *queue_head, *queue_tail;
+	bool stopping;
+	bool workers_stop;
+};
+
+/* ---- the per-call arena ---------------------------------------------- */
+
+void *
+rpc_call_alloc(rpc_call *c, size_t size)
+{
+	struct arena_block *b = c->arena;
+	size_t need = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+
+	if (b == NULL || b->cap - b->used < need) {
+		size_t cap = need > ARENA_BLOCK ? need : ARENA_BLOCK;
+
+		b = malloc(sizeof(*b) + cap);
+		if (b == NULL)
+			abort();
+		b->cap = cap;
+		b->used = 0;
+		b->next = c->arena;
+		c->arena = b;
+	}
+	void *p = (char *)b->data + b->used;
+	b->used += need;
+	memset(p, 0, size);
+	return p;
+}
+
+char *
+rpc_call_strdup(rpc_call *c, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = rpc_call_alloc(c, n);
+
+	memcpy(p, s, n);
+	return p;
+}
+
+static void
+call_reset(rpc_call *c)
+{
+	while (c->arena != NULL) {
+		struct arena_block *next = c->arena->next;
+		free(c->arena);
+		c->arena = next;
+	}
+	if (c->req != NULL)
+		protobuf_c_message_free_unpacked(c->req, NULL);
+	if (c->env != NULL)
+		parley__v1__rpc_request__free_unpacked(c->env, NULL);
+	if (c->msg != NULL)
+		nng_msg_free(c->msg);
+	c->msg = NULL;
+	c->env = NULL;
+	c->req = NULL;
+	c->resp = NULL;
+	c->method = NULL;
+	c->token = NULL;
+	c->caller[0] = '\0';
+	c->request_id = 0;
+	c->deferred = false;
+	memset(&c->st, 0, sizeof(c->st));
+}
+
+/* ---- accessors for handlers -------------------------------------------- */
+
+const char *
+rpc_call_caller(const rpc_call *c)
+{
+	return c->caller[0] != '\0' ? c->caller : NULL;
+}
+
+const char *
+rpc_call_token(const rpc_call *c)
+{
+	return c->token;
+}
+
+int64_t
+rpc_call_deadline(const rpc_call *c)
+{
+	return c->deadline_ms;
+}
+
+uint64_t
+rpc_call_request_id(const rpc_call *c)
+{
+	return c->request_id;
+}
+
+ProtobufCMessage *
+rpc_call_response(rpc_call *c)
+{
+	return c->resp;
+}
+
+rpc_code
+rpc_call_fail(rpc_call *c, rpc_code code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	rpc_status_vset(&c->st, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+rpc_code
+rpc_call_fail_status(rpc_call *c, const rpc_status *st)
+{
+	c->st = *st;
+	return st->code;
+}
+
+void
+rpc_call_retry_after(rpc_call *c, uint32_t ms)
+{
+	c->st.retry_after_ms = ms;
+}
+
+bool
+rpc_server_stopping(const rpc_server *srv)
+{
+	return __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE);
+}
+
+/* ---- slot state machine ------------------------------------------------ */
+
+/* Called with srv->mtx held. */
+static void
+slot_recv_locked(rpc_call *c)
+{
+	if (c->srv->stopping) {
+		c->state = SLOT_IDLE;
+		pthread_cond_broadcast(&c->srv->idle_cv);
+		return;
+	}
+	c->state = SLOT_RECV;
+	nng_ctx_recv(c->ctx, c->aio);
+}
+
+static void
+slot_send(rpc_call *c, nng_msg *reply)
+{
+	rpc_server *srv = c->srv;
+
+	call_reset(c);
+	pthread_mutex_lock(&srv->mtx);
+	if (reply == NULL) {
+		slot_recv_locked(c);
+	} else {
+		c->state = SLOT_SEND;
+		nng_aio_set_msg(c->aio, reply);
+		nng_ctx_send(c->ctx, c->aio);
+	}
+	pthread_mutex_unlock(&srv->mtx);
+}
+
+static void
+slot_cb(void *arg)
+{
+	rpc_call *c = arg;
+	rpc_server *srv = c->srv;
+	int rv = nng_aio_result(c->aio);
+
+	pthread_mutex_lock(&srv->mtx);
+	switch (c->state) {
+	case SLOT_RECV:
+		if (rv != 0) {
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || srv->stopping) {
+				c->state = SLOT_IDLE;
+				pthread_cond_broadcast(&srv->idle_cv);
+			} else {
+				slot_recv_locked(c);
+			}
+			break;
+		}
+		c->msg = nng_aio_get_msg(c->aio);
+		c->arrived_ms = rpc_now_ms();
+		c->state = SLOT_QUEUED;
+		c->next_queued = NULL;
+		if (srv->queue_tail != NULL)
+			srv->queue_tail->next_queued = c;
+		else
+			srv->queue_head = c;
+		srv->queue_tail = c;
+		pthread_cond_signal(&srv->cv);
+		break;
+	case SLOT_SEND:
+		if (rv != 0)
+			nng_msg_free(nng_aio_get_msg(c->aio));
+		slot_recv_locked(c);
+		break;
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&srv->mtx);
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static nng_msg *
+build_reply(rpc_call *c, rpc_code code)
+{
+	Parley__V1__RpcResponse r = PARLEY__V1__RPC_RESPONSE__INIT;
+	Parley__V1__Status s = PARLEY__V1__STATUS__INIT;
+	nng_msg *m;
+	size_t len;
+
+	if (code == RPC_OK && c->resp != NULL) {
+		len = protobuf_c_message_get_packed_size(c->resp);
+		r.body.data = rpc_call_alloc(c, len ? len : 1);
+		r.body.len = protobuf_c_message_pack(c->resp, r.body.data);
+	}
+	s.code = (Parley__V1__Code)code;
+	if (code != RPC_OK) {
+		s.message = c->st.message[0] != '\0' ? c->st.message : (char *)rpc_code_name(code);
+		s.retry_after_ms = c->st.retry_after_ms;
+	}
+	r.status = &s;
+	r.request_id = c->request_id;
+	len = parley__v1__rpc_response__get_packed_size(&r);
+	if (nng_msg_alloc(&m, len) != 0)
+		return NULL;
+	parley__v1__rpc_response__pack(&r, nng_msg_body(m));
+	return m;
+}
+
+static void
+reply(rpc_call *c, rpc_code code)
+{
+	if (code != RPC_OK && c->st.code != code) {
+		/* A handler returned a code without rpc_call_fail: keep its
+		 * message if it set one for this code, else name the code. */
+		c->st.code = code;
+	}
+	slot_send(c, build_reply(c, code));
+}
+
+void
+rpc_call_finish(rpc_call *c, rpc_code code)
+{
+	reply(c, code);
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static const struct service *
+find_method(rpc_server *srv, const char *full, const ProtobufCMethodDescriptor **mp)
+{
+	const char *slash;
+	size_t svc_len;
+
+	if (full[0] != '/')
+		return NULL;
+	slash = strchr(full + 1, '/');
+	if (slash == NULL)
+		return NULL;
+	svc_len = (size_t)(slash - (full + 1));
+	for (int i = 0; i < srv->nservices; i++) {
+		const struct service *s = &srv->services[i];
+
+		if (strlen(s->desc->name) == svc_len &&
+		    memcmp(s->desc->name, full + 1, svc_len) == 0) {
+			*mp = protobuf_c_service_descriptor_get_method_by_name(s->desc, slash + 1);
+			return *mp != NULL ? s : NULL;
+		}
+	}
+	return NULL;
+}
+
+static const char *
+find_token(const Parley__V1__RpcRequest *env, rpc_call *c, rpc_code *code)
+{
+	static const char bearer[] = "Bearer ";
+
+	*code = RPC_OK;
+	for (size_t i = 0; i < env->n_metadata; i++) {
+		const char *k = env->metadata[i]->key;
+		const char *v = env->metadata[i]->value;
+
+		if (k == NULL || v == NULL || strcasecmp(k, "authorization") != 0)
+			continue;
+		if (strncmp(v, bearer, sizeof(bearer) - 1) != 0 || v[sizeof(bearer) - 1] == '\0') {
+			*code = rpc_call_fail(c, RPC_UNAUTHENTICATED,
+					      "authorization metadata must be 'Bearer <token>'");
+			return NULL;
+		}
+		return v + sizeof(bearer) - 1;
+	}
+	return NULL;
+}
+
+static rpc_code
+dispatch(rpc_call *c)
+{
+	rpc_server *srv = c->srv;
+	size_t len = nng_msg_len(c->msg);
+	const struct service *svc;
+	uint32_t timeout;
+	rpc_code code;
+	unsigned idx;
+
+	if (len > RPC_MAX_REQUEST)
+		return rpc_call_fail(c, RPC_RESOURCE_EXHAUSTED,
+				     "request of %zu bytes exceeds the limit of %d bytes", len,
+				     RPC_MAX_REQUEST);
+	c->env = parley__v1__rpc_request__unpack(NULL, len, nng_msg_body(c->msg));
+	if (c->env == NULL)
+		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "malformed request envelope");
+	c->request_id = c->env->request_id;
+	if (rpc_check_strings(&c->env->base, &c->st) != RPC_OK)
+		return RPC_INVALID_ARGUMENT;
+	if (c->env->method[0] == '\0')
+		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "request names no method");
+
+	timeout = c->env->timeout_ms != 0 ? c->env->timeout_ms : RPC_DEFAULT_TIMEOUT_MS;
+	if (timeout > RPC_MAX_TIMEOUT_MS)
+		timeout = RPC_MAX_TIMEOUT_MS;
+	c->deadline_ms = c->arrived_ms + timeout;
+	if (rpc_now_ms() >= c->deadline_ms)
+		return rpc_call_fail(c, RPC_DEADLINE_EXCEEDED,
+				     "deadline passed before the call started");
+
+	svc = find_method(srv, c->env->method, &c->method);
+	if (svc == NULL)
+		return rpc_call_fail(c, RPC_UNIMPLEMENTED, "unknown method '%.128s'",
+				     c->env->method);
+	idx = (unsigned)(c->method - svc->desc->methods);
+	if (svc->methods[idx].fn == NULL)
+		return rpc_call_fail(c, RPC_UNIMPLEMENTED, "method '%.128s' is not served here",
+				     c->env->method);
+
+	c->token = find_token(c->env, c, &code);
+	if (code != RPC_OK)
+		return code;
+	if (svc->methods[idx].auth == RPC_AUTH_REQUIRED) {
+		if (c->token == NULL)
+			return rpc_call_fail(c, RPC_UNAUTHENTICATED, "missing bearer token");
+		if (srv->authn == NULL)
+			return rpc_call_fail(c, RPC_INTERNAL, "no authenticator configured");
+		code = srv->authn(srv->authn_ctx, c->token, c->deadline_ms, c->caller, &c->st);
+		if (code != RPC_OK) {
+			c->caller[0] = '\0';
+			return code;
+		}
+	}
+
+	c->req = protobuf_c_message_unpack(c->method->input, NULL, c->env->body.len,
+					   c->env->body.data);
+	if (c->req == NULL)
+		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "malformed %s body",
+				     c->method->input->name);
+	if (rpc_check_strings(c->req, &c->st) != RPC_OK)
+		return RPC_INVALID_ARGUMENT;
+
+	c->resp = rpc_call_alloc(c, c->method->output->sizeof_message);
+	c->method->output->message_init(c->resp);
+	code = svc->methods[idx].fn(c, c->req, c->resp, svc->ctx);
+	if (code == RPC_DEFERRED)
+		c->deferred = true;
+	return code;
+}
+
+static void *
+worker_main(void *arg)
+{
+	rpc_server *srv = arg;
+
+	for (;;) {
+		rpc_call *c;
+		rpc_code code;
+
+		pthread_mutex_lock(&srv->mtx);
+		while (srv->queue_head == NULL && !srv->workers_stop)
+			pthread_cond_wait(&srv->cv, &srv->mtx);
+		c = srv->queue_head;
+		if (c == NULL) {
+			pthread_mutex_unlock(&srv->mtx);
+			break;
+		}
+		srv->queue_head = c->next_queued;
+		if (srv->queue_head == NULL)
+			srv->queue_tail = NULL;
+		c->state = SLOT_RUN;
+		pthread_mutex_unlock(&srv->mtx);
+
+		code = dispatch(c);
+		if (code != RPC_DEFERRED)
+			reply(c, code);
+	}
+	return NULL;
+}
+
+/* ---- the built-in health service ------------------------------------------ */
+
+static rpc_code
+health_check(rpc_call *c, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+{
+	const Parley__V1__HealthCheckRequest *req = (const void *)reqm;
+	Parley__V1__HealthCheckResponse *resp = (void *)respm;
+	rpc_server *srv = ctx;
+	bool known = req->service[0] == '\0';
+
+	for (int i = 0; i < srv->nservices && !known; i++)
+		known = strcmp(srv->services[i].desc->name, req->service) == 0;
+	if (!known)
+		return rpc_call_fail(c, RPC_NOT_FOUND, "unknown service '%.128s'", req->service);
+	resp->status = rpc_server_stopping(srv)
+			   ? PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+			   : PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	return RPC_OK;
+}
+
+static const rpc_method health_methods[] = {
+	{.fn = health_check, .auth = RPC_AUTH_NONE},
+};
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+int
+rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
+		rpc_status *st)
+{
+	rpc_server *srv;
+	int rv;
+
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	snprintf(srv->name, sizeof(srv->name), "%s", opts && opts->name ? opts->name : "rpc");
+	snprintf(srv->url, sizeof(srv->url), "%s", url);
+	srv->nslots = opts && opts->contexts > 0 ? opts->contexts : 256;
+	srv->nworkers = opts && opts->workers > 0 ? opts->workers : 16;
+	pthread_mutex_init(&srv->mtx, NULL);
+	pthread_cond_init(&srv->cv, NULL);
+	pthread_cond_init(&srv->idle_cv, NULL);
+
+	if ((rv = nng_rep0_open(&srv->sock)) != 0)
+		goto fail;
+	if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, RPC_MAX_FRAME)) != 0)
+		goto fail;
+	srv->slots = calloc((size_t)srv->nslots, sizeof(rpc_call));
+	if (srv->slots == NULL) {
+		rv = NNG_ENOMEM;
+		goto fail;
+	}
+	for (int i = 0; i < srv->nslots; i++) {
+		rpc_call *c = &srv->slots[i];
+
+		c->srv = srv;
+		if ((rv = nng_ctx_open(&c->ctx, srv->sock)) != 0 ||
+		    (rv = nng_aio_alloc(&c->aio, slot_cb, c)) != 0)
+			goto fail;
+	}
+	if ((rv = nng_listen(srv->sock, url, NULL, 0)) != 0)
+		goto fail;
+	rpc_server_add_service(srv, &parley__v1__health__descriptor, health_methods, srv);
+	*srvp = srv;
+	return 0;
+
+fail:
+	rpc_status_set(st, rpc_code_from_nng(rv), "%s: cannot listen on %s: %s", srv->name, url,
+		       nng_strerror(rv));
+	nng_close(srv->sock);
+	for (int i = 0; srv->slots != NULL && i < srv->nslots; i++)
+		if (srv->slots[i].aio != NULL)
+			nng_aio_free(srv->slots[i].aio);
+	free(srv->slots);
+	free(srv);
+	return st ? st->code : RPC_INTERNAL;
+}
+
+int
+rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *svc,
+		       const rpc_method *methods, void *svc_ctx)
+{
+	if (srv->nservices == MAX_SERVICES)
+		return RPC_RESOURCE_EXHAUSTED;
+	srv->services[srv->nservices++] = (struct service){svc, methods, svc_ctx};
+	return RPC_OK;
+}
+
+void
+rpc_server_set_authenticator(rpc_server *srv, rpc_authn_fn fn, void *ctx)
+{
+	srv->authn = fn;
+	srv->authn_ctx = ctx;
+}
+
+int
+rpc_server_start(rpc_server *srv, rpc_status *st)
+{
+	srv->workers = calloc((size_t)srv->nworkers, sizeof(pthread_t));
+	if (srv->workers == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	for (int i = 0; i < srv->nworkers; i++) {
+		if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0) {
+			srv->nworkers = i;
+			return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED,
+					      "cannot start worker threads");
+		}
+	}
+	pthread_mutex_lock(&srv->mtx);
+	for (int i = 0; i < srv->nslots; i++)
+		slot_recv_locked(&srv->slots[i]);
+	pthread_mutex_unlock(&srv->mtx);
+	return RPC_OK;
+}
+
+static bool
+drained_locked(rpc_server *srv, bool count_deferred)
+{
+	for (int i = 0; i < srv->nslots; i++) {
+		rpc_call *c = &srv->slots[i];
+
+		if (c->state == SLOT_IDLE)
+			continue;
+		if (c->state == SLOT_RUN && c->deferred && !count_deferred)
+			continue;
+		return false;
+	}
+	return true;
+}
+
+static void
+wait_drained(rpc_server *srv, bool count_deferred, int max_ms)
+{
+	int64_t until = rpc_now_ms() + max_ms;
+
+	pthread_mutex_lock(&srv->mtx);
+	while (!drained_locked(srv, count_deferred) && rpc_now_ms() < until) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&srv->idle_cv, &srv->mtx, &ts);
+	}
+	pthread_mutex_unlock(&srv->mtx);
+}
+
+void
+rpc_server_shutdown(rpc_server *srv)
+{
+	pthread_mutex_lock(&srv->mtx);
+	if (srv->stopping) {
+		pthread_mutex_unlock(&srv->mtx);
+		return;
+	}
+	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELEASE);
+	/* Slots waiting to receive stop; no slot enters RECV from now on.
+	 * The cancelled receive completes on nng's thread, not in here. */
+	for (int i = 0; i < srv->nslots; i++)
+		if (srv->slots[i].state == SLOT_RECV)
+			nng_aio_cancel(srv->slots[i].aio);
+	pthread_mutex_unlock(&srv->mtx);
+	wait_drained(srv, false, RPC_MAX_TIMEOUT_MS);
+}
+
+void
+rpc_server_close(rpc_server *srv, int drain_ms)
+{
+	rpc_server_shutdown(srv);
+	wait_drained(srv, true, drain_ms);
+	nng_close(srv->sock);
+	for (int i = 0; i < srv->nslots; i++)
+		nng_aio_stop(srv->slots[i].aio);
+
+	pthread_mutex_lock(&srv->mtx);
+	srv->workers_stop = true;
+	pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mtx);
+	for (int i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i], NULL);
+
+	for (int i = 0; i < srv->nslots; i++) {
+		rpc_call *c = &srv->slots[i];
+		call_reset(c);
+		nng_aio_free(c->aio);
+	}
+	free(srv->slots);
+	free(srv->workers);
+	pthread_cond_destroy(&srv->idle_cv);
+	pthread_cond_destroy(&srv->cv);
+	pthread_mutex_destroy(&srv->mtx);
+	free(srv);
+}

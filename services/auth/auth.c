@@ -1,0 +1,757 @@
+/*
+ * auth.c — the Auth service (see auth.h).
+ *
+ * Tables:
+ *   auth.users        user_id                  -> UserRecord
+ *   auth.tokens       BLAKE2b(key, token)      -> TokenRecord
+ *   auth.user_tokens  user_id \0 BLAKE2b(...)  -> "" (to revoke a user's sessions)
+ *
+ * Password hashing is the expensive part: at most one Argon2id hash per
+ * core runs at a time (hash_sem), so a login storm queues instead of
+ * exhausting memory. Handlers run concurrently on the rpc worker threads;
+ * the only shared mutable state is LMDB (its own locking), the rate limiter
+ * (locks itself) and hash_sem.
+ */
+#include "auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "parley/store/v1/auth_records.pb-c.h"
+#include "parley/v1/auth.pb-c.h"
+#include "ratelimit.h"
+
+#define TOKEN_BYTES 32
+#define TOKEN_HASH_BYTES 32
+#define TOKEN_B64_LEN 43 /* URL-safe base64 of 32 bytes, no padding */
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 1024
+#define EMAIL_MAX 254
+#define DISPLAY_NAME_MAX 64
+#define LOGIN_FAILURES_PER_WINDOW 5
+#define LOGIN_WINDOW_MS 60000
+#define RATELIMIT_ENTRIES 65536
+
+/* Identical for an unknown user and a wrong password: same status, same
+ * bytes. */
+static const char login_failed[] = "invalid user id or password";
+
+struct auth_service {
+	rpc_server *srv;
+	store_env *env;
+	store_table users, tokens, user_tokens;
+	unsigned char token_key[crypto_generichash_KEYBYTES];
+	char *dummy_hash;	/* verified against when the user does not exist */
+	sem_t hash_sem;
+	ratelimit *login_limit;
+	uint64_t token_ttl_ms;
+};
+
+/* ---- the token key ------------------------------------------------------ */
+
+static int
+load_or_create_key(const char *dir, unsigned char key[crypto_generichash_KEYBYTES],
+		   rpc_status *st)
+{
+	char path[4096], tmp[4200];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/auth.key", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, key, crypto_generichash_KEYBYTES);
+		close(fd);
+		if (n != crypto_generichash_KEYBYTES)
+			return rpc_status_set(st, RPC_DATA_LOSS, "%s is damaged (%zd bytes)", path,
+					      n);
+		return RPC_OK;
+	}
+	if (errno != ENOENT)
+		return rpc_status_set(st, RPC_INTERNAL, "cannot read %s: %s", path,
+				      strerror(errno));
+
+	/* First start: write a fresh key beside, sync, then rename into place,
+	 * so a crash never leaves a half-written key. */
+	crypto_generichash_keygen(key);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return rpc_status_set(st, RPC_INTERNAL, "cannot create %s: %s", tmp,
+				      strerror(errno));
+	n = write(fd, key, crypto_generichash_KEYBYTES);
+	if (n != crypto_generichash_KEYBYTES || fsync(fd) != 0) {
+		close(fd);
+		unlink(tmp);
+		return rpc_status_set(st, RPC_INTERNAL, "cannot write %s", tmp);
+	}
+	close(fd);
+	if (rename(tmp, path) != 0)
+		return rpc_status_set(st, RPC_INTERNAL, "cannot rename %s: %s", tmp,
+				      strerror(errno));
+	plog_info("auth", "created token key %s", path);
+	return RPC_OK;
+}
+
+/* ---- passwords ------------------------------------------------------------ */
+
+static bool
+hash_password(auth_service *a, const char *pw, char out[crypto_pwhash_STRBYTES])
+{
+	int rc;
+
+	sem_wait(&a->hash_sem);
+	rc = crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			       crypto_pwhash_MEMLIMIT_INTERACTIVE);
+	sem_post(&a->hash_sem);
+	return rc == 0;
+}
+
+static __attribute__((warn_unused_result)) bool
+verify_password(auth_service *a, const char *hash, const char *pw)
+{
+	int rc;
+
+	sem_wait(&a->hash_sem);
+	rc = crypto_pwhash_str_verify(hash, pw, strlen(pw));
+	sem_post(&a->hash_sem);
+	return rc == 0;
+}
+
+static bool
+valid_email(const char *s)
+{
+	size_t n = strlen(s);
+	const char *at = strchr(s, '@');
+
+	if (n == 0)
+		return true; /* optional */
+	if (n > EMAIL_MAX || at == NULL || at == s || at[1] == '\0' || strchr(at + 1, '@'))
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/* ---- records ---------------------------------------------------------------- */
+
+/* Reads user_id's record; *out is freed by the caller with
+ * parley__store__v1__user_record__free_unpacked. */
+static store_err
+get_user(auth_service *a, const char *user_id, Parley__Store__V1__UserRecord **out)
+{
+	void *buf;
+	size_t len;
+	store_err err;
+
+	err = store_get_copy(a->env, a->users, user_id, strlen(user_id), &buf, &len);
+	if (err != STORE_OK)
+		return err;
+	*out = parley__store__v1__user_record__unpack(NULL, len, buf);
+	free(buf);
+	return *out != NULL ? STORE_OK : STORE_CORRUPT;
+}
+
+static Parley__V1__User *
+user_to_wire(rpc_call *call, const Parley__Store__V1__UserRecord *r)
+{
+	Parley__V1__User *u = rpc_call_alloc(call, sizeof(*u));
+
+	parley__v1__user__init(u);
+	u->user_id = rpc_call_strdup(call, r->user_id);
+	u->display_name = rpc_call_strdup(call, r->display_name);
+	u->email = rpc_call_strdup(call, r->email);
+	u->created_at_ms = r->created_at_ms;
+	return u;
+}
+
+static store_err
+put_record(store_txn *txn, store_table t, const void *key, size_t klen,
+	   const ProtobufCMessage *rec, unsigned flags)
+{
+	size_t len = protobuf_c_message_get_packed_size(rec);
+	uint8_t *buf = malloc(len ? len : 1);
+	store_err err;
+
+	if (buf == NULL)
+		return STORE_IO;
+	protobuf_c_message_pack(rec, buf);
+	err = store_put(txn, t, key, klen, buf, len, flags);
+	free(buf);
+	return err;
+}
+
+/* ---- tokens ------------------------------------------------------------------- */
+
+static void
+token_hash(auth_service *a, const unsigned char token[TOKEN_BYTES],
+	   unsigned char out[TOKEN_HASH_BYTES])
+{
+	crypto_generichash(out, TOKEN_HASH_BYTES, token, TOKEN_BYTES, a->token_key,
+			   sizeof(a->token_key));
+}
+
+/* Decodes a wire token into its hash; false if it cannot be one of ours. */
+static bool
+decode_token(auth_service *a, const char *wire, unsigned char hash[TOKEN_HASH_BYTES])
+{
+	unsigned char raw[TOKEN_BYTES];
+	size_t len = 0;
+
+	if (strlen(wire) != TOKEN_B64_LEN)
+		return false;
+	if (sodium_base642bin(raw, sizeof(raw), wire, TOKEN_B64_LEN, NULL, &len, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    len != TOKEN_BYTES)
+		return false;
+	token_hash(a, raw, hash);
+	sodium_memzero(raw, sizeof(raw));
+	return true;
+}
+
+static void
+user_token_key(uint8_t *key, size_t *klen, const char *user_id,
+	       const unsigned char hash[TOKEN_HASH_BYTES])
+{
+	size_t n = strlen(user_id);
+
+	memcpy(key, user_id, n);
+	key[n] = '\0';
+	memcpy(key + n + 1, hash, TOKEN_HASH_BYTES);
+	*klen = n + 1 + TOKEN_HASH_BYTES;
+}
+
+/* Stores a new session of user_id; writes the wire token (TOKEN_B64_LEN+1). */
+static store_err
+issue_token(auth_service *a, const char *user_id, uint64_t now, char *wire,
+	    uint64_t *expires)
+{
+	Parley__Store__V1__TokenRecord rec = PARLEY__STORE__V1__TOKEN_RECORD__INIT;
+	unsigned char raw[TOKEN_BYTES], hash[TOKEN_HASH_BYTES];
+	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
+	size_t uklen;
+	store_txn *txn;
+	store_err err;
+
+	randombytes_buf(raw, sizeof(raw));
+	token_hash(a, raw, hash);
+	sodium_bin2base64(wire, TOKEN_B64_LEN + 1, raw, sizeof(raw),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof(raw));
+
+	rec.user_id = (char *)user_id;
+	rec.created_at_ms = now;
+	rec.expires_at_ms = *expires = now + a->token_ttl_ms;
+	rec.token_hash.data = hash;
+	rec.token_hash.len = sizeof(hash);
+	user_token_key(ukey, &uklen, user_id, hash);
+
+	if ((err = store_begin(a->env, true, &txn)) != STORE_OK)
+		return err;
+	if ((err = put_record(txn, a->tokens, hash, sizeof(hash), &rec.base, 0)) != STORE_OK ||
+	    (err = store_put(txn, a->user_tokens, ukey, uklen, "", 0, 0)) != STORE_OK) {
+		store_abort(txn);
+		return err;
+	}
+	return store_commit(txn);
+}
+
+static void
+revoke_token(auth_service *a, const char *user_id, const unsigned char hash[TOKEN_HASH_BYTES])
+{
+	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
+	size_t uklen;
+	store_txn *txn;
+
+	user_token_key(ukey, &uklen, user_id, hash);
+	if (store_begin(a->env, true, &txn) != STORE_OK)
+		return;
+	store_del(txn, a->tokens, hash, TOKEN_HASH_BYTES);
+	store_del(txn, a->user_tokens, ukey, uklen);
+	store_commit(txn);
+}
+
+/*
+ * Resolves a wire token. RPC_OK with user_id and expiry, or UNAUTHENTICATED.
+ * An expired token is deleted on the way.
+ */
+static rpc_code
+lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MAX],
+	     uint64_t *expires, unsigned char hash[TOKEN_HASH_BYTES], rpc_status *st)
+{
+	Parley__Store__V1__TokenRecord *rec;
+	void *buf;
+	size_t len;
+	store_err err;
+	bool ok;
+
+	if (!decode_token(a, wire, hash))
+		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
+	err = store_get_copy(a->env, a->tokens, hash, TOKEN_HASH_BYTES, &buf, &len);
+	if (err == STORE_NOTFOUND)
+		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
+	if (err != STORE_OK)
+		return rpc_status_set(st, RPC_INTERNAL, "token store: %s", store_strerror(err));
+	rec = parley__store__v1__token_record__unpack(NULL, len, buf);
+	free(buf);
+	if (rec == NULL)
+		return rpc_status_set(st, RPC_DATA_LOSS, "token record is damaged");
+	ok = rec->token_hash.len == TOKEN_HASH_BYTES &&
+	     sodium_memcmp(rec->token_hash.data, hash, TOKEN_HASH_BYTES) == 0;
+	snprintf(user_id, RPC_USER_ID_MAX, "%s", rec->user_id);
+	*expires = rec->expires_at_ms;
+	parley__store__v1__token_record__free_unpacked(rec, NULL);
+	if (!ok)
+		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
+	if (*expires <= rpc_wall_ms()) {
+		revoke_token(a, user_id, hash);
+		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
+	}
+	return RPC_OK;
+}
+
+/* The auth endpoint's own authenticator: a local lookup. */
+static rpc_code
+authn_local(void *ctx, const char *token, int64_t deadline_ms, char user_id[RPC_USER_ID_MAX],
+	    rpc_status *st)
+{
+	unsigned char hash[TOKEN_HASH_BYTES];
+	uint64_t expires;
+
+	return lookup_token(ctx, token, user_id, &expires, hash, st);
+}
+
+struct revoke_scan {
+	const char *user_id;
+	size_t prefix_len;
+	const unsigned char *keep; /* hash of the session to keep, or NULL */
+	unsigned char (*hashes)[TOKEN_HASH_BYTES];
+	size_t n, cap;
+};
+
+static bool
+collect_user_tokens(void *arg, store_val key, store_val val)
+{
+	struct revoke_scan *s = arg;
+	const uint8_t *k = key.data;
+
+	if (key.len != s->prefix_len + TOKEN_HASH_BYTES ||
+	    memcmp(k, s->user_id, s->prefix_len) != 0)
+		return false;
+	if (s->keep != NULL && memcmp(k + s->prefix_len, s->keep, TOKEN_HASH_BYTES) == 0)
+		return true;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		void *p = realloc(s->hashes, cap * TOKEN_HASH_BYTES);
+		if (p == NULL)
+			return false;
+		s->hashes = p;
+		s->cap = cap;
+	}
+	memcpy(s->hashes[s->n++], k + s->prefix_len, TOKEN_HASH_BYTES);
+	return true;
+}
+
+/* In txn: deletes every session of user_id except keep. */
+static store_err
+revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
+		   const unsigned char *keep)
+{
+	struct revoke_scan s = {.user_id = user_id, .prefix_len = strlen(user_id) + 1, .keep = keep};
+	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
+	size_t uklen;
+	store_err err;
+
+	err = store_scan(txn, a->user_tokens, user_id, s.prefix_len, false, collect_user_tokens,
+			 &s);
+	for (size_t i = 0; err == STORE_OK && i < s.n; i++) {
+		user_token_key(ukey, &uklen, user_id, s.hashes[i]);
+		err = store_del(txn, a->user_tokens, ukey, uklen);
+		if (err == STORE_OK || err == STORE_NOTFOUND)
+			err = store_del(txn, a->tokens, s.hashes[i], TOKEN_HASH_BYTES);
+		if (err == STORE_NOTFOUND)
+			err = STORE_OK;
+	}
+	free(s.hashes);
+	return err;
+}
+
+/* ---- handlers -------------------------------------------------------------------- */
+
+static rpc_code
+check_password_size(rpc_call *call, const char *field, const char *pw)
+{
+	size_t n = strlen(pw);
+
+	if (n < PASSWORD_MIN || n > PASSWORD_MAX)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "%s must be %d to %d bytes long", field, PASSWORD_MIN,
+				     PASSWORD_MAX);
+	return RPC_OK;
+}
+
+static rpc_code
+handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		void *ctx)
+{
+	const Parley__V1__RegisterRequest *req = (const void *)reqm;
+	Parley__V1__RegisterResponse *resp = (void *)respm;
+	Parley__Store__V1__UserRecord rec = PARLEY__STORE__V1__USER_RECORD__INIT;
+	auth_service *a = ctx;
+	char hash[crypto_pwhash_STRBYTES];
+	store_txn *txn;
+	store_err err;
+	rpc_code code;
+
+	if (!svc_valid_user_id(req->user_id))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "user_id must be 3 to 32 characters of a-z 0-9 _ . - "
+				     "starting with a letter or digit");
+	if ((code = check_password_size(call, "password", req->password)) != RPC_OK)
+		return code;
+	if (!svc_valid_text(req->display_name, 1, DISPLAY_NAME_MAX))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "display_name must be 1 to %d characters without control "
+				     "characters",
+				     DISPLAY_NAME_MAX);
+	if (!valid_email(req->email))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "email must be at most %d bytes with exactly one '@'",
+				     EMAIL_MAX);
+
+	/* Cheap check first so a taken name costs no hash; the insert below
+	 * is the authority. */
+	{
+		void *buf;
+		size_t len;
+
+		err = store_get_copy(a->env, a->users, req->user_id, strlen(req->user_id), &buf,
+				     &len);
+		free(buf);
+		if (err == STORE_OK)
+			return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
+					     req->user_id);
+	}
+	if (!hash_password(a, req->password, hash))
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
+
+	rec.user_id = req->user_id;
+	rec.display_name = req->display_name;
+	rec.email = req->email;
+	rec.created_at_ms = rpc_wall_ms();
+	rec.password_hash = hash;
+	if ((err = store_begin(a->env, true, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "register");
+	err = put_record(txn, a->users, req->user_id, strlen(req->user_id), &rec.base,
+			 STORE_NOOVERWRITE);
+	if (err != STORE_OK) {
+		store_abort(txn);
+		if (err == STORE_EXISTS)
+			return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
+					     req->user_id);
+		return svc_fail_store(call, err, "register");
+	}
+	if ((err = store_commit(txn)) != STORE_OK)
+		return svc_fail_store(call, err, "register");
+	resp->user = user_to_wire(call, &rec);
+	plog_info("auth", "registered user %s", req->user_id);
+	return RPC_OK;
+}
+
+/* Counts a failed password for user_id and answers the one failure reply. */
+static rpc_code
+fail_login(rpc_call *call, auth_service *a, const char *user_id)
+{
+	ratelimit_fail(a->login_limit, user_id, rpc_now_ms());
+	return rpc_call_fail(call, RPC_UNAUTHENTICATED, "%s", login_failed);
+}
+
+static rpc_code
+check_login_limit(rpc_call *call, auth_service *a, const char *user_id)
+{
+	uint32_t wait = ratelimit_check(a->login_limit, user_id, rpc_now_ms());
+
+	if (wait == 0)
+		return RPC_OK;
+	rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+		      "too many failed logins for this account; try again in %u s",
+		      (wait + 999) / 1000);
+	rpc_call_retry_after(call, wait);
+	return RPC_RESOURCE_EXHAUSTED;
+}
+
+/* Upgrades a hash made with older parameters; best effort. */
+static void
+maybe_rehash(auth_service *a, Parley__Store__V1__UserRecord *rec, const char *pw)
+{
+	char hash[crypto_pwhash_STRBYTES];
+	store_txn *txn;
+	char *old = rec->password_hash;
+	store_err err;
+
+	if (crypto_pwhash_str_needs_rehash(rec->password_hash, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+					   crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0)
+		return;
+	if (!hash_password(a, pw, hash))
+		return;
+	if (store_begin(a->env, true, &txn) != STORE_OK)
+		return;
+	rec->password_hash = hash;
+	err = put_record(txn, a->users, rec->user_id, strlen(rec->user_id), &rec->base, 0);
+	rec->password_hash = old;
+	if (err == STORE_OK && store_commit(txn) == STORE_OK)
+		plog_info("auth", "rehashed password of %s", rec->user_id);
+	else if (err != STORE_OK)
+		store_abort(txn);
+}
+
+static rpc_code
+handle_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+{
+	const Parley__V1__LoginRequest *req = (const void *)reqm;
+	Parley__V1__LoginResponse *resp = (void *)respm;
+	Parley__Store__V1__UserRecord *rec = NULL;
+	auth_service *a = ctx;
+	char wire[TOKEN_B64_LEN + 1];
+	uint64_t expires;
+	store_err err;
+	rpc_code code;
+
+	if (strlen(req->user_id) > 32 || strlen(req->password) > PASSWORD_MAX)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "user_id or password is too long");
+	if ((code = check_login_limit(call, a, req->user_id)) != RPC_OK)
+		return code;
+
+	err = svc_valid_user_id(req->user_id) ? get_user(a, req->user_id, &rec) : STORE_NOTFOUND;
+	if (err == STORE_NOTFOUND) {
+		/* Same work as a wrong password, so timing tells nothing. */
+		if (verify_password(a, a->dummy_hash, req->password))
+			plog_error("auth", "dummy hash matched a password");
+		return fail_login(call, a, req->user_id);
+	}
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "login");
+	if (!verify_password(a, rec->password_hash, req->password)) {
+		parley__store__v1__user_record__free_unpacked(rec, NULL);
+		return fail_login(call, a, req->user_id);
+	}
+	ratelimit_reset(a->login_limit, req->user_id);
+	maybe_rehash(a, rec, req->password);
+
+	err = issue_token(a, rec->user_id, rpc_wall_ms(), wire, &expires);
+	if (err != STORE_OK) {
+		parley__store__v1__user_record__free_unpacked(rec, NULL);
+		return svc_fail_store(call, err, "login");
+	}
+	resp->token = rpc_call_strdup(call, wire);
+	sodium_memzero(wire, sizeof(wire));
+	resp->expires_at_ms = expires;
+	resp->user = user_to_wire(call, rec);
+	parley__store__v1__user_record__free_unpacked(rec, NULL);
+	return RPC_OK;
+}
+
+static rpc_code
+handle_logout(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+{
+	auth_service *a = ctx;
+	unsigned char hash[TOKEN_HASH_BYTES];
+
+	/* The runtime has validated the token; it decodes. */
+	if (!decode_token(a, rpc_call_token(call), hash))
+		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
+	revoke_token(a, rpc_call_caller(call), hash);
+	return RPC_OK;
+}
+
+static rpc_code
+handle_validate(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		void *ctx)
+{
+	const Parley__V1__ValidateRequest *req = (const void *)reqm;
+	Parley__V1__ValidateResponse *resp = (void *)respm;
+	unsigned char hash[TOKEN_HASH_BYTES];
+	char user_id[RPC_USER_ID_MAX];
+	rpc_status st;
+	uint64_t expires;
+
+	if (lookup_token(ctx, req->token, user_id, &expires, hash, &st) != RPC_OK)
+		return rpc_call_fail_status(call, &st);
+	resp->user_id = rpc_call_strdup(call, user_id);
+	resp->expires_at_ms = expires;
+	return RPC_OK;
+}
+
+static rpc_code
+handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		       void *ctx)
+{
+	const Parley__V1__ChangePasswordRequest *req = (const void *)reqm;
+	auth_service *a = ctx;
+	const char *user_id = rpc_call_caller(call);
+	Parley__Store__V1__UserRecord *rec = NULL;
+	unsigned char keep[TOKEN_HASH_BYTES];
+	char hash[crypto_pwhash_STRBYTES];
+	char *old_hash;
+	store_txn *txn;
+	store_err err;
+	rpc_code code;
+
+	if ((code = check_password_size(call, "new_password", req->new_password)) != RPC_OK)
+		return code;
+	if (strlen(req->old_password) > PASSWORD_MAX)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "old_password is too long");
+	if ((code = check_login_limit(call, a, user_id)) != RPC_OK)
+		return code;
+	if ((err = get_user(a, user_id, &rec)) != STORE_OK)
+		return svc_fail_store(call, err, "change password");
+	if (!verify_password(a, rec->password_hash, req->old_password)) {
+		parley__store__v1__user_record__free_unpacked(rec, NULL);
+		ratelimit_fail(a->login_limit, user_id, rpc_now_ms());
+		return rpc_call_fail(call, RPC_PERMISSION_DENIED, "old password is wrong");
+	}
+	if (!hash_password(a, req->new_password, hash)) {
+		parley__store__v1__user_record__free_unpacked(rec, NULL);
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
+	}
+	if (!decode_token(a, rpc_call_token(call), keep)) {
+		parley__store__v1__user_record__free_unpacked(rec, NULL);
+		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
+	}
+
+	old_hash = rec->password_hash;
+	rec->password_hash = hash;
+	err = store_begin(a->env, true, &txn);
+	if (err == STORE_OK) {
+		err = put_record(txn, a->users, user_id, strlen(user_id), &rec->base, 0);
+		if (err == STORE_OK)
+			err = revoke_user_tokens(a, txn, user_id, keep);
+		if (err == STORE_OK)
+			err = store_commit(txn);
+		else
+			store_abort(txn);
+	}
+	rec->password_hash = old_hash;
+	parley__store__v1__user_record__free_unpacked(rec, NULL);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "change password");
+	plog_info("auth", "password changed for %s; other sessions revoked", user_id);
+	return RPC_OK;
+}
+
+static const rpc_method auth_methods[] = {
+	{.fn = handle_register, .auth = RPC_AUTH_NONE},
+	{.fn = handle_login, .auth = RPC_AUTH_NONE},
+	{.fn = handle_logout, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_validate, .auth = RPC_AUTH_NONE},
+	{.fn = handle_change_password, .auth = RPC_AUTH_REQUIRED},
+};
+
+/* The table above follows the descriptor's method order; check it. */
+static bool
+methods_match_descriptor(void)
+{
+	static const char *const names[] = {"Register", "Login", "Logout", "Validate",
+					    "ChangePassword"};
+	const ProtobufCServiceDescriptor *d = &parley__v1__auth__descriptor;
+
+	if (d->n_methods != sizeof(auth_methods) / sizeof(auth_methods[0]))
+		return false;
+	for (unsigned i = 0; i < d->n_methods; i++)
+		if (strcmp(d->methods[i].name, names[i]) != 0)
+			return false;
+	return true;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+int
+auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
+{
+	rpc_server_opts opts = {.contexts = cfg->contexts, .workers = cfg->workers,
+				.name = "auth"};
+	auth_service *a;
+	char dummy_pw[32];
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!methods_match_descriptor())
+		return rpc_status_set(st, RPC_INTERNAL, "auth method table out of date");
+	if (sodium_init() < 0)
+		return rpc_status_set(st, RPC_INTERNAL, "libsodium failed to initialise");
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	a->env = cfg->env;
+	a->token_ttl_ms = (uint64_t)(cfg->token_ttl_s ? cfg->token_ttl_s : 86400) * 1000;
+	sem_init(&a->hash_sem, 0, cores > 0 ? (unsigned)cores : 1);
+
+	if (load_or_create_key(cfg->data_dir, a->token_key, st) != RPC_OK)
+		goto fail;
+	if (!svc_open_table(a->env, "auth.users", &a->users, st) ||
+	    !svc_open_table(a->env, "auth.tokens", &a->tokens, st) ||
+	    !svc_open_table(a->env, "auth.user_tokens", &a->user_tokens, st))
+		goto fail;
+	a->login_limit = ratelimit_new(LOGIN_FAILURES_PER_WINDOW, LOGIN_WINDOW_MS,
+				       RATELIMIT_ENTRIES);
+	a->dummy_hash = malloc(crypto_pwhash_STRBYTES);
+	if (a->login_limit == NULL || a->dummy_hash == NULL) {
+		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto fail;
+	}
+	randombytes_buf(dummy_pw, sizeof(dummy_pw));
+	dummy_pw[sizeof(dummy_pw) - 1] = '\0';
+	for (size_t i = 0; i + 1 < sizeof(dummy_pw); i++)
+		dummy_pw[i] = (char)('a' + ((unsigned char)dummy_pw[i] % 26));
+	if (!hash_password(a, dummy_pw, a->dummy_hash)) {
+		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot compute the dummy hash");
+		goto fail;
+	}
+
+	if (rpc_server_open(&a->srv, cfg->auth_listen, &opts, st) != RPC_OK)
+		goto fail;
+	rpc_server_add_service(a->srv, &parley__v1__auth__descriptor, auth_methods, a);
+	rpc_server_set_authenticator(a->srv, authn_local, a);
+	if (rpc_server_start(a->srv, st) != RPC_OK)
+		goto fail;
+	*out = a;
+	return RPC_OK;
+
+fail:
+	if (a->srv != NULL)
+		rpc_server_close(a->srv, 0);
+	a->srv = NULL;
+	auth_service_stop(a);
+	return st->code;
+}
+
+void
+auth_service_shutdown(auth_service *a)
+{
+	if (a != NULL && a->srv != NULL)
+		rpc_server_shutdown(a->srv);
+}
+
+void
+auth_service_stop(auth_service *a)
+{
+	if (a == NULL)
+		return;
+	if (a->srv != NULL)
+		rpc_server_close(a->srv, 5000);
+	ratelimit_free(a->login_limit);
+	free(a->dummy_hash);
+	sem_destroy(&a->hash_sem);
+	sodium_memzero(a->token_key, sizeof(a->token_key));
+	free(a);
+}

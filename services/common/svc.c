@@ -1,0 +1,149 @@
+/* svc.c — see svc.h. */
+#include "svc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "parley/v1/auth.pb-c.h"
+
+static bool
+valid_id(const char *s, size_t min, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n < min || n > max)
+		return false;
+	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool
+svc_valid_user_id(const char *s)
+{
+	return valid_id(s, 3, 32);
+}
+
+bool
+svc_valid_room_id(const char *s)
+{
+	return valid_id(s, 1, 64);
+}
+
+bool
+svc_valid_text(const char *s, size_t min_chars, size_t max_chars)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t chars = 0;
+
+	for (; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+		/* C1 controls U+0080..U+009F are encoded C2 80..C2 9F. */
+		if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			return false;
+		if ((*p & 0xc0) != 0x80)
+			chars++;
+	}
+	return chars >= min_chars && chars <= max_chars;
+}
+
+rpc_code
+svc_fail_store(rpc_call *call, store_err err, const char *what)
+{
+	switch (err) {
+	case STORE_OK:
+		return RPC_OK;
+	case STORE_NOTFOUND:
+		return rpc_call_fail(call, RPC_NOT_FOUND, "%s: not found", what);
+	case STORE_EXISTS:
+		return rpc_call_fail(call, RPC_ALREADY_EXISTS, "%s: already exists", what);
+	case STORE_FULL:
+		plog_error("store", "%s: storage is full", what);
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+				     "%s: storage is full; the operator must raise the map size",
+				     what);
+	case STORE_BUSY:
+		return rpc_call_fail(call, RPC_UNAVAILABLE, "%s: storage is busy, try again",
+				     what);
+	default:
+		plog_error("store", "%s: %s", what, store_strerror(err));
+		return rpc_call_fail(call, RPC_INTERNAL, "%s: %s", what, store_strerror(err));
+	}
+}
+
+bool
+svc_open_table(store_env *env, const char *name, store_table *t, rpc_status *st)
+{
+	store_err err = store_table_open(env, name, t);
+
+	if (err != STORE_OK) {
+		rpc_status_set(st, RPC_INTERNAL, "cannot open table %s: %s", name,
+			       store_strerror(err));
+		return false;
+	}
+	return true;
+}
+
+struct svc_authn {
+	rpc_client *auth;
+};
+
+int
+svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st)
+{
+	svc_authn *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	if (rpc_client_open(&a->auth, auth_addr, st) != RPC_OK) {
+		free(a);
+		return st->code;
+	}
+	*ap = a;
+	return RPC_OK;
+}
+
+void
+svc_authn_close(svc_authn *a)
+{
+	if (a == NULL)
+		return;
+	rpc_client_close(a->auth);
+	free(a);
+}
+
+rpc_code
+svc_authn_validate(void *arg, const char *token, int64_t deadline_ms,
+		   char user_id[RPC_USER_ID_MAX], rpc_status *st)
+{
+	svc_authn *a = arg;
+	Parley__V1__ValidateRequest req = PARLEY__V1__VALIDATE_REQUEST__INIT;
+	Parley__V1__ValidateResponse *resp;
+	rpc_call_opts opts = {.deadline_ms = deadline_ms};
+	rpc_code code;
+
+	req.token = (char *)token;
+	code = rpc_client_call(a->auth, &parley__v1__auth__descriptor, "Validate", &req.base,
+			       (ProtobufCMessage **)&resp, &opts, st);
+	if (code == RPC_OK) {
+		snprintf(user_id, RPC_USER_ID_MAX, "%s", resp->user_id);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		return RPC_OK;
+	}
+	if (code == RPC_UNAUTHENTICATED)
+		return code; /* auth's own message says why */
+	if (code == RPC_DEADLINE_EXCEEDED || code == RPC_UNAVAILABLE)
+		return rpc_status_set(st, RPC_UNAVAILABLE,
+				      "auth service unavailable: %s", st->message);
+	return rpc_status_set(st, RPC_INTERNAL, "auth service error: %s %s",
+			      rpc_code_name(code), st->message);
+}

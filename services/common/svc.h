@@ -1,0 +1,78 @@
+/*
+ * svc.h — what every Parley service shares: its configuration, the checks
+ * of ids and names that several services apply, the translation of storage
+ * errors into RPC status, and the authenticator that resolves a caller's
+ * token by asking the auth service over nng (Auth/Validate).
+ *
+ * Nothing here is specific to one service; a service never includes
+ * another service's headers.
+ */
+#ifndef PARLEY_SVC_H
+#define PARLEY_SVC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "server.h"
+#include "store.h"
+
+/* Default endpoints of the all-in-one daemon. */
+#define PARLEY_DEFAULT_AUTH "tcp://127.0.0.1:5201"
+#define PARLEY_DEFAULT_ROOMS "tcp://127.0.0.1:5202"
+#define PARLEY_DEFAULT_HISTORY "tcp://127.0.0.1:5203"
+#define PARLEY_DEFAULT_MESSAGING "tcp://127.0.0.1:5204"
+#define PARLEY_DEFAULT_EVENTS "tcp://127.0.0.1:5205"
+#define PARLEY_DEFAULT_ROOM_EVENTS "tcp://127.0.0.1:5206"
+
+typedef struct parley_config {
+	const char *data_dir;
+	store_env *env;		/* opened by the daemon, shared by its services */
+
+	/* Where each service listens (in this process). */
+	const char *auth_listen;
+	const char *rooms_listen;
+	const char *history_listen;
+	const char *messaging_listen;
+	const char *events_listen;	 /* messaging's PUB backbone */
+	const char *room_events_listen;	 /* rooms' PUB of membership changes */
+
+	/* Where each service is reached (in this process or elsewhere). */
+	const char *auth_addr;
+	const char *rooms_addr;
+	const char *room_events_addr;
+
+	uint32_t token_ttl_s;	 /* auth: session lifetime */
+	uint32_t session_idle_s; /* messaging: a session not polled this long expires */
+	uint32_t max_sessions;	 /* messaging: cap on open sessions */
+	int workers;		 /* rpc worker threads per endpoint */
+	int contexts;		 /* calls in flight per endpoint */
+} parley_config;
+
+/* user_id: 3-32 chars of [a-z0-9_.-], first a letter or digit. */
+bool svc_valid_user_id(const char *s);
+/* room_id: 1-64 chars of [a-z0-9_.-], first a letter or digit. */
+bool svc_valid_room_id(const char *s);
+/* Valid UTF-8 (already checked by rpc) of min..max code points with no
+ * control characters (C0, DEL, C1). */
+bool svc_valid_text(const char *s, size_t min_chars, size_t max_chars);
+
+/* Fails call with the status matching a storage error and returns it. */
+rpc_code svc_fail_store(rpc_call *call, store_err err, const char *what);
+
+/* Opens a table or logs why not; returns false on failure. */
+bool svc_open_table(store_env *env, const char *name, store_table *t, rpc_status *st);
+
+/*
+ * The remote authenticator: an rpc_authn_fn that asks Auth/Validate at
+ * auth_addr. Revocation is seen at once: nothing is cached. An auth service
+ * that cannot be reached gives UNAVAILABLE within the call's deadline.
+ */
+typedef struct svc_authn svc_authn;
+int svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st);
+void svc_authn_close(svc_authn *a);
+rpc_code svc_authn_validate(void *a, const char *token, int64_t deadline_ms,
+			    char user_id[RPC_USER_ID_MAX], rpc_status *st);
+
+#endif

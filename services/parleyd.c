@@ -1,0 +1,287 @@
+/*
+ * parleyd — runs any subset of Parley's services in one process (all by
+ * default) on one LMDB environment in the data directory.
+ *
+ * Every address and setting is a flag and an environment variable; flags
+ * win. SIGINT/SIGTERM: stop taking calls, answer those in flight, close
+ * LMDB, exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "log.h"
+#include "svc.h"
+
+/* Each service the daemon can run: typed start/shutdown/stop behind one
+ * shape. Later services add a row. */
+typedef struct service_def {
+	const char *name;
+	int (*start)(const parley_config *cfg, void **handle, rpc_status *st);
+	void (*shutdown)(void *handle);
+	void (*stop)(void *handle);
+	const char *const *listen; /* the config field naming its address */
+} service_def;
+
+#define SERVICE_ADAPTER(svc)                                                             \
+	static int svc##_start_any(const parley_config *cfg, void **h, rpc_status *st)    \
+	{                                                                                  \
+		return svc##_service_start(cfg, (svc##_service **)h, st);                  \
+	}                                                                                  \
+	static void svc##_shutdown_any(void *h) { svc##_service_shutdown(h); }             \
+	static void svc##_stop_any(void *h) { svc##_service_stop(h); }
+
+SERVICE_ADAPTER(auth)
+
+static parley_config cfg;
+
+static const service_def services[] = {
+	{"auth", auth_start_any, auth_shutdown_any, auth_stop_any, &cfg.auth_listen},
+};
+#define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+static const char *
+env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : dflt;
+}
+
+static unsigned long
+parse_number(const char *flag, const char *s, unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v > max) {
+		fprintf(stderr, "parleyd: %s: '%s' is not a number up to %lu\n", flag, s, max);
+		exit(2);
+	}
+	return v;
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: parleyd [options]\n"
+		"  --services LIST        services to run, comma-separated (default: all:");
+	for (size_t i = 0; i < NSERVICES; i++)
+		fprintf(out, "%s%s", i ? "," : " ", services[i].name);
+	fprintf(out,
+		")   [PARLEY_SERVICES]\n"
+		"  --data-dir DIR         data directory (default ./data)   [PARLEY_DATA_DIR]\n"
+		"  --map-size MIB         LMDB map size (default 1024)     [PARLEY_MAP_SIZE_MB]\n"
+		"  --auth-listen URL      (default " PARLEY_DEFAULT_AUTH ")   [PARLEY_AUTH_LISTEN]\n"
+		"  --rooms-listen URL     (default " PARLEY_DEFAULT_ROOMS ")   [PARLEY_ROOMS_LISTEN]\n"
+		"  --history-listen URL   (default " PARLEY_DEFAULT_HISTORY ")   [PARLEY_HISTORY_LISTEN]\n"
+		"  --messaging-listen URL (default " PARLEY_DEFAULT_MESSAGING ")   [PARLEY_MESSAGING_LISTEN]\n"
+		"  --events-listen URL    messaging PUB backbone (default " PARLEY_DEFAULT_EVENTS
+		")   [PARLEY_EVENTS_LISTEN]\n"
+		"  --room-events-listen URL  rooms PUB of membership changes (default "
+		PARLEY_DEFAULT_ROOM_EVENTS ")   [PARLEY_ROOM_EVENTS_LISTEN]\n"
+		"  --auth URL             where other services reach auth (default: --auth-listen)   [PARLEY_AUTH]\n"
+		"  --rooms URL            where other services reach rooms (default: --rooms-listen)   [PARLEY_ROOMS]\n"
+		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
+		"  --token-ttl SECONDS    session token lifetime (default 86400)   [PARLEY_TOKEN_TTL]\n"
+		"  --session-idle SECONDS messaging session expiry without Poll (default 60)   [PARLEY_SESSION_IDLE]\n"
+		"  --max-sessions N       cap on open messaging sessions (default 20000)   [PARLEY_MAX_SESSIONS]\n"
+		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
+		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
+		"  --help\n");
+}
+
+static bool
+wanted(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p != '\0';) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p += len + (comma ? 1 : 0);
+	}
+	return false;
+}
+
+static void
+check_service_list(const char *list)
+{
+	for (const char *p = list; *p != '\0';) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		bool known = false;
+
+		for (size_t i = 0; i < NSERVICES; i++)
+			known |= strlen(services[i].name) == len &&
+				 strncmp(services[i].name, p, len) == 0;
+		if (!known) {
+			fprintf(stderr, "parleyd: unknown service '%.*s'\n", (int)len, p);
+			exit(2);
+		}
+		p += len + (comma ? 1 : 0);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	enum {
+		OPT_SERVICES = 256, OPT_DATA, OPT_MAP, OPT_AUTH_L, OPT_ROOMS_L, OPT_HIST_L,
+		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_TTL, OPT_IDLE,
+		OPT_MAXS, OPT_WORKERS, OPT_CONTEXTS, OPT_HELP,
+	};
+	static const struct option longopts[] = {
+		{"services", required_argument, NULL, OPT_SERVICES},
+		{"data-dir", required_argument, NULL, OPT_DATA},
+		{"map-size", required_argument, NULL, OPT_MAP},
+		{"auth-listen", required_argument, NULL, OPT_AUTH_L},
+		{"rooms-listen", required_argument, NULL, OPT_ROOMS_L},
+		{"history-listen", required_argument, NULL, OPT_HIST_L},
+		{"messaging-listen", required_argument, NULL, OPT_MSG_L},
+		{"events-listen", required_argument, NULL, OPT_EV_L},
+		{"room-events-listen", required_argument, NULL, OPT_REV_L},
+		{"auth", required_argument, NULL, OPT_AUTH},
+		{"rooms", required_argument, NULL, OPT_ROOMS},
+		{"room-events", required_argument, NULL, OPT_REV},
+		{"token-ttl", required_argument, NULL, OPT_TTL},
+		{"session-idle", required_argument, NULL, OPT_IDLE},
+		{"max-sessions", required_argument, NULL, OPT_MAXS},
+		{"workers", required_argument, NULL, OPT_WORKERS},
+		{"contexts", required_argument, NULL, OPT_CONTEXTS},
+		{"help", no_argument, NULL, OPT_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	static char all[256];
+	const char *list;
+	unsigned long map_mb;
+	void *handles[NSERVICES] = {0};
+	store_opts sopts = {0};
+	char detail[512];
+	store_err serr;
+	sigset_t sigs;
+	int sig, opt, rc = 0;
+
+	for (size_t i = 0; i < NSERVICES; i++)
+		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "",
+			 services[i].name);
+	list = env_or("PARLEY_SERVICES", all);
+	cfg.data_dir = env_or("PARLEY_DATA_DIR", "./data");
+	map_mb = parse_number("PARLEY_MAP_SIZE_MB", env_or("PARLEY_MAP_SIZE_MB", "1024"), 1ul << 24);
+	cfg.auth_listen = env_or("PARLEY_AUTH_LISTEN", PARLEY_DEFAULT_AUTH);
+	cfg.rooms_listen = env_or("PARLEY_ROOMS_LISTEN", PARLEY_DEFAULT_ROOMS);
+	cfg.history_listen = env_or("PARLEY_HISTORY_LISTEN", PARLEY_DEFAULT_HISTORY);
+	cfg.messaging_listen = env_or("PARLEY_MESSAGING_LISTEN", PARLEY_DEFAULT_MESSAGING);
+	cfg.events_listen = env_or("PARLEY_EVENTS_LISTEN", PARLEY_DEFAULT_EVENTS);
+	cfg.room_events_listen = env_or("PARLEY_ROOM_EVENTS_LISTEN", PARLEY_DEFAULT_ROOM_EVENTS);
+	cfg.auth_addr = env_or("PARLEY_AUTH", NULL);
+	cfg.rooms_addr = env_or("PARLEY_ROOMS", NULL);
+	cfg.room_events_addr = env_or("PARLEY_ROOM_EVENTS", NULL);
+	cfg.token_ttl_s = (uint32_t)parse_number("PARLEY_TOKEN_TTL", env_or("PARLEY_TOKEN_TTL", "86400"), 1u << 30);
+	cfg.session_idle_s = (uint32_t)parse_number("PARLEY_SESSION_IDLE", env_or("PARLEY_SESSION_IDLE", "60"), 86400);
+	cfg.max_sessions = (uint32_t)parse_number("PARLEY_MAX_SESSIONS", env_or("PARLEY_MAX_SESSIONS", "20000"), 1000000);
+	cfg.workers = (int)parse_number("PARLEY_WORKERS", env_or("PARLEY_WORKERS", "16"), 1024);
+	cfg.contexts = (int)parse_number("PARLEY_CONTEXTS", env_or("PARLEY_CONTEXTS", "256"), 100000);
+
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SERVICES: list = optarg; break;
+		case OPT_DATA: cfg.data_dir = optarg; break;
+		case OPT_MAP: map_mb = parse_number("--map-size", optarg, 1ul << 24); break;
+		case OPT_AUTH_L: cfg.auth_listen = optarg; break;
+		case OPT_ROOMS_L: cfg.rooms_listen = optarg; break;
+		case OPT_HIST_L: cfg.history_listen = optarg; break;
+		case OPT_MSG_L: cfg.messaging_listen = optarg; break;
+		case OPT_EV_L: cfg.events_listen = optarg; break;
+		case OPT_REV_L: cfg.room_events_listen = optarg; break;
+		case OPT_AUTH: cfg.auth_addr = optarg; break;
+		case OPT_ROOMS: cfg.rooms_addr = optarg; break;
+		case OPT_REV: cfg.room_events_addr = optarg; break;
+		case OPT_TTL: cfg.token_ttl_s = (uint32_t)parse_number("--token-ttl", optarg, 1u << 30); break;
+		case OPT_IDLE: cfg.session_idle_s = (uint32_t)parse_number("--session-idle", optarg, 86400); break;
+		case OPT_MAXS: cfg.max_sessions = (uint32_t)parse_number("--max-sessions", optarg, 1000000); break;
+		case OPT_WORKERS: cfg.workers = (int)parse_number("--workers", optarg, 1024); break;
+		case OPT_CONTEXTS: cfg.contexts = (int)parse_number("--contexts", optarg, 100000); break;
+		case OPT_HELP:
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	check_service_list(list);
+	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
+	    cfg.max_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0) {
+		fprintf(stderr, "parleyd: sizes, counts and durations must be at least 1\n");
+		return 2;
+	}
+	if (cfg.auth_addr == NULL)
+		cfg.auth_addr = cfg.auth_listen;
+	if (cfg.rooms_addr == NULL)
+		cfg.rooms_addr = cfg.rooms_listen;
+	if (cfg.room_events_addr == NULL)
+		cfg.room_events_addr = cfg.room_events_listen;
+
+	/* Signals go to the main thread only: block them before any thread
+	 * starts, then wait for them here. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Only a history service on its own opens the store read-only: the
+	 * writer is a messaging service in another process. */
+	sopts.map_size = (size_t)map_mb << 20;
+	sopts.read_only = wanted(list, "history") && !wanted(list, "messaging") &&
+			  !wanted(list, "auth") && !wanted(list, "rooms");
+	serr = store_open(&cfg.env, cfg.data_dir, &sopts, detail, sizeof(detail));
+	if (serr != STORE_OK) {
+		plog_error("parleyd", "cannot open storage: %s (%s)", store_strerror(serr), detail);
+		return 1;
+	}
+
+	for (size_t i = 0; i < NSERVICES; i++) {
+		rpc_status st = {0};
+
+		if (!wanted(list, services[i].name))
+			continue;
+		if (services[i].start(&cfg, &handles[i], &st) != RPC_OK) {
+			plog_error("parleyd", "cannot start %s: %s", services[i].name, st.message);
+			rc = 1;
+			goto stop;
+		}
+		plog_info("parleyd", "%s serving on %s", services[i].name, *services[i].listen);
+	}
+	plog_info("parleyd", "started (pid %ld, data in %s)", (long)getpid(), cfg.data_dir);
+
+	while (sigwait(&sigs, &sig) != 0)
+		;
+	plog_info("parleyd", "%s: shutting down", strsignal(sig));
+
+stop:
+	/* Stop taking calls everywhere first, then take services apart in
+	 * reverse order of start. */
+	for (size_t i = NSERVICES; i-- > 0;)
+		if (handles[i] != NULL)
+			services[i].shutdown(handles[i]);
+	for (size_t i = NSERVICES; i-- > 0;)
+		if (handles[i] != NULL)
+			services[i].stop(handles[i]);
+	store_close(cfg.env);
+	plog_info("parleyd", "stopped");
+	return rc;
+}

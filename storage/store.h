@@ -1,0 +1,130 @@
+/*
+ * store.h — Parley's LMDB layer: one environment per data directory, named
+ * tables, big-endian keys, short transactions.
+ *
+ * Ownership: a store_val returned inside a transaction points into the
+ * memory map and is valid only until that transaction ends; copy it out
+ * (store_get_copy does) before committing or aborting. One transaction per
+ * thread at a time; a write transaction blocks other writers of the same
+ * environment, so keep them short. The environment opens with MDB_NOTLS, so
+ * read transactions are not tied to threads.
+ *
+ * Errors are store_err values; storage knows nothing of RPC status codes.
+ * The services translate them (STORE_FULL is RESOURCE_EXHAUSTED).
+ */
+#ifndef PARLEY_STORE_H
+#define PARLEY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum store_err {
+	STORE_OK = 0,
+	STORE_NOTFOUND,	 /* no such key, or no such table in a read-only env */
+	STORE_EXISTS,	 /* key exists and STORE_NOOVERWRITE was given */
+	STORE_FULL,	 /* the map is full: raise the map size */
+	STORE_READONLY,	 /* write on a read-only environment */
+	STORE_BUSY,	 /* too many readers */
+	STORE_CORRUPT,	 /* the file is damaged or not an LMDB file */
+	STORE_INVALID,	 /* bad argument (key too long, bad name) */
+	STORE_IO,	 /* an operating system error */
+} store_err;
+
+#define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB */
+#define STORE_MAX_KEY 511			 /* LMDB's default key limit */
+
+typedef struct store_env store_env;
+typedef struct store_txn store_txn;
+typedef unsigned int store_table;
+
+typedef struct store_val {
+	const void *data;
+	size_t len;
+} store_val;
+
+typedef struct store_opts {
+	size_t map_size;	/* 0 = STORE_DEFAULT_MAP_SIZE */
+	bool read_only;		/* open an environment another process writes */
+	unsigned max_readers;	/* 0 = 1024 */
+} store_opts;
+
+const char *store_strerror(store_err err);
+
+/* Opens (creating if needed, unless read_only) the environment in dir and
+ * clears reader slots left by dead processes. opts may be NULL. The detail
+ * buffer, if given, receives the operating system's reason on failure. */
+store_err store_open(store_env **envp, const char *dir, const store_opts *opts,
+		     char *detail, size_t detail_len);
+void store_close(store_env *env);
+size_t store_map_size(const store_env *env);
+bool store_read_only(const store_env *env);
+
+/* Opens a named table, creating it in a writable environment. Thread-safe.
+ * In a read-only environment a table the writer has not created yet gives
+ * STORE_NOTFOUND: try again later. */
+store_err store_table_open(store_env *env, const char *name, store_table *out);
+
+store_err store_begin(store_env *env, bool write, store_txn **txnp);
+/* Commits (and frees) txn. For a write transaction, durable on return: the
+ * environment syncs on commit. */
+store_err store_commit(store_txn *txn);
+void store_abort(store_txn *txn);
+
+store_err store_get(store_txn *txn, store_table t, const void *key, size_t klen,
+		    store_val *out);
+#define STORE_NOOVERWRITE 1u
+store_err store_put(store_txn *txn, store_table t, const void *key, size_t klen,
+		    const void *val, size_t vlen, unsigned flags);
+store_err store_del(store_txn *txn, store_table t, const void *key, size_t klen);
+
+/*
+ * Visits entries in key order starting at the first key >= from (or, with
+ * reverse, at the last key <= from, where from == NULL means the very last
+ * key). fn returns true to go on, false to stop. Values are valid only
+ * inside fn.
+ */
+typedef bool (*store_visit_fn)(void *arg, store_val key, store_val val);
+store_err store_scan(store_txn *txn, store_table t, const void *from, size_t from_len,
+		     bool reverse, store_visit_fn fn, void *arg);
+
+/* One-shot helpers, each its own short transaction. store_get_copy returns
+ * a malloc'd copy the caller frees. */
+store_err store_get_copy(store_env *env, store_table t, const void *key, size_t klen,
+			 void **val, size_t *vlen);
+store_err store_put1(store_env *env, store_table t, const void *key, size_t klen,
+		     const void *val, size_t vlen, unsigned flags);
+store_err store_del1(store_env *env, store_table t, const void *key, size_t klen);
+
+/* Big-endian key encoding: byte order equals numeric order. */
+static inline void
+store_be64_put(uint8_t out[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		out[i] = (uint8_t)v;
+}
+
+static inline uint64_t
+store_be64_get(const uint8_t in[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | in[i];
+	return v;
+}
+
+static inline void
+store_be32_put(uint8_t out[4], uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		out[i] = (uint8_t)v;
+}
+
+static inline uint32_t
+store_be32_get(const uint8_t in[4])
+{
+	return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+}
+
+#endif

@@ -1,0 +1,311 @@
+/* harness.c — see harness.h. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "parley/v1/auth.pb-c.h"
+#include "parley/v1/health.pb-c.h"
+
+#ifndef PARLEYD_PATH
+#error "PARLEYD_PATH must name the parleyd binary"
+#endif
+
+#define MAX_DAEMONS 16
+static pid_t live[MAX_DAEMONS];
+
+static void
+track(pid_t pid, bool add)
+{
+	for (int i = 0; i < MAX_DAEMONS; i++) {
+		if (add && live[i] == 0) {
+			live[i] = pid;
+			return;
+		}
+		if (!add && live[i] == pid) {
+			live[i] = 0;
+			return;
+		}
+	}
+}
+
+void
+th_abort(void)
+{
+	for (int i = 0; i < MAX_DAEMONS; i++)
+		if (live[i] > 0)
+			kill(live[i], SIGKILL);
+	fflush(stdout);
+	_exit(1);
+}
+
+int
+th_free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+		perror("th_free_port");
+		th_abort();
+	}
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static void
+pick(char *addr)
+{
+	if (addr[0] == '\0')
+		snprintf(addr, TH_ADDR_MAX, "tcp://127.0.0.1:%d", th_free_port());
+}
+
+bool
+th_wait_serving(const char *url, int timeout_ms)
+{
+	Parley__V1__HealthCheckRequest req = PARLEY__V1__HEALTH_CHECK_REQUEST__INIT;
+	rpc_client *c;
+	rpc_status st;
+	int64_t until = rpc_now_ms() + timeout_ms;
+	bool ok = false;
+
+	if (rpc_client_open(&c, url, &st) != RPC_OK)
+		return false;
+	while (!ok && rpc_now_ms() < until) {
+		Parley__V1__HealthCheckResponse *resp;
+		rpc_call_opts o = {.timeout_ms = 500};
+
+		if (rpc_client_call(c, &parley__v1__health__descriptor, "Check", &req.base,
+				    (ProtobufCMessage **)&resp, &o, &st) == RPC_OK) {
+			ok = resp->status ==
+			     PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
+		}
+		if (!ok)
+			usleep(20000);
+	}
+	rpc_client_close(c);
+	return ok;
+}
+
+static bool
+runs(const th_daemon *d, const char *name)
+{
+	return d->services[0] == '\0' || strstr(d->services, name) != NULL;
+}
+
+static bool
+spawn(th_daemon *d)
+{
+	const char *argv[64];
+	int n = 0;
+	pid_t pid;
+
+	argv[n++] = PARLEYD_PATH;
+	argv[n++] = "--data-dir";
+	argv[n++] = d->dir;
+	if (d->services[0] != '\0') {
+		argv[n++] = "--services";
+		argv[n++] = d->services;
+	}
+	argv[n++] = "--auth-listen";
+	argv[n++] = d->auth;
+	argv[n++] = "--rooms-listen";
+	argv[n++] = d->rooms;
+	argv[n++] = "--history-listen";
+	argv[n++] = d->history;
+	argv[n++] = "--messaging-listen";
+	argv[n++] = d->messaging;
+	argv[n++] = "--events-listen";
+	argv[n++] = d->events;
+	argv[n++] = "--room-events-listen";
+	argv[n++] = d->room_events;
+	for (int i = 0; i < 16 && d->extra[i] != NULL && n < 62; i++)
+		argv[n++] = d->extra[i];
+	argv[n] = NULL;
+
+	snprintf(d->log, sizeof(d->log), "%s.log", d->dir);
+	pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	d->pid = pid;
+	track(pid, true);
+
+	/* Wait for each endpoint the daemon runs. */
+	static const struct {
+		const char *name;
+		size_t off;
+	} eps[] = {
+		{"auth", offsetof(th_daemon, auth)},
+		{"rooms", offsetof(th_daemon, rooms)},
+		{"history", offsetof(th_daemon, history)},
+		{"messaging", offsetof(th_daemon, messaging)},
+	};
+	for (size_t i = 0; i < sizeof(eps) / sizeof(eps[0]); i++) {
+		if (!runs(d, eps[i].name))
+			continue;
+		if (!th_wait_serving((const char *)d + eps[i].off, 15000)) {
+			fprintf(stderr, "parleyd %s did not come up; see %s\n", eps[i].name,
+				d->log);
+			return false;
+		}
+	}
+	return true;
+}
+
+bool
+th_start(th_daemon *d, const char *services)
+{
+	if (d->dir[0] == '\0') {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(d->dir, sizeof(d->dir), "%s/parley-test-XXXXXX", tmp ? tmp : "/tmp");
+		if (mkdtemp(d->dir) == NULL) {
+			perror("mkdtemp");
+			return false;
+		}
+	}
+	snprintf(d->services, sizeof(d->services), "%s", services ? services : "");
+	pick(d->auth);
+	pick(d->rooms);
+	pick(d->history);
+	pick(d->messaging);
+	pick(d->events);
+	pick(d->room_events);
+	return spawn(d);
+}
+
+static int
+reap(th_daemon *d, int timeout_ms)
+{
+	int64_t until = rpc_now_ms() + timeout_ms;
+	int status;
+
+	while (rpc_now_ms() < until) {
+		pid_t r = waitpid(d->pid, &status, WNOHANG);
+		if (r == d->pid) {
+			track(d->pid, false);
+			d->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+int
+th_stop(th_daemon *d)
+{
+	int rc;
+
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	rc = reap(d, 20000);
+	if (rc == -1)
+		th_kill9(d);
+	return rc;
+}
+
+void
+th_kill9(th_daemon *d)
+{
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, SIGKILL);
+	reap(d, 20000);
+}
+
+bool
+th_restart(th_daemon *d)
+{
+	if (d->pid > 0)
+		th_stop(d);
+	return spawn(d);
+}
+
+void
+th_cleanup(th_daemon *d)
+{
+	char cmd[600];
+
+	if (d->pid > 0)
+		th_stop(d);
+	if (d->dir[0] != '\0' && getenv("PARLEY_TEST_KEEP") == NULL) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.log'", d->dir, d->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", d->dir);
+	}
+}
+
+rpc_client *
+th_client(const char *url)
+{
+	rpc_client *c;
+	rpc_status st;
+
+	TH_CHECK(rpc_client_open(&c, url, &st) == RPC_OK, "%s", st.message);
+	return c;
+}
+
+void
+th_register_login(rpc_client *auth, const char *user, char *token, size_t len)
+{
+	Parley__V1__RegisterRequest reg = PARLEY__V1__REGISTER_REQUEST__INIT;
+	Parley__V1__LoginRequest login = PARLEY__V1__LOGIN_REQUEST__INIT;
+	ProtobufCMessage *resp;
+	char pw[64];
+	rpc_status st;
+	rpc_code code;
+
+	snprintf(pw, sizeof(pw), "password-%s", user);
+	reg.user_id = (char *)user;
+	reg.password = pw;
+	reg.display_name = (char *)user;
+	code = rpc_client_call(auth, &parley__v1__auth__descriptor, "Register", &reg.base, &resp,
+			       NULL, &st);
+	TH_CHECK(code == RPC_OK || code == RPC_ALREADY_EXISTS, "register %s: %s %s", user,
+		 rpc_code_name(code), st.message);
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	login.user_id = (char *)user;
+	login.password = pw;
+	code = rpc_client_call(auth, &parley__v1__auth__descriptor, "Login", &login.base, &resp,
+			       NULL, &st);
+	TH_CODE(code, RPC_OK, &st);
+	snprintf(token, len, "%s", ((Parley__V1__LoginResponse *)resp)->token);
+	protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+const char *
+th_name(const char *prefix)
+{
+	static __thread char buf[64];
+	static int counter;
+
+	snprintf(buf, sizeof(buf), "%s%ld%d", prefix, (long)getpid() % 100000,
+		 __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+	return buf;
+}
