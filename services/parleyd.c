@@ -88,9 +88,12 @@ usage(FILE *out)
 		")   [PARLEY_EVENTS_LISTEN]\n"
 		"  --room-events-listen URL  rooms PUB of membership changes (default "
 		PARLEY_DEFAULT_ROOM_EVENTS ")   [PARLEY_ROOM_EVENTS_LISTEN]\n"
+		"  --rooms-internal-listen URL  rooms' internal RoomsFeed endpoint (default "
+		PARLEY_DEFAULT_ROOMS_INTERNAL ")   [PARLEY_ROOMS_INTERNAL_LISTEN]\n"
 		"  --auth URL             where other services reach auth (default: --auth-listen)   [PARLEY_AUTH]\n"
 		"  --rooms URL            where other services reach rooms (default: --rooms-listen)   [PARLEY_ROOMS]\n"
 		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
+		"  --rooms-internal URL   where messaging reaches RoomsFeed (default: --rooms-internal-listen)   [PARLEY_ROOMS_INTERNAL]\n"
 		"  --token-ttl SECONDS    session token lifetime (default 86400)   [PARLEY_TOKEN_TTL]\n"
 		"  --session-idle SECONDS messaging session expiry without Poll (default 60)   [PARLEY_SESSION_IDLE]\n"
 		"  --max-sessions N       cap on open messaging sessions (default 20000)   [PARLEY_MAX_SESSIONS]\n"
@@ -139,7 +142,8 @@ main(int argc, char **argv)
 {
 	enum {
 		OPT_SERVICES = 256, OPT_DATA, OPT_MAP, OPT_AUTH_L, OPT_ROOMS_L, OPT_HIST_L,
-		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_TTL, OPT_IDLE,
+		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_RINT_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_RINT,
+		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_WORKERS, OPT_CONTEXTS, OPT_HELP,
 	};
 	static const struct option longopts[] = {
@@ -152,9 +156,11 @@ main(int argc, char **argv)
 		{"messaging-listen", required_argument, NULL, OPT_MSG_L},
 		{"events-listen", required_argument, NULL, OPT_EV_L},
 		{"room-events-listen", required_argument, NULL, OPT_REV_L},
+		{"rooms-internal-listen", required_argument, NULL, OPT_RINT_L},
 		{"auth", required_argument, NULL, OPT_AUTH},
 		{"rooms", required_argument, NULL, OPT_ROOMS},
 		{"room-events", required_argument, NULL, OPT_REV},
+		{"rooms-internal", required_argument, NULL, OPT_RINT},
 		{"token-ttl", required_argument, NULL, OPT_TTL},
 		{"session-idle", required_argument, NULL, OPT_IDLE},
 		{"max-sessions", required_argument, NULL, OPT_MAXS},
@@ -185,9 +191,11 @@ main(int argc, char **argv)
 	cfg.messaging_listen = env_or("PARLEY_MESSAGING_LISTEN", PARLEY_DEFAULT_MESSAGING);
 	cfg.events_listen = env_or("PARLEY_EVENTS_LISTEN", PARLEY_DEFAULT_EVENTS);
 	cfg.room_events_listen = env_or("PARLEY_ROOM_EVENTS_LISTEN", PARLEY_DEFAULT_ROOM_EVENTS);
+	cfg.rooms_internal_listen = env_or("PARLEY_ROOMS_INTERNAL_LISTEN", PARLEY_DEFAULT_ROOMS_INTERNAL);
 	cfg.auth_addr = env_or("PARLEY_AUTH", NULL);
 	cfg.rooms_addr = env_or("PARLEY_ROOMS", NULL);
 	cfg.room_events_addr = env_or("PARLEY_ROOM_EVENTS", NULL);
+	cfg.rooms_internal_addr = env_or("PARLEY_ROOMS_INTERNAL", NULL);
 	cfg.token_ttl_s = (uint32_t)parse_number("PARLEY_TOKEN_TTL", env_or("PARLEY_TOKEN_TTL", "86400"), 1u << 30);
 	cfg.session_idle_s = (uint32_t)parse_number("PARLEY_SESSION_IDLE", env_or("PARLEY_SESSION_IDLE", "60"), 86400);
 	cfg.max_sessions = (uint32_t)parse_number("PARLEY_MAX_SESSIONS", env_or("PARLEY_MAX_SESSIONS", "20000"), 1000000);
@@ -205,9 +213,11 @@ main(int argc, char **argv)
 		case OPT_MSG_L: cfg.messaging_listen = optarg; break;
 		case OPT_EV_L: cfg.events_listen = optarg; break;
 		case OPT_REV_L: cfg.room_events_listen = optarg; break;
+		case OPT_RINT_L: cfg.rooms_internal_listen = optarg; break;
 		case OPT_AUTH: cfg.auth_addr = optarg; break;
 		case OPT_ROOMS: cfg.rooms_addr = optarg; break;
 		case OPT_REV: cfg.room_events_addr = optarg; break;
+		case OPT_RINT: cfg.rooms_internal_addr = optarg; break;
 		case OPT_TTL: cfg.token_ttl_s = (uint32_t)parse_number("--token-ttl", optarg, 1u << 30); break;
 		case OPT_IDLE: cfg.session_idle_s = (uint32_t)parse_number("--session-idle", optarg, 86400); break;
 		case OPT_MAXS: cfg.max_sessions = (uint32_t)parse_number("--max-sessions", optarg, 1000000); break;
@@ -234,6 +244,8 @@ main(int argc, char **argv)
 		cfg.rooms_addr = cfg.rooms_listen;
 	if (cfg.room_events_addr == NULL)
 		cfg.room_events_addr = cfg.room_events_listen;
+	if (cfg.rooms_internal_addr == NULL)
+		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
 
 	/* Signals go to the main thread only: block them before any thread
 	 * starts, then wait for them here. */

@@ -134,6 +134,8 @@ spawn(th_daemon *d)
 	argv[n++] = d->events;
 	argv[n++] = "--room-events-listen";
 	argv[n++] = d->room_events;
+	argv[n++] = "--rooms-internal-listen";
+	argv[n++] = d->rooms_internal;
 	for (int i = 0; i < 16 && d->extra[i] != NULL && n < 62; i++)
 		argv[n++] = d->extra[i];
 	argv[n] = NULL;
@@ -194,6 +196,7 @@ th_start(th_daemon *d, const char *services)
 	pick(d->messaging);
 	pick(d->events);
 	pick(d->room_events);
+	pick(d->rooms_internal);
 	return spawn(d);
 }
 

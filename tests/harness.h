@@ -27,6 +27,7 @@ typedef struct th_daemon {
 	char messaging[TH_ADDR_MAX];
 	char events[TH_ADDR_MAX];
 	char room_events[TH_ADDR_MAX];
+	char rooms_internal[TH_ADDR_MAX];
 	char services[128];
 	const char *extra[16];	/* extra parleyd arguments, NULL-terminated */
 	char log[300];		/* parleyd's stderr goes here */

@@ -25,6 +25,7 @@
 #define PARLEY_DEFAULT_MESSAGING "tcp://127.0.0.1:5204"
 #define PARLEY_DEFAULT_EVENTS "tcp://127.0.0.1:5205"
 #define PARLEY_DEFAULT_ROOM_EVENTS "tcp://127.0.0.1:5206"
+#define PARLEY_DEFAULT_ROOMS_INTERNAL "tcp://127.0.0.1:5207"
 
 typedef struct parley_config {
 	const char *data_dir;
@@ -37,11 +38,13 @@ typedef struct parley_config {
 	const char *messaging_listen;
 	const char *events_listen;	 /* messaging's PUB backbone */
 	const char *room_events_listen;	 /* rooms' PUB of membership changes */
+	const char *rooms_internal_listen; /* rooms' REP for internal.v1.RoomsFeed */
 
 	/* Where each service is reached (in this process or elsewhere). */
 	const char *auth_addr;
 	const char *rooms_addr;
 	const char *room_events_addr;
+	const char *rooms_internal_addr;
 
 	uint32_t token_ttl_s;	 /* auth: session lifetime */
 	uint32_t session_idle_s; /* messaging: a session not polled this long expires */
