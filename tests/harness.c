@@ -142,6 +142,8 @@ spawn(th_daemon *d)
 	argv[n] = NULL;
 
 	snprintf(d->log, sizeof(d->log), "%s.log", d->dir);
+	fflush(stdout);
+	fflush(stderr);
 	pid = fork();
 	if (pid < 0)
 		return false;

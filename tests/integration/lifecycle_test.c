@@ -96,6 +96,8 @@ run_parleyd(const char *const *args)
 	for (; *args != NULL; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
+	fflush(stdout);
+	fflush(stderr);
 	pid = fork();
 	if (pid == 0) {
 		freopen("/dev/null", "w", stderr);
