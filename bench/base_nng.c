@@ -1,0 +1,243 @@
+/*
+ * base_nng.c — the RPC floor: a raw nng REQ/REP echo server (a child
+ * process, like parleyd) and REQ clients that time round trips of the same
+ * frame sizes Parley's calls use.
+ *
+ * The server serves through ECHO_CONTEXTS nng contexts driven by aio
+ * callbacks: no decoding, no worker hand-off, nothing but the transport.
+ */
+#define _GNU_SOURCE
+#include "bench.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#define ECHO_CONTEXTS 64
+#define ECHO_MAX_REPLY (64 * 1024)
+
+/* ---- the server (child process) ------------------------------------------- */
+
+typedef struct echo_slot {
+	nng_ctx ctx;
+	nng_aio *aio;
+	bool sending;
+} echo_slot;
+
+static void
+echo_cb(void *arg)
+{
+	echo_slot *s = arg;
+	nng_msg *msg;
+	uint32_t want;
+
+	if (nng_aio_result(s->aio) != 0) {
+		if (s->sending)
+			nng_msg_free(nng_aio_get_msg(s->aio));
+		if (nng_aio_result(s->aio) == NNG_ECLOSED)
+			return;
+		s->sending = false;
+		nng_ctx_recv(s->ctx, s->aio);
+		return;
+	}
+	if (s->sending) {
+		s->sending = false;
+		nng_ctx_recv(s->ctx, s->aio);
+		return;
+	}
+	msg = nng_aio_get_msg(s->aio);
+	want = 0;
+	if (nng_msg_len(msg) >= 4) {
+		const uint8_t *b = nng_msg_body(msg);
+		want = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+	}
+	if (want > ECHO_MAX_REPLY)
+		want = ECHO_MAX_REPLY;
+	if (nng_msg_realloc(msg, want) != 0) {
+		nng_msg_free(msg);
+		nng_ctx_recv(s->ctx, s->aio);
+		return;
+	}
+	nng_aio_set_msg(s->aio, msg);
+	s->sending = true;
+	nng_ctx_send(s->ctx, s->aio);
+}
+
+int
+echo_child_main(const char *url)
+{
+	static echo_slot slots[ECHO_CONTEXTS];
+	nng_socket sock;
+	sigset_t sigs;
+	int sig, rv;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if ((rv = nng_rep0_open(&sock)) != 0 ||
+	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 4 * ECHO_MAX_REPLY)) != 0 ||
+	    (rv = nng_listen(sock, url, NULL, 0)) != 0) {
+		fprintf(stderr, "echo server: %s: %s\n", url, nng_strerror(rv));
+		return 1;
+	}
+	for (int i = 0; i < ECHO_CONTEXTS; i++) {
+		if (nng_ctx_open(&slots[i].ctx, sock) != 0 ||
+		    nng_aio_alloc(&slots[i].aio, echo_cb, &slots[i]) != 0)
+			return 1;
+		nng_ctx_recv(slots[i].ctx, slots[i].aio);
+	}
+	while (sigwait(&sigs, &sig) != 0)
+		;
+	nng_close(sock);
+	return 0;
+}
+
+bool
+echo_start(echo_server *e, const bench_opts *o)
+{
+	pid_t pid;
+
+	bench_addr(e->url, sizeof(e->url));
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) < 0)
+		return false;
+	if (pid == 0) {
+		execl(o->self, o->self, "__echo-server", e->url, (char *)NULL);
+		_exit(127);
+	}
+	e->pid = pid;
+	bench_child_track(pid, true);
+
+	/* Up when one round trip works. */
+	for (int i = 0; i < 200; i++) {
+		samples s;
+		int errors = 0;
+
+		samples_init(&s, 4);
+		echo_load(e->url, 1, 8, 8, 1, &s, &errors);
+		samples_free(&s);
+		if (errors == 0)
+			return true;
+		bench_sleep_ns(25000000);
+	}
+	fprintf(stderr, "parley-bench: echo server on %s did not come up\n", e->url);
+	echo_stop(e);
+	return false;
+}
+
+void
+echo_stop(echo_server *e)
+{
+	if (e->pid > 0) {
+		kill(e->pid, SIGTERM);
+		if (bench_child_wait(e->pid, 10000) == -1) {
+			kill(e->pid, SIGKILL);
+			bench_child_wait(e->pid, 10000);
+		}
+	}
+	e->pid = 0;
+}
+
+/* ---- the clients -------------------------------------------------------------- */
+
+typedef struct echo_thread {
+	const char *url;
+	size_t req_len, reply_len;
+	uint64_t dur_ns;
+	samples lat;
+	uint64_t calls;
+	double rate;
+	int errors;
+} echo_thread;
+
+static void *
+echo_thread_main(void *arg)
+{
+	echo_thread *t = arg;
+	uint8_t *buf = calloc(1, t->req_len < 4 ? 4 : t->req_len);
+	nng_socket sock;
+	uint64_t start, end;
+	int rv;
+
+	if (buf == NULL || (rv = nng_req0_open(&sock)) != 0) {
+		free(buf);
+		t->errors++;
+		return NULL;
+	}
+	buf[0] = (uint8_t)(t->reply_len >> 24);
+	buf[1] = (uint8_t)(t->reply_len >> 16);
+	buf[2] = (uint8_t)(t->reply_len >> 8);
+	buf[3] = (uint8_t)t->reply_len;
+	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
+	nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 5000);
+	if ((rv = nng_dial(sock, t->url, NULL, 0)) != 0) {
+		t->errors++;
+		goto out;
+	}
+	start = bench_now_ns();
+	end = start + t->dur_ns;
+	/* At least one call; then until the time is up or the cap is reached. */
+	do {
+		uint64_t t0 = bench_now_ns();
+		void *reply = NULL;
+		size_t len = 0;
+
+		if ((rv = nng_send(sock, buf, t->req_len < 4 ? 4 : t->req_len, 0)) != 0 ||
+		    (rv = nng_recv(sock, &reply, &len, NNG_FLAG_ALLOC)) != 0) {
+			t->errors++;
+			break;
+		}
+		nng_free(reply, len);
+		if (len != t->reply_len) {
+			t->errors++;
+			break;
+		}
+		samples_add(&t->lat, bench_now_ns() - t0);
+		t->calls++;
+	} while (bench_now_ns() < end && t->calls < 10000000);
+	t->rate = (double)t->calls * 1e9 / (double)(bench_now_ns() - start);
+out:
+	nng_close(sock);
+	free(buf);
+	return NULL;
+}
+
+double
+echo_load(const char *url, int clients, size_t req_len, size_t reply_len, uint64_t dur_ns,
+	  samples *lat, int *errors)
+{
+	echo_thread *t = calloc((size_t)clients, sizeof(*t));
+	double rate = 0;
+
+	if (t == NULL) {
+		(*errors)++;
+		return 0;
+	}
+	for (int i = 0; i < clients; i++) {
+		t[i].url = url;
+		t[i].req_len = req_len;
+		t[i].reply_len = reply_len;
+		t[i].dur_ns = dur_ns;
+		samples_init(&t[i].lat, lat->cap / (size_t)clients + 1);
+	}
+	if (!bench_run_threads(clients, echo_thread_main, t, sizeof(*t)))
+		(*errors)++;
+	for (int i = 0; i < clients; i++) {
+		samples_merge(lat, &t[i].lat);
+		rate += t[i].rate;
+		*errors += t[i].errors;
+		samples_free(&t[i].lat);
+	}
+	free(t);
+	return rate;
+}
