@@ -100,6 +100,7 @@ typedef struct brow {
 	bool has_base;
 	char base[40];		/* "raw nng REQ/REP" */
 	rstat b;
+	bool no_ratio;		/* counts (lost, ...): a ratio means nothing */
 } brow;
 
 #define REPORT_ROWS 192

@@ -199,7 +199,7 @@ print_table(const breport *r)
 		if (row->has_base && row->b.n > 0) {
 			fmt_stat(bs, sizeof(bs), &row->b);
 			snprintf(b, sizeof(b), "%s %s", bs, row->base);
-			if (rstat_median(&row->b) != 0 && row->parley.n > 0)
+			if (rstat_median(&row->b) != 0 && row->parley.n > 0 && !row->no_ratio)
 				snprintf(ratio, sizeof(ratio), "%.2f",
 					 rstat_median(&row->parley) / rstat_median(&row->b));
 		} else {
@@ -301,7 +301,7 @@ write_json(const breport *r, const char *path)
 			if (row->b.n > 0) {
 				fprintf(f, ",\n     \"baseline\": ");
 				json_stat(f, &row->b);
-				if (rstat_median(&row->b) != 0)
+				if (rstat_median(&row->b) != 0 && !row->no_ratio)
 					fprintf(f, ",\n     \"ratio\": %.4g",
 						rstat_median(&row->parley) / rstat_median(&row->b));
 			}

@@ -1,2 +1,225 @@
+/*
+ * scen_sessions.c — many concurrently open messaging sessions: server
+ * memory (VmRSS) and threads per session, the time to open them all, and
+ * Poll latency while they are open, against Health/Check on the same
+ * endpoint at the same moment (the RPC floor of that server).
+ *
+ * Each repetition uses a fresh parleyd, so RSS deltas are not flattered by
+ * memory an earlier run freed. Sessions are spread 100 to a room.
+ */
 #include "bench.h"
-int scen_sessions(const bench_opts *o) { return 1; }
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OPEN_THREADS 16
+#define PER_ROOM 100
+#define MAX_ROOMS 128
+
+typedef struct open_ctx {
+	const char *url;
+	char tokens[2][PA_TOKEN];
+	char rooms[MAX_ROOMS][32];
+	int nrooms;
+	int n;
+	char (*sids)[PA_SESSION];
+} open_ctx;
+
+typedef struct open_thread {
+	open_ctx *c;
+	int index;
+	int errors;
+	rpc_status first;
+} open_thread;
+
+static void *
+open_main(void *arg)
+{
+	open_thread *t = arg;
+	open_ctx *c = t->c;
+	rpc_client *cli = pa_client(c->url);
+
+	if (cli == NULL) {
+		t->errors++;
+		return NULL;
+	}
+	for (int i = t->index; i < c->n && t->errors < 20; i += OPEN_THREADS) {
+		const char *room = c->rooms[i % c->nrooms];
+		rpc_status st = {0};
+
+		if (pa_open(cli, c->tokens[i % 2], &room, 1, c->sids[i], &st) != RPC_OK) {
+			if (t->errors++ == 0)
+				t->first = st;
+		}
+	}
+	rpc_client_close(cli);
+	return NULL;
+}
+
+typedef struct size_rows {
+	brow *rss, *thr, *per_kib, *per_thr, *open_s, *rate, *p50, *p99;
+} size_rows;
+
+static void
+one_rep(breport *r, const bench_opts *o, int n, size_rows *rows, bool last)
+{
+	char maxs[32];
+	const char *extra[] = {"--max-sessions", maxs, "--session-idle", "3600", NULL};
+	static open_ctx c;
+	open_thread th[OPEN_THREADS];
+	rpc_client *auth = NULL, *rooms = NULL, *m = NULL;
+	int k = o->quick ? 50 : 300, errors = 0;
+	long rss0, thr0, rss1, thr1;
+	samples plat, hlat;
+	uint64_t t0, t1;
+	pd_daemon d;
+	rpc_status st = {0};
+
+	snprintf(maxs, sizeof(maxs), "%d", n + 100);
+	memset(&c, 0, sizeof(c));
+	samples_init(&plat, (size_t)k);
+	samples_init(&hlat, (size_t)k);
+	if (!pd_start(&d, o, "auth,rooms,messaging", extra)) {
+		rep_fail(r, "parleyd did not start");
+		goto free;
+	}
+	rep_set_fs(r, d.dir);
+	c.url = d.messaging;
+	c.n = n;
+	c.nrooms = (n + PER_ROOM - 1) / PER_ROOM;
+	if (c.nrooms > MAX_ROOMS)
+		c.nrooms = MAX_ROOMS;
+	if ((c.sids = calloc((size_t)n, sizeof(*c.sids))) == NULL ||
+	    (auth = pa_client(d.auth)) == NULL || (rooms = pa_client(d.rooms)) == NULL ||
+	    (m = pa_client(d.messaging)) == NULL || !pa_user(auth, "sess0", c.tokens[0]) ||
+	    !pa_user(auth, "sess1", c.tokens[1])) {
+		rep_fail(r, "set-up failed");
+		goto out;
+	}
+	for (int i = 0; i < c.nrooms; i++) {
+		snprintf(c.rooms[i], sizeof(c.rooms[i]), "sess-r%d", i);
+		if (pa_create_join(rooms, c.tokens[0], c.rooms[i], &st) != RPC_OK ||
+		    pa_join(rooms, c.tokens[1], c.rooms[i], &st) != RPC_OK) {
+			rep_fail(r, "room set-up: %s %s", rpc_code_name(st.code), st.message);
+			goto out;
+		}
+	}
+	bench_sleep_ns(200000000);
+	rss0 = bench_proc_status(d.pid, "VmRSS");
+	thr0 = bench_proc_status(d.pid, "Threads");
+
+	memset(th, 0, sizeof(th));
+	for (int i = 0; i < OPEN_THREADS; i++) {
+		th[i].c = &c;
+		th[i].index = i;
+	}
+	t0 = bench_now_ns();
+	bench_run_threads(OPEN_THREADS, open_main, th, sizeof(th[0]));
+	t1 = bench_now_ns();
+	for (int i = 0; i < OPEN_THREADS; i++) {
+		if (th[i].errors && errors == 0)
+			st = th[i].first;
+		errors += th[i].errors;
+	}
+	if (errors) {
+		rep_fail(r, "%d sessions: %d Opens failed, first: %s %s", n, errors,
+			 rpc_code_name(st.code), st.message);
+		goto out;
+	}
+	bench_sleep_ns(500000000);	/* let session workers settle */
+	rss1 = bench_proc_status(d.pid, "VmRSS");
+	thr1 = bench_proc_status(d.pid, "Threads");
+
+	/* Poll (wait 0) on sessions spread over all of them, after one untimed
+	 * Poll that drains each one's backlog; Health/Check interleaved. */
+	for (int j = 0; j < k; j++) {
+		int i = (int)((uint64_t)j * (uint64_t)n / (uint64_t)k);
+		const char *tok = c.tokens[i % 2];
+		uint64_t a;
+
+		if (pa_poll(m, tok, c.sids[i], 0, NULL, NULL, NULL, &st) != RPC_OK) {
+			errors++;
+			continue;
+		}
+		a = bench_now_ns();
+		if (pa_poll(m, tok, c.sids[i], 0, NULL, NULL, NULL, &st) != RPC_OK) {
+			errors++;
+			continue;
+		}
+		samples_add(&plat, bench_now_ns() - a);
+		a = bench_now_ns();
+		if (pa_health(m, &st) == RPC_OK)
+			samples_add(&hlat, bench_now_ns() - a);
+		else
+			errors++;
+	}
+	if (errors)
+		rep_fail(r, "%d sessions: %d Polls failed, last: %s %s", n, errors,
+			 rpc_code_name(st.code), st.message);
+
+	rstat_add(&rows->rss->parley, (double)rss1 / 1024);
+	rstat_add(&rows->rss->b, (double)rss0 / 1024);
+	rstat_add(&rows->thr->parley, (double)thr1);
+	rstat_add(&rows->thr->b, (double)thr0);
+	rstat_add(&rows->per_kib->parley, (double)(rss1 - rss0) / n);
+	rstat_add(&rows->per_thr->parley, (double)(thr1 - thr0) / n);
+	rstat_add(&rows->open_s->parley, (double)(t1 - t0) / 1e9);
+	rstat_add(&rows->rate->parley, (double)n * 1e9 / (double)(t1 - t0));
+	rstat_add(&rows->p50->parley, samples_pct_us(&plat, 50));
+	rstat_add(&rows->p50->b, samples_pct_us(&hlat, 50));
+	rstat_add(&rows->p99->parley, samples_pct_us(&plat, 99));
+	rstat_add(&rows->p99->b, samples_pct_us(&hlat, 99));
+	printf("  %d sessions: RSS %ld -> %ld KiB, threads %ld -> %ld, opened in %.2f s\n", n,
+	       rss0, rss1, thr0, thr1, (double)(t1 - t0) / 1e9);
+	if (last) {
+		rep_fact(r, "largest_rss_anon_kib", (double)bench_proc_status(d.pid, "RssAnon"));
+		rep_fact(r, "largest_rss_file_kib", (double)bench_proc_status(d.pid, "RssFile"));
+		rep_fact(r, "largest_vm_size_kib", (double)bench_proc_status(d.pid, "VmSize"));
+	}
+out:
+	rpc_client_close(auth);
+	rpc_client_close(rooms);
+	rpc_client_close(m);
+	free(c.sids);
+	pd_stop(&d);
+free:
+	samples_free(&plat);
+	samples_free(&hlat);
+}
+
+int
+scen_sessions(const bench_opts *o)
+{
+	static const int full[] = {1000, 10000};
+	static const int quick[] = {100};
+	const int *sizes = o->quick ? quick : full;
+	int nsizes = o->quick ? 1 : 2;
+	breport r;
+
+	rep_begin(&r, "sessions", o);
+	for (int s = 0; s < nsizes; s++) {
+		char name[64];
+		size_rows rows;
+
+		snprintf(name, sizeof(name), "%d sessions", sizes[s]);
+		rows.rss = rep_row_vs(&r, name, "server RSS", "MiB", "idle parleyd");
+		rows.thr = rep_row_vs(&r, name, "server threads", "", "idle parleyd");
+		rows.per_kib = rep_row(&r, name, "RSS per session", "KiB");
+		rows.per_thr = rep_row(&r, name, "threads per session", "");
+		rows.open_s = rep_row(&r, name, "time to open all", "s");
+		rows.rate = rep_row(&r, name, "opens/s (16 clients)", "1/s");
+		rows.p50 = rep_row_vs(&r, name, "Poll(wait 0) p50", "us", "Health/Check");
+		rows.p99 = rep_row_vs(&r, name, "Poll(wait 0) p99", "us", "Health/Check");
+		for (int rep = 0; rep < o->reps; rep++)
+			one_rep(&r, o, sizes[s], &rows, s == nsizes - 1 && rep == o->reps - 1);
+		if (!o->quick && sizes[s] == 10000)
+			printf("  10,000 sessions: %.0f MiB (target < 1024 MiB)\n",
+			       rstat_median(&rows.rss->parley));
+	}
+	rep_note(&r, "a fresh parleyd per repetition; sessions opened by 16 clients, 100 per "
+		     "room, over 2 users; RSS is VmRSS (anonymous + file pages: the LMDB map "
+		     "counts as far as it is touched); baseline columns for RSS/threads are the "
+		     "same daemon before the sessions were opened");
+	return rep_finish(&r);
+}

@@ -1,0 +1,131 @@
+/*
+ * fanout.h — what the fan-out scenario's three systems (Parley, raw nng
+ * PUB/SUB, Mosquitto QoS 0) share: receivers that check every room's
+ * sequence (lost, duplicated, out of order) and time send→receive, a
+ * driver that sends at a fixed offered rate or flat out, and the harvest
+ * that waits for delivery and totals a phase.
+ *
+ * Locking: each fo_recv has its own mutex; the system's delivery thread
+ * (or callback) calls fo_observe, the coordinator calls fo_harvest. A
+ * system's send function is called from several driver threads at once.
+ */
+#ifndef PARLEY_BENCH_FANOUT_H
+#define PARLEY_BENCH_FANOUT_H
+
+#include <pthread.h>
+
+#include "bench.h"
+
+#define FO_MAX_ROOMS 16
+#define FO_TEXT_LEN 64	/* every message's payload is padded to this */
+
+typedef struct fo_recv {
+	pthread_mutex_t mtx;
+	int room;
+	bool synced;		/* false: the first seq seen sets next (baselines join late) */
+	uint64_t next;		/* next seq expected */
+	/* this phase: */
+	uint64_t got, lost, dup;
+	uint64_t last_ns;
+	samples lat;
+} fo_recv;
+
+void fo_recv_init(fo_recv *r, int room, bool synced, size_t cap);
+void fo_recv_free(fo_recv *r);
+/* One persisted event of r's room: seq, and the send time the payload
+ * carries (0 = not a measured message: set-up traffic). */
+void fo_observe(fo_recv *r, uint64_t seq, uint64_t sent_ns);
+uint64_t fo_next(fo_recv *r);
+/* Forgets the phase counters and samples of n receivers (after set-up). */
+void fo_reset(fo_recv *rs, int n);
+bool fo_synced(fo_recv *r);
+
+/* Formats a payload "<a> <b> x..." of FO_TEXT_LEN bytes; parses it back. */
+void fo_payload(char *buf, uint64_t a, uint64_t b);
+bool fo_parse(const char *s, size_t len, uint64_t *a, uint64_t *b);
+
+/* A system under test sends one message to room from driver thread
+ * `thread`; false (with err) on failure. */
+typedef bool (*fo_send_fn)(void *sys, int thread, int room, char *err, size_t errlen);
+
+typedef struct fo_drive {
+	int threads;
+	int rooms;
+	bool flat;		/* flat out, else fixed rate */
+	double rate;		/* fixed: messages per second over all rooms */
+	uint64_t dur_ns;	/* how long to send (both modes) */
+	uint64_t cap;		/* flat: at most this many messages in all */
+	const uint64_t *quota;	/* flat, optional: exactly quota[room] per room,
+				 * one thread per room, no time limit */
+	/* out: */
+	uint64_t sent[FO_MAX_ROOMS];
+	int errors;
+	char err[200];
+} fo_drive;
+
+/* Sends as d says through fn; returns when every thread has finished. */
+void fo_run(fo_drive *d, fo_send_fn fn, void *sys);
+
+typedef struct fo_result {
+	uint64_t delivered;	/* measured messages received, over all receivers */
+	uint64_t lost, dup;
+	double per_s;		/* delivered / (last receive - phase start) */
+	double p50_us, p99_us;
+	bool complete;		/* every receiver reached its room's last seq */
+} fo_result;
+
+/*
+ * Waits until each receiver has seen its room's seq last[room] (or nothing
+ * has progressed for idle_ns, or max_ns passed), then totals the phase that
+ * began at t0 and resets the receivers' phase counters. Receivers that fall
+ * short count the missing seqs as lost.
+ */
+void fo_harvest(fo_recv *rs, int n, const uint64_t *last, uint64_t t0, uint64_t idle_ns,
+		uint64_t max_ns, fo_result *res);
+
+/* Waits until every receiver is synced and at or past last[room];
+ * false on timeout. */
+bool fo_wait_caught_up(fo_recv *rs, int n, const uint64_t *last, uint64_t timeout_ns);
+
+/* ---- the baselines' systems ------------------------------------------------- */
+
+typedef struct fo_case {
+	int rooms, members;
+} fo_case;
+
+/* fanout_parley.c: Parley itself. Receivers are sessions (Open over their
+ * room, from seq 0) long-polled by one thread and one connection each;
+ * senders Send durably through FO_SENDERS connections. */
+#define FO_USERS 20
+#define FO_SENDERS 16
+
+typedef struct fo_users {
+	char sender[PA_TOKEN];		/* token of the user who sends */
+	int n;
+	char recv[FO_USERS][PA_TOKEN];	/* receivers' users, round robin */
+} fo_users;
+
+void *pfo_setup(const pd_daemon *d, const fo_users *u, int case_index, const fo_case *c,
+		fo_recv *rs, char *err, size_t errlen);
+bool pfo_send(void *sys, int thread, int room, char *err, size_t errlen);
+void pfo_last(void *sys, uint64_t *last);
+/* Failed Polls so far; the first one's status in *first. */
+int pfo_poll_errors(void *sys, rpc_status *first);
+void pfo_teardown(void *sys);
+
+/* base_pubsub.c: raw nng PUB in this process, one SUB socket per receiver. */
+void *nngps_setup(const fo_case *c, fo_recv *rs, char *err, size_t errlen);
+bool nngps_send(void *sys, int thread, int room, char *err, size_t errlen);
+void nngps_last(void *sys, uint64_t *last);
+void nngps_teardown(void *sys);
+
+/* base_mqtt.c: a mosquitto broker child, one client per receiver, one
+ * publisher per room. mqtt_available says why not, when not. */
+bool mqtt_available(char *why, size_t len);
+void *mqtt_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, char *err,
+		 size_t errlen);
+bool mqtt_send(void *sys, int thread, int room, char *err, size_t errlen);
+void mqtt_last(void *sys, uint64_t *last);
+void mqtt_teardown(void *sys);
+
+#endif
