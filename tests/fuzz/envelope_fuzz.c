@@ -51,7 +51,7 @@ setup(void)
 	nng_socket_set_ms(req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 }
 
-static void
+static void __attribute__((unused))
 teardown(void)
 {
 	char cmd[300];
