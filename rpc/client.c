@@ -81,8 +81,8 @@ rpc_client_url(const rpc_client *cli)
 	return cli->url;
 }
 
-static bool
-connected(rpc_client *cli)
+bool
+rpc_client_connected(rpc_client *cli)
 {
 	bool up;
 
@@ -148,7 +148,7 @@ fail:
 	if (aio != NULL)
 		nng_aio_free(aio);
 	nng_ctx_close(ctx);
-	if (rv == NNG_ETIMEDOUT && !connected(cli))
+	if (rv == NNG_ETIMEDOUT && !rpc_client_connected(cli))
 		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
 	if (rv == NNG_ETIMEDOUT)
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "no answer from %s in time",
