@@ -1,47 +1,32 @@
 /*
- * rooms.c — the Rooms service (see rooms.h).
+ * rooms.c — the Rooms service (see rooms.h for its behaviour, changes.h
+ * for the membership change log).
  *
  * Tables (records in proto/parley/store/v1/rooms_records.proto):
  *   rooms.rooms       room_id             -> RoomRecord (with member_count)
  *   rooms.members     room_id \0 user_id  -> ""
  *   rooms.user_rooms  user_id \0 room_id  -> ""
- *   rooms.changes     be64 change seq     -> parley.v1.Event (membership)
- *   rooms.meta        "changes.head"      -> be64 latest change seq
- *                     "page_token_key"    -> ListRooms token MAC key
- *
- * Limits chosen where the contract leaves room:
- *   ListRooms page_size: 0 means 50; above 500 is INVALID_ARGUMENT.
- *   GetRoom lists the first 1000 members in user_id order; member_count
- *     always gives the full size.
- *   ListMyRooms lists the caller's first 1000 rooms in room_id order.
- *   IsMember on a room that does not exist is NOT_FOUND.
- *   LeaveRoom on a room that does not exist is NOT_FOUND; leaving a room
- *     one is not in (or joining one a second time) succeeds and logs nothing.
- *   ListChanges limit: 0 means 500; above 1000 is served as 1000.
+ *   rooms.meta        "page_token_key"    -> ListRooms token MAC key
+ *   (rooms.changes and "changes.head" in rooms.meta belong to changes.c)
  *
  * Locking: handlers run concurrently on the rpc workers. Reads use their
- * own LMDB read transactions. Every write transaction of this service runs
- * under write_mtx, which also covers the PUB send after its commit, so
- * change frames leave in change seq order. Lock order: write_mtx, then
- * LMDB's writer lock. member_count is read, changed and written inside that
- * one transaction, so it cannot drift from rooms.members.
+ * own LMDB read transactions. Writes run between changes_write_begin and
+ * changes_write_end (see changes.h). member_count is read, changed and
+ * written inside the same write transaction as rooms.members, so it cannot
+ * drift from it. Nothing else here is shared and mutable.
  */
 #include "rooms.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <nng/nng.h>
-#include <nng/protocol/pubsub0/pub.h>
 #include <sodium.h>
 
+#include "changes.h"
 #include "log.h"
 #include "pagetoken.h"
-#include "parley/internal/v1/feed.pb-c.h"
 #include "parley/store/v1/rooms_records.pb-c.h"
-#include "parley/v1/events.pb-c.h"
 #include "parley/v1/rooms.pb-c.h"
 
 #define ROOM_ID_MAX 64
@@ -51,34 +36,21 @@
 #define PAGE_SIZE_MAX 500
 #define ROOM_MEMBERS_MAX 1000	/* GetRoom */
 #define MY_ROOMS_MAX 1000	/* ListMyRooms */
-#define CHANGES_DEFAULT 500	/* ListChanges */
-#define CHANGES_MAX 1000
 #define PAIR_KEY_MAX (ROOM_ID_MAX + 1 + RPC_USER_ID_MAX)
-#define PUB_RECV_MAX 1024	/* subscribers never send; cut off any that do */
-#define FEED_WORKERS_MAX 4
+#define FEED_WORKERS_MAX 4	/* one consumer (messaging): a small endpoint */
 #define FEED_CONTEXTS_MAX 64
 
-static const char head_key[] = "changes.head";
 static const char page_key_name[] = "page_token_key";
 static const char general_room[] = "general";
 static const char system_user[] = "parley";
 
 struct rooms_service {
 	rpc_server *srv;	/* parley.v1.Rooms */
-	rpc_server *feed_srv;	/* parley.internal.v1.RoomsFeed */
 	svc_authn *authn;
+	changes *log;		/* the change log, its PUB and RoomsFeed */
 	store_env *env;
-	store_table rooms, members, user_rooms, changes, meta;
+	store_table rooms, members, user_rooms, meta;
 	unsigned char page_key[PAGETOKEN_KEY_BYTES];
-	nng_socket pub;
-	bool pub_open;
-	pthread_mutex_t write_mtx;
-};
-
-/* A PUB frame: room_id \0 Event, in the call's arena. */
-struct frame {
-	uint8_t *data;
-	size_t len;
 };
 
 /* ---- records in the call's arena ------------------------------------------ */
@@ -168,108 +140,6 @@ key_suffix(rpc_call *call, store_val key, size_t off)
 	return s;
 }
 
-/* ---- the change log ----------------------------------------------------------- */
-
-static store_err
-read_head(rooms_service *r, store_txn *txn, uint64_t *head)
-{
-	store_val v;
-	store_err err = store_get(txn, r->meta, head_key, sizeof(head_key) - 1, &v);
-
-	*head = 0;
-	if (err == STORE_NOTFOUND)
-		return STORE_OK;
-	if (err != STORE_OK)
-		return err;
-	if (v.len != 8)
-		return STORE_CORRUPT;
-	*head = store_be64_get(v.data);
-	return STORE_OK;
-}
-
-/*
- * In txn: appends user_id's membership change in room_id to the log under
- * the next change seq and advances the head. f receives the PUB frame of
- * the change (room_id \0 Event), in the call's arena, to send once txn has
- * committed.
- */
-static store_err
-append_change(rooms_service *r, store_txn *txn, rpc_call *call, const char *room_id,
-	      const char *user_id, Parley__V1__MembershipChange__Kind kind, struct frame *f)
-{
-	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
-	Parley__V1__MembershipChange mc = PARLEY__V1__MEMBERSHIP_CHANGE__INIT;
-	size_t rlen = strlen(room_id), elen;
-	uint8_t key[8], head_val[8];
-	uint64_t head;
-	store_err err;
-
-	if ((err = read_head(r, txn, &head)) != STORE_OK)
-		return err;
-	mc.kind = kind;
-	ev.room_id = (char *)room_id;
-	ev.seq = head + 1;
-	ev.ts_ms = rpc_wall_ms();
-	ev.sender = (char *)user_id;
-	ev.body_case = PARLEY__V1__EVENT__BODY_MEMBERSHIP;
-	ev.membership = &mc;
-
-	elen = parley__v1__event__get_packed_size(&ev);
-	f->len = rlen + 1 + elen;
-	f->data = rpc_call_alloc(call, f->len);
-	memcpy(f->data, room_id, rlen);
-	f->data[rlen] = '\0';
-	parley__v1__event__pack(&ev, f->data + rlen + 1);
-
-	store_be64_put(key, head + 1);
-	err = store_put(txn, r->changes, key, sizeof(key), f->data + rlen + 1, elen,
-			STORE_NOOVERWRITE);
-	if (err != STORE_OK)
-		return err == STORE_EXISTS ? STORE_CORRUPT : err; /* head behind the log */
-	store_be64_put(head_val, head + 1);
-	return store_put(txn, r->meta, head_key, sizeof(head_key) - 1, head_val,
-			 sizeof(head_val), 0);
-}
-
-static void
-publish(rooms_service *r, const struct frame *f)
-{
-	int rv = nng_send(r->pub, f->data, f->len, NNG_FLAG_NONBLOCK);
-
-	/* Subscribers catch up from the log, so a lost frame costs latency only. */
-	if (rv != 0)
-		plog_error("rooms", "publishing a membership change: %s", nng_strerror(rv));
-}
-
-/* Write transactions of this service: begin under write_mtx ... */
-static store_err
-write_begin(rooms_service *r, store_txn **txn)
-{
-	store_err err;
-
-	pthread_mutex_lock(&r->write_mtx);
-	err = store_begin(r->env, true, txn);
-	if (err != STORE_OK)
-		pthread_mutex_unlock(&r->write_mtx);
-	return err;
-}
-
-/* ... then end: commit if err is STORE_OK (and send f, if any, once
- * committed), else abort. Returns the outcome. */
-static store_err
-write_end(rooms_service *r, store_txn *txn, store_err err, const struct frame *f)
-{
-	if (err == STORE_OK) {
-		err = store_commit(txn);
-		if (err == STORE_OK && f != NULL && f->data != NULL)
-			publish(r, f);
-	} else {
-		store_abort(txn);
-	}
-	pthread_mutex_unlock(&r->write_mtx);
-	return err;
-}
-
 /* ---- argument checks ------------------------------------------------------------ */
 
 static rpc_code
@@ -301,7 +171,7 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	rooms_service *r = ctx;
 	const char *caller = rpc_call_caller(call);
 	uint8_t key[PAIR_KEY_MAX];
-	struct frame f = {0};
+	change_frame f = {0};
 	store_txn *txn;
 	store_err err;
 	rpc_code code;
@@ -325,7 +195,7 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	rec.created_at_ms = rpc_wall_ms();
 	rec.member_count = 1;
 
-	if ((err = write_begin(r, &txn)) != STORE_OK)
+	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "create room");
 	err = write_room(r, txn, call, &rec, STORE_NOOVERWRITE);
 	if (err == STORE_OK)
@@ -335,9 +205,9 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 		err = store_put(txn, r->user_rooms, key, pair_key(key, caller, rec.room_id), "",
 				0, 0);
 	if (err == STORE_OK)
-		err = append_change(r, txn, call, rec.room_id, caller,
+		err = changes_append(r->log, txn, call, rec.room_id, caller,
 				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED, &f);
-	err = write_end(r, txn, err, &f);
+	err = changes_write_end(r->log, txn, err, &f);
 	if (err == STORE_EXISTS)
 		return rpc_call_fail(call, RPC_ALREADY_EXISTS, "room '%s' already exists",
 				     req->room_id);
@@ -497,7 +367,7 @@ handle_join_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	const char *caller = rpc_call_caller(call);
 	uint8_t mkey[PAIR_KEY_MAX], ukey[PAIR_KEY_MAX];
 	size_t mlen, ulen;
-	struct frame f = {0};
+	change_frame f = {0};
 	store_txn *txn;
 	store_val v;
 	store_err err;
@@ -508,14 +378,14 @@ handle_join_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	mlen = pair_key(mkey, req->room_id, caller);
 	ulen = pair_key(ukey, caller, req->room_id);
 
-	if ((err = write_begin(r, &txn)) != STORE_OK)
+	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "join room");
 	err = read_room(r, txn, call, req->room_id, &rec);
 	if (err == STORE_OK) {
 		err = store_get(txn, r->members, mkey, mlen, &v);
 		if (err == STORE_OK) {
 			/* Already a member: nothing changes, nothing is logged. */
-			err = write_end(r, txn, STORE_OK, NULL);
+			err = changes_write_end(r->log, txn, STORE_OK, NULL);
 			goto done;
 		}
 		if (err == STORE_NOTFOUND)
@@ -530,9 +400,9 @@ handle_join_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 		err = write_room(r, txn, call, rec, 0);
 	}
 	if (err == STORE_OK)
-		err = append_change(r, txn, call, req->room_id, caller,
+		err = changes_append(r->log, txn, call, req->room_id, caller,
 				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED, &f);
-	err = write_end(r, txn, err, &f);
+	err = changes_write_end(r->log, txn, err, &f);
 done:
 	if (err == STORE_NOTFOUND)
 		return fail_no_room(call, req->room_id);
@@ -552,7 +422,7 @@ handle_leave_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage
 	const char *caller = rpc_call_caller(call);
 	uint8_t mkey[PAIR_KEY_MAX], ukey[PAIR_KEY_MAX];
 	size_t mlen, ulen;
-	struct frame f = {0};
+	change_frame f = {0};
 	store_txn *txn;
 	store_val v;
 	store_err err;
@@ -563,14 +433,14 @@ handle_leave_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage
 	mlen = pair_key(mkey, req->room_id, caller);
 	ulen = pair_key(ukey, caller, req->room_id);
 
-	if ((err = write_begin(r, &txn)) != STORE_OK)
+	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "leave room");
 	err = read_room(r, txn, call, req->room_id, &rec);
 	if (err == STORE_OK) {
 		err = store_get(txn, r->members, mkey, mlen, &v);
 		if (err == STORE_NOTFOUND) {
 			/* Not a member: nothing changes, nothing is logged. */
-			err = write_end(r, txn, STORE_OK, NULL);
+			err = changes_write_end(r->log, txn, STORE_OK, NULL);
 			goto done;
 		}
 	}
@@ -587,9 +457,9 @@ handle_leave_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage
 		err = write_room(r, txn, call, rec, 0);
 	}
 	if (err == STORE_OK)
-		err = append_change(r, txn, call, req->room_id, caller,
+		err = changes_append(r->log, txn, call, req->room_id, caller,
 				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT, &f);
-	err = write_end(r, txn, err, &f);
+	err = changes_write_end(r->log, txn, err, &f);
 done:
 	if (err == STORE_NOTFOUND)
 		return fail_no_room(call, req->room_id);
@@ -678,95 +548,21 @@ static const rpc_method rooms_methods[] = {
 	{.fn = handle_is_member, .auth = RPC_AUTH_REQUIRED},
 };
 
-/* ---- parley.internal.v1.RoomsFeed --------------------------------------------- */
-
-struct change_scan {
-	rpc_call *call;
-	Parley__V1__Event **events;
-	size_t n, max;
-	bool damaged;
-};
-
+/* The table above follows the descriptor's method order; check it. */
 static bool
-collect_change(void *arg, store_val key, store_val val)
+methods_match_descriptor(void)
 {
-	struct change_scan *s = arg;
-	Parley__V1__Event *ev;
+	static const char *const names[] = {"CreateRoom", "ListRooms",	 "GetRoom", "JoinRoom",
+					    "LeaveRoom",  "ListMyRooms", "IsMember"};
+	const ProtobufCServiceDescriptor *d = &parley__v1__rooms__descriptor;
 
-	ev = (void *)unpack_in_call(s->call, &parley__v1__event__descriptor, val);
-	if (ev == NULL || key.len != 8 || ev->seq != store_be64_get(key.data)) {
-		s->damaged = true;
+	if (d->n_methods != sizeof(rooms_methods) / sizeof(rooms_methods[0]) ||
+	    d->n_methods != sizeof(names) / sizeof(names[0]))
 		return false;
-	}
-	s->events[s->n++] = ev;
-	return s->n < s->max;
-}
-
-static rpc_code
-handle_list_changes(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
-		    void *ctx)
-{
-	const Parley__Internal__V1__ListChangesRequest *req = (const void *)reqm;
-	Parley__Internal__V1__ListChangesResponse *resp = (void *)respm;
-	rooms_service *r = ctx;
-	struct change_scan s = {.call = call};
-	uint8_t from[8];
-	uint64_t head;
-	store_txn *txn;
-	store_err err;
-
-	s.max = req->limit == 0 ? CHANGES_DEFAULT : req->limit > CHANGES_MAX ? CHANGES_MAX
-									     : req->limit;
-	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
-		return svc_fail_store(call, err, "list changes");
-	err = read_head(r, txn, &head);
-	if (err == STORE_OK && req->after_seq < head) {
-		s.events = rpc_call_alloc(call, s.max * sizeof(*s.events));
-		store_be64_put(from, req->after_seq + 1);
-		err = store_scan(txn, r->changes, from, sizeof(from), false, collect_change, &s);
-		if (err == STORE_OK && s.damaged)
-			err = STORE_CORRUPT;
-	}
-	store_abort(txn);
-	if (err != STORE_OK)
-		return svc_fail_store(call, err, "list changes");
-	resp->changes = s.events;
-	resp->n_changes = s.n;
-	resp->head_seq = head;
-	return RPC_OK;
-}
-
-static const rpc_method feed_methods[] = {
-	{.fn = handle_list_changes, .auth = RPC_AUTH_NONE},
-};
-
-#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
-
-/* The tables above follow the descriptors' method order; check them. */
-static bool
-methods_match(const ProtobufCServiceDescriptor *d, const char *const *names, size_t n,
-	      size_t n_handlers)
-{
-	if (d->n_methods != n || n != n_handlers)
-		return false;
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < d->n_methods; i++)
 		if (strcmp(d->methods[i].name, names[i]) != 0)
 			return false;
 	return true;
-}
-
-static bool
-methods_match_descriptors(void)
-{
-	static const char *const rooms_names[] = {"CreateRoom", "ListRooms",   "GetRoom",
-						  "JoinRoom",	"LeaveRoom",   "ListMyRooms",
-						  "IsMember"};
-	static const char *const feed_names[] = {"ListChanges"};
-
-	return methods_match(&parley__v1__rooms__descriptor, rooms_names, NELEMS(rooms_names),
-			     NELEMS(rooms_methods)) &&
-	       methods_match(&parley__internal__v1__rooms_feed__descriptor, feed_names,
-			     NELEMS(feed_names), NELEMS(feed_methods));
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
@@ -824,22 +620,6 @@ fail:
 			      "rooms: cannot initialise storage: %s", store_strerror(err));
 }
 
-static rpc_code
-open_pub(rooms_service *r, const char *url, rpc_status *st)
-{
-	int rv;
-
-	if ((rv = nng_pub0_open(&r->pub)) != 0)
-		return rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB socket: %s",
-				      nng_strerror(rv));
-	r->pub_open = true;
-	if ((rv = nng_socket_set_size(r->pub, NNG_OPT_RECVMAXSZ, PUB_RECV_MAX)) != 0 ||
-	    (rv = nng_listen(r->pub, url, NULL, 0)) != 0)
-		return rpc_status_set(st, rv == NNG_EADDRINUSE ? RPC_UNAVAILABLE : RPC_INTERNAL,
-				      "cannot listen on %s: %s", url, nng_strerror(rv));
-	return RPC_OK;
-}
-
 int
 rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *st)
 {
@@ -848,8 +628,8 @@ rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *s
 	rpc_server_opts feed_opts = {.name = "rooms-feed"};
 	rooms_service *r;
 
-	if (!methods_match_descriptors())
-		return rpc_status_set(st, RPC_INTERNAL, "rooms method tables out of date");
+	if (!methods_match_descriptor())
+		return rpc_status_set(st, RPC_INTERNAL, "rooms method table out of date");
 	if (sodium_init() < 0)
 		return rpc_status_set(st, RPC_INTERNAL, "libsodium failed to initialise");
 	if (cfg->room_events_listen == NULL || cfg->rooms_internal_listen == NULL ||
@@ -860,7 +640,6 @@ rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *s
 	if (r == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	r->env = cfg->env;
-	pthread_mutex_init(&r->write_mtx, NULL);
 	feed_opts.workers = cfg->workers < FEED_WORKERS_MAX ? cfg->workers : FEED_WORKERS_MAX;
 	feed_opts.contexts = cfg->contexts < FEED_CONTEXTS_MAX ? cfg->contexts
 							       : FEED_CONTEXTS_MAX;
@@ -868,12 +647,11 @@ rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *s
 	if (!svc_open_table(r->env, "rooms.rooms", &r->rooms, st) ||
 	    !svc_open_table(r->env, "rooms.members", &r->members, st) ||
 	    !svc_open_table(r->env, "rooms.user_rooms", &r->user_rooms, st) ||
-	    !svc_open_table(r->env, "rooms.changes", &r->changes, st) ||
 	    !svc_open_table(r->env, "rooms.meta", &r->meta, st))
 		goto fail;
 	if (init_data(r, st) != RPC_OK)
 		goto fail;
-	if (open_pub(r, cfg->room_events_listen, st) != RPC_OK)
+	if (changes_open(r->env, cfg->room_events_listen, &r->log, st) != RPC_OK)
 		goto fail;
 	if (svc_authn_open(&r->authn, cfg->auth_addr, st) != RPC_OK)
 		goto fail;
@@ -886,11 +664,7 @@ rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *s
 	rpc_server_set_authenticator(r->srv, svc_authn_validate, r->authn);
 	if (rpc_server_start(r->srv, st) != RPC_OK)
 		goto fail;
-	if (rpc_server_open(&r->feed_srv, cfg->rooms_internal_listen, &feed_opts, st) != RPC_OK)
-		goto fail;
-	rpc_server_add_service(r->feed_srv, &parley__internal__v1__rooms_feed__descriptor,
-			       feed_methods, r);
-	if (rpc_server_start(r->feed_srv, st) != RPC_OK)
+	if (changes_serve(r->log, cfg->rooms_internal_listen, &feed_opts, st) != RPC_OK)
 		goto fail;
 	*out = r;
 	return RPC_OK;
@@ -908,8 +682,7 @@ rooms_service_shutdown(rooms_service *r)
 		return;
 	if (r->srv != NULL)
 		rpc_server_shutdown(r->srv);
-	if (r->feed_srv != NULL)
-		rpc_server_shutdown(r->feed_srv);
+	changes_shutdown(r->log);
 }
 
 void
@@ -917,16 +690,11 @@ rooms_service_stop(rooms_service *r)
 {
 	if (r == NULL)
 		return;
-	/* Handlers use the authenticator, the PUB socket and the mutex: close
-	 * the servers first. */
+	/* Handlers use the authenticator and the log: close the server first. */
 	if (r->srv != NULL)
 		rpc_server_close(r->srv, 5000);
-	if (r->feed_srv != NULL)
-		rpc_server_close(r->feed_srv, 5000);
+	changes_close(r->log);
 	svc_authn_close(r->authn);
-	if (r->pub_open)
-		nng_close(r->pub);
-	pthread_mutex_destroy(&r->write_mtx);
 	sodium_memzero(r->page_key, sizeof(r->page_key));
 	free(r);
 }
