@@ -797,6 +797,7 @@ test_restart(void)
 	TH_CODE(list_rooms(alice, 3, NULL, &l, &st), RPC_OK, &st);
 	snprintf(token, sizeof(token), "%s", l->next_page_token);
 	free_msg(l);
+	TH_CHECK(th_stop(&d) == 0, "parleyd exits 0 on SIGTERM");
 	TH_CHECK(th_restart(&d), "restart");
 	TH_CHECK(change_head() == head, "the log survives a restart");
 	TH_CODE(list_rooms(alice, 3, token, &l, &st), RPC_OK, &st);
