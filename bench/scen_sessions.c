@@ -204,9 +204,9 @@ scen_sessions(const bench_opts *o)
 
 		snprintf(name, sizeof(name), "%d sessions", sizes[s]);
 		rows.rss = rep_row_vs(&r, name, "server RSS", "MiB", "idle parleyd");
-		rows.thr = rep_row_vs(&r, name, "server threads", "", "idle parleyd");
+		rows.thr = rep_row_vs(&r, name, "server threads", "count", "idle parleyd");
 		rows.per_kib = rep_row(&r, name, "RSS per session", "KiB");
-		rows.per_thr = rep_row(&r, name, "threads per session", "");
+		rows.per_thr = rep_row(&r, name, "threads per session", "count");
 		rows.open_s = rep_row(&r, name, "time to open all", "s");
 		rows.rate = rep_row(&r, name, "opens/s (16 clients)", "1/s");
 		rows.p50 = rep_row_vs(&r, name, "Poll(wait 0) p50", "us", "Health/Check");
