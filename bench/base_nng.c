@@ -41,7 +41,8 @@ echo_cb(void *arg)
 	if (nng_aio_result(s->aio) != 0) {
 		if (s->sending)
 			nng_msg_free(nng_aio_get_msg(s->aio));
-		if (nng_aio_result(s->aio) == NNG_ECLOSED)
+		if (nng_aio_result(s->aio) == NNG_ECLOSED ||
+		    nng_aio_result(s->aio) == NNG_ECANCELED)
 			return;
 		s->sending = false;
 		nng_ctx_recv(s->ctx, s->aio);

@@ -36,6 +36,10 @@ void fo_recv_free(fo_recv *r);
  * carries (0 = not a measured message: set-up traffic). */
 void fo_observe(fo_recv *r, uint64_t seq, uint64_t sent_ns);
 uint64_t fo_next(fo_recv *r);
+/* Marks n receivers synced at last[room] (the next seq expected is
+ * last + 1) and forgets their phase counters: for baselines whose set-up
+ * traffic may be dropped. */
+void fo_resync(fo_recv *rs, int n, const uint64_t *last);
 /* Forgets the phase counters and samples of n receivers (after set-up). */
 void fo_reset(fo_recv *rs, int n);
 bool fo_synced(fo_recv *r);

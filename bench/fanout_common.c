@@ -74,6 +74,19 @@ fo_reset(fo_recv *rs, int n)
 	}
 }
 
+void
+fo_resync(fo_recv *rs, int n, const uint64_t *last)
+{
+	for (int i = 0; i < n; i++) {
+		pthread_mutex_lock(&rs[i].mtx);
+		rs[i].synced = true;
+		if (rs[i].next <= last[rs[i].room])
+			rs[i].next = last[rs[i].room] + 1;
+		pthread_mutex_unlock(&rs[i].mtx);
+	}
+	fo_reset(rs, n);
+}
+
 bool
 fo_synced(fo_recv *r)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POLL_WAIT_MS 250
+#define POLL_WAIT_MS 2000	/* long polls: idle receivers cost the server little */
 
 typedef struct precv {
 	struct pfo *sys;
@@ -62,6 +62,8 @@ recv_main(void *arg)
 
 		if (pa_poll(p->c, p->token, p->sid, POLL_WAIT_MS, on_event, p, NULL, &st) == RPC_OK)
 			continue;
+		if (p->sys->stop)
+			break;		/* its session was closed under it */
 		if (p->errors++ == 0)
 			p->first = st;
 		if (p->errors > 50)
@@ -131,18 +133,19 @@ pfo_teardown(void *sys)
 
 	if (s == NULL)
 		return;
+	/* Closing a session ends its pending long poll; then its thread sees
+	 * stop and returns. */
 	s->stop = true;
-	for (int i = 0; i < s->nthreads; i++)
-		pthread_join(s->threads[i], NULL);
 	for (int i = 0; i < s->nrecv; i++) {
 		rpc_status st;
 
-		if (s->pr[i].c == NULL)
-			continue;
-		if (s->pr[i].sid[0] != '\0')
+		if (s->pr[i].c != NULL && s->pr[i].sid[0] != '\0')
 			pa_close(s->pr[i].c, s->pr[i].token, s->pr[i].sid, &st);
-		rpc_client_close(s->pr[i].c);
 	}
+	for (int i = 0; i < s->nthreads; i++)
+		pthread_join(s->threads[i], NULL);
+	for (int i = 0; i < s->nrecv; i++)
+		rpc_client_close(s->pr[i].c);
 	for (int i = 0; i < FO_SENDERS; i++)
 		rpc_client_close(s->senders[i]);
 	pthread_mutex_destroy(&s->mtx);
