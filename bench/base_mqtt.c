@@ -335,7 +335,7 @@ mqtt_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, char *err, size_t
 		for (int r = 0; r < c->rooms; r++)
 			publish(q, r, 0, err, errlen);
 		mqtt_last(q, last);
-		all = fo_wait_caught_up(rs, n, last, 200000000ull);
+		all = fo_wait_caught_up(rs, n, last, 3000000000ull);
 		if (all)
 			fo_resync(rs, n, last);
 	} while (!all && bench_now_ns() < until);

@@ -164,7 +164,7 @@ nngps_setup(const fo_case *c, fo_recv *rs, char *err, size_t errlen)
 		for (int r = 0; r < c->rooms; r++)
 			warm(p, r);
 		nngps_last(p, last);
-		all = fo_wait_caught_up(rs, n, last, 200000000ull);
+		all = fo_wait_caught_up(rs, n, last, 3000000000ull);
 		if (all)
 			fo_resync(rs, n, last);
 	} while (!all && bench_now_ns() < until);

@@ -31,6 +31,7 @@ typedef struct bench_opts {
 	const char *outdir;	/* where the JSON results go */
 	const char *self;	/* our own binary, for helper child processes */
 	char tmproot[256];	/* this run's scratch directory */
+	const char *fanout_cases; /* "RxM,RxM": fanout's rooms x members, or NULL */
 } bench_opts;
 
 /* ---- time and samples (util.c) ------------------------------------------ */

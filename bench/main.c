@@ -54,6 +54,7 @@ usage(FILE *out)
 		"  --reps N        repetitions per measurement (default 3, at least 3)\n"
 		"  --parleyd PATH  the daemon to measure (default %s)\n"
 		"  --out DIR       where JSON results go (default %s)\n"
+		"  --cases LIST    fanout only: rooms x members cases, e.g. 1x10,10x100\n"
 		"  --tmp DIR       scratch space; the data dir's filesystem is measured (default $TMPDIR or /tmp)\n",
 		PARLEYD_PATH, BENCH_RESULTS_DIR);
 }
@@ -113,6 +114,7 @@ main(int argc, char **argv)
 		{"quick", no_argument, NULL, 'q'},	 {"reps", required_argument, NULL, 'r'},
 		{"parleyd", required_argument, NULL, 'p'}, {"out", required_argument, NULL, 'o'},
 		{"tmp", required_argument, NULL, 't'},	 {"help", no_argument, NULL, 'h'},
+		{"cases", required_argument, NULL, 'c'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *tmp = getenv("TMPDIR");
@@ -134,6 +136,7 @@ main(int argc, char **argv)
 		case 'p': opts.parleyd = optarg; break;
 		case 'o': opts.outdir = optarg; break;
 		case 't': tmp = optarg; break;
+		case 'c': opts.fanout_cases = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

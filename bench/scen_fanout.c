@@ -208,6 +208,7 @@ scen_fanout(const bench_opts *o)
 	static const fo_case quick[] = {{1, 10}, {2, 25}};
 	const fo_case *cases = o->quick ? quick : full;
 	int ncases = o->quick ? 2 : 4, maxn = 0;
+	fo_case custom[8];
 	char contexts[32], max_sessions[32], why[300];
 	const char *extra[8];
 	static fo_users users;
@@ -215,6 +216,24 @@ scen_fanout(const bench_opts *o)
 	breport r;
 
 	rep_begin(&r, "fanout", o);
+	if (o->fanout_cases != NULL) {
+		const char *p = o->fanout_cases;
+
+		for (ncases = 0; ncases < 8 && *p != '\0';) {
+			int rooms, members, used;
+
+			if (sscanf(p, "%dx%d%n", &rooms, &members, &used) != 2 || rooms < 1 ||
+			    rooms > FO_MAX_ROOMS || members < 1 || rooms * members > 5000) {
+				rep_fail(&r, "--cases: '%s' is not ROOMSxMEMBERS (rooms 1-%d, at most "
+					     "5000 receivers)", p, FO_MAX_ROOMS);
+				return rep_finish(&r);
+			}
+			custom[ncases++] = (fo_case){rooms, members};
+			p += used;
+			p += *p == ',';
+		}
+		cases = custom;
+	}
 	for (int i = 0; i < ncases; i++)
 		maxn = cases[i].rooms * cases[i].members > maxn ? cases[i].rooms * cases[i].members
 								 : maxn;
