@@ -237,6 +237,95 @@ rpc_check_strings(const ProtobufCMessage *msg, rpc_status *st)
 	return check_message(msg, path, sizeof(path), 0, st);
 }
 
+/* ---- wire-level string check ------------------------------------------- */
+
+#define WIRE_MAX_DEPTH 32
+
+static bool
+wire_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (int shift = 0; shift < 64 && *pos < len; shift += 7) {
+		uint8_t b = buf[(*pos)++];
+
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*out = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+static rpc_code
+check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, int depth,
+	   char *path, size_t cap, size_t used, rpc_status *st)
+{
+	size_t pos = 0;
+
+	if (depth > WIRE_MAX_DEPTH)
+		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "message nested too deeply");
+	while (pos < len) {
+		const ProtobufCFieldDescriptor *f;
+		uint64_t tag, n;
+
+		if (!wire_varint(buf, len, &pos, &tag))
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s", d->name);
+		switch (tag & 7) {
+		case 0:
+			if (!wire_varint(buf, len, &pos, &n))
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s",
+						      d->name);
+			continue;
+		case 1:
+			n = 8;
+			break;
+		case 5:
+			n = 4;
+			break;
+		case 2:
+			if (!wire_varint(buf, len, &pos, &n))
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s",
+						      d->name);
+			break;
+		default:
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s", d->name);
+		}
+		if (n > len - pos)
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s", d->name);
+		f = (tag & 7) == 2 && tag >> 3 <= UINT32_MAX
+			? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3))
+			: NULL;
+		if (f != NULL &&
+		    (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)) {
+			size_t at = used;
+			int w = snprintf(path + used, cap - used, "%s%s", used ? "." : "", f->name);
+
+			at = w < 0 ? used : (size_t)w + used >= cap ? cap - 1 : used + (size_t)w;
+			if (f->type == PROTOBUF_C_TYPE_STRING && memchr(buf + pos, '\0', n) != NULL)
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+						      "field '%s' contains a NUL byte", path);
+			if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
+			    check_wire(f->descriptor, buf + pos, n, depth + 1, path, cap, at, st) !=
+				RPC_OK)
+				return RPC_INVALID_ARGUMENT;
+			path[used] = '\0';
+		}
+		pos += n;
+	}
+	return RPC_OK;
+}
+
+rpc_code
+rpc_check_wire_strings(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len,
+		       rpc_status *st)
+{
+	char path[128] = "";
+
+	return check_wire(desc, buf, len, 0, path, sizeof(path), 0, st);
+}
+
 int
 rpc_full_method(char *buf, size_t len, const ProtobufCServiceDescriptor *svc,
 		const ProtobufCMethodDescriptor *m)

@@ -92,6 +92,14 @@ size_t rpc_utf8_length(const char *s);
  * field path into st and returns RPC_INVALID_ARGUMENT. */
 rpc_code rpc_check_strings(const ProtobufCMessage *msg, rpc_status *st);
 
+/* protobuf-c ends a decoded string at its first NUL byte without a word, so
+ * "ab\0cd" would arrive as "ab". This walks the wire bytes of a message of
+ * type desc (already decoded successfully from buf) and refuses any string
+ * field, at any depth, that carries a NUL byte: RPC_INVALID_ARGUMENT with the
+ * dotted field path in st. No Parley string may contain NUL. */
+rpc_code rpc_check_wire_strings(const ProtobufCMessageDescriptor *desc, const void *buf,
+				size_t len, rpc_status *st);
+
 /* "/parley.v1.Auth/Login" for the Login method of parley.v1.Auth. */
 int rpc_full_method(char *buf, size_t len, const ProtobufCServiceDescriptor *svc,
 		    const ProtobufCMethodDescriptor *m);

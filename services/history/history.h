@@ -1,0 +1,23 @@
+/*
+ * history.h — the History service: a room's timeline page by page
+ * (parley.v1.History/GetHistory) for its members. Reads the tables the
+ * messaging service writes (see timeline.h), through cfg->env: shared with
+ * messaging in one process, or opened read-only by a daemon that runs
+ * history alone. Serves on cfg->history_listen.
+ */
+#ifndef PARLEY_HISTORY_H
+#define PARLEY_HISTORY_H
+
+#include "svc.h"
+
+typedef struct history_service history_service;
+
+int history_service_start(const parley_config *cfg, history_service **out, rpc_status *st);
+
+/* Stops taking calls and answers those in flight. */
+void history_service_shutdown(history_service *h);
+
+/* Frees everything; call after history_service_shutdown. */
+void history_service_stop(history_service *h);
+
+#endif
