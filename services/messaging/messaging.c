@@ -164,6 +164,7 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 		goto fail;
 	}
 	if (!svc_open_table(m->env, "msg.client_ids", &m->client_ids, st) ||
+	    !svc_open_table(m->env, "msg.members", &m->members, st) ||
 	    !svc_open_table(m->env, "msg.meta", &m->meta, st))
 		goto fail;
 	if (svc_authn_open(&m->authn, cfg->auth_addr, st) != RPC_OK ||
@@ -198,14 +199,14 @@ messaging_service_shutdown(messaging_service *m)
 	if (m == NULL)
 		return;
 	/* No new calls; handlers in progress return (Sends queue, Polls
-	 * defer). Then the feed stops, every session finishes its Poll and
-	 * ends, and the writer answers what is queued. */
+	 * defer). Then every session finishes its Poll and ends, the feed
+	 * stops, and the writer answers what is queued. */
 	if (m->srv != NULL)
 		rpc_server_shutdown(m->srv);
-	mx_feed_stop(m->feed);
-	m->feed = NULL;
 	mx_sessions_stop(m->sessions);
 	m->sessions = NULL;
+	mx_feed_stop(m->feed);
+	m->feed = NULL;
 	mx_writer_stop(m->writer);
 	m->writer = NULL;
 }

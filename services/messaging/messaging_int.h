@@ -12,6 +12,7 @@
  * Tables (besides the timeline, see timeline.h; records in
  * proto/parley/store/v1/messaging_records.proto):
  *   msg.client_ids  sender \0 client_msg_id -> ClientMsgRecord
+ *   msg.members     room_id \0 user_id      -> "" (the membership mirror)
  *   msg.meta        "rooms_feed_cursor"     -> be64(last membership change applied)
  *
  * Only the writer thread writes LMDB, so it alone assigns seqs: one
@@ -45,6 +46,7 @@ struct messaging_service {
 	store_env *env;
 	timeline tl;
 	store_table client_ids;
+	store_table members;
 	store_table meta;
 
 	nng_socket pub;		/* thread-safe: any thread may publish */
@@ -102,6 +104,21 @@ void mx_writer_stop(mx_writer *w);
 
 int mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st);
 void mx_feed_stop(mx_feed *f);
+
+/*
+ * The membership barrier: returns RPC_OK once every membership change the
+ * rooms service committed before this call began has been applied to the
+ * mirror and the timelines. Many callers share one round trip to the
+ * rooms service. UNAVAILABLE (with st) when it cannot be reached before
+ * deadline_ms (monotonic).
+ */
+rpc_code mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st);
+
+/* The membership mirror: the rooms service's members as of the feed
+ * cursor, kept by the writer in the cursor's transaction. */
+store_err mx_mirror_apply(messaging_service *m, store_txn *txn, const Parley__V1__Event *change);
+store_err mx_mirror_is_member(messaging_service *m, store_txn *txn, const char *room,
+			      const char *user, bool *member);
 
 /* ---- sessions (sessions.c) ------------------------------------------------------------ */
 

@@ -41,7 +41,10 @@ sub_cb(void *arg)
 		s->inbox_overflow = true;
 	}
 	rearm = !s->sub_stopping;
-	pthread_cond_signal(&s->cv);
+	/* Wake the worker only when a frame may complete an answer, or
+	 * before the inbox fills: frames for an idle client wait in bulk. */
+	if (s->want_frames || s->inbox_len >= SESSION_INBOX_MAX / 2)
+		pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mtx);
 	if (rearm)
 		nng_recv_aio(s->sub, s->aio);
@@ -231,22 +234,53 @@ reply_visit(void *arg, uint64_t seq, store_val v)
 }
 
 /*
- * Checks membership of every room with something to deliver; drops the
- * rooms the user left. RPC_OK, or the rooms service's failure in st
- * (nothing is consumed then). checked[i] tells which rooms passed.
+ * Checks membership of every room with something to deliver, and drops
+ * the rooms the user left. First the membership barrier (every change the
+ * rooms service committed before now is in the mirror), then the mirror;
+ * a room the mirror does not list is confirmed with IsMember (the Poll's
+ * token) before it is dropped. RPC_OK, or the failure in st (nothing is
+ * consumed then). checked[i] tells which rooms passed.
  */
 static rpc_code
 check_rooms(mx_session *s, rpc_call *call, bool *checked, rpc_status *st)
 {
+	int64_t deadline = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
+	bool unsure[SESSION_MAX_ROOMS], any = false;
+	store_txn *txn;
+
 	for (unsigned i = 0; i < s->nrooms; i++) {
 		sess_room *r = &s->rooms[i];
-		bool member;
 
 		checked[i] = false;
-		if (is_gone(r) || (r->buffered == 0 && !behind(r)))
+		unsure[i] = !is_gone(r) && (r->buffered > 0 || behind(r));
+		any |= unsure[i];
+	}
+	if (!any)
+		return RPC_OK;
+	if (rpc_call_deadline(call) < deadline)
+		deadline = rpc_call_deadline(call);
+	if (mx_feed_sync(s->m->feed, deadline, st) != RPC_OK)
+		return st->code;
+	if (store_begin(s->m->env, false, &txn) == STORE_OK) {
+		for (unsigned i = 0; i < s->nrooms; i++) {
+			bool member;
+
+			if (unsure[i] && mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user,
+							     &member) == STORE_OK &&
+			    member) {
+				unsure[i] = false;
+				checked[i] = true;
+			}
+		}
+		store_abort(txn);
+	}
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		bool member;
+
+		if (!unsure[i])
 			continue;
-		if (members_check(s->m->rooms, r->id, s->user, rpc_call_token(call),
-				  rpc_call_deadline(call), &member, st) != RPC_OK)
+		if (members_check(s->m->rooms, s->rooms[i].id, s->user, rpc_call_token(call),
+				  deadline, &member, st) != RPC_OK)
 			return st->code;
 		if (!member)
 			drop_room(s, i);
@@ -329,10 +363,23 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	resp->events = r.events;
 	resp->n_events = r.n;
 	rpc_call_finish(call, RPC_OK);
+	if (r.n > 0)
+		s->last_reply = rpc_now_ms();
 	return true;
 }
 
 /* ---- the worker ---------------------------------------------------------------------- */
+
+/* When a waiting Poll should be answered for the events at hand: at once,
+ * unless the last answer went out less than SESSION_REPLY_GAP_MS ago; then
+ * the events of a busy stream travel together. INT64_MAX with nothing. */
+static int64_t
+reply_ready_at(const mx_session *s)
+{
+	if (s->buf_len == 0 && rooms_behind(s) == 0)
+		return INT64_MAX;
+	return s->last_reply + SESSION_REPLY_GAP_MS;
+}
 
 static void
 end_session(mx_session *s)
@@ -412,12 +459,18 @@ worker_main(void *arg)
 			}
 			if (s->inbox_len > 0 || s->poll_new || s->inbox_overflow)
 				break;
+			s->want_frames = false;
 			if (s->poll != NULL) {
-				if (s->buf_len > 0 || rooms_behind(s) > 0 ||
-				    now >= s->poll_deadline || now >= s->next_heal)
+				int64_t ready = reply_ready_at(s);
+
+				if (now >= ready || now >= s->poll_deadline || now >= s->next_heal)
 					break;
 				wake = s->poll_deadline < s->next_heal ? s->poll_deadline
 								       : s->next_heal;
+				if (ready < wake)
+					wake = ready;
+				/* Nothing at hand: the next frame may be the answer. */
+				s->want_frames = ready == INT64_MAX;
 			} else {
 				if (now - s->last_active >= idle_ms) {
 					ending = true;
@@ -427,6 +480,7 @@ worker_main(void *arg)
 			}
 			wait_until(&s->cv, &s->mtx, wake);
 		}
+		s->want_frames = false;
 		while (s->inbox_len > 0) {
 			frames[nframes++] = s->inbox[s->inbox_head];
 			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
@@ -455,8 +509,7 @@ worker_main(void *arg)
 		/* 3. Answer the Poll if there is something or its time is up. */
 		pthread_mutex_lock(&s->mtx);
 		now = rpc_now_ms();
-		if (s->poll != NULL &&
-		    (s->buf_len > 0 || rooms_behind(s) > 0 || now >= s->poll_deadline)) {
+		if (s->poll != NULL && (now >= reply_ready_at(s) || now >= s->poll_deadline)) {
 			call = s->poll;
 			max = s->poll_max;
 			deadline = s->poll_deadline;

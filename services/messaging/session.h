@@ -15,10 +15,14 @@
  * SESSION_HEAL_MS while one waits, which heals frames PUB dropped silently.
  *
  * Leaving a room: before a reply carries any event of a room, the worker
- * asks the rooms service (IsMember, with the Poll's own token) whether the
- * user is still a member; if not, the room is dropped from the session with
- * whatever it had buffered. A LeaveRoom that has returned is therefore seen
- * by every reply built after it: no stale window.
+ * passes the membership barrier (mx_feed_sync: every change the rooms
+ * service committed before the barrier began is in the mirror) and looks
+ * the user up in the mirror; a room the mirror does not list is confirmed
+ * with IsMember (the Poll's own token), and dropped from the session with
+ * whatever it had buffered if the user is not a member. A LeaveRoom that
+ * has returned is therefore seen by every reply built after it: no stale
+ * window. The barrier is shared: one round trip to the rooms service
+ * serves every session answering at that moment.
  *
  * Locking: s->mtx guards the fields marked [mtx], shared by the worker, the
  * SUB callback (an nng thread) and the Poll/Close handlers; [worker] fields
@@ -41,6 +45,7 @@
 #define SESSION_INBOX_MAX 256		/* frames from the SUB socket not yet sorted */
 #define SESSION_SUB_RECVBUF 64		/* nng's own queue in the SUB socket */
 #define SESSION_HEAL_MS 500
+#define SESSION_REPLY_GAP_MS 10		/* answers of one session at most this often */
 #define SESSION_STACK_SIZE (128 * 1024)
 #define POLL_WAIT_MAX_MS 30000
 #define POLL_DEFAULT_EVENTS 100
@@ -79,6 +84,7 @@ struct mx_session {
 	nng_msg *inbox[SESSION_INBOX_MAX]; /* [mtx] ring */
 	unsigned inbox_head, inbox_len; /* [mtx] */
 	bool inbox_overflow;		/* [mtx] frames were dropped here */
+	bool want_frames;		/* [mtx] the worker waits for the next frame */
 	bool sub_stopping;		/* [mtx] the callback must not re-arm */
 	rpc_call *poll;			/* [mtx] the waiting Poll, if any */
 	int64_t poll_deadline;		/* [mtx] answer it by then (monotonic ms) */
@@ -98,6 +104,7 @@ struct mx_session {
 	size_t buf_bytes;
 	bool check_heads;
 	int64_t next_heal;
+	int64_t last_reply;		/* when the last events went out */
 	unsigned rr;			/* round robin start for LMDB reads */
 
 	unsigned nrooms;

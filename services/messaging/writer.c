@@ -4,8 +4,9 @@
  *
  * Send handlers and the feed thread queue items. The writer takes every
  * queued item, up to WRITER_BATCH_MAX, into one write transaction: each
- * new event gets its room's next seq, each client_msg_id its record, the
- * feed cursor its new value; then one commit, which LMDB syncs. Only then
+ * new event gets its room's next seq, each client_msg_id its record, each
+ * membership change its place in the mirror and the feed cursor its new
+ * value; then one commit, which LMDB syncs. Only then
  * is each Send answered, and each new event published, in commit order.
  * If the transaction fails (storage full, I/O), every new event of the
  * batch fails with it and nothing is published; retries answered from
@@ -351,6 +352,8 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 				   (unsigned long long)c->seq);
 			continue;
 		}
+		if ((err = mx_mirror_apply(w->m, txn, c)) != STORE_OK)
+			return err;
 		mc.kind = c->membership->kind;
 		ev.room_id = c->room_id;
 		ev.ts_ms = now;
