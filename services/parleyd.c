@@ -18,6 +18,7 @@
 #include "history/history.h"
 #include "messaging/messaging.h"
 #include "log.h"
+#include "rooms/rooms.h"
 #include "svc.h"
 
 /* Each service the daemon can run: typed start/shutdown/stop behind one
@@ -39,6 +40,7 @@ typedef struct service_def {
 	static void svc##_stop_any(void *h) { svc##_service_stop(h); }
 
 SERVICE_ADAPTER(auth)
+SERVICE_ADAPTER(rooms)
 SERVICE_ADAPTER(messaging)
 SERVICE_ADAPTER(history)
 
@@ -46,6 +48,7 @@ static parley_config cfg;
 
 static const service_def services[] = {
 	{"auth", auth_start_any, auth_shutdown_any, auth_stop_any, &cfg.auth_listen},
+	{"rooms", rooms_start_any, rooms_shutdown_any, rooms_stop_any, &cfg.rooms_listen},
 	{"messaging", messaging_start_any, messaging_shutdown_any, messaging_stop_any,
 	 &cfg.messaging_listen},
 	{"history", history_start_any, history_shutdown_any, history_stop_any,
