@@ -2,11 +2,8 @@
 #include "mx_util.h"
 
 #include <pthread.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "parley/v1/rooms.pb-c.h"
@@ -16,40 +13,13 @@ rpc_client *mx_auth, *mx_rooms, *mx_msg, *mx_hist;
 
 uint32_t mx_timeout_ms = 20000;
 
-static pid_t dev_rooms_pid;
-
-static void
-dev_rooms_kill(void)
-{
-	if (dev_rooms_pid > 0)
-		kill(dev_rooms_pid, SIGKILL);
-}
-
 void
 mx_start(const char *const *extra)
 {
-	const char *dev_rooms = getenv("PARLEY_DEV_FAKE_ROOMS");
-
 	setvbuf(stdout, NULL, _IOLBF, 0);
-
 	for (int i = 0; extra != NULL && extra[i] != NULL && i < 15; i++)
 		mx_d.extra[i] = extra[i];
-	if (dev_rooms == NULL) {
-		TH_CHECK(th_start(&mx_d, NULL), "start parleyd");
-	} else {
-		/* Development before the rooms service existed: a stand-in
-		 * speaking the same contract. */
-		TH_CHECK(th_start(&mx_d, "auth,messaging,history"), "start parleyd");
-		dev_rooms_pid = fork();
-		if (dev_rooms_pid == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			execl(dev_rooms, dev_rooms, mx_d.auth, mx_d.rooms, mx_d.rooms_internal,
-			      mx_d.room_events, (char *)NULL);
-			_exit(127);
-		}
-		atexit(dev_rooms_kill);
-		TH_CHECK(th_wait_serving(mx_d.rooms, 10000), "stand-in rooms");
-	}
+	TH_CHECK(th_start(&mx_d, NULL), "start parleyd");
 	mx_auth = th_client(mx_d.auth);
 	mx_rooms = th_client(mx_d.rooms);
 	mx_msg = th_client(mx_d.messaging);
@@ -64,10 +34,6 @@ mx_stop(void)
 	rpc_client_close(mx_msg);
 	rpc_client_close(mx_hist);
 	TH_CHECK(th_stop(&mx_d) == 0, "parleyd exits 0 on SIGTERM");
-	dev_rooms_kill();
-	if (dev_rooms_pid > 0)
-		waitpid(dev_rooms_pid, NULL, 0);
-	dev_rooms_pid = 0;
 	th_cleanup(&mx_d);
 }
 

@@ -28,7 +28,7 @@ extern uint32_t mx_timeout_ms;
 /* Starts parleyd (all services) with extra arguments (NULL-terminated list
  * or NULL) and opens the clients. */
 void mx_start(const char *const *extra);
-/* Reopens the clients' view after th_restart (the clients redial). */
+/* Closes the clients, stops parleyd (it must exit 0) and removes its data. */
 void mx_stop(void);
 
 /* Registers and logs in a user named prefix + a unique suffix. */
