@@ -195,6 +195,7 @@ sub_cb(void *arg)
 	if (nng_aio_result(f->aio) != 0)
 		return; /* closed: the ticks carry on */
 	nng_msg_free(nng_aio_get_msg(f->aio));
+	nng_aio_set_msg(f->aio, NULL);
 	pthread_mutex_lock(&f->mtx);
 	f->kick = true;
 	pthread_cond_signal(&f->cv);
@@ -334,8 +335,13 @@ mx_feed_stop(mx_feed *f)
 		nng_aio_stop(f->aio);
 	if (f->sub_open)
 		nng_close(f->sub);
-	if (f->aio != NULL)
+	if (f->aio != NULL) {
+		nng_msg *left = nng_aio_get_msg(f->aio);
+
+		if (left != NULL)
+			nng_msg_free(left);
 		nng_aio_free(f->aio);
+	}
 	pthread_cond_destroy(&f->done_cv);
 	pthread_cond_destroy(&f->cv);
 	pthread_mutex_destroy(&f->mtx);

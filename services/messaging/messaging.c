@@ -4,14 +4,15 @@
  *
  * Threads: the rpc workers run the handlers; one writer thread writes
  * LMDB; one feed thread follows the rooms service; one worker thread per
- * session. The PUB socket is shared by all of them (nng sockets are
- * thread-safe).
+ * session. The PUB socket is shared by all of them; m->pub_mtx orders
+ * publishing against the closing of session SUB sockets (session.c).
  */
 #include "messaging_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
@@ -41,15 +42,22 @@ mx_event_frame(const Parley__V1__Event *ev)
 }
 
 void
-mx_publish(messaging_service *m, nng_msg *msg)
+mx_publish_locked(messaging_service *m, nng_msg *msg)
 {
 	if (msg != NULL && nng_sendmsg(m->pub, msg, 0) != 0)
 		nng_msg_free(msg);
 }
 
 void
-mx_publish_presence(messaging_service *m, const char *room, const char *user,
-		    Parley__V1__PresenceChange__State state)
+mx_publish(messaging_service *m, nng_msg *msg)
+{
+	pthread_mutex_lock(&m->pub_mtx);
+	mx_publish_locked(m, msg);
+	pthread_mutex_unlock(&m->pub_mtx);
+}
+
+nng_msg *
+mx_presence_frame(const char *room, const char *user, Parley__V1__PresenceChange__State state)
 {
 	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
 	Parley__V1__PresenceChange pc = PARLEY__V1__PRESENCE_CHANGE__INIT;
@@ -61,7 +69,58 @@ mx_publish_presence(messaging_service *m, const char *room, const char *user,
 	ev.sender = (char *)user;
 	ev.body_case = PARLEY__V1__EVENT__BODY_PRESENCE;
 	ev.presence = &pc;
-	mx_publish(m, mx_event_frame(&ev));
+	return mx_event_frame(&ev);
+}
+
+void
+mx_publish_presence(messaging_service *m, const char *room, const char *user,
+		    Parley__V1__PresenceChange__State state)
+{
+	mx_publish(m, mx_presence_frame(room, user, state));
+}
+
+static void
+pub_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	messaging_service *m = arg;
+
+	pthread_mutex_lock(&m->pipe_mtx);
+	m->pipes_gone++;
+	pthread_cond_broadcast(&m->pipe_cv);
+	pthread_mutex_unlock(&m->pipe_mtx);
+}
+
+uint64_t
+mx_pub_pipes_gone(messaging_service *m)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&m->pipe_mtx);
+	n = m->pipes_gone;
+	pthread_mutex_unlock(&m->pipe_mtx);
+	return n;
+}
+
+void
+mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms)
+{
+	pthread_mutex_lock(&m->pipe_mtx);
+	while (m->pipes_gone <= seen) {
+		int64_t left = until_ms - rpc_now_ms();
+		struct timespec ts;
+
+		if (left <= 0)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&m->pipe_cv, &m->pipe_mtx, &ts);
+	}
+	pthread_mutex_unlock(&m->pipe_mtx);
 }
 
 static int
@@ -75,6 +134,7 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 				      nng_strerror(rv));
 	m->pub_open = true;
 	nng_socket_set_int(m->pub, NNG_OPT_SENDBUF, PUB_SEND_BUFFER);
+	nng_pipe_notify(m->pub, NNG_PIPE_EV_REM_POST, pub_pipe_event, m);
 	if ((rv = nng_listen(m->pub, listen, NULL, 0)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s", listen,
 				      nng_strerror(rv));
@@ -157,6 +217,9 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	m->session_idle_ms = (cfg->session_idle_s ? cfg->session_idle_s : 60) * 1000u;
 	m->max_sessions = cfg->max_sessions ? cfg->max_sessions : 20000;
 	timeline_init(&m->tl, cfg->env);
+	pthread_mutex_init(&m->pub_mtx, NULL);
+	pthread_mutex_init(&m->pipe_mtx, NULL);
+	pthread_cond_init(&m->pipe_cv, NULL);
 
 	if ((err = timeline_open(&m->tl)) != STORE_OK) {
 		rpc_status_set(st, RPC_INTERNAL, "cannot open the timeline: %s",
@@ -225,5 +288,8 @@ messaging_service_stop(messaging_service *m)
 	rpc_client_close(m->rooms);
 	svc_authn_close(m->authn);
 	timeline_fini(&m->tl);
+	pthread_mutex_destroy(&m->pub_mtx);
+	pthread_cond_destroy(&m->pipe_cv);
+	pthread_mutex_destroy(&m->pipe_mtx);
 	free(m);
 }

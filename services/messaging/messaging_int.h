@@ -21,6 +21,8 @@
 #ifndef PARLEY_MESSAGING_INT_H
 #define PARLEY_MESSAGING_INT_H
 
+#include <pthread.h>
+
 #include <nng/nng.h>
 
 #include "members.h"
@@ -49,8 +51,12 @@ struct messaging_service {
 	store_table members;
 	store_table meta;
 
-	nng_socket pub;		/* thread-safe: any thread may publish */
+	nng_socket pub;
 	bool pub_open;
+	pthread_mutex_t pub_mtx; /* held to publish, and to close a session's SUB */
+	pthread_mutex_t pipe_mtx; /* guards pipes_gone (nng's pipe callback) */
+	pthread_cond_t pipe_cv;
+	uint64_t pipes_gone;	  /* PUB pipes removed so far */
 	char inproc_url[64];	/* where session workers subscribe */
 
 	uint32_t session_idle_ms;
@@ -67,12 +73,32 @@ struct messaging_service {
  * out of memory. The caller owns the message. */
 nng_msg *mx_event_frame(const Parley__V1__Event *ev);
 
-/* Sends a frame to every subscriber; takes ownership of msg. Never blocks:
- * PUB drops for subscribers that do not keep up. */
+/* Sends a frame to every subscriber; takes ownership of msg. Never blocks
+ * on subscribers: PUB drops for those that do not keep up. */
 void mx_publish(messaging_service *m, nng_msg *msg);
 
-/* Publishes an ONLINE or OFFLINE presence event of user into room (seq 0,
- * not persisted). */
+/*
+ * Control frames: a topic starting with MX_CONTROL_BYTE (never the first
+ * byte of a room id) carries no Event. A session subscribes to its own
+ * control topic to learn when everything published before a given moment
+ * has reached it (see session.c, closing the SUB socket).
+ */
+#define MX_CONTROL_BYTE '\x01'
+
+/* Publishes msg with pub_mtx already held by the caller. */
+void mx_publish_locked(messaging_service *m, nng_msg *msg);
+
+/* How many PUB pipes have gone so far; waits (until a monotonic deadline)
+ * for that count to pass `seen`. */
+uint64_t mx_pub_pipes_gone(messaging_service *m);
+void mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms);
+
+/* The PUB frame of an ONLINE or OFFLINE presence event of user in room
+ * (seq 0, ts now, never persisted); NULL when out of memory. */
+nng_msg *mx_presence_frame(const char *room, const char *user,
+			   Parley__V1__PresenceChange__State state);
+
+/* Publishes such an event. */
 void mx_publish_presence(messaging_service *m, const char *room, const char *user,
 			 Parley__V1__PresenceChange__State state);
 

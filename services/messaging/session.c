@@ -18,6 +18,8 @@
 #define WORKER_STACK SESSION_STACK_SIZE
 #endif
 
+static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t when_ms);
+
 /* ---- the SUB callback (an nng thread) ------------------------------------ */
 
 static void
@@ -33,8 +35,14 @@ sub_cb(void *arg)
 		return;
 	}
 	msg = nng_aio_get_msg(s->aio);
+	nng_aio_set_msg(s->aio, NULL);
 	pthread_mutex_lock(&s->mtx);
-	if (s->inbox_len < SESSION_INBOX_MAX) {
+	if (nng_msg_len(msg) > 0 && *(const char *)nng_msg_body(msg) == MX_CONTROL_BYTE) {
+		/* The only control topic we subscribe to is our own marker. */
+		nng_msg_free(msg);
+		s->marker_seen = true;
+		pthread_cond_broadcast(&s->cv);
+	} else if (s->inbox_len < SESSION_INBOX_MAX) {
 		s->inbox[(s->inbox_head + s->inbox_len++) % SESSION_INBOX_MAX] = msg;
 	} else {
 		nng_msg_free(msg);
@@ -48,6 +56,62 @@ sub_cb(void *arg)
 	pthread_mutex_unlock(&s->mtx);
 	if (rearm)
 		nng_recv_aio(s->sub, s->aio);
+}
+
+/* The control topic only this session subscribes to: 0x01, id, NUL. */
+static size_t
+marker_topic(const mx_session *s, char topic[SESSION_ID_LEN + 2])
+{
+	topic[0] = MX_CONTROL_BYTE;
+	memcpy(topic + 1, s->id, SESSION_ID_LEN);
+	topic[SESSION_ID_LEN + 1] = '\0';
+	return SESSION_ID_LEN + 2;
+}
+
+/*
+ * Stops receiving and closes the SUB socket; the callback is done for good
+ * when this returns, and no frame is lost track of. nng 1.5 leaks a frame
+ * that is on its way into a SUB socket when the socket closes. So, holding
+ * the publish lock (nothing new is sent), we publish a marker on our own
+ * control topic and wait for it to come back: PUB keeps order per
+ * subscriber, so everything sent before has arrived. Then close, and wait
+ * until the PUB side has let go of the pipe too, so that nothing is ever
+ * sent into the half-closed pipe.
+ */
+static void
+stop_sub(mx_session *s)
+{
+	char topic[SESSION_ID_LEN + 2];
+	size_t tlen = marker_topic(s, topic);
+	int64_t until = rpc_now_ms() + SESSION_MARKER_WAIT_MS;
+	nng_msg *marker, *left;
+	uint64_t gone;
+
+	pthread_mutex_lock(&s->m->pub_mtx);
+	if (nng_msg_alloc(&marker, tlen) == 0) {
+		memcpy(nng_msg_body(marker), topic, tlen);
+		mx_publish_locked(s->m, marker);
+	}
+	pthread_mutex_lock(&s->mtx);
+	while (!s->marker_seen && rpc_now_ms() < until)
+		wait_until(&s->cv, &s->mtx, until);
+	s->sub_stopping = true;
+	pthread_mutex_unlock(&s->mtx);
+	nng_aio_stop(s->aio);
+	gone = mx_pub_pipes_gone(s->m);
+	nng_close(s->sub);
+	mx_pub_wait_pipe_gone(s->m, gone, rpc_now_ms() + SESSION_MARKER_WAIT_MS);
+	pthread_mutex_unlock(&s->m->pub_mtx);
+	s->sub_open = false;
+	if ((left = nng_aio_get_msg(s->aio)) != NULL) {
+		nng_aio_set_msg(s->aio, NULL);
+		nng_msg_free(left);
+	}
+	while (s->inbox_len > 0) {
+		nng_msg_free(s->inbox[s->inbox_head]);
+		s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
+		s->inbox_len--;
+	}
 }
 
 /* ---- the buffer ---------------------------------------------------------------- */
@@ -390,21 +454,13 @@ end_session(mx_session *s)
 	sessions_unregister(ss, s);
 	pthread_mutex_lock(&s->mtx);
 	s->dead = true;
-	s->sub_stopping = true;
 	call = s->poll;
 	s->poll = NULL;
 	pthread_mutex_unlock(&s->mtx);
 	if (call != NULL)
 		rpc_call_finish(call, RPC_OK); /* empty */
 
-	nng_aio_stop(s->aio);
-	nng_close(s->sub);
-	s->sub_open = false;
-	while (s->inbox_len > 0) {
-		nng_msg_free(s->inbox[s->inbox_head]);
-		s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
-		s->inbox_len--;
-	}
+	stop_sub(s);
 	while (s->buf_len > 0)
 		buf_pop(s);
 	for (unsigned i = 0; i < s->nrooms; i++)
@@ -579,6 +635,13 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user,
 		if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, s->rooms[i].id,
 					 strlen(s->rooms[i].id) + 1)) != 0)
 			goto fail;
+	{
+		char topic[SESSION_ID_LEN + 2];
+		size_t tlen = marker_topic(s, topic);
+
+		if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, topic, tlen)) != 0)
+			goto fail;
+	}
 	if ((rv = nng_dial(s->sub, m->inproc_url, NULL, 0)) != 0 ||
 	    (rv = nng_aio_alloc(&s->aio, sub_cb, s)) != 0)
 		goto fail;
@@ -588,12 +651,6 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user,
 fail:
 	rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot subscribe a session: %s",
 		       nng_strerror(rv));
-	if (s->aio != NULL) {
-		nng_aio_stop(s->aio);
-	}
-	if (s->sub_open)
-		nng_close(s->sub);
-	s->sub_open = false;
 	session_unref(s);
 	return NULL;
 }
@@ -630,19 +687,10 @@ session_unref(mx_session *s)
 {
 	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	if (s->sub_open) {
-		/* Never ran: stop receiving before letting go. */
-		pthread_mutex_lock(&s->mtx);
-		s->sub_stopping = true;
-		pthread_mutex_unlock(&s->mtx);
-		nng_aio_stop(s->aio);
+	if (s->sub_open && s->aio != NULL)
+		stop_sub(s); /* never ran */
+	else if (s->sub_open)
 		nng_close(s->sub);
-		while (s->inbox_len > 0) {
-			nng_msg_free(s->inbox[s->inbox_head]);
-			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
-			s->inbox_len--;
-		}
-	}
 	if (s->aio != NULL)
 		nng_aio_free(s->aio);
 	pthread_cond_destroy(&s->cv);

@@ -45,6 +45,7 @@
 #define SESSION_INBOX_MAX 256		/* frames from the SUB socket not yet sorted */
 #define SESSION_SUB_RECVBUF 64		/* nng's own queue in the SUB socket */
 #define SESSION_HEAL_MS 500
+#define SESSION_MARKER_WAIT_MS 500	/* closing: wait for our marker this long */
 #define SESSION_REPLY_GAP_MS 10		/* answers of one session at most this often */
 #define SESSION_STACK_SIZE (128 * 1024)
 #define POLL_WAIT_MAX_MS 30000
@@ -85,6 +86,7 @@ struct mx_session {
 	unsigned inbox_head, inbox_len; /* [mtx] */
 	bool inbox_overflow;		/* [mtx] frames were dropped here */
 	bool want_frames;		/* [mtx] the worker waits for the next frame */
+	bool marker_seen;		/* [mtx] our control frame came back */
 	bool sub_stopping;		/* [mtx] the callback must not re-arm */
 	rpc_call *poll;			/* [mtx] the waiting Poll, if any */
 	int64_t poll_deadline;		/* [mtx] answer it by then (monotonic ms) */

@@ -451,8 +451,10 @@ write_batch(mx_writer *w, struct wr_item *batch)
 			pthread_mutex_unlock(&w->mtx);
 		}
 	}
+	pthread_mutex_lock(&w->m->pub_mtx);
 	for (size_t i = 0; i < w->npubs; i++)
-		mx_publish(w->m, w->pubs[i]);
+		mx_publish_locked(w->m, w->pubs[i]);
+	pthread_mutex_unlock(&w->m->pub_mtx);
 	w->npubs = 0;
 }
 
