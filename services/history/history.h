@@ -4,6 +4,16 @@
  * messaging service writes (see timeline.h), through cfg->env: shared with
  * messaging in one process, or opened read-only by a daemon that runs
  * history alone. Serves on cfg->history_listen.
+ *
+ * Behaviour where the contract leaves room:
+ *   - Set before_seq or after_seq, not both (INVALID_ARGUMENT). Both 0: the
+ *     latest events. before_seq past the head counts from the head.
+ *   - limit 0 means 50; above 500 is INVALID_ARGUMENT.
+ *   - Only members read (IsMember with the caller's token, asked on every
+ *     call): PERMISSION_DENIED, or NOT_FOUND for a room that does not exist.
+ *   - A read-only store whose tables the writer has not created yet is an
+ *     empty timeline (head_seq 0); the tables are looked for again on every
+ *     call until they appear.
  */
 #ifndef PARLEY_HISTORY_H
 #define PARLEY_HISTORY_H

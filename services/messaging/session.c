@@ -1,7 +1,6 @@
 /* session.c — one session and its worker thread (see session.h). */
 #include "session.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

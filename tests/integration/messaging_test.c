@@ -517,7 +517,7 @@ test_bad_input(const mx_user *a, const mx_user *b)
 int
 main(void)
 {
-	static const char *const extra[] = {"--session-idle", "3", "--max-sessions", "20", NULL};
+	static const char *const extra[] = {"--session-idle", "5", "--max-sessions", "20", NULL};
 	mx_user a, b, c;
 
 	mx_start(extra);
