@@ -20,6 +20,8 @@
 
 #include "log.h"
 
+/* Calls in flight on the endpoint at most (waiting Polls included). */
+#define MAX_CALL_SLOTS 200000
 /* Frames a slow tcp subscriber may have queued before PUB drops for it. */
 #define PUB_SEND_BUFFER 1024
 
@@ -197,8 +199,12 @@ methods_match_descriptor(void)
 int
 messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_status *st)
 {
-	rpc_server_opts opts = {.contexts = cfg->contexts, .workers = cfg->workers,
-				.name = "messaging"};
+	/* Every session may hold a waiting Poll; other calls keep their own
+	 * slots on top of that. */
+	uint64_t slots = (uint64_t)(cfg->contexts > 0 ? cfg->contexts : 256) +
+			 (cfg->max_sessions ? cfg->max_sessions : 20000);
+	rpc_server_opts opts = {.contexts = slots > MAX_CALL_SLOTS ? MAX_CALL_SLOTS : (int)slots,
+				.workers = cfg->workers, .name = "messaging"};
 	messaging_service *m;
 	store_err err;
 
