@@ -444,6 +444,29 @@ reply_ready_at(const mx_session *s)
 	return s->last_reply + SESSION_REPLY_GAP_MS;
 }
 
+/* OFFLINE into every room the user is still in, as far as the mirror
+ * knows: a room left meanwhile hears nothing more of this user. */
+static void
+say_offline(mx_session *s)
+{
+	store_txn *txn = NULL;
+
+	if (store_begin(s->m->env, false, &txn) != STORE_OK)
+		txn = NULL;
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		bool member = true;
+
+		if (is_gone(&s->rooms[i]))
+			continue;
+		if (txn != NULL)
+			mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user, &member);
+		if (member)
+			mx_publish_presence(s->m, s->rooms[i].id, s->user,
+					    PARLEY__V1__PRESENCE_CHANGE__STATE__OFFLINE);
+	}
+	store_abort(txn);
+}
+
 static void
 end_session(mx_session *s)
 {
@@ -462,10 +485,7 @@ end_session(mx_session *s)
 	stop_sub(s);
 	while (s->buf_len > 0)
 		buf_pop(s);
-	for (unsigned i = 0; i < s->nrooms; i++)
-		if (!is_gone(&s->rooms[i]))
-			mx_publish_presence(s->m, s->rooms[i].id, s->user,
-					    PARLEY__V1__PRESENCE_CHANGE__STATE__OFFLINE);
+	say_offline(s);
 	session_unref(s);
 	sessions_worker_done(ss);
 }

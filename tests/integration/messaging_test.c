@@ -3,6 +3,7 @@
  * idempotent sends, permissions and leaving, presence, resume, the PUB
  * backbone seen from outside, session expiry and caps, and bad input.
  */
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -211,6 +212,52 @@ test_send_idempotent(const mx_user *a, const mx_user *b)
 		 "JOINED first");
 	protobuf_c_message_free_unpacked(&h->base, NULL);
 	printf("ok send: seqs, idempotent retries, history\n");
+}
+
+struct dup_send {
+	const mx_user *u;
+	const char *room;
+	uint64_t seq, ts;
+};
+
+static void *
+dup_sender(void *arg)
+{
+	struct dup_send *d = arg;
+	rpc_status st;
+
+	TH_CODE(mx_send(d->u, d->room, "said once", "same-id", &d->seq, &d->ts, &st), RPC_OK, &st);
+	return NULL;
+}
+
+/* The same send from many threads at once lands in one batch or in
+ * several: either way it is stored once and everyone gets its seq. */
+static void
+test_concurrent_retries(const mx_user *a)
+{
+	char room[65];
+	struct dup_send d[8];
+	pthread_t t[8];
+	Parley__V1__GetHistoryResponse *h;
+	size_t found = 0;
+	rpc_status st;
+
+	new_room(a, room);
+	for (int i = 0; i < 8; i++) {
+		d[i] = (struct dup_send){.u = a, .room = room};
+		TH_CHECK(pthread_create(&t[i], NULL, dup_sender, &d[i]) == 0, "thread");
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 1; i < 8; i++)
+		TH_CHECK(d[i].seq == d[0].seq && d[i].ts == d[0].ts, "one seq for all: %llu vs %llu",
+			 (unsigned long long)d[i].seq, (unsigned long long)d[0].seq);
+	TH_CODE(mx_history(a, room, 0, 0, 500, &h, &st), RPC_OK, &st);
+	for (size_t i = 0; i < h->n_events; i++)
+		found += h->events[i]->body_case == PARLEY__V1__EVENT__BODY_MESSAGE;
+	TH_CHECK(found == 1 && h->head_seq == d[0].seq, "stored once (%zu)", found);
+	protobuf_c_message_free_unpacked(&h->base, NULL);
+	printf("ok concurrent retries of one send store it once\n");
 }
 
 static void
@@ -469,6 +516,20 @@ test_bad_input(const mx_user *a, const mx_user *b)
 		memcpy(body + n, "\x12\x03" "abc", 5);
 		TH_CODE(raw_send(a, body, n + 5, &st), RPC_OK, &st);
 	}
+	{
+		/* A NUL in a nested string: Open's rooms[0].room_id = "a\0b". */
+		static const uint8_t open_nul[] = {0x0a, 0x05, 0x0a, 0x03, 'a', 0, 'b'};
+		rpc_call_opts o = {.timeout_ms = 10000, .token = a->token};
+		void *reply;
+		size_t rlen;
+
+		TH_CODE(rpc_client_call_raw(mx_msg, "/parley.v1.Messaging/Open", open_nul,
+					    sizeof(open_nul), &reply, &rlen, &o, &st),
+			RPC_INVALID_ARGUMENT, &st);
+		TH_CHECK(strstr(st.message, "rooms.room_id") != NULL, "names the field: %s",
+			 st.message);
+		free(reply);
+	}
 
 	TH_CODE(mx_open(a, 0, rooms, NULL, sid, NULL, &st), RPC_INVALID_ARGUMENT, &st);
 	for (int i = 0; i < 65; i++) {
@@ -527,6 +588,7 @@ main(void)
 
 	test_max_sessions(&a);
 	test_send_idempotent(&a, &b);
+	test_concurrent_retries(&a);
 	test_permissions_and_leave(&a, &b, &c);
 	test_presence(&a, &b);
 	test_resume(&a);
