@@ -160,94 +160,14 @@ rpc_utf8_length(const char *s)
 	return n;
 }
 
-static rpc_code check_message(const ProtobufCMessage *msg, char *path, size_t cap,
-			      size_t used, rpc_status *st);
-
-static rpc_code
-check_field_value(const ProtobufCFieldDescriptor *f, const void *value, char *path,
-		  size_t cap, size_t used, rpc_status *st)
-{
-	if (f->type == PROTOBUF_C_TYPE_STRING) {
-		const char *s = *(char *const *)value;
-
-		if (s != NULL && !rpc_utf8_valid(s, strlen(s)))
-			return rpc_status_set(st, RPC_INVALID_ARGUMENT,
-					      "field '%s' is not valid UTF-8", path);
-	} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-		const ProtobufCMessage *sub = *(ProtobufCMessage *const *)value;
-
-		if (sub != NULL)
-			return check_message(sub, path, cap, used, st);
-	}
-	return RPC_OK;
-}
-
-/*
- * protobuf-c accepts any bytes in a string field; this is where they are
- * checked. path[0..used) holds the dotted name of msg's position.
- */
-static rpc_code
-check_message(const ProtobufCMessage *msg, char *path, size_t cap, size_t used,
-	      rpc_status *st)
-{
-	const ProtobufCMessageDescriptor *d = msg->descriptor;
-
-	for (unsigned i = 0; i < d->n_fields; i++) {
-		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		const char *base = (const char *)msg;
-		size_t len;
-		rpc_code rc;
-
-		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
-			continue;
-		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
-		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
-			continue;
-		len = used;
-		if (len < cap) {
-			int n = snprintf(path + len, cap - len, "%s%s", len ? "." : "", f->name);
-			len = n < 0 ? len : (size_t)n + len >= cap ? cap - 1 : len + (size_t)n;
-		}
-		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t count = *(const size_t *)(base + f->quantifier_offset);
-			const char *items = *(char *const *)(base + f->offset);
-			size_t stride = f->type == PROTOBUF_C_TYPE_STRING ? sizeof(char *)
-									  : sizeof(void *);
-
-			for (size_t k = 0; k < count; k++) {
-				rc = check_field_value(f, items + k * stride, path, cap, len, st);
-				if (rc != RPC_OK)
-					return rc;
-			}
-		} else {
-			rc = check_field_value(f, base + f->offset, path, cap, len, st);
-			if (rc != RPC_OK)
-				return rc;
-		}
-		path[used] = '\0';
-	}
-	return RPC_OK;
-}
-
-rpc_code
-rpc_check_strings(const ProtobufCMessage *msg, rpc_status *st)
-{
-	char path[128] = "";
-
-	return check_message(msg, path, sizeof(path), 0, st);
-}
-
-/* ---- wire-level string check ------------------------------------------- */
-
-#define WIRE_MAX_DEPTH 32
-
+/* Reads a varint at *p (< end); false if it runs off the end or past 64 bits. */
 static bool
-wire_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
 	uint64_t v = 0;
 
-	for (int shift = 0; shift < 64 && *pos < len; shift += 7) {
-		uint8_t b = buf[(*pos)++];
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
 
 		v |= (uint64_t)(b & 0x7f) << shift;
 		if ((b & 0x80) == 0) {
@@ -258,72 +178,84 @@ wire_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 	return false;
 }
 
+#define MAX_DEPTH 32
+
+/*
+ * protobuf-c accepts any bytes in a string field and hands out C strings,
+ * so an embedded NUL silently shortens a string. This walks the encoded
+ * message itself and checks every string field's bytes: valid UTF-8 and no
+ * NUL. Nested messages (map entries included) are walked recursively.
+ * path[0..used) holds the dotted field path so far, for the message.
+ */
 static rpc_code
-check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, int depth,
-	   char *path, size_t cap, size_t used, rpc_status *st)
+check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+	   int depth, char *path, size_t cap, size_t used, rpc_status *st)
 {
-	size_t pos = 0;
-
-	if (depth > WIRE_MAX_DEPTH)
+	if (depth > MAX_DEPTH)
 		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "message nested too deeply");
-	while (pos < len) {
+	while (p < end) {
 		const ProtobufCFieldDescriptor *f;
-		uint64_t tag, n;
+		uint64_t tag, len;
+		size_t n = used;
+		rpc_code rc;
 
-		if (!wire_varint(buf, len, &pos, &tag))
-			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s", d->name);
+		if (!read_varint(&p, end, &tag))
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed message");
 		switch (tag & 7) {
 		case 0:
-			if (!wire_varint(buf, len, &pos, &n))
-				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s",
-						      d->name);
+			if (!read_varint(&p, end, &len))
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed varint");
 			continue;
 		case 1:
-			n = 8;
-			break;
+			if (end - p < 8)
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed message");
+			p += 8;
+			continue;
 		case 5:
-			n = 4;
-			break;
+			if (end - p < 4)
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed message");
+			p += 4;
+			continue;
 		case 2:
-			if (!wire_varint(buf, len, &pos, &n))
-				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s",
-						      d->name);
 			break;
 		default:
-			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s", d->name);
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "unsupported wire type");
 		}
-		if (n > len - pos)
-			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed %s", d->name);
-		f = (tag & 7) == 2 && tag >> 3 <= UINT32_MAX
-			? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3))
-			: NULL;
-		if (f != NULL &&
-		    (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)) {
-			size_t at = used;
-			int w = snprintf(path + used, cap - used, "%s%s", used ? "." : "", f->name);
-
-			at = w < 0 ? used : (size_t)w + used >= cap ? cap - 1 : used + (size_t)w;
-			if (f->type == PROTOBUF_C_TYPE_STRING && memchr(buf + pos, '\0', n) != NULL)
+		if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed length");
+		f = tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3))
+					   : NULL;
+		if (f != NULL && (f->type == PROTOBUF_C_TYPE_STRING ||
+				  f->type == PROTOBUF_C_TYPE_MESSAGE) && n < cap) {
+			int w = snprintf(path + n, cap - n, "%s%s", n ? "." : "", f->name);
+			n = w < 0 ? n : (size_t)w + n >= cap ? cap - 1 : n + (size_t)w;
+		}
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING) {
+			if (!rpc_utf8_valid(p, len))
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+						      "field '%s' is not valid UTF-8", path);
+			if (memchr(p, '\0', len) != NULL)
 				return rpc_status_set(st, RPC_INVALID_ARGUMENT,
 						      "field '%s' contains a NUL byte", path);
-			if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
-			    check_wire(f->descriptor, buf + pos, n, depth + 1, path, cap, at, st) !=
-				RPC_OK)
-				return RPC_INVALID_ARGUMENT;
-			path[used] = '\0';
+		} else if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			rc = check_wire(f->descriptor, p, p + len, depth + 1, path, cap, n, st);
+			if (rc != RPC_OK)
+				return rc;
 		}
-		pos += n;
+		path[used] = '\0';
+		p += len;
 	}
 	return RPC_OK;
 }
 
 rpc_code
-rpc_check_wire_strings(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len,
-		       rpc_status *st)
+rpc_check_wire(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
+	       rpc_status *st)
 {
 	char path[128] = "";
+	const uint8_t *p = buf;
 
-	return check_wire(desc, buf, len, 0, path, sizeof(path), 0, st);
+	return check_wire(d, p, p + len, 0, path, sizeof(path), 0, st);
 }
 
 int

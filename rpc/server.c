@@ -396,9 +396,8 @@ dispatch(rpc_call *c)
 	if (c->env == NULL)
 		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "malformed request envelope");
 	c->request_id = c->env->request_id;
-	if (rpc_check_strings(&c->env->base, &c->st) != RPC_OK ||
-	    rpc_check_wire_strings(&parley__v1__rpc_request__descriptor, nng_msg_body(c->msg),
-				   len, &c->st) != RPC_OK)
+	if (rpc_check_wire(&parley__v1__rpc_request__descriptor, nng_msg_body(c->msg), len,
+			   &c->st) != RPC_OK)
 		return RPC_INVALID_ARGUMENT;
 	if (c->env->method[0] == '\0')
 		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "request names no method");
@@ -440,9 +439,8 @@ dispatch(rpc_call *c)
 	if (c->req == NULL)
 		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "malformed %s body",
 				     c->method->input->name);
-	if (rpc_check_strings(c->req, &c->st) != RPC_OK ||
-	    rpc_check_wire_strings(c->method->input, c->env->body.data, c->env->body.len,
-				   &c->st) != RPC_OK)
+	if (rpc_check_wire(c->method->input, c->env->body.data, c->env->body.len, &c->st) !=
+	    RPC_OK)
 		return RPC_INVALID_ARGUMENT;
 
 	c->resp = rpc_call_alloc(c, c->method->output->sizeof_message);
@@ -664,7 +662,7 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 	srv->workers_stop = true;
 	pthread_cond_broadcast(&srv->cv);
 	pthread_mutex_unlock(&srv->mtx);
-	for (int i = 0; i < srv->nworkers; i++)
+	for (int i = 0; srv->workers != NULL && i < srv->nworkers; i++)
 		pthread_join(srv->workers[i], NULL);
 
 	for (int i = 0; i < srv->nslots; i++) {
