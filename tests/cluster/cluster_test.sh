@@ -56,9 +56,11 @@ history=tcp://$net.3:5203
 messaging=tcp://$net.3:5204
 
 on() { local h=$1; shift; ip netns exec "$tag-$h" "$@"; }
+# Backgrounds `ip netns exec` itself (it execs parleyd in place), so $! is
+# the daemon's own pid and the cleanup reaches it.
 daemon() {
   local h=$1 name=$2; shift 2
-  on "$h" "$PARLEYD" "$@" 2>"$work/$name.log" &
+  ip netns exec "$tag-$h" "$PARLEYD" "$@" 2>"$work/$name.log" &
   pids+=($!)
 }
 
