@@ -195,7 +195,7 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 		*reply = malloc(resp->body.len ? resp->body.len : 1);
 		if (*reply == NULL)
 			code = rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
-		else
+		else if (resp->body.len > 0)
 			memcpy(*reply, resp->body.data, resp->body.len);
 		if (code == RPC_OK)
 			rpc_status_set(st, RPC_OK, NULL);

@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 plog(const char *level, const char *component, const char *fmt, va_list ap)
 {
 	char line[1024];
