@@ -81,8 +81,8 @@ rpc_client_url(const rpc_client *cli)
 	return cli->url;
 }
 
-static bool
-connected(rpc_client *cli)
+bool
+rpc_client_connected(rpc_client *cli)
 {
 	bool up;
 
@@ -148,7 +148,7 @@ fail:
 	if (aio != NULL)
 		nng_aio_free(aio);
 	nng_ctx_close(ctx);
-	if (rv == NNG_ETIMEDOUT && !connected(cli))
+	if (rv == NNG_ETIMEDOUT && !rpc_client_connected(cli))
 		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
 	if (rv == NNG_ETIMEDOUT)
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "no answer from %s in time",
@@ -195,7 +195,7 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 		*reply = malloc(resp->body.len ? resp->body.len : 1);
 		if (*reply == NULL)
 			code = rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
-		else if (resp->body.len > 0)
+		else if (resp->body.len > 0) /* an empty body has data == NULL */
 			memcpy(*reply, resp->body.data, resp->body.len);
 		if (code == RPC_OK)
 			rpc_status_set(st, RPC_OK, NULL);

@@ -16,6 +16,7 @@
 
 #include "auth/auth.h"
 #include "log.h"
+#include "rooms/rooms.h"
 #include "svc.h"
 
 /* Each service the daemon can run: typed start/shutdown/stop behind one
@@ -37,11 +38,13 @@ typedef struct service_def {
 	static void svc##_stop_any(void *h) { svc##_service_stop(h); }
 
 SERVICE_ADAPTER(auth)
+SERVICE_ADAPTER(rooms)
 
 static parley_config cfg;
 
 static const service_def services[] = {
 	{"auth", auth_start_any, auth_shutdown_any, auth_stop_any, &cfg.auth_listen},
+	{"rooms", rooms_start_any, rooms_shutdown_any, rooms_stop_any, &cfg.rooms_listen},
 };
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
 

@@ -1,0 +1,260 @@
+/* changes.c — see changes.h. */
+#include "changes.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+
+#include "log.h"
+#include "parley/internal/v1/feed.pb-c.h"
+
+#define LIST_DEFAULT 500
+#define LIST_MAX 1000
+#define PUB_RECV_MAX 1024 /* subscribers never send; cut off any that do */
+
+static const char head_key[] = "changes.head";
+
+struct changes {
+	store_env *env;
+	store_table log, meta;
+	nng_socket pub;
+	bool pub_open;
+	rpc_server *feed;
+	pthread_mutex_t write_mtx;
+};
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static store_err
+read_head(changes *c, store_txn *txn, uint64_t *head)
+{
+	store_val v;
+	store_err err = store_get(txn, c->meta, head_key, sizeof(head_key) - 1, &v);
+
+	*head = 0;
+	if (err == STORE_NOTFOUND)
+		return STORE_OK;
+	if (err != STORE_OK)
+		return err;
+	if (v.len != 8)
+		return STORE_CORRUPT;
+	*head = store_be64_get(v.data);
+	return STORE_OK;
+}
+
+store_err
+changes_append(changes *c, store_txn *txn, rpc_call *call, const char *room_id,
+	       const char *user_id, Parley__V1__MembershipChange__Kind kind, change_frame *f)
+{
+	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
+	Parley__V1__MembershipChange mc = PARLEY__V1__MEMBERSHIP_CHANGE__INIT;
+	size_t rlen = strlen(room_id), elen;
+	uint8_t key[8], head_val[8];
+	uint64_t head;
+	store_err err;
+
+	if ((err = read_head(c, txn, &head)) != STORE_OK)
+		return err;
+	mc.kind = kind;
+	ev.room_id = (char *)room_id;
+	ev.seq = head + 1;
+	ev.ts_ms = rpc_wall_ms();
+	ev.sender = (char *)user_id;
+	ev.body_case = PARLEY__V1__EVENT__BODY_MEMBERSHIP;
+	ev.membership = &mc;
+
+	/* The frame holds the log record after its topic: one packing. */
+	elen = parley__v1__event__get_packed_size(&ev);
+	f->len = rlen + 1 + elen;
+	f->data = rpc_call_alloc(call, f->len);
+	memcpy(f->data, room_id, rlen);
+	f->data[rlen] = '\0';
+	parley__v1__event__pack(&ev, f->data + rlen + 1);
+
+	store_be64_put(key, head + 1);
+	err = store_put(txn, c->log, key, sizeof(key), f->data + rlen + 1, elen,
+			STORE_NOOVERWRITE);
+	if (err != STORE_OK) {
+		f->data = NULL;
+		return err == STORE_EXISTS ? STORE_CORRUPT : err; /* head behind the log */
+	}
+	store_be64_put(head_val, head + 1);
+	return store_put(txn, c->meta, head_key, sizeof(head_key) - 1, head_val,
+			 sizeof(head_val), 0);
+}
+
+store_err
+changes_write_begin(changes *c, store_txn **txn)
+{
+	store_err err;
+
+	pthread_mutex_lock(&c->write_mtx);
+	err = store_begin(c->env, true, txn);
+	if (err != STORE_OK)
+		pthread_mutex_unlock(&c->write_mtx);
+	return err;
+}
+
+store_err
+changes_write_end(changes *c, store_txn *txn, store_err err, const change_frame *f)
+{
+	int rv;
+
+	if (err != STORE_OK) {
+		store_abort(txn);
+	} else if ((err = store_commit(txn)) == STORE_OK && f != NULL && f->data != NULL) {
+		/* Subscribers catch up from the log: a lost frame costs latency. */
+		rv = nng_send(c->pub, f->data, f->len, NNG_FLAG_NONBLOCK);
+		if (rv != 0)
+			plog_error("rooms", "publishing a membership change: %s",
+				   nng_strerror(rv));
+	}
+	pthread_mutex_unlock(&c->write_mtx);
+	return err;
+}
+
+/* ---- parley.internal.v1.RoomsFeed ---------------------------------------------- */
+
+static void *
+arena_alloc(void *call, size_t size)
+{
+	return rpc_call_alloc(call, size);
+}
+
+static void
+arena_free(void *call, void *p)
+{
+	/* The arena goes away with the call. */
+}
+
+struct scan {
+	rpc_call *call;
+	Parley__V1__Event **events;
+	size_t n, max;
+	bool damaged;
+};
+
+static bool
+collect(void *arg, store_val key, store_val val)
+{
+	struct scan *s = arg;
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = s->call};
+	Parley__V1__Event *ev = parley__v1__event__unpack(&a, val.len, val.data);
+
+	if (ev == NULL || key.len != 8 || ev->seq != store_be64_get(key.data)) {
+		s->damaged = true;
+		return false;
+	}
+	s->events[s->n++] = ev;
+	return s->n < s->max;
+}
+
+static rpc_code
+handle_list_changes(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		    void *ctx)
+{
+	const Parley__Internal__V1__ListChangesRequest *req = (const void *)reqm;
+	Parley__Internal__V1__ListChangesResponse *resp = (void *)respm;
+	changes *c = ctx;
+	struct scan s = {.call = call};
+	uint8_t from[8];
+	uint64_t head;
+	store_txn *txn;
+	store_err err;
+
+	/* "At most 1000": a larger limit is served as 1000, not refused. */
+	s.max = req->limit == 0 ? LIST_DEFAULT : req->limit > LIST_MAX ? LIST_MAX : req->limit;
+	if ((err = store_begin(c->env, false, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "list changes");
+	err = read_head(c, txn, &head);
+	if (err == STORE_OK && req->after_seq < head) {
+		s.events = rpc_call_alloc(call, s.max * sizeof(*s.events));
+		store_be64_put(from, req->after_seq + 1);
+		err = store_scan(txn, c->log, from, sizeof(from), false, collect, &s);
+		if (err == STORE_OK && s.damaged)
+			err = STORE_CORRUPT;
+	}
+	store_abort(txn);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "list changes");
+	resp->changes = s.events;
+	resp->n_changes = s.n;
+	resp->head_seq = head;
+	return RPC_OK;
+}
+
+static const rpc_method feed_methods[] = {
+	{.fn = handle_list_changes, .auth = RPC_AUTH_NONE},
+};
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+int
+changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
+{
+	changes *c = calloc(1, sizeof(*c));
+	int rv;
+
+	if (c == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	c->env = env;
+	pthread_mutex_init(&c->write_mtx, NULL);
+	if (!svc_open_table(env, "rooms.changes", &c->log, st) ||
+	    !svc_open_table(env, "rooms.meta", &c->meta, st))
+		goto fail;
+	if ((rv = nng_pub0_open(&c->pub)) != 0) {
+		rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB socket: %s", nng_strerror(rv));
+		goto fail;
+	}
+	c->pub_open = true;
+	if ((rv = nng_socket_set_size(c->pub, NNG_OPT_RECVMAXSZ, PUB_RECV_MAX)) != 0 ||
+	    (rv = nng_listen(c->pub, pub_url, NULL, 0)) != 0) {
+		rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB: cannot listen on %s: %s",
+			       pub_url, nng_strerror(rv));
+		goto fail;
+	}
+	*out = c;
+	return RPC_OK;
+
+fail:
+	changes_close(c);
+	return st->code;
+}
+
+int
+changes_serve(changes *c, const char *url, const rpc_server_opts *opts, rpc_status *st)
+{
+	const ProtobufCServiceDescriptor *d = &parley__internal__v1__rooms_feed__descriptor;
+
+	/* The table above follows the descriptor's method order; check it. */
+	if (d->n_methods != sizeof(feed_methods) / sizeof(feed_methods[0]) ||
+	    strcmp(d->methods[0].name, "ListChanges") != 0)
+		return rpc_status_set(st, RPC_INTERNAL, "RoomsFeed method table out of date");
+	if (rpc_server_open(&c->feed, url, opts, st) != RPC_OK)
+		return st->code;
+	rpc_server_add_service(c->feed, d, feed_methods, c);
+	return rpc_server_start(c->feed, st);
+}
+
+void
+changes_shutdown(changes *c)
+{
+	if (c != NULL && c->feed != NULL)
+		rpc_server_shutdown(c->feed);
+}
+
+void
+changes_close(changes *c)
+{
+	if (c == NULL)
+		return;
+	if (c->feed != NULL)
+		rpc_server_close(c->feed, 5000);
+	if (c->pub_open)
+		nng_close(c->pub);
+	pthread_mutex_destroy(&c->write_mtx);
+	free(c);
+}

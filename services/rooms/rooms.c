@@ -1,0 +1,700 @@
+/*
+ * rooms.c — the Rooms service (see rooms.h for its behaviour, changes.h
+ * for the membership change log).
+ *
+ * Tables (records in proto/parley/store/v1/rooms_records.proto):
+ *   rooms.rooms       room_id             -> RoomRecord (with member_count)
+ *   rooms.members     room_id \0 user_id  -> ""
+ *   rooms.user_rooms  user_id \0 room_id  -> ""
+ *   rooms.meta        "page_token_key"    -> ListRooms token MAC key
+ *   (rooms.changes and "changes.head" in rooms.meta belong to changes.c)
+ *
+ * Locking: handlers run concurrently on the rpc workers. Reads use their
+ * own LMDB read transactions. Writes run between changes_write_begin and
+ * changes_write_end (see changes.h). member_count is read, changed and
+ * written inside the same write transaction as rooms.members, so it cannot
+ * drift from it. Nothing else here is shared and mutable.
+ */
+#include "rooms.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "changes.h"
+#include "log.h"
+#include "pagetoken.h"
+#include "parley/store/v1/rooms_records.pb-c.h"
+#include "parley/v1/rooms.pb-c.h"
+
+#define ROOM_ID_MAX 64
+#define NAME_MAX_CHARS 100
+#define TOPIC_MAX_CHARS 500
+#define PAGE_SIZE_DEFAULT 50
+#define PAGE_SIZE_MAX 500
+#define ROOM_MEMBERS_MAX 1000	/* GetRoom */
+#define MY_ROOMS_MAX 1000	/* ListMyRooms */
+#define PAIR_KEY_MAX (ROOM_ID_MAX + 1 + RPC_USER_ID_MAX)
+#define FEED_WORKERS_MAX 4	/* one consumer (messaging): a small endpoint */
+#define FEED_CONTEXTS_MAX 64
+
+static const char page_key_name[] = "page_token_key";
+static const char general_room[] = "general";
+static const char system_user[] = "parley";
+
+struct rooms_service {
+	rpc_server *srv;	/* parley.v1.Rooms */
+	svc_authn *authn;
+	changes *log;		/* the change log, its PUB and RoomsFeed */
+	store_env *env;
+	store_table rooms, members, user_rooms, meta;
+	unsigned char page_key[PAGETOKEN_KEY_BYTES];
+};
+
+/* ---- records in the call's arena ------------------------------------------ */
+
+static void *
+arena_alloc(void *call, size_t size)
+{
+	return rpc_call_alloc(call, size);
+}
+
+static void
+arena_free(void *call, void *p)
+{
+	/* The arena goes away with the call. */
+}
+
+/* Unpacks with every allocation in call's arena: nothing to free, and the
+ * result outlives the LMDB transaction the bytes came from. */
+static ProtobufCMessage *
+unpack_in_call(rpc_call *call, const ProtobufCMessageDescriptor *d, store_val v)
+{
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
+
+	return protobuf_c_message_unpack(d, &a, v.len, v.data);
+}
+
+static store_err
+read_room(rooms_service *r, store_txn *txn, rpc_call *call, const char *room_id,
+	  Parley__Store__V1__RoomRecord **out)
+{
+	store_val v;
+	store_err err = store_get(txn, r->rooms, room_id, strlen(room_id), &v);
+
+	if (err != STORE_OK)
+		return err;
+	*out = (void *)unpack_in_call(call, &parley__store__v1__room_record__descriptor, v);
+	return *out != NULL ? STORE_OK : STORE_CORRUPT;
+}
+
+static store_err
+write_room(rooms_service *r, store_txn *txn, rpc_call *call,
+	   const Parley__Store__V1__RoomRecord *rec, unsigned flags)
+{
+	size_t len = parley__store__v1__room_record__get_packed_size(rec);
+	uint8_t *buf = rpc_call_alloc(call, len ? len : 1);
+
+	parley__store__v1__room_record__pack(rec, buf);
+	return store_put(txn, r->rooms, rec->room_id, strlen(rec->room_id), buf, len, flags);
+}
+
+static Parley__V1__Room *
+room_to_wire(rpc_call *call, const Parley__Store__V1__RoomRecord *rec)
+{
+	Parley__V1__Room *room = rpc_call_alloc(call, sizeof(*room));
+
+	parley__v1__room__init(room);
+	room->room_id = rec->room_id;
+	room->name = rec->name;
+	room->topic = rec->topic;
+	room->created_by = rec->created_by;
+	room->created_at_ms = rec->created_at_ms;
+	room->member_count = rec->member_count;
+	return room;
+}
+
+/* Writes a \0 b into key; both are at most ROOM_ID_MAX / RPC_USER_ID_MAX
+ * bytes (checked by the callers). Returns the key's length. */
+static size_t
+pair_key(uint8_t key[PAIR_KEY_MAX], const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+
+	memcpy(key, a, na);
+	key[na] = '\0';
+	memcpy(key + na + 1, b, nb);
+	return na + 1 + nb;
+}
+
+/* A copy of key bytes [off, len) as a string in the call's arena. */
+static char *
+key_suffix(rpc_call *call, store_val key, size_t off)
+{
+	size_t n = key.len - off;
+	char *s = rpc_call_alloc(call, n + 1);
+
+	memcpy(s, (const uint8_t *)key.data + off, n);
+	return s;
+}
+
+/* ---- argument checks ------------------------------------------------------------ */
+
+static rpc_code
+check_room_id(rpc_call *call, const char *room_id)
+{
+	if (svc_valid_room_id(room_id))
+		return RPC_OK;
+	return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+			     "room_id must be 1 to %d characters of a-z 0-9 _ . - starting "
+			     "with a letter or digit",
+			     ROOM_ID_MAX);
+}
+
+static rpc_code
+fail_no_room(rpc_call *call, const char *room_id)
+{
+	return rpc_call_fail(call, RPC_NOT_FOUND, "no room '%s'", room_id);
+}
+
+/* ---- parley.v1.Rooms ----------------------------------------------------------- */
+
+static rpc_code
+handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		   void *ctx)
+{
+	const Parley__V1__CreateRoomRequest *req = (const void *)reqm;
+	Parley__V1__CreateRoomResponse *resp = (void *)respm;
+	Parley__Store__V1__RoomRecord rec = PARLEY__STORE__V1__ROOM_RECORD__INIT;
+	rooms_service *r = ctx;
+	const char *caller = rpc_call_caller(call);
+	uint8_t key[PAIR_KEY_MAX];
+	change_frame f = {0};
+	store_txn *txn;
+	store_err err;
+	rpc_code code;
+
+	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
+	if (req->name[0] != '\0' && !svc_valid_text(req->name, 1, NAME_MAX_CHARS))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "name must be 1 to %d characters without control characters",
+				     NAME_MAX_CHARS);
+	if (!svc_valid_text(req->topic, 0, TOPIC_MAX_CHARS))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "topic must be at most %d characters without control "
+				     "characters",
+				     TOPIC_MAX_CHARS);
+
+	rec.room_id = req->room_id;
+	rec.name = req->name[0] != '\0' ? req->name : req->room_id;
+	rec.topic = req->topic;
+	rec.created_by = (char *)caller;
+	rec.created_at_ms = rpc_wall_ms();
+	rec.member_count = 1;
+
+	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "create room");
+	err = write_room(r, txn, call, &rec, STORE_NOOVERWRITE);
+	if (err == STORE_OK)
+		err = store_put(txn, r->members, key, pair_key(key, rec.room_id, caller), "", 0,
+				0);
+	if (err == STORE_OK)
+		err = store_put(txn, r->user_rooms, key, pair_key(key, caller, rec.room_id), "",
+				0, 0);
+	if (err == STORE_OK)
+		err = changes_append(r->log, txn, call, rec.room_id, caller,
+				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED, &f);
+	err = changes_write_end(r->log, txn, err, &f);
+	if (err == STORE_EXISTS)
+		return rpc_call_fail(call, RPC_ALREADY_EXISTS, "room '%s' already exists",
+				     req->room_id);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "create room");
+	resp->room = room_to_wire(call, &rec);
+	plog_info("rooms", "room %s created by %s", rec.room_id, caller);
+	return RPC_OK;
+}
+
+struct list_scan {
+	rpc_call *call;
+	Parley__V1__Room **rooms;
+	size_t n, want;	/* want = page size + 1, to learn whether more follow */
+	bool damaged;
+};
+
+static bool
+collect_room(void *arg, store_val key, store_val val)
+{
+	struct list_scan *s = arg;
+	Parley__Store__V1__RoomRecord *rec;
+
+	rec = (void *)unpack_in_call(s->call, &parley__store__v1__room_record__descriptor, val);
+	if (rec == NULL) {
+		s->damaged = true;
+		return false;
+	}
+	s->rooms[s->n++] = room_to_wire(s->call, rec);
+	return s->n < s->want;
+}
+
+static rpc_code
+handle_list_rooms(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		  void *ctx)
+{
+	const Parley__V1__ListRoomsRequest *req = (const void *)reqm;
+	Parley__V1__ListRoomsResponse *resp = (void *)respm;
+	rooms_service *r = ctx;
+	char after[PAGETOKEN_ROOM_ID_MAX + 2];
+	size_t page = req->page_size ? req->page_size : PAGE_SIZE_DEFAULT;
+	struct list_scan s = {.call = call};
+	size_t from_len = 0;
+	store_txn *txn;
+	store_err err;
+
+	if (req->page_size > PAGE_SIZE_MAX)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "page_size must be at most %d (0 means %d)", PAGE_SIZE_MAX,
+				     PAGE_SIZE_DEFAULT);
+	if (req->page_token[0] != '\0') {
+		if (!pagetoken_decode(r->page_key, req->page_token, after))
+			return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+					     "page_token is not one this service issued");
+		/* Room ids hold no NUL, so id \0 is the first key after id. */
+		from_len = strlen(after) + 1;
+	}
+
+	s.want = page + 1;
+	s.rooms = rpc_call_alloc(call, s.want * sizeof(*s.rooms));
+	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "list rooms");
+	err = store_scan(txn, r->rooms, from_len ? after : NULL, from_len, false, collect_room,
+			 &s);
+	store_abort(txn);
+	if (err == STORE_OK && s.damaged)
+		err = STORE_CORRUPT;
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "list rooms");
+
+	if (s.n > page) {
+		char *token = rpc_call_alloc(call, PAGETOKEN_TEXT_MAX);
+
+		s.n = page;
+		pagetoken_encode(r->page_key, s.rooms[page - 1]->room_id, token);
+		resp->next_page_token = token;
+	}
+	resp->rooms = s.rooms;
+	resp->n_rooms = s.n;
+	return RPC_OK;
+}
+
+struct member_scan {
+	rpc_call *call;
+	const uint8_t *prefix;	/* id \0 */
+	size_t prefix_len;
+	char **ids;
+	size_t n, max;
+};
+
+static bool
+collect_suffix(void *arg, store_val key, store_val val)
+{
+	struct member_scan *s = arg;
+
+	if (key.len <= s->prefix_len || memcmp(key.data, s->prefix, s->prefix_len) != 0)
+		return false;
+	s->ids[s->n++] = key_suffix(s->call, key, s->prefix_len);
+	return s->n < s->max;
+}
+
+/* In txn: the first max ids under "id \0" in table t, in key order. */
+static store_err
+list_suffixes(store_txn *txn, store_table t, rpc_call *call, const char *id, size_t max,
+	      char ***ids, size_t *n)
+{
+	uint8_t prefix[PAIR_KEY_MAX];
+	struct member_scan s = {.call = call, .prefix = prefix, .max = max};
+	store_err err;
+
+	s.prefix_len = strlen(id) + 1;
+	memcpy(prefix, id, s.prefix_len);
+	s.ids = rpc_call_alloc(call, max * sizeof(*s.ids));
+	err = store_scan(txn, t, prefix, s.prefix_len, false, collect_suffix, &s);
+	*ids = s.ids;
+	*n = s.n;
+	return err;
+}
+
+static rpc_code
+handle_get_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		void *ctx)
+{
+	const Parley__V1__GetRoomRequest *req = (const void *)reqm;
+	Parley__V1__GetRoomResponse *resp = (void *)respm;
+	Parley__Store__V1__RoomRecord *rec;
+	rooms_service *r = ctx;
+	store_txn *txn;
+	store_err err;
+	rpc_code code;
+
+	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
+	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "get room");
+	err = read_room(r, txn, call, req->room_id, &rec);
+	if (err == STORE_OK)
+		err = list_suffixes(txn, r->members, call, req->room_id, ROOM_MEMBERS_MAX,
+				    &resp->members, &resp->n_members);
+	store_abort(txn);
+	if (err == STORE_NOTFOUND)
+		return fail_no_room(call, req->room_id);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "get room");
+	resp->room = room_to_wire(call, rec);
+	return RPC_OK;
+}
+
+static rpc_code
+handle_join_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		 void *ctx)
+{
+	const Parley__V1__JoinRoomRequest *req = (const void *)reqm;
+	Parley__V1__JoinRoomResponse *resp = (void *)respm;
+	Parley__Store__V1__RoomRecord *rec = NULL;
+	rooms_service *r = ctx;
+	const char *caller = rpc_call_caller(call);
+	uint8_t mkey[PAIR_KEY_MAX], ukey[PAIR_KEY_MAX];
+	size_t mlen, ulen;
+	change_frame f = {0};
+	store_txn *txn;
+	store_val v;
+	store_err err;
+	rpc_code code;
+
+	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
+	mlen = pair_key(mkey, req->room_id, caller);
+	ulen = pair_key(ukey, caller, req->room_id);
+
+	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "join room");
+	err = read_room(r, txn, call, req->room_id, &rec);
+	if (err == STORE_OK) {
+		err = store_get(txn, r->members, mkey, mlen, &v);
+		if (err == STORE_OK) {
+			/* Already a member: nothing changes, nothing is logged. */
+			err = changes_write_end(r->log, txn, STORE_OK, NULL);
+			goto done;
+		}
+		if (err == STORE_NOTFOUND)
+			err = rec->member_count < UINT32_MAX ? STORE_OK : STORE_FULL;
+	}
+	if (err == STORE_OK)
+		err = store_put(txn, r->members, mkey, mlen, "", 0, 0);
+	if (err == STORE_OK)
+		err = store_put(txn, r->user_rooms, ukey, ulen, "", 0, 0);
+	if (err == STORE_OK) {
+		rec->member_count++;
+		err = write_room(r, txn, call, rec, 0);
+	}
+	if (err == STORE_OK)
+		err = changes_append(r->log, txn, call, req->room_id, caller,
+				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED, &f);
+	err = changes_write_end(r->log, txn, err, &f);
+done:
+	if (err == STORE_NOTFOUND)
+		return fail_no_room(call, req->room_id);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "join room");
+	resp->room = room_to_wire(call, rec);
+	return RPC_OK;
+}
+
+static rpc_code
+handle_leave_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		  void *ctx)
+{
+	const Parley__V1__LeaveRoomRequest *req = (const void *)reqm;
+	Parley__Store__V1__RoomRecord *rec = NULL;
+	rooms_service *r = ctx;
+	const char *caller = rpc_call_caller(call);
+	uint8_t mkey[PAIR_KEY_MAX], ukey[PAIR_KEY_MAX];
+	size_t mlen, ulen;
+	change_frame f = {0};
+	store_txn *txn;
+	store_val v;
+	store_err err;
+	rpc_code code;
+
+	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
+	mlen = pair_key(mkey, req->room_id, caller);
+	ulen = pair_key(ukey, caller, req->room_id);
+
+	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "leave room");
+	err = read_room(r, txn, call, req->room_id, &rec);
+	if (err == STORE_OK) {
+		err = store_get(txn, r->members, mkey, mlen, &v);
+		if (err == STORE_NOTFOUND) {
+			/* Not a member: nothing changes, nothing is logged. */
+			err = changes_write_end(r->log, txn, STORE_OK, NULL);
+			goto done;
+		}
+	}
+	if (err == STORE_OK) {
+		err = store_del(txn, r->members, mkey, mlen);
+		if (err == STORE_OK)
+			err = store_del(txn, r->user_rooms, ukey, ulen);
+		if (err == STORE_NOTFOUND)
+			err = STORE_CORRUPT; /* members and user_rooms disagree */
+	}
+	if (err == STORE_OK) {
+		if (rec->member_count > 0)
+			rec->member_count--;
+		err = write_room(r, txn, call, rec, 0);
+	}
+	if (err == STORE_OK)
+		err = changes_append(r->log, txn, call, req->room_id, caller,
+				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT, &f);
+	err = changes_write_end(r->log, txn, err, &f);
+done:
+	if (err == STORE_NOTFOUND)
+		return fail_no_room(call, req->room_id);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "leave room");
+	return RPC_OK;
+}
+
+static rpc_code
+handle_list_my_rooms(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		     void *ctx)
+{
+	Parley__V1__ListMyRoomsResponse *resp = (void *)respm;
+	rooms_service *r = ctx;
+	char **ids;
+	size_t n, kept = 0;
+	store_txn *txn;
+	store_err err;
+
+	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "list my rooms");
+	err = list_suffixes(txn, r->user_rooms, call, rpc_call_caller(call), MY_ROOMS_MAX, &ids,
+			    &n);
+	resp->rooms = rpc_call_alloc(call, (n ? n : 1) * sizeof(*resp->rooms));
+	for (size_t i = 0; err == STORE_OK && i < n; i++) {
+		Parley__Store__V1__RoomRecord *rec;
+
+		err = read_room(r, txn, call, ids[i], &rec);
+		if (err == STORE_OK)
+			resp->rooms[kept++] = room_to_wire(call, rec);
+		else if (err == STORE_NOTFOUND)
+			err = STORE_CORRUPT; /* user_rooms names a room that is gone */
+	}
+	store_abort(txn);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "list my rooms");
+	resp->n_rooms = kept;
+	return RPC_OK;
+}
+
+static rpc_code
+handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		 void *ctx)
+{
+	const Parley__V1__IsMemberRequest *req = (const void *)reqm;
+	Parley__V1__IsMemberResponse *resp = (void *)respm;
+	rooms_service *r = ctx;
+	uint8_t key[PAIR_KEY_MAX];
+	store_txn *txn;
+	store_val v;
+	store_err err;
+	rpc_code code;
+
+	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
+	if (!svc_valid_user_id(req->user_id))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "user_id must be 3 to 32 characters of a-z 0-9 _ . - "
+				     "starting with a letter or digit");
+	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "is member");
+	err = store_get(txn, r->rooms, req->room_id, strlen(req->room_id), &v);
+	if (err == STORE_OK) {
+		err = store_get(txn, r->members, key, pair_key(key, req->room_id, req->user_id),
+				&v);
+		resp->member = err == STORE_OK;
+		if (err == STORE_NOTFOUND)
+			err = STORE_OK;
+	} else if (err == STORE_NOTFOUND) {
+		store_abort(txn);
+		return fail_no_room(call, req->room_id);
+	}
+	store_abort(txn);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "is member");
+	return RPC_OK;
+}
+
+static const rpc_method rooms_methods[] = {
+	{.fn = handle_create_room, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_list_rooms, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_get_room, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_join_room, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_leave_room, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_list_my_rooms, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_is_member, .auth = RPC_AUTH_REQUIRED},
+};
+
+/* The table above follows the descriptor's method order; check it. */
+static bool
+methods_match_descriptor(void)
+{
+	static const char *const names[] = {"CreateRoom", "ListRooms",	 "GetRoom", "JoinRoom",
+					    "LeaveRoom",  "ListMyRooms", "IsMember"};
+	const ProtobufCServiceDescriptor *d = &parley__v1__rooms__descriptor;
+
+	if (d->n_methods != sizeof(rooms_methods) / sizeof(rooms_methods[0]) ||
+	    d->n_methods != sizeof(names) / sizeof(names[0]))
+		return false;
+	for (unsigned i = 0; i < d->n_methods; i++)
+		if (strcmp(d->methods[i].name, names[i]) != 0)
+			return false;
+	return true;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+/*
+ * One write transaction at start: loads (or creates) the page-token key and,
+ * on a fresh data directory, creates the room "general".
+ */
+static rpc_code
+init_data(rooms_service *r, rpc_status *st)
+{
+	Parley__Store__V1__RoomRecord rec = PARLEY__STORE__V1__ROOM_RECORD__INIT;
+	uint8_t buf[256];
+	store_txn *txn;
+	store_val v;
+	store_err err;
+	size_t len;
+
+	if ((err = store_begin(r->env, true, &txn)) != STORE_OK)
+		goto fail;
+	err = store_get(txn, r->meta, page_key_name, sizeof(page_key_name) - 1, &v);
+	if (err == STORE_OK && v.len == sizeof(r->page_key)) {
+		memcpy(r->page_key, v.data, sizeof(r->page_key));
+	} else if (err == STORE_NOTFOUND) {
+		randombytes_buf(r->page_key, sizeof(r->page_key));
+		err = store_put(txn, r->meta, page_key_name, sizeof(page_key_name) - 1,
+				r->page_key, sizeof(r->page_key), 0);
+	} else if (err == STORE_OK) {
+		err = STORE_CORRUPT;
+	}
+
+	if (err == STORE_OK) {
+		rec.room_id = (char *)general_room;
+		rec.name = (char *)general_room;
+		rec.created_by = (char *)system_user;
+		rec.created_at_ms = rpc_wall_ms();
+		len = parley__store__v1__room_record__pack(&rec, buf);
+		err = store_put(txn, r->rooms, general_room, sizeof(general_room) - 1, buf, len,
+				STORE_NOOVERWRITE);
+		if (err == STORE_OK)
+			plog_info("rooms", "created room %s", general_room);
+		else if (err == STORE_EXISTS)
+			err = STORE_OK;
+	}
+	if (err != STORE_OK) {
+		store_abort(txn);
+		goto fail;
+	}
+	if ((err = store_commit(txn)) != STORE_OK)
+		goto fail;
+	return RPC_OK;
+
+fail:
+	return rpc_status_set(st, err == STORE_FULL ? RPC_RESOURCE_EXHAUSTED : RPC_INTERNAL,
+			      "rooms: cannot initialise storage: %s", store_strerror(err));
+}
+
+int
+rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *st)
+{
+	rpc_server_opts opts = {.contexts = cfg->contexts, .workers = cfg->workers,
+				.name = "rooms"};
+	rpc_server_opts feed_opts = {.name = "rooms-feed"};
+	rooms_service *r;
+
+	if (!methods_match_descriptor())
+		return rpc_status_set(st, RPC_INTERNAL, "rooms method table out of date");
+	if (sodium_init() < 0)
+		return rpc_status_set(st, RPC_INTERNAL, "libsodium failed to initialise");
+	if (cfg->room_events_listen == NULL || cfg->rooms_internal_listen == NULL ||
+	    cfg->auth_addr == NULL)
+		return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+				      "rooms needs auth, room events and internal addresses");
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	r->env = cfg->env;
+	feed_opts.workers = cfg->workers < FEED_WORKERS_MAX ? cfg->workers : FEED_WORKERS_MAX;
+	feed_opts.contexts = cfg->contexts < FEED_CONTEXTS_MAX ? cfg->contexts
+							       : FEED_CONTEXTS_MAX;
+
+	if (!svc_open_table(r->env, "rooms.rooms", &r->rooms, st) ||
+	    !svc_open_table(r->env, "rooms.members", &r->members, st) ||
+	    !svc_open_table(r->env, "rooms.user_rooms", &r->user_rooms, st) ||
+	    !svc_open_table(r->env, "rooms.meta", &r->meta, st))
+		goto fail;
+	if (init_data(r, st) != RPC_OK)
+		goto fail;
+	if (changes_open(r->env, cfg->room_events_listen, &r->log, st) != RPC_OK)
+		goto fail;
+	if (svc_authn_open(&r->authn, cfg->auth_addr, st) != RPC_OK)
+		goto fail;
+
+	/* Each server starts right after it opens: rpc_server_close expects a
+	 * started server. */
+	if (rpc_server_open(&r->srv, cfg->rooms_listen, &opts, st) != RPC_OK)
+		goto fail;
+	rpc_server_add_service(r->srv, &parley__v1__rooms__descriptor, rooms_methods, r);
+	rpc_server_set_authenticator(r->srv, svc_authn_validate, r->authn);
+	if (rpc_server_start(r->srv, st) != RPC_OK)
+		goto fail;
+	if (changes_serve(r->log, cfg->rooms_internal_listen, &feed_opts, st) != RPC_OK)
+		goto fail;
+	*out = r;
+	return RPC_OK;
+
+fail:
+	rooms_service_shutdown(r);
+	rooms_service_stop(r);
+	return st->code;
+}
+
+void
+rooms_service_shutdown(rooms_service *r)
+{
+	if (r == NULL)
+		return;
+	if (r->srv != NULL)
+		rpc_server_shutdown(r->srv);
+	changes_shutdown(r->log);
+}
+
+void
+rooms_service_stop(rooms_service *r)
+{
+	if (r == NULL)
+		return;
+	/* Handlers use the authenticator and the log: close the server first. */
+	if (r->srv != NULL)
+		rpc_server_close(r->srv, 5000);
+	changes_close(r->log);
+	svc_authn_close(r->authn);
+	sodium_memzero(r->page_key, sizeof(r->page_key));
+	free(r);
+}

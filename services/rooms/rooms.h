@@ -1,0 +1,54 @@
+/*
+ * rooms.h — the Rooms service: rooms, their members, and the log of
+ * membership changes other services follow.
+ *
+ * Endpoints:
+ *   cfg->rooms_listen           REP, parley.v1.Rooms. Every method needs a
+ *                               session token, resolved by Auth/Validate at
+ *                               cfg->auth_addr on every call (no cache, so a
+ *                               token revoked by Logout is refused at once).
+ *   cfg->rooms_internal_listen  REP, parley.internal.v1.RoomsFeed/ListChanges;
+ *                               no token: internal network only.
+ *   cfg->room_events_listen     PUB of each committed membership change
+ *                               (frame and log: see changes.h).
+ *
+ * Every membership change and its log record commit in one LMDB write
+ * transaction before the reply, so after LeaveRoom returns IsMember answers
+ * false and the log holds the change.
+ *
+ * Behaviour where the contract leaves room:
+ *   - A room is public: any signed-in user may list it, read it (members
+ *     included), join it, and ask IsMember about anyone.
+ *   - name: 1-100 characters (defaults to room_id); topic: 0-500
+ *     characters; neither may hold control characters (newlines included).
+ *   - ListRooms: page_size 0 means 50; above 500 is INVALID_ARGUMENT. The
+ *     page_token is opaque and authenticated (see pagetoken.h), stays valid
+ *     across restarts, and pages by room_id: every room that exists for the
+ *     whole walk is listed exactly once, even while rooms are created.
+ *   - GetRoom lists the first 1000 members in user_id order; member_count
+ *     always gives the full size.
+ *   - ListMyRooms lists the caller's first 1000 rooms in room_id order.
+ *   - JoinRoom, LeaveRoom and IsMember on a room that does not exist are
+ *     NOT_FOUND. Joining a room twice, or leaving one you are not in,
+ *     succeeds and logs nothing. The creator's own join is logged.
+ *   - A room stays when its last member leaves (rooms are never deleted).
+ *   - RoomsFeed/ListChanges: limit 0 means 500; above 1000 is served as 1000.
+ */
+#ifndef PARLEY_ROOMS_H
+#define PARLEY_ROOMS_H
+
+#include "svc.h"
+
+typedef struct rooms_service rooms_service;
+
+/* Starts the service with its tables in cfg->env. On a fresh data
+ * directory creates the room "general" (created by "parley", no members). */
+int rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *st);
+
+/* Stops taking calls on both REP endpoints and answers those in flight. */
+void rooms_service_shutdown(rooms_service *r);
+
+/* Frees everything; call after rooms_service_shutdown. */
+void rooms_service_stop(rooms_service *r);
+
+#endif
