@@ -352,9 +352,11 @@ cli_room_line(strbuf *sb, const Parley__V1__Room *r, char mark)
 	put_name(sb, r->room_id);
 	for (size_t w = cli_display_width(sb_str(sb) + start); w < 20; w++)
 		sb_putc(sb, ' ');
-	sb_printf(sb, " %5u member%s", r->member_count, r->member_count == 1 ? " " : "s");
+	start = sb->len;
+	sb_printf(sb, " %5u member%s", r->member_count, r->member_count == 1 ? "" : "s");
 	if (r->name[0] != '\0' && strcmp(r->name, r->room_id) != 0) {
-		sb_puts(sb, "  ");
+		while (sb->len - start < 16)
+			sb_putc(sb, ' ');
 		sb_sanitized(sb, r->name, 100);
 	}
 	if (r->topic[0] != '\0') {

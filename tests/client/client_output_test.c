@@ -179,7 +179,7 @@ test_rooms_and_errors(void)
 	r.member_count = 1;
 	r.name = "lobby";
 	cli_room_line(&sb, &r, ' ');
-	EQ(sb_str(&sb), "  lobby                    1 member ");
+	EQ(sb_str(&sb), "  lobby                    1 member");
 	sb_reset(&sb);
 	cli_room_json(&sb, &r, 1);
 	EQ(sb_str(&sb), "{\"room_id\":\"lobby\",\"name\":\"lobby\",\"topic\":\"\",\"created_by\":\"\","

@@ -57,7 +57,7 @@ export PARLEY_MESSAGING="tcp://127.0.0.1:$port_messaging"
 unset PARLEY_SERVER XDG_CONFIG_HOME
 
 # start_parleyd [extra parleyd arguments]: starts and waits until every
-# service it runs answers Health/Check.
+# service it runs (all, or those of --services LIST) answers Health/Check.
 start_parleyd() {
   "$PARLEYD" --data-dir "$work/data" \
     --auth-listen "$PARLEY_AUTH" --rooms-listen "$PARLEY_ROOMS" \
@@ -67,8 +67,10 @@ start_parleyd() {
     --rooms-internal-listen "tcp://127.0.0.1:$port_rooms_internal" \
     "$@" 2>>"$work/parleyd.log" >&2 &
   daemon_pid=$!
-  local services
-  services=$("$PARLEYD" --help | sed -n 's/.*default: all: *\([a-z,]*\).*/\1/p' | tr , ' ')
+  local services="" prev=""
+  for a in "$@"; do [[ $prev == --services ]] && services=$a; prev=$a; done
+  [[ -n $services ]] || services=$("$PARLEYD" --help | sed -n 's/.*default: all: *\([a-z,]*\).*/\1/p')
+  services=$(tr , ' ' <<<"$services")
   # shellcheck disable=SC2086
   wait_for "parleyd serving" 15 "$PARLEY" health --timeout 300 $services
 }
