@@ -104,13 +104,14 @@ bool cli_session_remove(char *err, size_t errlen);
 
 /*
  * Reads one line from fd into buf (without the line break; at most len-1
- * bytes, the rest of a longer line is read and dropped). With echo false
- * and fd a terminal, typing is not shown and the terminal is restored
- * afterwards, also on a signal. prompt (may be NULL) goes to stderr.
- * Returns the line length, or -1 at end of input or on error; sets
- * *too_long if the line did not fit.
+ * bytes, the rest of a longer line is read and dropped). prompt (may be
+ * NULL) is written to out first. With echo false and fd a terminal, typing
+ * is not shown (a line break is written to out afterwards) and the
+ * terminal is restored, also on a signal. Returns the line length, or -1
+ * at end of input or on error; sets *too_long if the line did not fit.
  */
-long cli_read_line(int fd, const char *prompt, bool echo, char *buf, size_t len, bool *too_long);
+long cli_read_line(int fd, FILE *out, const char *prompt, bool echo, char *buf, size_t len,
+		   bool *too_long);
 
 /* Columns of the terminal on fd, or 0 if it is not one. */
 int cli_term_columns(int fd);

@@ -94,6 +94,11 @@ open_session(parley_follow *f, rpc_status *st)
 
 	if (cur == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	/* A session replaced while the server kept it (a lost reply): close it
+	 * first, so that the room sees us go offline and come back rather than
+	 * go offline while we are there. */
+	close_quietly(f->c, f->stale);
+	f->stale[0] = '\0';
 	for (size_t i = 0; i < f->n; i++) {
 		cur[i].room_id = f->room[i];
 		cur[i].since_seq = f->last[i];
@@ -109,10 +114,6 @@ open_session(parley_follow *f, rpc_status *st)
 	parley_free(resp);
 	f->need_open = false;
 	f->backoff = BACKOFF_MIN_MS;
-	/* Open the new session before closing the old one, so that the people
-	 * in the room do not see us go offline and come back. */
-	close_quietly(f->c, f->stale);
-	f->stale[0] = '\0';
 	return RPC_OK;
 }
 
@@ -267,9 +268,11 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 	memcpy(session, f->session, sizeof(session));
 	pthread_mutex_unlock(&f->mtx);
 	code = parley_session_poll(f->c, session, wait_ms, 0, &resp, st);
+	if (is_cancelled(f)) {
+		parley_free(resp);
+		return rpc_status_set(st, RPC_CANCELLED, "stopped following");
+	}
 	if (code != RPC_OK) {
-		if (is_cancelled(f))
-			return rpc_status_set(st, RPC_CANCELLED, "stopped following");
 		if (code == RPC_NOT_FOUND) {
 			/* The server does not know the session (it restarted, or
 			 * the session expired): open another from where we are. */

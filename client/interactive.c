@@ -474,7 +474,9 @@ ask(ui *u, const char *prompt, bool echo, char *buf, size_t len)
 	bool too_long;
 
 	if (u->tty) {
-		if (cli_read_line(STDIN_FILENO, prompt, echo, buf, len, &too_long) < 0)
+		/* On stdout, with the rest of the conversation (stderr may be
+		 * going elsewhere). */
+		if (cli_read_line(STDIN_FILENO, stdout, prompt, echo, buf, len, &too_long) < 0)
 			return false;
 	} else {
 		char *line = pipe_line(u, true);

@@ -127,15 +127,15 @@ cli_read_password(const cli_ctx *ctx, bool confirm, char *pw, size_t len)
 	long n;
 
 	if (ctx->password_stdin) {
-		n = cli_read_line(STDIN_FILENO, NULL, true, pw, len, &too_long);
+		n = cli_read_line(STDIN_FILENO, stderr, NULL, true, pw, len, &too_long);
 		if (n < 0)
 			return cli_usage_error(ctx, "no password on standard input");
 	} else if (isatty(STDIN_FILENO)) {
-		n = cli_read_line(STDIN_FILENO, "password: ", false, pw, len, &too_long);
+		n = cli_read_line(STDIN_FILENO, stderr, "password: ", false, pw, len, &too_long);
 		if (n >= 0 && !too_long && confirm) {
 			bool long2;
-			long m = cli_read_line(STDIN_FILENO, "password again: ", false, again,
-					       sizeof(again), &long2);
+			long m = cli_read_line(STDIN_FILENO, stderr, "password again: ", false,
+					       again, sizeof(again), &long2);
 			bool same = m == n && strcmp(again, pw) == 0;
 
 			explicit_bzero(again, sizeof(again));

@@ -30,7 +30,8 @@ restore_and_reraise(int sig)
 }
 
 long
-cli_read_line(int fd, const char *prompt, bool echo, char *buf, size_t len, bool *too_long)
+cli_read_line(int fd, FILE *out, const char *prompt, bool echo, char *buf, size_t len,
+	      bool *too_long)
 {
 	struct sigaction sa = {.sa_handler = restore_and_reraise}, old[NFATAL];
 	struct termios tio;
@@ -42,16 +43,18 @@ cli_read_line(int fd, const char *prompt, bool echo, char *buf, size_t len, bool
 	if (too_long != NULL)
 		*too_long = false;
 	if (prompt != NULL) {
-		fputs(prompt, stderr);
-		fflush(stderr);
+		fputs(prompt, out);
+		fflush(out);
 	}
 	if (quiet) {
 		sigemptyset(&sa.sa_mask);
 		for (size_t i = 0; i < NFATAL; i++)
 			sigaction(fatal_signals[i], &sa, &old[i]);
 		tio = saved_tio;
-		tio.c_lflag &= ~(tcflag_t)ECHO;
-		tio.c_lflag |= ICANON | ECHONL;
+		/* No ECHONL: what was typed ahead, before echo went off, would
+		 * not show it; the line break is written below instead. */
+		tio.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		tio.c_lflag |= ICANON;
 		saved_fd = fd;
 		/* TCSANOW, not TCSAFLUSH: keep what was typed ahead. */
 		tcsetattr(fd, TCSANOW, &tio);
@@ -79,6 +82,8 @@ cli_read_line(int fd, const char *prompt, bool echo, char *buf, size_t len, bool
 		for (size_t i = 0; i < NFATAL; i++)
 			sigaction(fatal_signals[i], &old[i], NULL);
 		explicit_bzero(&tio, sizeof(tio));
+		fputc('\n', out);
+		fflush(out);
 	}
 	if (len > 0) {
 		if (n > 0 && buf[n - 1] == '\r')

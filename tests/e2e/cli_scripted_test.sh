@@ -24,7 +24,7 @@ expect_err 1 INVALID_ARGUMENT alice create "Bad Room!"
 expect_err 2 usage alice create r2 "Name" --name "Other"
 expect 0 alice create quiet
 expect 0 alice rooms
-out_has "lobby +[0-9]+ members?  The Lobby  - say hi"
+out_has "^\* lobby +1 member +The Lobby  - say hi$"
 expect 0 alice rooms --json
 python3 - "$work/out" <<'PY' || fail "rooms --json"
 import json, sys
@@ -109,9 +109,8 @@ python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); assert e["text"]=="
 ok "hostile text is inert"
 
 # tail -----------------------------------------------------------------------
-as bob tail lobby -n 1 --json >"$work/tail.out" 2>"$work/tail.err" &
-tail_pid=$!
-bg_pids+=("$tail_pid")
+spawn bob tail lobby -n 1 --json >"$work/tail.out" 2>"$work/tail.err"
+tail_pid=$spawned
 wait_for "tail's first line" 10 grep -q '"seq"' "$work/tail.out"
 expect 0 alice send lobby "live one"
 wait_for "tail to show live one" 10 grep -q '"text":"live one"' "$work/tail.out"
@@ -129,9 +128,8 @@ assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
 PY
 # Several rooms at once: text lines say which room.
 expect 0 bob join quiet
-as bob tail lobby quiet -n 1 >"$work/tail.out" 2>"$work/tail.err" &
-tail_pid=$!
-bg_pids+=("$tail_pid")
+spawn bob tail lobby quiet -n 1 >"$work/tail.out" 2>"$work/tail.err"
+tail_pid=$spawned
 lines2() { [[ $(wc -l <"$work/tail.out") -ge 2 ]]; }
 wait_for "tail's first lines" 10 lines2
 expect 0 alice send quiet "in quiet"
@@ -141,9 +139,8 @@ wait_for "tail of two rooms" 10 grep -q '^#quiet .* alice: in quiet$' "$work/tai
 kill -TERM "$tail_pid"
 wait "$tail_pid" || fail "tail exit $?"
 # --since replays everything after a seq, then follows.
-as bob tail lobby --since "$last" >"$work/tail.out" 2>"$work/tail.err" &
-tail_pid=$!
-bg_pids+=("$tail_pid")
+spawn bob tail lobby --since "$last" >"$work/tail.out" 2>"$work/tail.err"
+tail_pid=$spawned
 wait_for "tail --since to replay" 10 grep -q 'in lobby' "$work/tail.out"
 grep -q "alice: from stdin" "$work/tail.out" && fail "--since replayed seq $last itself"
 kill -TERM "$tail_pid"

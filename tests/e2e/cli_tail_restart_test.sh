@@ -13,9 +13,8 @@ expect 0 alice create stream
 expect 0 alice join stream
 expect 0 bob join stream
 
-as bob tail stream -n 1 --json >"$work/tail.out" 2>"$work/tail.err" &
-tail_pid=$!
-bg_pids+=("$tail_pid")
+spawn bob tail stream -n 1 --json >"$work/tail.out" 2>"$work/tail.err"
+tail_pid=$spawned
 wait_for "tail to start" 10 grep -q '"seq"' "$work/tail.out"
 
 count() { grep -c '"type":"message"' "$work/tail.out" || true; }

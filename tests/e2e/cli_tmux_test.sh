@@ -37,8 +37,31 @@ sees() {
     sleep 0.05
   done
 }
+# prompted NAME REGEX: waits until the last line of NAME's screen matches
+# (a prompt that is waiting now, not one answered before).
+prompted() {
+  local deadline=$((SECONDS + 10))
+  until screen "$1" | grep -v '^$' | tail -n 1 | grep -qE -- "$2"; do
+    if ((SECONDS >= deadline)); then
+      echo "--- $1's screen"; screen "$1" | grep -v '^$' | tail -n 20
+      fail "$1 is not prompted with /$2/"
+    fi
+    sleep 0.05
+  done
+}
 # count NAME REGEX: how many lines of NAME's screen match.
 count() { screen "$1" | grep -cE -- "$2" || true; }
+# sees_times NAME REGEX N: waits until N lines of NAME's screen match.
+sees_times() {
+  local deadline=$((SECONDS + 10))
+  until (($(count "$1" "$2") >= $3)); do
+    if ((SECONDS >= deadline)); then
+      echo "--- $1's screen"; screen "$1" | grep -v '^$' | tail -n 40
+      fail "$1 does not see /$2/ $3 times"
+    fi
+    sleep 0.05
+  done
+}
 once() {
   local n
   n=$(count "$1" "$2")
@@ -47,19 +70,19 @@ once() {
 
 person alice
 person bob
-sees alice "^parley> "
-sees bob "^parley> "
+prompted alice "^parley> ?$"
+prompted bob "^parley> ?$"
 
 # Register and log in, typing passwords at prompts that do not echo.
 for who in alice bob; do
   keys "$who" "/register $who"
-  sees "$who" "^password: "
+  prompted "$who" "^password: ?$"
   keys "$who" "pw-$who-secret"
-  sees "$who" "^password again: "
+  prompted "$who" "^password again: ?$"
   keys "$who" "pw-$who-secret"
   sees "$who" "^\* registered $who; now /login"
   keys "$who" "/login $who"
-  sees "$who" "^password: " 
+  prompted "$who" "^password: ?$"
   keys "$who" "pw-$who-secret"
   sees "$who" "^\* logged in as $who\."
   sees "$who" "^$who> "
@@ -122,7 +145,7 @@ sleep 0.3
 ok "leave: the other sees it, nothing arrives after"
 
 keys bob "/join lobby"
-sees bob "^\* you are in lobby" 
+sees_times bob "^\* you are in lobby" 2
 once bob "alice: are you still there\?$"
 once bob "alice: guess not$"
 [[ $(count bob "alice: hello bob$") == 2 ]] || fail "rejoining should show hello bob once more (live + history)"
@@ -131,7 +154,8 @@ sees bob "alice: welcome back$"
 once bob "alice: welcome back$"
 # History then live, with nothing between lost or repeated: the history
 # block is the last 20 events, in order, right before "you are in lobby".
-screen bob | awk '/^bob> \/join lobby$/ {f=1; next} f' | sed -n '1,/^\* you are in lobby/p' >"$work/rejoin"
+screen bob | awk '/^bob> \/join lobby$/ {buf = ""; next} {buf = buf $0 "\n"} END {printf "%s", buf}' |
+  sed -n '1,/^\* you are in lobby/p' >"$work/rejoin"
 grep -q "alice: are you still there" "$work/rejoin" || fail "history on rejoin: $(cat "$work/rejoin")"
 grep -q "^\* bob left$" "$work/rejoin" || fail "the leave is in the history"
 ok "rejoin shows history, then live"
@@ -140,6 +164,9 @@ keys bob "/quit"
 sees bob "^\[parley exited\]$"
 sees alice "^\* bob is offline$"
 [[ $(count alice "^\* bob is offline$") == 2 ]] || fail "alice should see bob go offline twice"
+if [[ -n ${PARLEY_TEST_SHOW:-} ]]; then
+  for who in alice bob; do echo "--- $who's screen"; screen "$who" | grep -v '^$'; done
+fi
 keys alice "/logout"
 sees alice "^\* logged out$"
 sees alice "^parley> "

@@ -105,6 +105,17 @@ as() {
   XDG_CONFIG_HOME="$work/home-$who" "$PARLEY" "$@"
 }
 
+# spawn NAME COMMAND...: `as` in the background (the parley process
+# itself, so signals reach it); its pid is left in $spawned.
+spawn() {
+  local who=$1
+  shift
+  mkdir -p "$work/home-$who"
+  XDG_CONFIG_HOME="$work/home-$who" "$PARLEY" "$@" &
+  spawned=$!
+  bg_pids+=("$spawned")
+}
+
 # expect CODE NAME COMMAND...: runs `as NAME COMMAND...` (stdin as given),
 # checks the exit status; stdout is left in $work/out, stderr in $work/err.
 expect() {
