@@ -4,6 +4,7 @@
  * stdout (text, or JSON with --json: one object per line), its errors on
  * stderr, and returns the exit status (see parley.c).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -30,7 +31,9 @@ emit(const strbuf *sb)
 		return false;
 	}
 	if (!cli_write_line(stdout, sb)) {
-		cli_local_error("cannot write the output");
+		/* A reader that went away (| head) is no news. */
+		if (errno != EPIPE)
+			cli_local_error("cannot write the output: %s", strerror(errno));
 		return false;
 	}
 	return true;

@@ -60,6 +60,7 @@ typedef struct ui {
 	/* Input from a pipe. */
 	char in[LINE_MAX_BYTES * 2];
 	size_t in_len;
+	size_t in_used;		/* bytes of in[] handed out as the last line */
 	bool in_eof;
 
 	int wake[2];		/* self-pipe: poller and signals -> main */
@@ -416,23 +417,28 @@ editor_off(ui *u)
 
 /* The next complete line from a pipe, or NULL at its end. Returns a
  * pointer into u->in valid until the next call. */
+static void
+pipe_consume(ui *u)
+{
+	if (u->in_used > 0) {
+		memmove(u->in, u->in + u->in_used, u->in_len - u->in_used);
+		u->in_len -= u->in_used;
+		u->in_used = 0;
+	}
+}
+
 static char *
 pipe_line(ui *u, bool block)
 {
-	static size_t consumed;
 	char *nl;
 
-	if (consumed > 0) {
-		memmove(u->in, u->in + consumed, u->in_len - consumed);
-		u->in_len -= consumed;
-		consumed = 0;
-	}
+	pipe_consume(u);
 	for (;;) {
 		ssize_t n;
 
 		if ((nl = memchr(u->in, '\n', u->in_len)) != NULL) {
 			*nl = '\0';
-			consumed = (size_t)(nl - u->in) + 1;
+			u->in_used = (size_t)(nl - u->in) + 1;
 			if (nl > u->in && nl[-1] == '\r')
 				nl[-1] = '\0';
 			return u->in;
@@ -440,14 +446,14 @@ pipe_line(ui *u, bool block)
 		if (u->in_len == sizeof(u->in) - 1) {
 			/* Longer than any line we take: cut it here. */
 			u->in[u->in_len] = '\0';
-			consumed = u->in_len;
+			u->in_used = u->in_len;
 			return u->in;
 		}
 		if (u->in_eof) {
 			if (u->in_len == 0)
 				return NULL;
 			u->in[u->in_len] = '\0';
-			consumed = u->in_len;
+			u->in_used = u->in_len;
 			return u->in;
 		}
 		if (!block) {
@@ -473,9 +479,12 @@ ask(ui *u, const char *prompt, bool echo, char *buf, size_t len)
 {
 	bool too_long;
 
-	if (u->tty) {
-		/* On stdout, with the rest of the conversation (stderr may be
-		 * going elsewhere). */
+	if (!u->tty)
+		pipe_consume(u);
+	if (u->tty || (u->in_len == 0 && isatty(STDIN_FILENO))) {
+		/* From the terminal (also when only stdout is redirected, so that
+		 * a password never shows), prompting on stdout with the rest of
+		 * the conversation. */
 		if (cli_read_line(STDIN_FILENO, stdout, prompt, echo, buf, len, &too_long) < 0)
 			return false;
 	} else {

@@ -9,11 +9,15 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <nng/nng.h>
+
 struct parley_conn {
-	rpc_client *cli[PARLEY_NSERVICES];
 	parley_endpoints ep;
 	uint32_t timeout_ms;
-	pthread_mutex_t mtx; /* guards token */
+	pthread_mutex_t mtx; /* guards cli and token */
+	/* Opened on first use: a command that needs one service does not dial
+	 * the other three (nor leave them half-connected when it exits). */
+	rpc_client *cli[PARLEY_NSERVICES];
 	char token[PARLEY_TOKEN_MAX];
 };
 
@@ -154,15 +158,33 @@ parley_connect(parley_conn **cp, const parley_endpoints *ep, rpc_status *st)
 	c->ep = *ep;
 	c->timeout_ms = PARLEY_DEFAULT_TIMEOUT_MS;
 	for (int s = 0; s < PARLEY_NSERVICES; s++) {
+		nng_url *u;
+		int rv;
+
 		c->ep.url[s][PARLEY_URL_MAX - 1] = '\0';
-		if ((code = rpc_client_open(&c->cli[s], c->ep.url[s], st)) != RPC_OK)
-			goto fail;
+		if ((rv = nng_url_parse(&u, c->ep.url[s])) != 0) {
+			code = rpc_status_set(st, RPC_INVALID_ARGUMENT, "%s address '%s': %s",
+					      service_names[s], c->ep.url[s], nng_strerror(rv));
+			parley_disconnect(c);
+			return code;
+		}
+		nng_url_free(u);
 	}
 	*cp = c;
-	return RPC_OK;
+	return rpc_status_set(st, RPC_OK, NULL);
+}
 
-fail:
-	parley_disconnect(c);
+/* The client of service s, opened on first use. */
+static rpc_code
+client_for(parley_conn *c, parley_service s, rpc_client **cli, rpc_status *st)
+{
+	rpc_code code = RPC_OK;
+
+	pthread_mutex_lock(&c->mtx);
+	if (c->cli[s] == NULL)
+		code = rpc_client_open(&c->cli[s], c->ep.url[s], st);
+	*cli = c->cli[s];
+	pthread_mutex_unlock(&c->mtx);
 	return code;
 }
 
@@ -247,14 +269,18 @@ call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
 {
 	char token[PARLEY_TOKEN_MAX];
 	rpc_call_opts o = {.timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms};
+	rpc_client *cli;
 	rpc_code code;
 
+	*resp = NULL;
+	if ((code = client_for(c, s, &cli, st)) != RPC_OK)
+		return code;
 	pthread_mutex_lock(&c->mtx);
 	memcpy(token, c->token, sizeof(token));
 	pthread_mutex_unlock(&c->mtx);
 	if (token[0] != '\0')
 		o.token = token;
-	code = rpc_client_call(c->cli[s], svc, method, req, resp, &o, st);
+	code = rpc_client_call(cli, svc, method, req, resp, &o, st);
 	explicit_bzero(token, sizeof(token));
 	if (code != RPC_OK)
 		return code;

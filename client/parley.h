@@ -92,9 +92,11 @@ rpc_code parley_endpoints_from_env(parley_endpoints *ep, rpc_status *st);
 
 typedef struct parley_conn parley_conn;
 
-/* Opens clients for every endpoint in ep (copied). Does not wait for any
- * server: a server that is down shows as UNAVAILABLE on the first call.
- * On RPC_OK *cp is owned by the caller; free it with parley_disconnect. */
+/* A connection to the endpoints in ep (copied; INVALID_ARGUMENT for one
+ * that is not a URL). Each service is dialled on its first call, and no
+ * call waits for a server to come up beyond its timeout: a server that is
+ * down shows as UNAVAILABLE. On RPC_OK *cp is owned by the caller; free it
+ * with parley_disconnect. */
 rpc_code parley_connect(parley_conn **cp, const parley_endpoints *ep, rpc_status *st);
 
 /* Closes the clients. Does not log out. No call may be running. */
