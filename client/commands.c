@@ -383,8 +383,10 @@ cmd_history(cli_ctx *ctx, int argc, char **argv)
 
 	if ((ctx->given & OPT_BEFORE) && (ctx->given & OPT_AFTER))
 		return cli_usage_error(ctx, "--before and --after do not go together");
-	if (((ctx->given & OPT_BEFORE) && ctx->before == 0) || n == 0)
-		return cli_usage_error(ctx, "-n and --before must be at least 1");
+	/* 0 would mean "unset" on the wire, and so the latest events. */
+	if (((ctx->given & OPT_BEFORE) && ctx->before == 0) ||
+	    ((ctx->given & OPT_AFTER) && ctx->after == 0) || n == 0)
+		return cli_usage_error(ctx, "-n, --before and --after must be at least 1");
 	code = parley_history(ctx->conn, argv[0], ctx->before, ctx->after, n, &resp, &st);
 	if (code != RPC_OK)
 		return fail(code, &st);
@@ -653,6 +655,7 @@ const cli_command cli_commands[] = {
 	 "Shows the last events, then new ones as they happen, until interrupted.\n"
 	 "A dropped connection or a server restart is survived: every message is\n"
 	 "shown exactly once, in order.\n"
+	 "Ends with status 0 on SIGINT or SIGTERM.\n"
 	 "  -n, --lines N         events to show first (default 10)\n"
 	 "  --since SEQ           instead, everything after sequence number SEQ\n"
 	 "  --json                one JSON object per event and line (as history;\n"
