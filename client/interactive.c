@@ -290,12 +290,12 @@ poller_main(void *arg)
 		if (u->gen == gen && !u->stop) {
 			strbuf sb = {0};
 
-			enqueue(u, &b, gen);
 			if (code == RPC_OK && u->down) {
 				enqueue_text(u, "* reconnected", gen);
 				u->down = false;
-			} else if (code != RPC_OK && code != RPC_CANCELLED &&
-				   (parley_code_transient(code) || code == RPC_NOT_FOUND)) {
+			}
+			enqueue(u, &b, gen);
+			if (parley_code_transient(code) || code == RPC_NOT_FOUND) {
 				if (!u->down)
 					enqueue_text(u, "* connection lost; reconnecting...", gen);
 				u->down = true;
