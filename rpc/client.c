@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -17,6 +18,7 @@ struct rpc_client {
 	int pipes;	/* connected pipes, kept by pipe_event */
 	uint64_t next_id;
 	pthread_mutex_t mtx;
+	pthread_cond_t up; /* signalled when a pipe connects */
 };
 
 static void
@@ -25,8 +27,10 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	rpc_client *cli = arg;
 
 	pthread_mutex_lock(&cli->mtx);
-	if (ev == NNG_PIPE_EV_ADD_POST)
+	if (ev == NNG_PIPE_EV_ADD_POST) {
 		cli->pipes++;
+		pthread_cond_broadcast(&cli->up);
+	}
 	else if (ev == NNG_PIPE_EV_REM_POST && cli->pipes > 0)
 		cli->pipes--;
 	pthread_mutex_unlock(&cli->mtx);
@@ -41,6 +45,7 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 	if (cli == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	pthread_mutex_init(&cli->mtx, NULL);
+	pthread_cond_init(&cli->up, NULL);
 	snprintf(cli->url, sizeof(cli->url), "%s", url);
 	cli->next_id = (uint64_t)rpc_wall_ms() << 16;
 	if ((rv = nng_req0_open(&cli->sock)) != 0)
@@ -58,6 +63,7 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 
 fail:
 	nng_close(cli->sock);
+	pthread_cond_destroy(&cli->up);
 	pthread_mutex_destroy(&cli->mtx);
 	free(cli);
 	return rpc_status_set(st, rpc_code_from_nng(rv) == RPC_UNAVAILABLE ? RPC_UNAVAILABLE
@@ -71,6 +77,7 @@ rpc_client_close(rpc_client *cli)
 	if (cli == NULL)
 		return;
 	nng_close(cli->sock);
+	pthread_cond_destroy(&cli->up);
 	pthread_mutex_destroy(&cli->mtx);
 	free(cli);
 }
@@ -92,6 +99,37 @@ rpc_client_connected(rpc_client *cli)
 	return up;
 }
 
+/*
+ * Waits until a connection is up, at most until `until` (monotonic ms).
+ * nng redials in the background; a server still unreachable after a short
+ * grace is reported at once instead of at the end of the call's deadline.
+ */
+static bool
+wait_connected(rpc_client *cli, int64_t until)
+{
+	bool up;
+
+	pthread_mutex_lock(&cli->mtx);
+	while (cli->pipes == 0) {
+		int64_t left = until - rpc_now_ms();
+		struct timespec ts;
+
+		if (left <= 0)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&cli->up, &cli->mtx, &ts);
+	}
+	up = cli->pipes > 0;
+	pthread_mutex_unlock(&cli->mtx);
+	return up;
+}
+
 /* Sends env and waits for the matching RpcResponse; *out owned by caller. */
 static rpc_code
 roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
@@ -105,6 +143,12 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
 	int rv;
 
 	*out = NULL;
+	if (left <= 0)
+		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
+	if (!wait_connected(cli, rpc_now_ms() + (left < RPC_CONNECT_GRACE_MS ? left
+									 : RPC_CONNECT_GRACE_MS)))
+		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
+	left = deadline - rpc_now_ms();
 	if (left <= 0)
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
 	env->timeout_ms = (uint32_t)left;

@@ -24,16 +24,17 @@ int rpc_client_open(rpc_client **clip, const char *url, rpc_status *st);
 void rpc_client_close(rpc_client *cli);
 const char *rpc_client_url(const rpc_client *cli);
 
-/* True while at least one connection to the server is up. Without one, a
- * call waits for a (re)dial until its deadline. */
+/* True while at least one connection to the server is up. */
 bool rpc_client_connected(rpc_client *cli);
 
 /*
  * Calls method (its name in svc, e.g. "Login") with req and waits for the
  * answer. On RPC_OK *resp holds the decoded reply, owned by the caller:
  * free it with protobuf_c_message_free_unpacked(*resp, NULL). On failure
- * *resp is NULL and st says why; a server that cannot be reached gives
- * UNAVAILABLE, a call that outlives its timeout DEADLINE_EXCEEDED.
+ * *resp is NULL and st says why. A server with no connection up gets
+ * RPC_CONNECT_GRACE_MS to (re)connect, then the call fails UNAVAILABLE
+ * without waiting out its timeout; a call that outlives its timeout gets
+ * DEADLINE_EXCEEDED.
  */
 rpc_code rpc_client_call(rpc_client *cli, const ProtobufCServiceDescriptor *svc,
 			 const char *method, const ProtobufCMessage *req,

@@ -51,6 +51,8 @@ typedef enum rpc_code {
  * a server honours. */
 #define RPC_DEFAULT_TIMEOUT_MS 30000
 #define RPC_MAX_TIMEOUT_MS 120000
+/* How long a client call waits for a connection before UNAVAILABLE. */
+#define RPC_CONNECT_GRACE_MS 1000
 /* Longest user id any service accepts (auth checks the exact rule). */
 #define RPC_USER_ID_MAX 64
 

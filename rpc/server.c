@@ -660,7 +660,7 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 	srv->workers_stop = true;
 	pthread_cond_broadcast(&srv->cv);
 	pthread_mutex_unlock(&srv->mtx);
-	for (int i = 0; i < srv->nworkers; i++)
+	for (int i = 0; srv->workers != NULL && i < srv->nworkers; i++)
 		pthread_join(srv->workers[i], NULL);
 
 	for (int i = 0; i < srv->nslots; i++) {

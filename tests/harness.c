@@ -291,12 +291,15 @@ th_register_login(rpc_client *auth, const char *user, char *token, size_t len)
 	rpc_status st;
 	rpc_code code;
 
+	/* Argon2id on a busy machine can be slow: allow the longest deadline. */
+	rpc_call_opts o = {.timeout_ms = RPC_MAX_TIMEOUT_MS};
+
 	snprintf(pw, sizeof(pw), "password-%s", user);
 	reg.user_id = (char *)user;
 	reg.password = pw;
 	reg.display_name = (char *)user;
 	code = rpc_client_call(auth, &parley__v1__auth__descriptor, "Register", &reg.base, &resp,
-			       NULL, &st);
+			       &o, &st);
 	TH_CHECK(code == RPC_OK || code == RPC_ALREADY_EXISTS, "register %s: %s %s", user,
 		 rpc_code_name(code), st.message);
 	if (resp)
@@ -304,7 +307,7 @@ th_register_login(rpc_client *auth, const char *user, char *token, size_t len)
 	login.user_id = (char *)user;
 	login.password = pw;
 	code = rpc_client_call(auth, &parley__v1__auth__descriptor, "Login", &login.base, &resp,
-			       NULL, &st);
+			       &o, &st);
 	TH_CODE(code, RPC_OK, &st);
 	snprintf(token, len, "%s", ((Parley__V1__LoginResponse *)resp)->token);
 	protobuf_c_message_free_unpacked(resp, NULL);

@@ -6,17 +6,19 @@
  *   auth.tokens       BLAKE2b(key, token)      -> TokenRecord
  *   auth.user_tokens  user_id \0 BLAKE2b(...)  -> "" (to revoke a user's sessions)
  *
- * Password hashing is the expensive part: at most one Argon2id hash per
- * core runs at a time (hash_sem), so a login storm queues instead of
- * exhausting memory. Handlers run concurrently on the rpc worker threads;
- * the only shared mutable state is LMDB (its own locking), the rate limiter
- * (locks itself) and hash_sem.
+ * Password hashing is the expensive part. Register, Login and ChangePassword
+ * do their cheap checks on the rpc worker thread, then hand the call to a
+ * work pool of one thread per core (workpool.h) and answer from there: at
+ * most one Argon2id hash per core runs at a time, a login storm queues (up
+ * to a bound, then RESOURCE_EXHAUSTED) instead of exhausting memory, and
+ * the rpc workers stay free for Validate, which every other service calls.
+ * Shared mutable state: LMDB (its own locking), the rate limiter (locks
+ * itself) and the pool (locks itself).
  */
 #include "auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
 #include "ratelimit.h"
+#include "workpool.h"
 
 #define TOKEN_BYTES 32
 #define TOKEN_HASH_BYTES 32
@@ -40,6 +43,7 @@
 #define LOGIN_FAILURES_PER_WINDOW 5
 #define LOGIN_WINDOW_MS 60000
 #define RATELIMIT_ENTRIES 65536
+#define HASH_QUEUE_MAX 512
 
 /* Identical for an unknown user and a wrong password: same status, same
  * bytes. */
@@ -51,7 +55,7 @@ struct auth_service {
 	store_table users, tokens, user_tokens;
 	unsigned char token_key[crypto_generichash_KEYBYTES];
 	char *dummy_hash;	/* verified against when the user does not exist */
-	sem_t hash_sem;
+	workpool *hashers;
 	ratelimit *login_limit;
 	uint64_t token_ttl_ms;
 };
@@ -104,27 +108,18 @@ load_or_create_key(const char *dir, unsigned char key[crypto_generichash_KEYBYTE
 
 /* ---- passwords ------------------------------------------------------------ */
 
+/* Password hashing runs on the pool threads only (and once at start). */
 static bool
 hash_password(auth_service *a, const char *pw, char out[crypto_pwhash_STRBYTES])
 {
-	int rc;
-
-	sem_wait(&a->hash_sem);
-	rc = crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			       crypto_pwhash_MEMLIMIT_INTERACTIVE);
-	sem_post(&a->hash_sem);
-	return rc == 0;
+	return crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+				 crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0;
 }
 
 static __attribute__((warn_unused_result)) bool
 verify_password(auth_service *a, const char *hash, const char *pw)
 {
-	int rc;
-
-	sem_wait(&a->hash_sem);
-	rc = crypto_pwhash_str_verify(hash, pw, strlen(pw));
-	sem_post(&a->hash_sem);
-	return rc == 0;
+	return crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
 }
 
 static bool
@@ -400,16 +395,84 @@ check_password_size(rpc_call *call, const char *field, const char *pw)
 	return RPC_OK;
 }
 
+/* What a handler hands to the pool: the request (alive until the call is
+ * finished) and, for Login and ChangePassword, the user's record (owned). */
+struct pw_job {
+	auth_service *a;
+	const void *req;
+	Parley__Store__V1__UserRecord *rec;
+};
+
+static void
+pw_job_free(void *arg)
+{
+	struct pw_job *j = arg;
+
+	if (j->rec != NULL)
+		parley__store__v1__user_record__free_unpacked(j->rec, NULL);
+	free(j);
+}
+
+/* Queues fn on the hashing pool; takes ownership of rec. */
+static rpc_code
+defer_to_hashers(auth_service *a, rpc_call *call, workpool_fn fn, const void *req,
+		 Parley__Store__V1__UserRecord *rec)
+{
+	struct pw_job *j = malloc(sizeof(*j));
+
+	if (j == NULL) {
+		if (rec != NULL)
+			parley__store__v1__user_record__free_unpacked(rec, NULL);
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	*j = (struct pw_job){.a = a, .req = req, .rec = rec};
+	return workpool_defer(a->hashers, call, fn, j, pw_job_free);
+}
+
+static rpc_code
+register_job(rpc_call *call, void *arg)
+{
+	struct pw_job *j = arg;
+	const Parley__V1__RegisterRequest *req = j->req;
+	Parley__V1__RegisterResponse *resp = (void *)rpc_call_response(call);
+	Parley__Store__V1__UserRecord rec = PARLEY__STORE__V1__USER_RECORD__INIT;
+	char hash[crypto_pwhash_STRBYTES];
+	store_txn *txn;
+	store_err err;
+
+	if (!hash_password(j->a, req->password, hash))
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
+	rec.user_id = req->user_id;
+	rec.display_name = req->display_name;
+	rec.email = req->email;
+	rec.created_at_ms = rpc_wall_ms();
+	rec.password_hash = hash;
+	if ((err = store_begin(j->a->env, true, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "register");
+	err = put_record(txn, j->a->users, req->user_id, strlen(req->user_id), &rec.base,
+			 STORE_NOOVERWRITE);
+	if (err != STORE_OK) {
+		store_abort(txn);
+		if (err == STORE_EXISTS)
+			return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
+					     req->user_id);
+		return svc_fail_store(call, err, "register");
+	}
+	if ((err = store_commit(txn)) != STORE_OK)
+		return svc_fail_store(call, err, "register");
+	resp->user = user_to_wire(call, &rec);
+	plog_info("auth", "registered user %s", req->user_id);
+	return RPC_OK;
+}
+
 static rpc_code
 handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		void *ctx)
 {
 	const Parley__V1__RegisterRequest *req = (const void *)reqm;
-	Parley__V1__RegisterResponse *resp = (void *)respm;
-	Parley__Store__V1__UserRecord rec = PARLEY__STORE__V1__USER_RECORD__INIT;
 	auth_service *a = ctx;
-	char hash[crypto_pwhash_STRBYTES];
-	store_txn *txn;
+	void *buf;
+	size_t len;
 	store_err err;
 	rpc_code code;
 
@@ -429,43 +492,14 @@ handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 				     "email must be at most %d bytes with exactly one '@'",
 				     EMAIL_MAX);
 
-	/* Cheap check first so a taken name costs no hash; the insert below
-	 * is the authority. */
-	{
-		void *buf;
-		size_t len;
-
-		err = store_get_copy(a->env, a->users, req->user_id, strlen(req->user_id), &buf,
-				     &len);
-		free(buf);
-		if (err == STORE_OK)
-			return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
-					     req->user_id);
-	}
-	if (!hash_password(a, req->password, hash))
-		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
-
-	rec.user_id = req->user_id;
-	rec.display_name = req->display_name;
-	rec.email = req->email;
-	rec.created_at_ms = rpc_wall_ms();
-	rec.password_hash = hash;
-	if ((err = store_begin(a->env, true, &txn)) != STORE_OK)
-		return svc_fail_store(call, err, "register");
-	err = put_record(txn, a->users, req->user_id, strlen(req->user_id), &rec.base,
-			 STORE_NOOVERWRITE);
-	if (err != STORE_OK) {
-		store_abort(txn);
-		if (err == STORE_EXISTS)
-			return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
-					     req->user_id);
-		return svc_fail_store(call, err, "register");
-	}
-	if ((err = store_commit(txn)) != STORE_OK)
-		return svc_fail_store(call, err, "register");
-	resp->user = user_to_wire(call, &rec);
-	plog_info("auth", "registered user %s", req->user_id);
-	return RPC_OK;
+	/* Cheap check first so a taken name costs no hash; the insert in
+	 * register_job is the authority. */
+	err = store_get_copy(a->env, a->users, req->user_id, strlen(req->user_id), &buf, &len);
+	free(buf);
+	if (err == STORE_OK)
+		return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
+				     req->user_id);
+	return defer_to_hashers(a, call, register_job, req, NULL);
 }
 
 /* Counts a failed password for user_id and answers the one failure reply. */
@@ -516,14 +550,42 @@ maybe_rehash(auth_service *a, Parley__Store__V1__UserRecord *rec, const char *pw
 }
 
 static rpc_code
+login_job(rpc_call *call, void *arg)
+{
+	struct pw_job *j = arg;
+	const Parley__V1__LoginRequest *req = j->req;
+	Parley__V1__LoginResponse *resp = (void *)rpc_call_response(call);
+	char wire[TOKEN_B64_LEN + 1];
+	uint64_t expires;
+	store_err err;
+
+	if (j->rec == NULL) {
+		/* Same work as a wrong password, so timing tells nothing. */
+		if (verify_password(j->a, j->a->dummy_hash, req->password))
+			plog_error("auth", "dummy hash matched a password");
+		return fail_login(call, j->a, req->user_id);
+	}
+	if (!verify_password(j->a, j->rec->password_hash, req->password))
+		return fail_login(call, j->a, req->user_id);
+	ratelimit_reset(j->a->login_limit, req->user_id);
+	maybe_rehash(j->a, j->rec, req->password);
+
+	err = issue_token(j->a, j->rec->user_id, rpc_wall_ms(), wire, &expires);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "login");
+	resp->token = rpc_call_strdup(call, wire);
+	sodium_memzero(wire, sizeof(wire));
+	resp->expires_at_ms = expires;
+	resp->user = user_to_wire(call, j->rec);
+	return RPC_OK;
+}
+
+static rpc_code
 handle_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
 {
 	const Parley__V1__LoginRequest *req = (const void *)reqm;
-	Parley__V1__LoginResponse *resp = (void *)respm;
 	Parley__Store__V1__UserRecord *rec = NULL;
 	auth_service *a = ctx;
-	char wire[TOKEN_B64_LEN + 1];
-	uint64_t expires;
 	store_err err;
 	rpc_code code;
 
@@ -532,34 +594,10 @@ handle_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *res
 				     "user_id or password is too long");
 	if ((code = check_login_limit(call, a, req->user_id)) != RPC_OK)
 		return code;
-
 	err = svc_valid_user_id(req->user_id) ? get_user(a, req->user_id, &rec) : STORE_NOTFOUND;
-	if (err == STORE_NOTFOUND) {
-		/* Same work as a wrong password, so timing tells nothing. */
-		if (verify_password(a, a->dummy_hash, req->password))
-			plog_error("auth", "dummy hash matched a password");
-		return fail_login(call, a, req->user_id);
-	}
-	if (err != STORE_OK)
+	if (err != STORE_OK && err != STORE_NOTFOUND)
 		return svc_fail_store(call, err, "login");
-	if (!verify_password(a, rec->password_hash, req->password)) {
-		parley__store__v1__user_record__free_unpacked(rec, NULL);
-		return fail_login(call, a, req->user_id);
-	}
-	ratelimit_reset(a->login_limit, req->user_id);
-	maybe_rehash(a, rec, req->password);
-
-	err = issue_token(a, rec->user_id, rpc_wall_ms(), wire, &expires);
-	if (err != STORE_OK) {
-		parley__store__v1__user_record__free_unpacked(rec, NULL);
-		return svc_fail_store(call, err, "login");
-	}
-	resp->token = rpc_call_strdup(call, wire);
-	sodium_memzero(wire, sizeof(wire));
-	resp->expires_at_ms = expires;
-	resp->user = user_to_wire(call, rec);
-	parley__store__v1__user_record__free_unpacked(rec, NULL);
-	return RPC_OK;
+	return defer_to_hashers(a, call, login_job, req, rec);
 }
 
 static rpc_code
@@ -594,6 +632,46 @@ handle_validate(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 }
 
 static rpc_code
+change_password_job(rpc_call *call, void *arg)
+{
+	struct pw_job *j = arg;
+	const Parley__V1__ChangePasswordRequest *req = j->req;
+	const char *user_id = rpc_call_caller(call);
+	unsigned char keep[TOKEN_HASH_BYTES];
+	char hash[crypto_pwhash_STRBYTES];
+	char *old_hash;
+	store_txn *txn;
+	store_err err;
+
+	if (!verify_password(j->a, j->rec->password_hash, req->old_password)) {
+		ratelimit_fail(j->a->login_limit, user_id, rpc_now_ms());
+		return rpc_call_fail(call, RPC_PERMISSION_DENIED, "old password is wrong");
+	}
+	if (!hash_password(j->a, req->new_password, hash))
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
+	if (!decode_token(j->a, rpc_call_token(call), keep))
+		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
+
+	old_hash = j->rec->password_hash;
+	j->rec->password_hash = hash;
+	err = store_begin(j->a->env, true, &txn);
+	if (err == STORE_OK) {
+		err = put_record(txn, j->a->users, user_id, strlen(user_id), &j->rec->base, 0);
+		if (err == STORE_OK)
+			err = revoke_user_tokens(j->a, txn, user_id, keep);
+		if (err == STORE_OK)
+			err = store_commit(txn);
+		else
+			store_abort(txn);
+	}
+	j->rec->password_hash = old_hash;
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "change password");
+	plog_info("auth", "password changed for %s; other sessions revoked", user_id);
+	return RPC_OK;
+}
+
+static rpc_code
 handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		       void *ctx)
 {
@@ -601,10 +679,6 @@ handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMe
 	auth_service *a = ctx;
 	const char *user_id = rpc_call_caller(call);
 	Parley__Store__V1__UserRecord *rec = NULL;
-	unsigned char keep[TOKEN_HASH_BYTES];
-	char hash[crypto_pwhash_STRBYTES];
-	char *old_hash;
-	store_txn *txn;
 	store_err err;
 	rpc_code code;
 
@@ -616,38 +690,7 @@ handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMe
 		return code;
 	if ((err = get_user(a, user_id, &rec)) != STORE_OK)
 		return svc_fail_store(call, err, "change password");
-	if (!verify_password(a, rec->password_hash, req->old_password)) {
-		parley__store__v1__user_record__free_unpacked(rec, NULL);
-		ratelimit_fail(a->login_limit, user_id, rpc_now_ms());
-		return rpc_call_fail(call, RPC_PERMISSION_DENIED, "old password is wrong");
-	}
-	if (!hash_password(a, req->new_password, hash)) {
-		parley__store__v1__user_record__free_unpacked(rec, NULL);
-		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
-	}
-	if (!decode_token(a, rpc_call_token(call), keep)) {
-		parley__store__v1__user_record__free_unpacked(rec, NULL);
-		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
-	}
-
-	old_hash = rec->password_hash;
-	rec->password_hash = hash;
-	err = store_begin(a->env, true, &txn);
-	if (err == STORE_OK) {
-		err = put_record(txn, a->users, user_id, strlen(user_id), &rec->base, 0);
-		if (err == STORE_OK)
-			err = revoke_user_tokens(a, txn, user_id, keep);
-		if (err == STORE_OK)
-			err = store_commit(txn);
-		else
-			store_abort(txn);
-	}
-	rec->password_hash = old_hash;
-	parley__store__v1__user_record__free_unpacked(rec, NULL);
-	if (err != STORE_OK)
-		return svc_fail_store(call, err, "change password");
-	plog_info("auth", "password changed for %s; other sessions revoked", user_id);
-	return RPC_OK;
+	return defer_to_hashers(a, call, change_password_job, req, rec);
 }
 
 static const rpc_method auth_methods[] = {
@@ -694,7 +737,6 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	a->env = cfg->env;
 	a->token_ttl_ms = (uint64_t)(cfg->token_ttl_s ? cfg->token_ttl_s : 86400) * 1000;
-	sem_init(&a->hash_sem, 0, cores > 0 ? (unsigned)cores : 1);
 
 	if (load_or_create_key(cfg->data_dir, a->token_key, st) != RPC_OK)
 		goto fail;
@@ -705,7 +747,8 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	a->login_limit = ratelimit_new(LOGIN_FAILURES_PER_WINDOW, LOGIN_WINDOW_MS,
 				       RATELIMIT_ENTRIES);
 	a->dummy_hash = malloc(crypto_pwhash_STRBYTES);
-	if (a->login_limit == NULL || a->dummy_hash == NULL) {
+	a->hashers = workpool_new(cores > 0 ? (int)cores : 1, HASH_QUEUE_MAX);
+	if (a->login_limit == NULL || a->dummy_hash == NULL || a->hashers == NULL) {
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto fail;
 	}
@@ -738,8 +781,14 @@ fail:
 void
 auth_service_shutdown(auth_service *a)
 {
-	if (a != NULL && a->srv != NULL)
+	if (a == NULL)
+		return;
+	/* No new calls; then the queued password checks run to the end and
+	 * answer their calls. */
+	if (a->srv != NULL)
 		rpc_server_shutdown(a->srv);
+	workpool_stop(a->hashers);
+	a->hashers = NULL;
 }
 
 void
@@ -749,9 +798,9 @@ auth_service_stop(auth_service *a)
 		return;
 	if (a->srv != NULL)
 		rpc_server_close(a->srv, 5000);
+	workpool_stop(a->hashers);
 	ratelimit_free(a->login_limit);
 	free(a->dummy_hash);
-	sem_destroy(&a->hash_sem);
 	sodium_memzero(a->token_key, sizeof(a->token_key));
 	free(a);
 }

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "parley/v1/auth.pb-c.h"
@@ -94,9 +93,6 @@ svc_open_table(store_env *env, const char *name, store_table *t, rpc_status *st)
 	return true;
 }
 
-/* How long a call waits for a connection to auth before UNAVAILABLE. */
-#define SVC_AUTHN_CONNECT_GRACE_MS 1000
-
 struct svc_authn {
 	rpc_client *auth;
 };
@@ -133,22 +129,8 @@ svc_authn_validate(void *arg, const char *token, int64_t deadline_ms,
 	Parley__V1__ValidateRequest req = PARLEY__V1__VALIDATE_REQUEST__INIT;
 	Parley__V1__ValidateResponse *resp;
 	rpc_call_opts opts = {.deadline_ms = deadline_ms};
-	int64_t until;
 	rpc_code code;
 
-	/* nng redials in the background (at most 500 ms apart). An auth service
-	 * still unreachable after a short grace is reported now: waiting out the
-	 * caller's whole deadline would reach the caller as DEADLINE_EXCEEDED. */
-	until = rpc_now_ms() + SVC_AUTHN_CONNECT_GRACE_MS;
-	if (until > deadline_ms)
-		until = deadline_ms;
-	while (!rpc_client_connected(a->auth)) {
-		if (rpc_now_ms() >= until)
-			return rpc_status_set(st, RPC_UNAVAILABLE,
-					      "auth service unavailable: cannot reach %s",
-					      rpc_client_url(a->auth));
-		usleep(10 * 1000);
-	}
 	req.token = (char *)token;
 	code = rpc_client_call(a->auth, &parley__v1__auth__descriptor, "Validate", &req.base,
 			       (ProtobufCMessage **)&resp, &opts, st);

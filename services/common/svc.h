@@ -70,9 +70,8 @@ bool svc_open_table(store_env *env, const char *name, store_table *t, rpc_status
 /*
  * The remote authenticator: an rpc_authn_fn that asks Auth/Validate at
  * auth_addr. Revocation is seen at once: nothing is cached. An auth service
- * that cannot be reached gives UNAVAILABLE within the call's deadline: after
- * at most a one-second grace for a redial when no connection is up, else
- * when the deadline passes.
+ * that cannot be reached gives UNAVAILABLE within the call's deadline (after
+ * the rpc client's connect grace when no connection is up).
  */
 typedef struct svc_authn svc_authn;
 int svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st);

@@ -17,6 +17,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'echo "wire_test: failed at line $LINENO (exit $?)"; cat "$work/parleyd.log" 2>/dev/null' ERR
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 addr="tcp://127.0.0.1:$port"
