@@ -46,19 +46,31 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Ports are chosen once, so a restart comes back on the same addresses.
-for svc in auth rooms history messaging events room_events rooms_internal; do
-  printf -v "port_$svc" '%s' "$(free_port)"
-done
-export PARLEY_AUTH="tcp://127.0.0.1:$port_auth"
-export PARLEY_ROOMS="tcp://127.0.0.1:$port_rooms"
-export PARLEY_HISTORY="tcp://127.0.0.1:$port_history"
-export PARLEY_MESSAGING="tcp://127.0.0.1:$port_messaging"
-unset PARLEY_SERVER XDG_CONFIG_HOME
+# The daemon's addresses: chosen on the first start_parleyd, kept for
+# restarts, exported for parley.
+pick_ports() {
+  [[ -z ${port_auth:-} ]] || return 0
+  local ports
+  # shellcheck disable=SC2207
+  ports=($(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(7)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))'))
+  port_auth=${ports[0]} port_rooms=${ports[1]} port_history=${ports[2]}
+  port_messaging=${ports[3]} port_events=${ports[4]} port_room_events=${ports[5]}
+  port_rooms_internal=${ports[6]}
+  export PARLEY_AUTH="tcp://127.0.0.1:$port_auth"
+  export PARLEY_ROOMS="tcp://127.0.0.1:$port_rooms"
+  export PARLEY_HISTORY="tcp://127.0.0.1:$port_history"
+  export PARLEY_MESSAGING="tcp://127.0.0.1:$port_messaging"
+}
+unset PARLEY_SERVER XDG_CONFIG_HOME PARLEY_AUTH PARLEY_ROOMS PARLEY_HISTORY PARLEY_MESSAGING
 
 # start_parleyd [extra parleyd arguments]: starts and waits until every
 # service it runs (all, or those of --services LIST) answers Health/Check.
 start_parleyd() {
+  pick_ports
   "$PARLEYD" --data-dir "$work/data" \
     --auth-listen "$PARLEY_AUTH" --rooms-listen "$PARLEY_ROOMS" \
     --history-listen "$PARLEY_HISTORY" --messaging-listen "$PARLEY_MESSAGING" \
