@@ -335,12 +335,20 @@ drain(ui *u)
 static void
 set_prompt(ui *u)
 {
-	if (!u->logged_in)
-		snprintf(u->prompt, sizeof(u->prompt), "parley> ");
-	else if (u->room[0] == '\0')
-		snprintf(u->prompt, sizeof(u->prompt), "%s> ", u->user);
-	else
-		snprintf(u->prompt, sizeof(u->prompt), "%s@%s> ", u->user, u->room);
+	strbuf sb = {0};
+
+	if (!u->logged_in) {
+		sb_puts(&sb, "parley");
+	} else {
+		sb_sanitized(&sb, u->user, RPC_USER_ID_MAX);
+		if (u->room[0] != '\0') {
+			sb_putc(&sb, '@');
+			sb_sanitized(&sb, u->room, ROOM_ID_MAX);
+		}
+	}
+	sb_puts(&sb, "> ");
+	snprintf(u->prompt, sizeof(u->prompt), "%s", sb.oom ? "> " : sb_str(&sb));
+	sb_free(&sb);
 }
 
 static void

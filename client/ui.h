@@ -29,7 +29,7 @@ typedef struct ui {
 	bool logged_in;
 	char user[RPC_USER_ID_MAX + 1];
 	char room[ROOM_ID_MAX + 1]; /* the room on screen, "" for none */
-	char prompt[ROOM_ID_MAX + RPC_USER_ID_MAX + 8];
+	char prompt[4 * (ROOM_ID_MAX + RPC_USER_ID_MAX) + 16]; /* terminal-safe */
 	char *typed;		/* a line from libedit, not yet handled */
 	bool typed_eof;
 
