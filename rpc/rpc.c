@@ -160,81 +160,102 @@ rpc_utf8_length(const char *s)
 	return n;
 }
 
-static rpc_code check_message(const ProtobufCMessage *msg, char *path, size_t cap,
-			      size_t used, rpc_status *st);
-
-static rpc_code
-check_field_value(const ProtobufCFieldDescriptor *f, const void *value, char *path,
-		  size_t cap, size_t used, rpc_status *st)
+/* Reads a varint at *p (< end); false if it runs off the end or past 64 bits. */
+static bool
+read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
-	if (f->type == PROTOBUF_C_TYPE_STRING) {
-		const char *s = *(char *const *)value;
+	uint64_t v = 0;
 
-		if (s != NULL && !rpc_utf8_valid(s, strlen(s)))
-			return rpc_status_set(st, RPC_INVALID_ARGUMENT,
-					      "field '%s' is not valid UTF-8", path);
-	} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-		const ProtobufCMessage *sub = *(ProtobufCMessage *const *)value;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
 
-		if (sub != NULL)
-			return check_message(sub, path, cap, used, st);
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*out = v;
+			return true;
+		}
 	}
-	return RPC_OK;
+	return false;
 }
 
+#define MAX_DEPTH 32
+
 /*
- * protobuf-c accepts any bytes in a string field; this is where they are
- * checked. path[0..used) holds the dotted name of msg's position.
+ * protobuf-c accepts any bytes in a string field and hands out C strings,
+ * so an embedded NUL silently shortens a string. This walks the encoded
+ * message itself and checks every string field's bytes: valid UTF-8 and no
+ * NUL. Nested messages (map entries included) are walked recursively.
+ * path[0..used) holds the dotted field path so far, for the message.
  */
 static rpc_code
-check_message(const ProtobufCMessage *msg, char *path, size_t cap, size_t used,
-	      rpc_status *st)
+check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+	   int depth, char *path, size_t cap, size_t used, rpc_status *st)
 {
-	const ProtobufCMessageDescriptor *d = msg->descriptor;
-
-	for (unsigned i = 0; i < d->n_fields; i++) {
-		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		const char *base = (const char *)msg;
-		size_t len;
+	if (depth > MAX_DEPTH)
+		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "message nested too deeply");
+	while (p < end) {
+		const ProtobufCFieldDescriptor *f;
+		uint64_t tag, len;
+		size_t n = used;
 		rpc_code rc;
 
-		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+		if (!read_varint(&p, end, &tag))
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed message");
+		switch (tag & 7) {
+		case 0:
+			if (!read_varint(&p, end, &len))
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed varint");
 			continue;
-		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
-		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+		case 1:
+			if (end - p < 8)
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed message");
+			p += 8;
 			continue;
-		len = used;
-		if (len < cap) {
-			int n = snprintf(path + len, cap - len, "%s%s", len ? "." : "", f->name);
-			len = n < 0 ? len : (size_t)n + len >= cap ? cap - 1 : len + (size_t)n;
+		case 5:
+			if (end - p < 4)
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed message");
+			p += 4;
+			continue;
+		case 2:
+			break;
+		default:
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "unsupported wire type");
 		}
-		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t count = *(const size_t *)(base + f->quantifier_offset);
-			const char *items = *(char *const *)(base + f->offset);
-			size_t stride = f->type == PROTOBUF_C_TYPE_STRING ? sizeof(char *)
-									  : sizeof(void *);
-
-			for (size_t k = 0; k < count; k++) {
-				rc = check_field_value(f, items + k * stride, path, cap, len, st);
-				if (rc != RPC_OK)
-					return rc;
-			}
-		} else {
-			rc = check_field_value(f, base + f->offset, path, cap, len, st);
+		if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+			return rpc_status_set(st, RPC_INVALID_ARGUMENT, "malformed length");
+		f = tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3))
+					   : NULL;
+		if (f != NULL && (f->type == PROTOBUF_C_TYPE_STRING ||
+				  f->type == PROTOBUF_C_TYPE_MESSAGE) && n < cap) {
+			int w = snprintf(path + n, cap - n, "%s%s", n ? "." : "", f->name);
+			n = w < 0 ? n : (size_t)w + n >= cap ? cap - 1 : n + (size_t)w;
+		}
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING) {
+			if (!rpc_utf8_valid(p, len))
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+						      "field '%s' is not valid UTF-8", path);
+			if (memchr(p, '\0', len) != NULL)
+				return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+						      "field '%s' contains a NUL byte", path);
+		} else if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			rc = check_wire(f->descriptor, p, p + len, depth + 1, path, cap, n, st);
 			if (rc != RPC_OK)
 				return rc;
 		}
 		path[used] = '\0';
+		p += len;
 	}
 	return RPC_OK;
 }
 
 rpc_code
-rpc_check_strings(const ProtobufCMessage *msg, rpc_status *st)
+rpc_check_wire(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
+	       rpc_status *st)
 {
 	char path[128] = "";
+	const uint8_t *p = buf;
 
-	return check_message(msg, path, sizeof(path), 0, st);
+	return check_wire(d, p, p + len, 0, path, sizeof(path), 0, st);
 }
 
 int

@@ -89,10 +89,13 @@ bool rpc_utf8_valid(const void *buf, size_t len);
 /* Number of code points in a valid UTF-8 string. */
 size_t rpc_utf8_length(const char *s);
 
-/* Walks msg and every nested message (including map entries and oneofs) and
- * checks each string field for valid UTF-8. On failure writes the dotted
- * field path into st and returns RPC_INVALID_ARGUMENT. */
-rpc_code rpc_check_strings(const ProtobufCMessage *msg, rpc_status *st);
+/* Checks an encoded message of type d before anyone trusts its strings:
+ * every string field, in nested messages and map entries too, must be valid
+ * UTF-8 without NUL bytes (protobuf-c checks neither, and its C strings
+ * would silently end at a NUL). On failure writes the dotted field path
+ * into st and returns RPC_INVALID_ARGUMENT. */
+rpc_code rpc_check_wire(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
+			rpc_status *st);
 
 /* "/parley.v1.Auth/Login" for the Login method of parley.v1.Auth. */
 int rpc_full_method(char *buf, size_t len, const ProtobufCServiceDescriptor *svc,

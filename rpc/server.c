@@ -396,7 +396,8 @@ dispatch(rpc_call *c)
 	if (c->env == NULL)
 		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "malformed request envelope");
 	c->request_id = c->env->request_id;
-	if (rpc_check_strings(&c->env->base, &c->st) != RPC_OK)
+	if (rpc_check_wire(&parley__v1__rpc_request__descriptor, nng_msg_body(c->msg), len,
+			   &c->st) != RPC_OK)
 		return RPC_INVALID_ARGUMENT;
 	if (c->env->method[0] == '\0')
 		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "request names no method");
@@ -438,7 +439,8 @@ dispatch(rpc_call *c)
 	if (c->req == NULL)
 		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "malformed %s body",
 				     c->method->input->name);
-	if (rpc_check_strings(c->req, &c->st) != RPC_OK)
+	if (rpc_check_wire(c->method->input, c->env->body.data, c->env->body.len, &c->st) !=
+	    RPC_OK)
 		return RPC_INVALID_ARGUMENT;
 
 	c->resp = rpc_call_alloc(c, c->method->output->sizeof_message);

@@ -200,6 +200,15 @@ test_methods_bodies_strings(void)
 	TH_CHECK(strstr(msg, "user_id") != NULL, "names the field: %s", msg);
 	TH_CHECK(call_raw("/parley.v1.Auth/\xc0\xafLogin", "", 0, NULL, msg, sizeof(msg)) ==
 		     RPC_INVALID_ARGUMENT, "invalid utf-8 method");
+	/* A NUL inside a string would silently shorten it in C: refused. */
+	{
+		static const uint8_t nul_user[] = {0x0a, 0x0b, 'a', 'l', 'i', 'c', 'e', 0x00,
+						   'e', 'v', 'i', 'l', '!', 0x12, 0x08, 'p', 'a',
+						   's', 's', 'w', 'o', 'r', 'd'};
+		TH_CHECK(call_raw("/parley.v1.Auth/Login", nul_user, sizeof(nul_user), NULL, msg,
+				  sizeof(msg)) == RPC_INVALID_ARGUMENT, "NUL in a string");
+		TH_CHECK(strstr(msg, "NUL") != NULL, "says so: %s", msg);
+	}
 
 	/* Oversized fields within the frame limit. */
 	memset(huge, 'a', sizeof(huge) - 1);

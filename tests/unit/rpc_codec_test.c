@@ -42,8 +42,18 @@ test_utf8(void)
 	printf("ok utf-8\n");
 }
 
+/* Packs msg and runs the wire check on the bytes. */
+static rpc_code
+check_packed(const ProtobufCMessage *msg, rpc_status *st)
+{
+	uint8_t buf[1024];
+	size_t n = protobuf_c_message_pack(msg, buf);
+
+	return rpc_check_wire(msg->descriptor, buf, n, st);
+}
+
 static void
-test_check_strings_nested(void)
+test_check_wire_nested(void)
 {
 	Parley__V1__PollResponse resp = PARLEY__V1__POLL_RESPONSE__INIT;
 	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT, *evs[1] = {&ev};
@@ -54,50 +64,74 @@ test_check_strings_nested(void)
 	rpc_status st;
 
 	ev.room_id = "general";
+	ev.seq = 12345678901ull;
 	ev.body_case = PARLEY__V1__EVENT__BODY_MESSAGE;
 	ev.message = &msg;
 	msg.text = "fine \xc3\xa9";
 	resp.events = evs;
 	resp.n_events = 1;
-	TH_CHECK(rpc_check_strings(&resp.base, &st) == RPC_OK, "valid nested");
+	TH_CHECK(check_packed(&resp.base, &st) == RPC_OK, "valid nested: %s", st.message);
 	msg.text = "bad \xff";
-	TH_CHECK(rpc_check_strings(&resp.base, &st) == RPC_INVALID_ARGUMENT, "bad nested");
+	TH_CHECK(check_packed(&resp.base, &st) == RPC_INVALID_ARGUMENT, "bad nested");
 	TH_CHECK(strstr(st.message, "events.message.text") != NULL, "path named: %s", st.message);
 	msg.text = "ok";
 	ev.sender = "\xc0\xaf";
-	TH_CHECK(rpc_check_strings(&resp.base, &st) == RPC_INVALID_ARGUMENT, "bad sender");
+	TH_CHECK(check_packed(&resp.base, &st) == RPC_INVALID_ARGUMENT, "bad sender");
 	TH_CHECK(strstr(st.message, "events.sender") != NULL, "path: %s", st.message);
 
 	/* Map entries are messages too. */
 	env.method = "/x/y";
+	env.request_id = 7;
 	md.key = "authorization";
 	md.value = "Bearer \xed\xa0\x80";
 	env.metadata = mds;
 	env.n_metadata = 1;
-	TH_CHECK(rpc_check_strings(&env.base, &st) == RPC_INVALID_ARGUMENT, "bad map value");
+	TH_CHECK(check_packed(&env.base, &st) == RPC_INVALID_ARGUMENT, "bad map value");
 	TH_CHECK(strstr(st.message, "metadata.value") != NULL, "path: %s", st.message);
-
-	/* Repeated strings (history has none; build one via unpack of a
-	 * GetRoomResponse-like wire: members is field 2, repeated string). */
-	printf("ok recursive string check\n");
+	md.value = "Bearer ok";
+	TH_CHECK(check_packed(&env.base, &st) == RPC_OK, "good map value");
+	/* bytes fields may hold anything */
+	env.body.data = (uint8_t *)"\xff\x00\xfe";
+	env.body.len = 3;
+	TH_CHECK(check_packed(&env.base, &st) == RPC_OK, "bytes are not strings");
+	printf("ok wire check walks nested messages and maps\n");
 }
 
 static void
-test_unpacked_invalid_utf8(void)
+test_wire_utf8_and_nul(void)
 {
-	/* protobuf-c accepts invalid UTF-8 in a string: prove the check
-	 * catches what came off the wire. LoginRequest field 1, length 2. */
-	static const uint8_t wire[] = {0x0a, 0x02, 0xc3, 0x28};
+	/* LoginRequest field 1 (user_id), hand-encoded. */
+	static const uint8_t bad_utf8[] = {0x0a, 0x02, 0xc3, 0x28};
+	static const uint8_t with_nul[] = {0x0a, 0x05, 'a', 'l', 0x00, 'c', 'e'};
+	static const uint8_t nested_nul[] = {
+	    /* PollResponse.events[0] = Event { message (5) { text (1) = "a\0" } } */
+	    0x0a, 0x06, 0x2a, 0x04, 0x0a, 0x02, 'a', 0x00};
+	static const uint8_t truncated[] = {0x0a, 0x09, 'a'};
 	ProtobufCMessage *m =
-	    protobuf_c_message_unpack(&parley__v1__login_request__descriptor, NULL, sizeof(wire),
-				      wire);
+	    protobuf_c_message_unpack(&parley__v1__login_request__descriptor, NULL, sizeof(bad_utf8),
+				      bad_utf8);
 	rpc_status st;
 
-	TH_CHECK(m != NULL, "protobuf-c itself accepts it");
-	TH_CHECK(rpc_check_strings(m, &st) == RPC_INVALID_ARGUMENT, "we do not");
-	TH_CHECK(strstr(st.message, "user_id") != NULL, "%s", st.message);
+	TH_CHECK(m != NULL, "protobuf-c itself accepts invalid UTF-8");
 	protobuf_c_message_free_unpacked(m, NULL);
-	printf("ok invalid utf-8 off the wire\n");
+	TH_CHECK(rpc_check_wire(&parley__v1__login_request__descriptor, bad_utf8, sizeof(bad_utf8),
+				&st) == RPC_INVALID_ARGUMENT, "we do not");
+	TH_CHECK(strstr(st.message, "user_id") != NULL, "%s", st.message);
+
+	m = protobuf_c_message_unpack(&parley__v1__login_request__descriptor, NULL,
+				      sizeof(with_nul), with_nul);
+	TH_CHECK(m != NULL && strcmp(((Parley__V1__LoginRequest *)m)->user_id, "al") == 0,
+		 "protobuf-c silently cuts a string at a NUL");
+	protobuf_c_message_free_unpacked(m, NULL);
+	TH_CHECK(rpc_check_wire(&parley__v1__login_request__descriptor, with_nul, sizeof(with_nul),
+				&st) == RPC_INVALID_ARGUMENT, "we refuse it");
+	TH_CHECK(strstr(st.message, "NUL") != NULL, "%s", st.message);
+	TH_CHECK(rpc_check_wire(&parley__v1__poll_response__descriptor, nested_nul,
+				sizeof(nested_nul), &st) == RPC_INVALID_ARGUMENT, "nested NUL");
+	TH_CHECK(strstr(st.message, "events.message.text") != NULL, "%s", st.message);
+	TH_CHECK(rpc_check_wire(&parley__v1__login_request__descriptor, truncated,
+				sizeof(truncated), &st) == RPC_INVALID_ARGUMENT, "truncated");
+	printf("ok invalid utf-8 and NUL bytes off the wire\n");
 }
 
 static void
@@ -125,8 +159,8 @@ int
 main(void)
 {
 	test_utf8();
-	test_check_strings_nested();
-	test_unpacked_invalid_utf8();
+	test_check_wire_nested();
+	test_wire_utf8_and_nul();
 	test_codes_and_names();
 	return 0;
 }
