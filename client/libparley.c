@@ -261,38 +261,56 @@ parley_endpoint(const parley_conn *c, parley_service s)
 }
 
 /* One call: attaches the token, waits at most timeout_ms (0 = the
- * connection's), checks every string of the reply. */
+ * connection's), and checks the reply's bytes (every string valid UTF-8
+ * without NUL) before unpacking them. */
 static rpc_code
 call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
      const char *method, const ProtobufCMessage *req, ProtobufCMessage **resp,
      uint32_t timeout_ms, rpc_status *st)
 {
-	char token[PARLEY_TOKEN_MAX];
+	const ProtobufCMethodDescriptor *m;
+	char token[PARLEY_TOKEN_MAX], full[256], msg[RPC_STATUS_MESSAGE_MAX];
 	rpc_call_opts o = {.timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms};
+	uint8_t stackbuf[1024], *body = stackbuf;
+	void *reply;
+	size_t len, reply_len;
 	rpc_client *cli;
 	rpc_code code;
 
 	*resp = NULL;
+	m = protobuf_c_service_descriptor_get_method_by_name(svc, method);
+	if (m == NULL || req->descriptor != m->input)
+		return rpc_status_set(st, RPC_INTERNAL, "no method %s taking %s in %s", method,
+				      req->descriptor->name, svc->name);
 	if ((code = client_for(c, s, &cli, st)) != RPC_OK)
 		return code;
+	rpc_full_method(full, sizeof(full), svc, m);
+	len = protobuf_c_message_get_packed_size(req);
+	if (len > sizeof(stackbuf) && (body = malloc(len)) == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	protobuf_c_message_pack(req, body);
 	pthread_mutex_lock(&c->mtx);
 	memcpy(token, c->token, sizeof(token));
 	pthread_mutex_unlock(&c->mtx);
 	if (token[0] != '\0')
 		o.token = token;
-	code = rpc_client_call(cli, svc, method, req, resp, &o, st);
+	code = rpc_client_call_raw(cli, full, body, len, &reply, &reply_len, &o, st);
 	explicit_bzero(token, sizeof(token));
+	if (body != stackbuf)
+		free(body);
 	if (code != RPC_OK)
 		return code;
-	if (rpc_check_strings(*resp, st) != RPC_OK) {
-		char msg[RPC_STATUS_MESSAGE_MAX];
-
+	if (rpc_check_wire(m->output, reply, reply_len, st) != RPC_OK) {
 		snprintf(msg, sizeof(msg), "%s", st ? st->message : "");
-		parley_free(*resp);
-		*resp = NULL;
+		free(reply);
 		return rpc_status_set(st, RPC_INTERNAL, "%s server sent a bad %s reply: %s",
 				      service_names[s], method, msg);
 	}
+	*resp = protobuf_c_message_unpack(m->output, NULL, reply_len, reply);
+	free(reply);
+	if (*resp == NULL)
+		return rpc_status_set(st, RPC_INTERNAL, "%s server sent a malformed %s reply",
+				      service_names[s], method);
 	return RPC_OK;
 }
 

@@ -159,6 +159,8 @@ fake_answer(const Parley__V1__RpcRequest *req, ProtobufCMessage **body)
 			user.user_id = "fa\xffke";
 		else if (strcmp(fake_mode, "other-user") == 0)
 			user.user_id = "someone-else";
+		else if (strcmp(fake_mode, "nul") == 0)
+			user.user_id = "fake\x01tail"; /* \x01 becomes NUL on the wire */
 		*body = &login.base;
 	} else if (strstr(req->method, "/GetHistory")) {
 		if (strcmp(fake_mode, "out-of-order") == 0)
@@ -199,6 +201,9 @@ fake_server(void *arg)
 		if (body != NULL) {
 			resp.body.len = protobuf_c_message_pack(body, bodybuf);
 			resp.body.data = bodybuf;
+			for (size_t i = 0; i + 9 <= resp.body.len; i++)
+				if (memcmp(bodybuf + i, "fake\x01tail", 9) == 0)
+					bodybuf[i + 4] = 0; /* a NUL inside a string */
 		}
 		parley__v1__rpc_request__free_unpacked(req, NULL);
 		len = parley__v1__rpc_response__pack(&resp, out);
@@ -260,6 +265,7 @@ test_hostile_server(void)
 	expect_refused(c, "bad-token", "login");
 	expect_refused(c, "bad-utf8", "login");
 	expect_refused(c, "other-user", "login");
+	expect_refused(c, "nul", "login");
 	expect_refused(c, "good", "history");
 	expect_refused(c, "out-of-order", "history");
 	expect_refused(c, "other-room", "history");
