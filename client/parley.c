@@ -11,6 +11,7 @@
  * stderr); 2 usage (bad options, arguments or input); 3 local trouble (the
  * session file, the terminal, writing the output).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <locale.h>
@@ -207,8 +208,8 @@ usage(FILE *out)
 static void
 command_usage(FILE *out, const cli_command *c)
 {
-	fprintf(out, "usage: parley %s %s\n\n%s.\n%s\n%s", c->name, c->args, c->summary, c->help,
-		connection_help);
+	fprintf(out, "usage: parley %s %s\n\n%c%s.\n%s\n%s", c->name, c->args,
+		toupper((unsigned char)c->summary[0]), c->summary + 1, c->help, connection_help);
 }
 
 /* Options ------------------------------------------------------------------ */
