@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "history/history.h"
+#include "messaging/messaging.h"
 #include "log.h"
 #include "rooms/rooms.h"
 #include "svc.h"
@@ -39,12 +41,18 @@ typedef struct service_def {
 
 SERVICE_ADAPTER(auth)
 SERVICE_ADAPTER(rooms)
+SERVICE_ADAPTER(messaging)
+SERVICE_ADAPTER(history)
 
 static parley_config cfg;
 
 static const service_def services[] = {
 	{"auth", auth_start_any, auth_shutdown_any, auth_stop_any, &cfg.auth_listen},
 	{"rooms", rooms_start_any, rooms_shutdown_any, rooms_stop_any, &cfg.rooms_listen},
+	{"messaging", messaging_start_any, messaging_shutdown_any, messaging_stop_any,
+	 &cfg.messaging_listen},
+	{"history", history_start_any, history_shutdown_any, history_stop_any,
+	 &cfg.history_listen},
 };
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
 

@@ -1,0 +1,484 @@
+/*
+ * chat.c — the slash commands of the interactive chat and what a typed line
+ * does; see ui.h. Runs on the main thread, with the line editor off, so a
+ * command may ask for a password and print freely.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ui.h"
+
+static char *
+next_word(char **rest)
+{
+	char *p = *rest, *w;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0') {
+		*rest = p;
+		return NULL;
+	}
+	w = p;
+	while (*p != '\0' && *p != ' ' && *p != '\t')
+		p++;
+	if (*p != '\0')
+		*p++ = '\0';
+	while (*p == ' ' || *p == '\t')
+		p++;
+	*rest = p;
+	return w;
+}
+
+static void
+cmd_help(ui *u, char *args)
+{
+	static const char *const out[] = {
+		"  /register [USER]     create an account",
+		"  /login [USER]        log in (the session is kept for next time)",
+		"  /help                this list",
+		"  /quit                leave parley (Ctrl-D, Ctrl-C too)",
+	};
+	static const char *const in[] = {
+		"  /rooms               all rooms with their member counts (* yours, > here)",
+		"  /create ROOM [NAME]  create a room",
+		"  /join ROOM           enter a room: its last messages, then live",
+		"  /leave               leave the room you are in",
+		"  /who                 who is in this room",
+		"  /history [N]         the last N events here (default 20)",
+		"  /logout              end the session",
+		"  /quit                leave parley, staying logged in",
+		"  /help                this list",
+		"  In a room, a line is sent as a message; start it with // to send a '/'.",
+	};
+	size_t n = u->logged_in ? sizeof(in) / sizeof(in[0]) : sizeof(out) / sizeof(out[0]);
+
+	for (size_t i = 0; i < n; i++)
+		ui_show(u, u->logged_in ? in[i] : out[i]);
+}
+
+static void
+cmd_quit(ui *u, char *args)
+{
+	u->quit = true;
+}
+
+static void
+cmd_register(ui *u, char *args)
+{
+	char user[RPC_USER_ID_MAX + 1], pw[1100], again[1100];
+	char *w = next_word(&args);
+	Parley__V1__RegisterResponse *resp;
+	rpc_status st;
+	rpc_code code;
+
+	if (w != NULL)
+		snprintf(user, sizeof(user), "%s", w);
+	else if (!ui_ask(u, "user: ", true, user, sizeof(user)))
+		return;
+	if (!ui_ask(u, "password: ", false, pw, sizeof(pw)))
+		return;
+	if (u->tty && (!ui_ask(u, "password again: ", false, again, sizeof(again)) ||
+		       strcmp(pw, again) != 0)) {
+		explicit_bzero(pw, sizeof(pw));
+		explicit_bzero(again, sizeof(again));
+		ui_error(u, RPC_INVALID_ARGUMENT, "the passwords do not match");
+		return;
+	}
+	code = parley_register(u->conn, user, pw, NULL, NULL, &resp, &st);
+	explicit_bzero(pw, sizeof(pw));
+	explicit_bzero(again, sizeof(again));
+	if (code != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	ui_note(u, "registered ", resp->user->user_id, "; now /login");
+	parley_free(resp);
+}
+
+static void
+logged_in_as(ui *u, const char *user)
+{
+	snprintf(u->user, sizeof(u->user), "%s", user);
+	u->logged_in = true;
+	u->room[0] = '\0';
+}
+
+static void
+cmd_login(ui *u, char *args)
+{
+	char user[RPC_USER_ID_MAX + 1], pw[1100];
+	char *w = next_word(&args);
+	Parley__V1__LoginResponse *resp;
+	rpc_status st;
+	rpc_code code;
+
+	if (w != NULL)
+		snprintf(user, sizeof(user), "%s", w);
+	else if (!ui_ask(u, "user: ", true, user, sizeof(user)))
+		return;
+	if (!ui_ask(u, "password: ", false, pw, sizeof(pw)))
+		return;
+	code = parley_login(u->conn, user, pw, &resp, &st);
+	explicit_bzero(pw, sizeof(pw));
+	if (code != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	logged_in_as(u, resp->user->user_id);
+	if (cli_save_login(u->ctx, resp) != CLI_EXIT_OK)
+		ui_show(u, "* (the session could not be saved; it lasts until you quit)");
+	ui_note(u, "logged in as ", resp->user->user_id, ". /rooms lists rooms, /join ROOM enters one.");
+	parley_free(resp);
+}
+
+static void
+cmd_logout(ui *u, char *args)
+{
+	char err[512];
+	rpc_status st;
+	rpc_code code;
+
+	ui_stop_following(u);
+	u->room[0] = '\0';
+	code = parley_logout(u->conn, &st);
+	if (code != RPC_OK && code != RPC_UNAUTHENTICATED) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	if (!cli_session_remove(err, sizeof(err)))
+		ui_error(u, RPC_INTERNAL, err);
+	u->logged_in = false;
+	u->ctx->have_session = false;
+	ui_show(u, "* logged out");
+}
+
+static void
+cmd_rooms(ui *u, char *args)
+{
+	Parley__V1__ListMyRoomsResponse *mine;
+	char *page = NULL;
+	rpc_status st;
+	rpc_code code;
+	int shown = 0;
+
+	if ((code = parley_rooms_mine(u->conn, &mine, &st)) != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	for (int pages = 0; pages < 100; pages++) {
+		Parley__V1__ListRoomsResponse *resp;
+
+		code = parley_rooms_list(u->conn, 200, page, &resp, &st);
+		free(page);
+		page = NULL;
+		if (code != RPC_OK) {
+			ui_error(u, code, st.message);
+			break;
+		}
+		for (size_t i = 0; i < resp->n_rooms; i++) {
+			const Parley__V1__Room *r = resp->rooms[i];
+			char mark = strcmp(r->room_id, u->room) == 0 ? '>' : ' ';
+			strbuf sb = {0};
+
+			for (size_t k = 0; mark == ' ' && k < mine->n_rooms; k++)
+				if (strcmp(mine->rooms[k]->room_id, r->room_id) == 0)
+					mark = '*';
+			cli_room_line(&sb, r, mark);
+			ui_show_sb(u, &sb);
+			sb_free(&sb);
+			shown++;
+		}
+		if (resp->next_page_token[0] != '\0')
+			page = strdup(resp->next_page_token);
+		parley_free(resp);
+		if (page == NULL)
+			break;
+	}
+	free(page);
+	parley_free(mine);
+	if (shown == 0 && code == RPC_OK)
+		ui_show(u, "* no rooms yet: /create ROOM makes one");
+}
+
+static void
+cmd_create(ui *u, char *args)
+{
+	char *room = next_word(&args);
+	Parley__V1__CreateRoomResponse *resp;
+	rpc_status st;
+	rpc_code code;
+
+	if (room == NULL) {
+		ui_error(u, RPC_INVALID_ARGUMENT, "usage: /create ROOM [NAME]");
+		return;
+	}
+	code = parley_room_create(u->conn, room, args[0] ? args : NULL, NULL, &resp, &st);
+	if (code != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	ui_note(u, "created room ", resp->room->room_id, "; /join it to enter");
+	parley_free(resp);
+}
+
+/* Shows the last events of room and follows it from there: the session
+ * starts at the history's head, so nothing is missed or shown twice. */
+static void
+enter_room(ui *u, const char *room)
+{
+	Parley__V1__GetHistoryResponse *h;
+	parley_follow *f;
+	parley_cursor cur;
+	rpc_status st;
+	rpc_code code;
+
+	code = parley_room_join(u->conn, room, NULL, &st);
+	if (code != RPC_OK && code != RPC_ALREADY_EXISTS) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	ui_stop_following(u);
+	u->room[0] = '\0';
+	code = parley_history(u->conn, room, 0, 0, JOIN_HISTORY, &h, &st);
+	if (code != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	cur.room_id = room;
+	cur.since_seq = h->head_seq;
+	for (size_t i = 0; i < h->n_events; i++) {
+		ui_event(u, h->events[i]);
+		if (h->events[i]->seq > cur.since_seq)
+			cur.since_seq = h->events[i]->seq;
+	}
+	parley_free(h);
+	if ((code = parley_follow_new(&f, u->conn, &cur, 1, &st)) != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	snprintf(u->room, sizeof(u->room), "%s", room);
+	ui_start_following(u, f);
+	ui_note(u, "you are in ", room, "; type to chat, /help for commands");
+}
+
+static void
+cmd_join(ui *u, char *args)
+{
+	char *room = next_word(&args);
+
+	if (room == NULL || args[0] != '\0') {
+		ui_error(u, RPC_INVALID_ARGUMENT, "usage: /join ROOM");
+		return;
+	}
+	if (strlen(room) > ROOM_ID_MAX) {
+		ui_error(u, RPC_INVALID_ARGUMENT, "room ids are at most 64 characters");
+		return;
+	}
+	enter_room(u, room);
+}
+
+static bool
+need_room(ui *u)
+{
+	if (u->room[0] != '\0')
+		return true;
+	ui_error(u, RPC_FAILED_PRECONDITION, "not in a room; /join ROOM first");
+	return false;
+}
+
+static void
+cmd_leave(ui *u, char *args)
+{
+	char room[sizeof(u->room)];
+	rpc_status st;
+	rpc_code code;
+
+	if (!need_room(u))
+		return;
+	memcpy(room, u->room, sizeof(room));
+	ui_stop_following(u);
+	u->room[0] = '\0';
+	if ((code = parley_room_leave(u->conn, room, &st)) != RPC_OK) {
+		ui_error(u, code, st.message);
+		ui_note(u, "still a member of ", room, "; /join to return");
+		return;
+	}
+	ui_note(u, "you left ", room, NULL);
+}
+
+static void
+cmd_who(ui *u, char *args)
+{
+	Parley__V1__GetRoomResponse *resp;
+	strbuf sb = {0};
+	rpc_status st;
+	rpc_code code;
+
+	if (!need_room(u))
+		return;
+	if ((code = parley_room_get(u->conn, u->room, &resp, &st)) != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	sb_puts(&sb, "* in ");
+	sb_sanitized(&sb, resp->room->room_id, 64);
+	sb_printf(&sb, " (%u): ", resp->room->member_count);
+	for (size_t i = 0; i < resp->n_members; i++) {
+		if (i > 0)
+			sb_puts(&sb, ", ");
+		sb_sanitized(&sb, resp->members[i], 64);
+	}
+	if (resp->room->member_count > resp->n_members)
+		sb_printf(&sb, " and %zu more", (size_t)resp->room->member_count - resp->n_members);
+	ui_show_sb(u, &sb);
+	sb_free(&sb);
+	parley_free(resp);
+}
+
+static void
+cmd_history(ui *u, char *args)
+{
+	Parley__V1__GetHistoryResponse *h;
+	char *w = next_word(&args), *end;
+	unsigned long n = JOIN_HISTORY;
+	rpc_status st;
+	rpc_code code;
+
+	if (!need_room(u))
+		return;
+	if (w != NULL) {
+		n = strtoul(w, &end, 10);
+		if (*end != '\0' || n == 0 || n > PARLEY_HISTORY_MAX || w[0] == '-') {
+			ui_error(u, RPC_INVALID_ARGUMENT, "usage: /history [N], N from 1 to 500");
+			return;
+		}
+	}
+	if ((code = parley_history(u->conn, u->room, 0, 0, (uint32_t)n, &h, &st)) != RPC_OK) {
+		ui_error(u, code, st.message);
+		return;
+	}
+	if (h->n_events == 0)
+		ui_show(u, "* nothing yet");
+	for (size_t i = 0; i < h->n_events; i++)
+		ui_event(u, h->events[i]);
+	parley_free(h);
+}
+
+static void
+send_text(ui *u, const char *text)
+{
+	rpc_status st;
+	rpc_code code;
+
+	if (strlen(text) > 4096) {
+		ui_error(u, RPC_INVALID_ARGUMENT, "messages are at most 4096 bytes");
+		return;
+	}
+	/* Shown when it comes back from the room, in order with the rest. */
+	code = parley_send(u->conn, u->room, text, NULL, NULL, &st);
+	if (code != RPC_OK)
+		ui_error(u, code, st.message);
+}
+
+typedef struct icmd {
+	const char *name;
+	void (*fn)(ui *u, char *args);
+	int when; /* 0 always, 1 logged out only, 2 logged in only */
+} icmd;
+
+static const icmd icmds[] = {
+	{"/help", cmd_help, 0},	  {"/quit", cmd_quit, 0},	{"/exit", cmd_quit, 0},
+	{"/register", cmd_register, 1}, {"/login", cmd_login, 1},	{"/logout", cmd_logout, 2},
+	{"/rooms", cmd_rooms, 2}, {"/create", cmd_create, 2}, {"/join", cmd_join, 2},
+	{"/leave", cmd_leave, 2}, {"/who", cmd_who, 2},	{"/history", cmd_history, 2},
+};
+
+/* Erases the line just typed (the terminal shows the prompt and the text,
+ * and the cursor sits on the row after): the message comes back from the
+ * room and is shown then, with its time. */
+static void
+erase_typed(ui *u, const char *line)
+{
+	int cols = cli_term_columns(STDOUT_FILENO);
+	size_t w = cli_display_width(u->prompt) + cli_display_width(line);
+
+	if (!u->tty || cols <= 0)
+		return;
+	printf("\033[%zuA\r\033[J", w / (size_t)cols + 1);
+	fflush(stdout);
+}
+
+void
+chat_handle_line(ui *u, char *line)
+{
+	char *cmd, *args;
+
+	while (*line == ' ' || *line == '\t')
+		line++;
+	if (line[0] == '\0')
+		return;
+	if (line[0] != '/' || line[1] == '/') {
+		if (!u->logged_in) {
+			ui_error(u, RPC_UNAUTHENTICATED, "not logged in; /login USER or /register USER");
+			return;
+		}
+		if (!need_room(u))
+			return;
+		erase_typed(u, line);
+		send_text(u, line[0] == '/' ? line + 1 : line);
+		return;
+	}
+	args = line;
+	cmd = next_word(&args);
+	for (size_t i = 0; i < sizeof(icmds) / sizeof(icmds[0]); i++) {
+		if (strcmp(icmds[i].name, cmd) != 0)
+			continue;
+		if (icmds[i].when == 1 && u->logged_in) {
+			strbuf sb = {0};
+			sb_puts(&sb, "already logged in as ");
+			sb_puts(&sb, u->user);
+			sb_puts(&sb, "; /logout first");
+			ui_error(u, RPC_FAILED_PRECONDITION, sb_str(&sb));
+			sb_free(&sb);
+		} else if (icmds[i].when == 2 && !u->logged_in) {
+			ui_error(u, RPC_UNAUTHENTICATED, "not logged in; /login USER or /register USER");
+		} else {
+			icmds[i].fn(u, args);
+		}
+		return;
+	}
+	{
+		strbuf sb = {0};
+		sb_puts(&sb, "unknown command ");
+		sb_sanitized(&sb, cmd, 32);
+		sb_puts(&sb, " (try /help)");
+		ui_error(u, RPC_INVALID_ARGUMENT, sb_str(&sb));
+		sb_free(&sb);
+	}
+}
+
+void
+chat_resume(ui *u)
+{
+	Parley__V1__ListMyRoomsResponse *mine;
+	rpc_status st;
+	rpc_code code;
+
+	if (!u->ctx->have_session)
+		return;
+	code = parley_rooms_mine(u->conn, &mine, &st);
+	if (code == RPC_UNAUTHENTICATED) {
+		ui_show(u, "* the saved session has ended; /login again");
+		parley_set_token(u->conn, NULL, NULL);
+		return;
+	}
+	logged_in_as(u, u->ctx->session.user);
+	if (code != RPC_OK) {
+		ui_error(u, code, st.message);
+	} else {
+		parley_free(mine);
+	}
+	ui_note(u, "logged in as ", u->user, " (saved session). /rooms, /join ROOM, /help.");
+}

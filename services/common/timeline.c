@@ -1,0 +1,153 @@
+/* timeline.c — see timeline.h. */
+#include "timeline.h"
+
+#include <string.h>
+
+void
+timeline_init(timeline *t, store_env *env)
+{
+	memset(t, 0, sizeof(*t));
+	t->env = env;
+	pthread_mutex_init(&t->mtx, NULL);
+}
+
+void
+timeline_fini(timeline *t)
+{
+	pthread_mutex_destroy(&t->mtx);
+}
+
+store_err
+timeline_open(timeline *t)
+{
+	store_table ev, hd;
+	store_err err = STORE_OK;
+
+	pthread_mutex_lock(&t->mtx);
+	if (!t->ready) {
+		err = store_table_open(t->env, TIMELINE_EVENTS_TABLE, &ev);
+		if (err == STORE_OK)
+			err = store_table_open(t->env, TIMELINE_HEADS_TABLE, &hd);
+		if (err == STORE_OK) {
+			t->events = ev;
+			t->heads = hd;
+			__atomic_store_n(&t->ready, true, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&t->mtx);
+	return err;
+}
+
+size_t
+timeline_key(uint8_t key[TIMELINE_KEY_MAX], const char *room, uint64_t seq)
+{
+	size_t n = strnlen(room, TIMELINE_ROOM_MAX);
+
+	memcpy(key, room, n);
+	key[n] = '\0';
+	store_be64_put(key + n + 1, seq);
+	return n + 1 + 8;
+}
+
+store_err
+timeline_head(store_txn *txn, const timeline *t, const char *room, uint64_t *head)
+{
+	store_val v;
+	store_err err;
+
+	*head = 0;
+	err = store_get(txn, t->heads, room, strnlen(room, TIMELINE_ROOM_MAX), &v);
+	if (err == STORE_NOTFOUND)
+		return STORE_OK;
+	if (err != STORE_OK)
+		return err;
+	if (v.len != 8)
+		return STORE_CORRUPT;
+	*head = store_be64_get(v.data);
+	return STORE_OK;
+}
+
+store_err
+timeline_append(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
+		const void *ev, size_t len)
+{
+	uint8_t key[TIMELINE_KEY_MAX], head[8];
+	size_t klen = timeline_key(key, room, seq);
+	store_err err;
+
+	err = store_put(txn, t->events, key, klen, ev, len, STORE_NOOVERWRITE);
+	if (err != STORE_OK)
+		return err;
+	store_be64_put(head, seq);
+	return store_put(txn, t->heads, room, strnlen(room, TIMELINE_ROOM_MAX), head, sizeof(head),
+			 0);
+}
+
+struct read_state {
+	size_t prefix_len;
+	const uint8_t *prefix;
+	uint64_t next, to;
+	timeline_visit_fn fn;
+	void *arg;
+	bool stopped; /* fn asked to stop */
+};
+
+static bool
+read_one(void *arg, store_val key, store_val val)
+{
+	struct read_state *r = arg;
+	uint64_t seq;
+
+	/* Another room's key, or a seq out of line, ends the walk; the
+	 * caller sees that `next` fell short of `to`. */
+	if (key.len != r->prefix_len + 8 || memcmp(key.data, r->prefix, r->prefix_len) != 0)
+		return false;
+	seq = store_be64_get((const uint8_t *)key.data + r->prefix_len);
+	if (seq != r->next)
+		return false;
+	r->next++;
+	if (!r->fn(r->arg, seq, val)) {
+		r->stopped = true;
+		return false;
+	}
+	return seq < r->to;
+}
+
+store_err
+timeline_read(store_txn *txn, const timeline *t, const char *room, uint64_t from, uint64_t to,
+	      timeline_visit_fn fn, void *arg)
+{
+	uint8_t key[TIMELINE_KEY_MAX];
+	struct read_state r = {.prefix = key, .next = from, .to = to, .fn = fn, .arg = arg};
+	size_t klen;
+	store_err err;
+
+	if (from == 0 || from > to)
+		return STORE_OK;
+	klen = timeline_key(key, room, from);
+	r.prefix_len = klen - 8;
+	err = store_scan(txn, t->events, key, klen, false, read_one, &r);
+	if (err == STORE_OK && !r.stopped && r.next <= to)
+		err = STORE_CORRUPT;
+	return err;
+}
+
+static void *
+arena_alloc(void *call, size_t size)
+{
+	return rpc_call_alloc(call, size);
+}
+
+static void
+arena_free(void *call, void *p)
+{
+	/* The arena goes with the call. */
+}
+
+Parley__V1__Event *
+timeline_unpack_for_call(rpc_call *call, const void *data, size_t len)
+{
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
+
+	return parley__v1__event__unpack(&a, len, data);
+}

@@ -1,0 +1,78 @@
+/*
+ * timeline.h — how room timelines lie in LMDB. The messaging service is the
+ * one writer; the history service reads the same tables, in the same process
+ * or in another one on the same host. This layout is the contract between
+ * them, so it lives here rather than in either service.
+ *
+ *   msg.events  room_id \0 be64(seq)  -> serialized parley.v1.Event
+ *   msg.heads   room_id               -> be64(latest seq; absent = 0)
+ *
+ * Every room's persisted events are numbered 1, 2, 3, ... without gaps, and
+ * the head is written in the same transaction as the events it covers, so
+ * a reader that sees head h in a transaction sees every event 1..h in it.
+ *
+ * Threads: a timeline is shared by many threads. timeline_open is
+ * thread-safe; the table handles it returns never change once open. All
+ * other functions work inside the caller's transaction.
+ */
+#ifndef PARLEY_TIMELINE_H
+#define PARLEY_TIMELINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server.h"
+#include "store.h"
+
+#include "parley/v1/events.pb-c.h"
+
+#define TIMELINE_EVENTS_TABLE "msg.events"
+#define TIMELINE_HEADS_TABLE "msg.heads"
+#define TIMELINE_ROOM_MAX 64
+#define TIMELINE_KEY_MAX (TIMELINE_ROOM_MAX + 1 + 8)
+
+typedef struct timeline {
+	store_env *env;
+	pthread_mutex_t mtx;
+	bool ready;		/* set once, under mtx; the handles below then stay */
+	store_table events;
+	store_table heads;
+} timeline;
+
+void timeline_init(timeline *t, store_env *env);
+void timeline_fini(timeline *t);
+
+/*
+ * Opens the tables unless already open. In a read-only environment whose
+ * writer has not created them yet this gives STORE_NOTFOUND: the timeline
+ * is empty for now; call again later.
+ */
+store_err timeline_open(timeline *t);
+
+/* Writes the key of (room, seq) into key; returns its length. */
+size_t timeline_key(uint8_t key[TIMELINE_KEY_MAX], const char *room, uint64_t seq);
+
+/* The latest seq of room (0 when it has no events). */
+store_err timeline_head(store_txn *txn, const timeline *t, const char *room, uint64_t *head);
+
+/* In a write transaction: stores ev (packed, len bytes) as (room, seq) and
+ * makes seq the room's head. The caller assigns seq = head + 1. */
+store_err timeline_append(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
+			  const void *ev, size_t len);
+
+/*
+ * Visits the events of room with from <= seq <= to in ascending order; fn
+ * gets each seq and its packed Event (valid only inside fn) and returns
+ * false to stop. A seq missing inside the range is STORE_CORRUPT: the
+ * sequence is gap-free by construction.
+ */
+typedef bool (*timeline_visit_fn)(void *arg, uint64_t seq, store_val ev);
+store_err timeline_read(store_txn *txn, const timeline *t, const char *room, uint64_t from,
+			uint64_t to, timeline_visit_fn fn, void *arg);
+
+/* Decodes a packed Event into call's arena (freed with the call's reply);
+ * NULL if it does not decode. */
+Parley__V1__Event *timeline_unpack_for_call(rpc_call *call, const void *data, size_t len);
+
+#endif

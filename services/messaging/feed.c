@@ -1,0 +1,349 @@
+/*
+ * feed.c — copies the rooms service's membership log into room timelines
+ * and into the membership mirror, and offers the membership barrier.
+ *
+ * The log (parley.internal.v1.RoomsFeed/ListChanges) is the source of
+ * truth; the rooms PUB socket only says "something changed" and may drop.
+ * So one thread catches up from the log: at start, on every PUB frame,
+ * whenever a barrier is waited for, and every FEED_TICK_MS whatever
+ * happens, which heals any dropped frame. Each page of changes goes to the
+ * writer, which applies the changes after the stored cursor and stores the
+ * new cursor in the same transaction: every change lands in its room's
+ * timeline, and in the mirror, exactly once, across restarts too.
+ *
+ * Rounds: each catch-up is a numbered round. A round that reached the
+ * log's head as reported by a ListChanges sent during the round has
+ * applied every change committed before the round began. A barrier waiter
+ * arriving while round r runs needs round r + 1: that is what makes the
+ * mirror safe to use for "has this user left?" without a stale window.
+ *
+ * Locking: f->mtx guards the round counters, `kick` and `stop`;
+ * the SUB callback (an nng thread) only sets `kick`. Everything else
+ * belongs to the feed thread.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include "log.h"
+#include "messaging_int.h"
+#include "parley/internal/v1/feed.pb-c.h"
+
+#define FEED_TICK_MS 500
+#define FEED_PAGE 1000		 /* the log's largest page */
+#define FEED_PAGES_PER_ROUND 64	 /* then the next round goes on */
+#define FEED_CALL_TIMEOUT_MS 2000
+#define MIRROR_KEY_MAX (TIMELINE_ROOM_MAX + 1 + RPC_USER_ID_MAX)
+
+struct mx_feed {
+	messaging_service *m;
+	pthread_t thread;
+	bool started;
+	nng_socket sub;
+	nng_aio *aio;
+	bool sub_open;
+
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;	/* kick, waiters or stop */
+	pthread_cond_t done_cv; /* a round ended */
+	uint64_t round_started, round_done, round_ok;
+	uint64_t round_wanted; /* the latest round a barrier waits for */
+	bool kick, stop;
+
+	/* Feed thread only. */
+	uint64_t cursor;
+	bool rooms_down; /* logged once per outage */
+	rpc_status last_error;
+};
+
+/* ---- the mirror ------------------------------------------------------------ */
+
+static size_t
+mirror_key(uint8_t key[MIRROR_KEY_MAX], const char *room, const char *user)
+{
+	size_t a = strnlen(room, TIMELINE_ROOM_MAX), b = strnlen(user, RPC_USER_ID_MAX - 1);
+
+	memcpy(key, room, a);
+	key[a] = '\0';
+	memcpy(key + a + 1, user, b);
+	return a + 1 + b;
+}
+
+store_err
+mx_mirror_apply(messaging_service *m, store_txn *txn, const Parley__V1__Event *change)
+{
+	uint8_t key[MIRROR_KEY_MAX];
+	size_t klen = mirror_key(key, change->room_id, change->sender);
+	store_err err;
+
+	if (change->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED)
+		return store_put(txn, m->members, key, klen, "", 0, 0);
+	err = store_del(txn, m->members, key, klen);
+	return err == STORE_NOTFOUND ? STORE_OK : err;
+}
+
+store_err
+mx_mirror_is_member(messaging_service *m, store_txn *txn, const char *room, const char *user,
+		    bool *member)
+{
+	uint8_t key[MIRROR_KEY_MAX];
+	store_val v;
+	store_err err = store_get(txn, m->members, key, mirror_key(key, room, user), &v);
+
+	*member = err == STORE_OK;
+	return err == STORE_NOTFOUND ? STORE_OK : err;
+}
+
+/* ---- catching up ---------------------------------------------------------------- */
+
+/* Reads the stored cursor (0 before the first change). */
+static uint64_t
+load_cursor(messaging_service *m)
+{
+	void *v;
+	size_t len;
+	uint64_t c = 0;
+
+	if (store_get_copy(m->env, m->meta, MX_FEED_CURSOR_KEY, strlen(MX_FEED_CURSOR_KEY), &v,
+			   &len) == STORE_OK) {
+		if (len == 8)
+			c = store_be64_get(v);
+		free(v);
+	}
+	return c;
+}
+
+/* Fetches one page after the cursor and has the writer apply it. *head
+ * receives the log's head as the rooms service reported it. */
+static bool
+catch_up_page(mx_feed *f, uint64_t *head)
+{
+	Parley__Internal__V1__ListChangesRequest req =
+	    PARLEY__INTERNAL__V1__LIST_CHANGES_REQUEST__INIT;
+	Parley__Internal__V1__ListChangesResponse *resp;
+	rpc_call_opts opts = {.timeout_ms = FEED_CALL_TIMEOUT_MS};
+	rpc_status *st = &f->last_error;
+	store_err err = STORE_OK;
+
+	req.after_seq = f->cursor;
+	req.limit = FEED_PAGE;
+	if (rpc_client_call(f->m->rooms_feed, &parley__internal__v1__rooms_feed__descriptor,
+			    "ListChanges", &req.base, (ProtobufCMessage **)&resp, &opts,
+			    st) != RPC_OK) {
+		if (!f->rooms_down)
+			plog_info("messaging", "rooms feed not reachable: %s %s",
+				  rpc_code_name(st->code), st->message);
+		f->rooms_down = true;
+		return false;
+	}
+	if (f->rooms_down)
+		plog_info("messaging", "rooms feed reachable; membership cursor at %llu",
+			  (unsigned long long)f->cursor);
+	f->rooms_down = false;
+	*head = resp->head_seq;
+	if (resp->n_changes > 0)
+		err = mx_writer_apply_changes(f->m->writer, resp->changes, resp->n_changes,
+					      &f->cursor);
+	else if (resp->head_seq < f->cursor)
+		plog_error("messaging", "rooms log ends at %llu, before our cursor %llu: was it reset?",
+			   (unsigned long long)resp->head_seq, (unsigned long long)f->cursor);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	if (err != STORE_OK) {
+		rpc_status_set(st, RPC_UNAVAILABLE, "cannot apply membership changes: %s",
+			       store_strerror(err));
+		plog_error("messaging", "%s", st->message);
+		return false;
+	}
+	return true;
+}
+
+/* One round: true when the cursor reached the head. */
+static bool
+catch_up(mx_feed *f)
+{
+	uint64_t head = 0;
+
+	for (int i = 0; i < FEED_PAGES_PER_ROUND; i++) {
+		uint64_t before = f->cursor;
+
+		if (!catch_up_page(f, &head))
+			return false;
+		if (f->cursor >= head)
+			return true;
+		if (f->cursor == before) {
+			/* The log has a hole where we stand: the next round
+			 * asks again. */
+			rpc_status_set(&f->last_error, RPC_UNAVAILABLE,
+				       "membership log has no change %llu yet",
+				       (unsigned long long)before + 1);
+			return false;
+		}
+	}
+	rpc_status_set(&f->last_error, RPC_UNAVAILABLE, "membership log is far ahead");
+	return false;
+}
+
+static void
+sub_cb(void *arg)
+{
+	mx_feed *f = arg;
+
+	if (nng_aio_result(f->aio) != 0)
+		return; /* closed: the ticks carry on */
+	nng_msg_free(nng_aio_get_msg(f->aio));
+	nng_aio_set_msg(f->aio, NULL);
+	pthread_mutex_lock(&f->mtx);
+	f->kick = true;
+	pthread_cond_signal(&f->cv);
+	pthread_mutex_unlock(&f->mtx);
+	nng_recv_aio(f->sub, f->aio);
+}
+
+static void
+timed_wait(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until_ms)
+{
+	int64_t left = until_ms - rpc_now_ms();
+	struct timespec ts;
+
+	if (left <= 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += left / 1000;
+	ts.tv_nsec += (left % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cv, mtx, &ts);
+}
+
+static void *
+feed_main(void *arg)
+{
+	mx_feed *f = arg;
+	int64_t next_tick = 0;
+
+	pthread_mutex_lock(&f->mtx);
+	while (!f->stop) {
+		uint64_t round;
+		bool ok;
+
+		if (!f->kick && f->round_wanted <= f->round_started && rpc_now_ms() < next_tick) {
+			timed_wait(&f->cv, &f->mtx, next_tick);
+			continue;
+		}
+		f->kick = false;
+		round = ++f->round_started;
+		pthread_mutex_unlock(&f->mtx);
+
+		ok = catch_up(f);
+		next_tick = rpc_now_ms() + FEED_TICK_MS;
+
+		pthread_mutex_lock(&f->mtx);
+		f->round_done = round;
+		if (ok)
+			f->round_ok = round;
+		pthread_cond_broadcast(&f->done_cv);
+	}
+	pthread_cond_broadcast(&f->done_cv);
+	pthread_mutex_unlock(&f->mtx);
+	return NULL;
+}
+
+rpc_code
+mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
+{
+	uint64_t mine;
+	rpc_code code = RPC_OK;
+
+	pthread_mutex_lock(&f->mtx);
+	mine = f->round_started + 1;
+	if (f->round_wanted < mine) {
+		f->round_wanted = mine;
+		pthread_cond_signal(&f->cv);
+	}
+	while (f->round_done < mine && !f->stop && rpc_now_ms() < deadline_ms)
+		timed_wait(&f->done_cv, &f->mtx, deadline_ms);
+	if (f->round_ok >= mine)
+		code = RPC_OK;
+	else if (f->round_done >= mine)
+		code = rpc_status_set(st, RPC_UNAVAILABLE, "rooms service: %s",
+				      f->last_error.message);
+	else
+		code = rpc_status_set(st, RPC_UNAVAILABLE,
+				      "rooms service did not answer in time");
+	pthread_mutex_unlock(&f->mtx);
+	return code;
+}
+
+/* ---- life ------------------------------------------------------------------------ */
+
+int
+mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
+{
+	mx_feed *f = calloc(1, sizeof(*f));
+	int rv;
+
+	if (f == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	f->m = m;
+	f->cursor = load_cursor(m);
+	pthread_mutex_init(&f->mtx, NULL);
+	pthread_cond_init(&f->cv, NULL);
+	pthread_cond_init(&f->done_cv, NULL);
+	if ((rv = nng_sub0_open(&f->sub)) == 0) {
+		f->sub_open = true;
+		nng_socket_set(f->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMINT, 50);
+		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMAXT, 1000);
+		/* The rooms service may come up later: dial in the background. */
+		if ((rv = nng_dial(f->sub, m->room_events_addr, NULL, NNG_FLAG_NONBLOCK)) == 0)
+			rv = nng_aio_alloc(&f->aio, sub_cb, f);
+	}
+	if (rv != 0) {
+		rpc_status_set(st, RPC_INVALID_ARGUMENT, "cannot subscribe to %s: %s",
+			       m->room_events_addr, nng_strerror(rv));
+		mx_feed_stop(f);
+		return st->code;
+	}
+	nng_recv_aio(f->sub, f->aio);
+	if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
+		mx_feed_stop(f);
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the feed thread");
+	}
+	f->started = true;
+	*out = f;
+	return RPC_OK;
+}
+
+void
+mx_feed_stop(mx_feed *f)
+{
+	if (f == NULL)
+		return;
+	pthread_mutex_lock(&f->mtx);
+	f->stop = true;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mtx);
+	if (f->started)
+		pthread_join(f->thread, NULL);
+	if (f->aio != NULL)
+		nng_aio_stop(f->aio);
+	if (f->sub_open)
+		nng_close(f->sub);
+	if (f->aio != NULL) {
+		nng_msg *left = nng_aio_get_msg(f->aio);
+
+		if (left != NULL)
+			nng_msg_free(left);
+		nng_aio_free(f->aio);
+	}
+	pthread_cond_destroy(&f->done_cv);
+	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->mtx);
+	free(f);
+}

@@ -1,0 +1,164 @@
+/*
+ * messaging_int.h — the parts of the messaging service and what they share.
+ * Not for other services.
+ *
+ *   messaging.c  lifecycle, the method table, Send's checks, the PUB socket
+ *   writer.c     the one LMDB writer thread: group commit, gap-free seqs,
+ *                client_msg_id records, publishing after commit
+ *   feed.c       follows the rooms service's membership log into timelines
+ *   sessions.c   the session registry and the Open/Poll/Close handlers
+ *   session.c    one session: its worker thread, SUB socket and buffer
+ *
+ * Tables (besides the timeline, see timeline.h; records in
+ * proto/parley/store/v1/messaging_records.proto):
+ *   msg.client_ids  sender \0 client_msg_id -> ClientMsgRecord
+ *   msg.members     room_id \0 user_id      -> "" (the membership mirror)
+ *   msg.meta        "rooms_feed_cursor"     -> be64(last membership change applied)
+ *
+ * Only the writer thread writes LMDB, so it alone assigns seqs: one
+ * sequence per room, in commit order, and publishes in that order.
+ */
+#ifndef PARLEY_MESSAGING_INT_H
+#define PARLEY_MESSAGING_INT_H
+
+#include <pthread.h>
+
+#include <nng/nng.h>
+
+#include "members.h"
+#include "messaging.h"
+#include "timeline.h"
+
+#include "parley/v1/messaging.pb-c.h"
+
+#define MX_TEXT_MAX 4096
+#define MX_CLIENT_MSG_ID_MAX 64
+#define MX_FEED_CURSOR_KEY "rooms_feed_cursor"
+
+typedef struct mx_writer mx_writer;
+typedef struct mx_feed mx_feed;
+typedef struct mx_sessions mx_sessions;
+
+struct messaging_service {
+	rpc_server *srv;
+	svc_authn *authn;
+	rpc_client *rooms;	/* parley.v1.Rooms: IsMember */
+	rpc_client *rooms_feed; /* parley.internal.v1.RoomsFeed */
+	const char *room_events_addr;
+	store_env *env;
+	timeline tl;
+	store_table client_ids;
+	store_table members;
+	store_table meta;
+
+	nng_socket pub;
+	bool pub_open;
+	pthread_mutex_t pub_mtx; /* held to publish, and to close a session's SUB */
+	pthread_mutex_t pipe_mtx; /* guards pipes_gone (nng's pipe callback) */
+	pthread_cond_t pipe_cv;
+	uint64_t pipes_gone;	  /* PUB pipes removed so far */
+	char inproc_url[64];	/* where session workers subscribe */
+
+	uint32_t session_idle_ms;
+	uint32_t max_sessions;
+
+	mx_writer *writer;
+	mx_feed *feed;
+	mx_sessions *sessions;
+};
+
+/* ---- publishing (messaging.c) ---------------------------------------- */
+
+/* A PUB frame for ev: room_id, one zero byte, the packed Event. NULL when
+ * out of memory. The caller owns the message. */
+nng_msg *mx_event_frame(const Parley__V1__Event *ev);
+
+/* Sends a frame to every subscriber; takes ownership of msg. Never blocks
+ * on subscribers: PUB drops for those that do not keep up. */
+void mx_publish(messaging_service *m, nng_msg *msg);
+
+/*
+ * Control frames: a topic starting with MX_CONTROL_BYTE (never the first
+ * byte of a room id) carries no Event. A session subscribes to its own
+ * control topic to learn when everything published before a given moment
+ * has reached it (see session.c, closing the SUB socket).
+ */
+#define MX_CONTROL_BYTE '\x01'
+
+/* Publishes msg with pub_mtx already held by the caller. */
+void mx_publish_locked(messaging_service *m, nng_msg *msg);
+
+/* How many PUB pipes have gone so far; waits (until a monotonic deadline)
+ * for that count to pass `seen`. */
+uint64_t mx_pub_pipes_gone(messaging_service *m);
+void mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms);
+
+/* The PUB frame of an ONLINE or OFFLINE presence event of user in room
+ * (seq 0, ts now, never persisted); NULL when out of memory. */
+nng_msg *mx_presence_frame(const char *room, const char *user,
+			   Parley__V1__PresenceChange__State state);
+
+/* Publishes such an event. */
+void mx_publish_presence(messaging_service *m, const char *room, const char *user,
+			 Parley__V1__PresenceChange__State state);
+
+/* ---- the writer (writer.c) -------------------------------------------------- */
+
+int mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st);
+
+/*
+ * Queues a checked Send from call (caller = sender) and returns
+ * RPC_DEFERRED: the writer answers it after the commit. When the queue is
+ * full, fails call with RESOURCE_EXHAUSTED and returns that.
+ */
+rpc_code mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req);
+
+/*
+ * Appends the membership changes (Events with a membership body whose seq
+ * is the change's position in the rooms log) that follow the stored feed
+ * cursor to their rooms' timelines, and advances the cursor, in one
+ * transaction. Changes at or below the cursor are skipped, so each applies
+ * once. Blocks until committed; *cursor receives the stored cursor.
+ */
+store_err mx_writer_apply_changes(mx_writer *w, Parley__V1__Event **changes, size_t n,
+				  uint64_t *cursor);
+
+/* Answers everything queued, then stops the thread and frees w. */
+void mx_writer_stop(mx_writer *w);
+
+/* ---- the rooms feed (feed.c) ------------------------------------------------------ */
+
+int mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st);
+void mx_feed_stop(mx_feed *f);
+
+/*
+ * The membership barrier: returns RPC_OK once every membership change the
+ * rooms service committed before this call began has been applied to the
+ * mirror and the timelines. Many callers share one round trip to the
+ * rooms service. UNAVAILABLE (with st) when it cannot be reached before
+ * deadline_ms (monotonic).
+ */
+rpc_code mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st);
+
+/* The membership mirror: the rooms service's members as of the feed
+ * cursor, kept by the writer in the cursor's transaction. */
+store_err mx_mirror_apply(messaging_service *m, store_txn *txn, const Parley__V1__Event *change);
+store_err mx_mirror_is_member(messaging_service *m, store_txn *txn, const char *room,
+			      const char *user, bool *member);
+
+/* ---- sessions (sessions.c) ------------------------------------------------------------ */
+
+int mx_sessions_start(messaging_service *m, mx_sessions **out, rpc_status *st);
+
+/* Finishes every waiting Poll (empty), ends every worker and waits for
+ * them; then frees everything. */
+void mx_sessions_stop(mx_sessions *ss);
+
+rpc_code mx_handle_open(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+			void *ctx);
+rpc_code mx_handle_poll(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+			void *ctx);
+rpc_code mx_handle_close(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+			 void *ctx);
+
+#endif

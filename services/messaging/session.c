@@ -1,0 +1,756 @@
+/* session.c — one session and its worker thread (see session.h). */
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <sodium.h>
+
+#include "log.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_STACK (4 * SESSION_STACK_SIZE) /* ASan's redzones need room */
+#else
+#define WORKER_STACK SESSION_STACK_SIZE
+#endif
+
+static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t when_ms);
+
+/* ---- the SUB callback (an nng thread) ------------------------------------ */
+
+static void
+sub_cb(void *arg)
+{
+	mx_session *s = arg;
+	nng_msg *msg;
+	bool rearm;
+
+	if (nng_aio_result(s->aio) != 0) {
+		/* Closed, cancelled or failed: from now on the heads read from
+		 * LMDB every SESSION_HEAL_MS carry the session. */
+		return;
+	}
+	msg = nng_aio_get_msg(s->aio);
+	nng_aio_set_msg(s->aio, NULL);
+	pthread_mutex_lock(&s->mtx);
+	if (nng_msg_len(msg) > 0 && *(const char *)nng_msg_body(msg) == MX_CONTROL_BYTE) {
+		/* The only control topic we subscribe to is our own marker. */
+		nng_msg_free(msg);
+		s->marker_seen = true;
+		pthread_cond_broadcast(&s->cv);
+	} else if (s->inbox_len < SESSION_INBOX_MAX) {
+		s->inbox[(s->inbox_head + s->inbox_len++) % SESSION_INBOX_MAX] = msg;
+	} else {
+		nng_msg_free(msg);
+		s->inbox_overflow = true;
+	}
+	rearm = !s->sub_stopping;
+	/* Wake the worker only when a frame may complete an answer, or
+	 * before the inbox fills: frames for an idle client wait in bulk. */
+	if (s->want_frames || s->inbox_len >= SESSION_INBOX_MAX / 2)
+		pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mtx);
+	if (rearm)
+		nng_recv_aio(s->sub, s->aio);
+}
+
+/* The control topic only this session subscribes to: 0x01, id, NUL. */
+static size_t
+marker_topic(const mx_session *s, char topic[SESSION_ID_LEN + 2])
+{
+	topic[0] = MX_CONTROL_BYTE;
+	memcpy(topic + 1, s->id, SESSION_ID_LEN);
+	topic[SESSION_ID_LEN + 1] = '\0';
+	return SESSION_ID_LEN + 2;
+}
+
+/*
+ * Stops receiving and closes the SUB socket; the callback is done for good
+ * when this returns, and no frame is lost track of. nng 1.5 leaks a frame
+ * that is on its way into a SUB socket when the socket closes. So, holding
+ * the publish lock (nothing new is sent), we publish a marker on our own
+ * control topic and wait for it to come back: PUB keeps order per
+ * subscriber, so everything sent before has arrived. Then close, and wait
+ * until the PUB side has let go of the pipe too, so that nothing is ever
+ * sent into the half-closed pipe.
+ */
+static void
+stop_sub(mx_session *s)
+{
+	char topic[SESSION_ID_LEN + 2];
+	size_t tlen = marker_topic(s, topic);
+	int64_t until = rpc_now_ms() + SESSION_MARKER_WAIT_MS;
+	nng_msg *marker, *left;
+	uint64_t gone;
+
+	pthread_mutex_lock(&s->m->pub_mtx);
+	if (nng_msg_alloc(&marker, tlen) == 0) {
+		memcpy(nng_msg_body(marker), topic, tlen);
+		mx_publish_locked(s->m, marker);
+	}
+	pthread_mutex_lock(&s->mtx);
+	while (!s->marker_seen && rpc_now_ms() < until)
+		wait_until(&s->cv, &s->mtx, until);
+	s->sub_stopping = true;
+	pthread_mutex_unlock(&s->mtx);
+	nng_aio_stop(s->aio);
+	gone = mx_pub_pipes_gone(s->m);
+	nng_close(s->sub);
+	mx_pub_wait_pipe_gone(s->m, gone, rpc_now_ms() + SESSION_MARKER_WAIT_MS);
+	pthread_mutex_unlock(&s->m->pub_mtx);
+	s->sub_open = false;
+	if ((left = nng_aio_get_msg(s->aio)) != NULL) {
+		nng_aio_set_msg(s->aio, NULL);
+		nng_msg_free(left);
+	}
+	while (s->inbox_len > 0) {
+		nng_msg_free(s->inbox[s->inbox_head]);
+		s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
+		s->inbox_len--;
+	}
+}
+
+/* ---- the buffer ---------------------------------------------------------------- */
+
+static bool
+is_gone(const sess_room *r)
+{
+	return __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE);
+}
+
+static bool
+buf_fits(const mx_session *s, size_t len)
+{
+	return s->buf_len < SESSION_BUF_EVENTS && s->buf_bytes + len <= SESSION_BUF_BYTES;
+}
+
+static void
+buf_push(mx_session *s, nng_msg *msg, size_t off, unsigned room, uint64_t seq)
+{
+	sess_event *e = &s->buf[(s->buf_head + s->buf_len++) % SESSION_BUF_EVENTS];
+
+	e->msg = msg;
+	e->off = off;
+	e->room = (uint16_t)room;
+	e->seq = seq;
+	s->buf_bytes += nng_msg_len(msg) - off;
+	s->rooms[room].buffered++;
+}
+
+static void
+buf_pop(mx_session *s)
+{
+	sess_event *e = &s->buf[s->buf_head];
+
+	s->buf_bytes -= nng_msg_len(e->msg) - e->off;
+	s->rooms[e->room].buffered--;
+	nng_msg_free(e->msg);
+	e->msg = NULL;
+	s->buf_head = (s->buf_head + 1) % SESSION_BUF_EVENTS;
+	s->buf_len--;
+}
+
+/* Drops room from the session: the user is no longer a member. */
+static void
+drop_room(mx_session *s, unsigned room)
+{
+	sess_room *r = &s->rooms[room];
+	char topic[TIMELINE_ROOM_MAX + 1];
+	size_t tl = strlen(r->id) + 1;
+	unsigned kept = 0;
+
+	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE);
+	memcpy(topic, r->id, tl);
+	nng_socket_set(s->sub, NNG_OPT_SUB_UNSUBSCRIBE, topic, tl);
+	/* Compact the ring without that room's events. */
+	for (unsigned i = 0; i < s->buf_len; i++) {
+		sess_event e = s->buf[(s->buf_head + i) % SESSION_BUF_EVENTS];
+
+		if (e.room == room) {
+			s->buf_bytes -= nng_msg_len(e.msg) - e.off;
+			nng_msg_free(e.msg);
+		} else {
+			s->buf[(s->buf_head + kept++) % SESSION_BUF_EVENTS] = e;
+		}
+	}
+	s->buf_len = kept;
+	r->buffered = 0;
+	plog_info("messaging", "session of %s: no longer a member of %s; room dropped", s->user,
+		  r->id);
+}
+
+static bool
+behind(const sess_room *r)
+{
+	return !is_gone(r) && r->known_head > r->cursor;
+}
+
+static unsigned
+rooms_behind(const mx_session *s)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < s->nrooms; i++)
+		n += behind(&s->rooms[i]);
+	return n;
+}
+
+/* Sorts one PUB frame: into the buffer, or only into known_head. */
+static void
+take_frame(mx_session *s, nng_msg *msg)
+{
+	const uint8_t *body = nng_msg_body(msg);
+	size_t len = nng_msg_len(msg), off;
+	const uint8_t *nul = memchr(body, '\0', len < TIMELINE_ROOM_MAX + 1 ? len
+								 : TIMELINE_ROOM_MAX + 1);
+	Parley__V1__Event *ev;
+	unsigned room;
+
+	if (nul == NULL)
+		goto drop;
+	off = (size_t)(nul - body) + 1;
+	for (room = 0; room < s->nrooms; room++)
+		if (strcmp(s->rooms[room].id, (const char *)body) == 0)
+			break;
+	if (room == s->nrooms || is_gone(&s->rooms[room]))
+		goto drop;
+	ev = parley__v1__event__unpack(NULL, len - off, body + off);
+	if (ev == NULL)
+		goto drop;
+	if (ev->seq == 0) {
+		/* Presence is ephemeral: kept if it fits, never one's own. */
+		if (strcmp(ev->sender, s->user) != 0 && buf_fits(s, len - off)) {
+			buf_push(s, msg, off, room, 0);
+			msg = NULL;
+		}
+	} else {
+		sess_room *r = &s->rooms[room];
+
+		if (ev->seq == r->cursor + 1 && buf_fits(s, len - off)) {
+			buf_push(s, msg, off, room, ev->seq);
+			msg = NULL;
+			r->cursor = ev->seq;
+		}
+		if (ev->seq > r->known_head)
+			r->known_head = ev->seq;
+	}
+	parley__v1__event__free_unpacked(ev, NULL);
+drop:
+	if (msg != NULL)
+		nng_msg_free(msg);
+}
+
+/* Re-reads every room's head from LMDB. */
+static void
+read_heads(mx_session *s)
+{
+	store_txn *txn;
+	store_err err;
+
+	s->check_heads = false;
+	if ((err = store_begin(s->m->env, false, &txn)) != STORE_OK) {
+		s->check_heads = true; /* try again at the next tick */
+		return;
+	}
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		uint64_t head;
+
+		if (is_gone(&s->rooms[i]) ||
+		    timeline_head(txn, &s->m->tl, s->rooms[i].id, &head) != STORE_OK)
+			continue;
+		if (head > s->rooms[i].known_head)
+			s->rooms[i].known_head = head;
+	}
+	store_abort(txn);
+}
+
+/* ---- answering a Poll ------------------------------------------------------------- */
+
+struct reply {
+	rpc_call *call;
+	Parley__V1__Event **events;
+	size_t n, max, bytes;
+	sess_room *room;
+};
+
+static bool
+reply_add(struct reply *r, const void *data, size_t len)
+{
+	Parley__V1__Event *ev = timeline_unpack_for_call(r->call, data, len);
+
+	if (ev != NULL)
+		r->events[r->n++] = ev;
+	r->bytes += len;
+	return r->n < r->max && r->bytes < POLL_REPLY_BYTES;
+}
+
+static bool
+reply_visit(void *arg, uint64_t seq, store_val v)
+{
+	struct reply *r = arg;
+
+	r->room->cursor = seq;
+	return reply_add(r, v.data, v.len);
+}
+
+/*
+ * Checks membership of every room with something to deliver, and drops
+ * the rooms the user left. First the membership barrier (every change the
+ * rooms service committed before now is in the mirror), then the mirror;
+ * a room the mirror does not list is confirmed with IsMember (the Poll's
+ * token) before it is dropped. RPC_OK, or the failure in st (nothing is
+ * consumed then). checked[i] tells which rooms passed.
+ */
+static rpc_code
+check_rooms(mx_session *s, rpc_call *call, bool *checked, rpc_status *st)
+{
+	int64_t deadline = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
+	bool unsure[SESSION_MAX_ROOMS], any = false;
+	store_txn *txn;
+
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		sess_room *r = &s->rooms[i];
+
+		checked[i] = false;
+		unsure[i] = !is_gone(r) && (r->buffered > 0 || behind(r));
+		any |= unsure[i];
+	}
+	if (!any)
+		return RPC_OK;
+	if (rpc_call_deadline(call) < deadline)
+		deadline = rpc_call_deadline(call);
+	if (mx_feed_sync(s->m->feed, deadline, st) != RPC_OK)
+		return st->code;
+	if (store_begin(s->m->env, false, &txn) == STORE_OK) {
+		for (unsigned i = 0; i < s->nrooms; i++) {
+			bool member;
+
+			if (unsure[i] && mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user,
+							     &member) == STORE_OK &&
+			    member) {
+				unsure[i] = false;
+				checked[i] = true;
+			}
+		}
+		store_abort(txn);
+	}
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		bool member;
+
+		if (!unsure[i])
+			continue;
+		if (members_check(s->m->rooms, s->rooms[i].id, s->user, rpc_call_token(call),
+				  deadline, &member, st) != RPC_OK)
+			return st->code;
+		if (!member)
+			drop_room(s, i);
+		else
+			checked[i] = true;
+	}
+	return RPC_OK;
+}
+
+/* Reads events of rooms that are behind (and have nothing buffered) from
+ * LMDB into the reply. */
+static void
+reply_from_store(mx_session *s, struct reply *r, const bool *checked)
+{
+	store_txn *txn;
+	store_err err;
+
+	if ((err = store_begin(s->m->env, false, &txn)) != STORE_OK)
+		return; /* the rooms stay behind; next Poll */
+	for (unsigned k = 0; k < s->nrooms && r->n < r->max && r->bytes < POLL_REPLY_BYTES;
+	     k++) {
+		unsigned i = (s->rr + k) % s->nrooms;
+		sess_room *room = &s->rooms[i];
+		uint64_t head, to;
+
+		if (!checked[i] || room->buffered > 0 || !behind(room))
+			continue;
+		if (timeline_head(txn, &s->m->tl, room->id, &head) != STORE_OK)
+			continue;
+		if (head > room->known_head)
+			room->known_head = head;
+		if (head <= room->cursor)
+			continue;
+		to = room->cursor + (r->max - r->n);
+		if (to > head)
+			to = head;
+		r->room = room;
+		err = timeline_read(txn, &s->m->tl, room->id, room->cursor + 1, to, reply_visit, r);
+		if (err != STORE_OK)
+			plog_error("messaging", "reading %s after %llu: %s", room->id,
+				   (unsigned long long)room->cursor, store_strerror(err));
+	}
+	store_abort(txn);
+	s->rr++;
+}
+
+/*
+ * Builds and sends the reply to call. Returns false, without answering,
+ * when there turned out to be nothing to send (rooms dropped) and the
+ * call may wait on.
+ */
+static bool
+answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
+{
+	Parley__V1__PollResponse *resp = (Parley__V1__PollResponse *)rpc_call_response(call);
+	bool checked[SESSION_MAX_ROOMS];
+	struct reply r = {.call = call, .max = max};
+	rpc_status st = {0};
+
+	if (s->buf_len > 0 || rooms_behind(s) > 0) {
+		if (check_rooms(s, call, checked, &st) != RPC_OK) {
+			rpc_call_fail_status(call, &st);
+			rpc_call_finish(call, st.code);
+			return true;
+		}
+	}
+	if (s->buf_len == 0 && rooms_behind(s) == 0 && may_wait)
+		return false;
+
+	r.events = rpc_call_alloc(call, max * sizeof(*r.events));
+	while (s->buf_len > 0 && r.n < r.max && r.bytes < POLL_REPLY_BYTES) {
+		sess_event *e = &s->buf[s->buf_head];
+
+		reply_add(&r, (uint8_t *)nng_msg_body(e->msg) + e->off,
+			  nng_msg_len(e->msg) - e->off);
+		buf_pop(s);
+	}
+	if (r.n < r.max && r.bytes < POLL_REPLY_BYTES && rooms_behind(s) > 0)
+		reply_from_store(s, &r, checked);
+	resp->events = r.events;
+	resp->n_events = r.n;
+	rpc_call_finish(call, RPC_OK);
+	if (r.n > 0)
+		s->last_reply = rpc_now_ms();
+	return true;
+}
+
+/* ---- the worker ---------------------------------------------------------------------- */
+
+/* When a waiting Poll should be answered for the events at hand: at once,
+ * unless the last answer went out less than SESSION_REPLY_GAP_MS ago; then
+ * the events of a busy stream travel together. INT64_MAX with nothing. */
+static int64_t
+reply_ready_at(const mx_session *s)
+{
+	if (s->buf_len == 0 && rooms_behind(s) == 0)
+		return INT64_MAX;
+	return s->last_reply + SESSION_REPLY_GAP_MS;
+}
+
+/* OFFLINE into every room the user is still in, as far as the mirror
+ * knows: a room left meanwhile hears nothing more of this user. */
+static void
+say_offline(mx_session *s)
+{
+	store_txn *txn = NULL;
+
+	if (store_begin(s->m->env, false, &txn) != STORE_OK)
+		txn = NULL;
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		bool member = true;
+
+		if (is_gone(&s->rooms[i]))
+			continue;
+		if (txn != NULL)
+			mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user, &member);
+		if (member)
+			mx_publish_presence(s->m, s->rooms[i].id, s->user,
+					    PARLEY__V1__PRESENCE_CHANGE__STATE__OFFLINE);
+	}
+	store_abort(txn);
+}
+
+static void
+end_session(mx_session *s)
+{
+	mx_sessions *ss = s->ss;
+	rpc_call *call;
+
+	sessions_unregister(ss, s);
+	pthread_mutex_lock(&s->mtx);
+	s->dead = true;
+	call = s->poll;
+	s->poll = NULL;
+	pthread_mutex_unlock(&s->mtx);
+	if (call != NULL)
+		rpc_call_finish(call, RPC_OK); /* empty */
+
+	stop_sub(s);
+	while (s->buf_len > 0)
+		buf_pop(s);
+	say_offline(s);
+	session_unref(s);
+	sessions_worker_done(ss);
+}
+
+static void
+wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t when_ms)
+{
+	int64_t left = when_ms - rpc_now_ms();
+	struct timespec ts;
+
+	if (left <= 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += left / 1000;
+	ts.tv_nsec += (left % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cv, mtx, &ts);
+}
+
+static void *
+worker_main(void *arg)
+{
+	mx_session *s = arg;
+	uint32_t idle_ms = s->m->session_idle_ms;
+	nng_msg *frames[SESSION_INBOX_MAX];
+
+	for (;;) {
+		rpc_call *call = NULL;
+		unsigned nframes = 0;
+		uint32_t max = 0;
+		int64_t now, deadline = 0;
+		bool ending = false;
+
+		/* 1. Wait for something to do. */
+		pthread_mutex_lock(&s->mtx);
+		for (;;) {
+			int64_t wake;
+
+			now = rpc_now_ms();
+			if (s->closing || rpc_server_stopping(s->m->srv)) {
+				ending = true;
+				break;
+			}
+			if (s->inbox_len > 0 || s->poll_new || s->inbox_overflow)
+				break;
+			s->want_frames = false;
+			if (s->poll != NULL) {
+				int64_t ready = reply_ready_at(s);
+
+				if (now >= ready || now >= s->poll_deadline || now >= s->next_heal)
+					break;
+				wake = s->poll_deadline < s->next_heal ? s->poll_deadline
+								       : s->next_heal;
+				if (ready < wake)
+					wake = ready;
+				/* Nothing at hand: the next frame may be the answer. */
+				s->want_frames = ready == INT64_MAX;
+			} else {
+				if (now - s->last_active >= idle_ms) {
+					ending = true;
+					break;
+				}
+				wake = s->last_active + idle_ms;
+			}
+			wait_until(&s->cv, &s->mtx, wake);
+		}
+		s->want_frames = false;
+		while (s->inbox_len > 0) {
+			frames[nframes++] = s->inbox[s->inbox_head];
+			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
+			s->inbox_len--;
+		}
+		if (s->inbox_overflow || s->poll_new)
+			s->check_heads = true;
+		if (s->poll_new)
+			s->next_heal = now + SESSION_HEAL_MS;
+		s->inbox_overflow = false;
+		s->poll_new = false;
+		if (s->poll != NULL && now >= s->next_heal) {
+			s->check_heads = true;
+			s->next_heal = now + SESSION_HEAL_MS;
+		}
+		pthread_mutex_unlock(&s->mtx);
+
+		/* 2. Sort the frames; re-read heads when asked. */
+		for (unsigned i = 0; i < nframes; i++)
+			take_frame(s, frames[i]);
+		if (ending)
+			break;
+		if (s->check_heads)
+			read_heads(s);
+
+		/* 3. Answer the Poll if there is something or its time is up. */
+		pthread_mutex_lock(&s->mtx);
+		now = rpc_now_ms();
+		if (s->poll != NULL && (now >= reply_ready_at(s) || now >= s->poll_deadline)) {
+			call = s->poll;
+			max = s->poll_max;
+			deadline = s->poll_deadline;
+			s->poll = NULL;
+		}
+		pthread_mutex_unlock(&s->mtx);
+		if (call == NULL)
+			continue;
+		if (!answer_poll(s, call, max, now < deadline)) {
+			/* Nothing after all: wait on, unless a newer Poll came. */
+			pthread_mutex_lock(&s->mtx);
+			if (s->poll == NULL && !s->closing) {
+				s->poll = call;
+				s->poll_max = max;
+				s->poll_deadline = deadline;
+				call = NULL;
+			}
+			pthread_mutex_unlock(&s->mtx);
+			if (call != NULL)
+				rpc_call_finish(call, RPC_OK);
+		}
+		pthread_mutex_lock(&s->mtx);
+		s->last_active = rpc_now_ms();
+		pthread_mutex_unlock(&s->mtx);
+	}
+	end_session(s);
+	return NULL;
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+mx_session *
+session_create(messaging_service *m, mx_sessions *ss, const char *user,
+	       const Parley__V1__OpenRequest *req, const uint64_t *heads, rpc_status *st)
+{
+	unsigned char raw[SESSION_ID_LEN / 2];
+	mx_session *s;
+	int rv;
+
+	s = calloc(1, sizeof(*s) + req->n_rooms * sizeof(sess_room));
+	if (s == NULL) {
+		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	s->m = m;
+	s->ss = ss;
+	s->refs = 1;
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(s->id, sizeof(s->id), raw, sizeof(raw));
+	snprintf(s->user, sizeof(s->user), "%s", user);
+	s->nrooms = (unsigned)req->n_rooms;
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		snprintf(s->rooms[i].id, sizeof(s->rooms[i].id), "%s", req->rooms[i]->room_id);
+		s->rooms[i].cursor = req->rooms[i]->since_seq;
+		s->rooms[i].known_head = heads[i];
+	}
+	s->last_active = rpc_now_ms();
+	s->check_heads = true;
+	pthread_mutex_init(&s->mtx, NULL);
+	pthread_cond_init(&s->cv, NULL);
+
+	if ((rv = nng_sub0_open(&s->sub)) != 0)
+		goto fail;
+	s->sub_open = true;
+	nng_socket_set_int(s->sub, NNG_OPT_RECVBUF, SESSION_SUB_RECVBUF);
+	for (unsigned i = 0; i < s->nrooms; i++)
+		if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, s->rooms[i].id,
+					 strlen(s->rooms[i].id) + 1)) != 0)
+			goto fail;
+	{
+		char topic[SESSION_ID_LEN + 2];
+		size_t tlen = marker_topic(s, topic);
+
+		if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, topic, tlen)) != 0)
+			goto fail;
+	}
+	if ((rv = nng_dial(s->sub, m->inproc_url, NULL, 0)) != 0 ||
+	    (rv = nng_aio_alloc(&s->aio, sub_cb, s)) != 0)
+		goto fail;
+	nng_recv_aio(s->sub, s->aio);
+	return s;
+
+fail:
+	rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot subscribe a session: %s",
+		       nng_strerror(rv));
+	session_unref(s);
+	return NULL;
+}
+
+bool
+session_run(mx_session *s)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rv;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, WORKER_STACK);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	session_ref(s);
+	rv = pthread_create(&t, &attr, worker_main, s);
+	pthread_attr_destroy(&attr);
+	if (rv != 0) {
+		session_unref(s);
+		plog_error("messaging", "cannot start a session worker: %s", strerror(rv));
+		return false;
+	}
+	return true;
+}
+
+void
+session_ref(mx_session *s)
+{
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+session_unref(mx_session *s)
+{
+	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (s->sub_open && s->aio != NULL)
+		stop_sub(s); /* never ran */
+	else if (s->sub_open)
+		nng_close(s->sub);
+	if (s->aio != NULL)
+		nng_aio_free(s->aio);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mtx);
+	free(s);
+}
+
+rpc_code
+session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t max)
+{
+	int64_t now = rpc_now_ms(), until = now + wait_ms;
+	int64_t latest = rpc_call_deadline(call) - POLL_REPLY_MARGIN_MS;
+	rpc_call *old;
+
+	pthread_mutex_lock(&s->mtx);
+	if (s->dead || s->closing) {
+		pthread_mutex_unlock(&s->mtx);
+		return RPC_NOT_FOUND;
+	}
+	old = s->poll;
+	s->poll = call;
+	s->poll_deadline = until < latest ? until : latest > now ? latest : now;
+	s->poll_max = max;
+	s->poll_new = true;
+	s->last_active = now;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mtx);
+	if (old != NULL)
+		rpc_call_finish(old, RPC_OK); /* empty: the newer Poll wins */
+	return RPC_DEFERRED;
+}
+
+bool
+session_close(mx_session *s)
+{
+	bool was;
+
+	pthread_mutex_lock(&s->mtx);
+	was = s->closing || s->dead;
+	s->closing = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mtx);
+	return !was;
+}

@@ -1,0 +1,152 @@
+/*
+ * session.h — one messaging session (internal to the messaging service).
+ *
+ * A session is a server-side cursor over up to SESSION_MAX_ROOMS rooms,
+ * owned by the user who opened it, with its own worker thread and its own
+ * SUB socket on the service's inproc PUB endpoint, subscribed to
+ * "room_id\0" of each of its rooms.
+ *
+ * Delivery: per room, `cursor` is the last seq taken in (into the buffer or
+ * a reply); only seq == cursor + 1 is ever taken, so each event comes once
+ * and in order. Live events land in a bounded buffer; an event that does
+ * not fit, or that shows a gap, only raises `known_head`, and the room is
+ * then "behind": its next events are read from LMDB by seq when a Poll is
+ * answered. Heads are re-read from LMDB when a Poll arrives and every
+ * SESSION_HEAL_MS while one waits, which heals frames PUB dropped silently.
+ *
+ * Leaving a room: before a reply carries any event of a room, the worker
+ * passes the membership barrier (mx_feed_sync: every change the rooms
+ * service committed before the barrier began is in the mirror) and looks
+ * the user up in the mirror; a room the mirror does not list is confirmed
+ * with IsMember (the Poll's own token), and dropped from the session with
+ * whatever it had buffered if the user is not a member. A LeaveRoom that
+ * has returned is therefore seen by every reply built after it: no stale
+ * window. The barrier is shared: one round trip to the rooms service
+ * serves every session answering at that moment.
+ *
+ * Locking: s->mtx guards the fields marked [mtx], shared by the worker, the
+ * SUB callback (an nng thread) and the Poll/Close handlers; [worker] fields
+ * belong to the worker thread; the rest is set before the worker starts and
+ * never changes. `gone` is atomic. A session is freed when its last
+ * reference goes; the registry, the worker and each handler using it hold
+ * one each.
+ */
+#ifndef PARLEY_MESSAGING_SESSION_H
+#define PARLEY_MESSAGING_SESSION_H
+
+#include <pthread.h>
+
+#include "messaging_int.h"
+
+#define SESSION_ID_LEN 32		/* hex of 16 random bytes */
+#define SESSION_MAX_ROOMS 64
+#define SESSION_BUF_EVENTS 256		/* live events buffered per session... */
+#define SESSION_BUF_BYTES (64 * 1024)	/* ...and their bytes at most */
+#define SESSION_INBOX_MAX 256		/* frames from the SUB socket not yet sorted */
+#define SESSION_SUB_RECVBUF 64		/* nng's own queue in the SUB socket */
+#define SESSION_HEAL_MS 500
+#define SESSION_MARKER_WAIT_MS 500	/* closing: wait for our marker this long */
+#define SESSION_REPLY_GAP_MS 10		/* answers of one session at most this often */
+#define SESSION_STACK_SIZE (128 * 1024)
+#define POLL_WAIT_MAX_MS 30000
+#define POLL_DEFAULT_EVENTS 100
+#define POLL_MAX_EVENTS 1000		/* larger max_events is taken as this */
+#define POLL_REPLY_BYTES (1024 * 1024)	/* a reply stops growing past this */
+#define POLL_REPLY_MARGIN_MS 200	/* answer this long before the call's deadline */
+
+typedef struct mx_session mx_session;
+
+typedef struct sess_room {
+	char id[TIMELINE_ROOM_MAX + 1];
+	uint64_t cursor;	/* [worker] last seq taken in */
+	uint64_t known_head;	/* [worker] latest seq known to exist */
+	unsigned buffered;	/* [worker] events of this room in the buffer */
+	bool gone;		/* atomic: the user left; nothing more from here */
+} sess_room;
+
+typedef struct sess_event {
+	nng_msg *msg;		/* the PUB frame, kept whole */
+	size_t off;		/* where the packed Event starts in it */
+	uint16_t room;
+	uint64_t seq;		/* 0 for presence */
+} sess_event;
+
+struct mx_session {
+	messaging_service *m;
+	mx_sessions *ss;
+	char id[SESSION_ID_LEN + 1];
+	char user[RPC_USER_ID_MAX];
+	int refs;			/* atomic */
+	mx_session *next;		/* registry bucket chain, under the registry lock */
+	bool registered;		/* under the registry lock */
+
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;		/* anything below changed */
+	nng_msg *inbox[SESSION_INBOX_MAX]; /* [mtx] ring */
+	unsigned inbox_head, inbox_len; /* [mtx] */
+	bool inbox_overflow;		/* [mtx] frames were dropped here */
+	bool want_frames;		/* [mtx] the worker waits for the next frame */
+	bool marker_seen;		/* [mtx] our control frame came back */
+	bool sub_stopping;		/* [mtx] the callback must not re-arm */
+	rpc_call *poll;			/* [mtx] the waiting Poll, if any */
+	int64_t poll_deadline;		/* [mtx] answer it by then (monotonic ms) */
+	uint32_t poll_max;		/* [mtx] its max_events */
+	bool poll_new;			/* [mtx] a Poll arrived: re-read heads */
+	bool closing;			/* [mtx] Close or shutdown asked */
+	bool dead;			/* [mtx] the worker ended */
+	int64_t last_active;		/* [mtx] last Poll arrival or answer */
+
+	nng_socket sub;
+	nng_aio *aio;
+	bool sub_open;
+
+	/* [worker] */
+	sess_event buf[SESSION_BUF_EVENTS]; /* ring */
+	unsigned buf_head, buf_len;
+	size_t buf_bytes;
+	bool check_heads;
+	int64_t next_heal;
+	int64_t last_reply;		/* when the last events went out */
+	unsigned rr;			/* round robin start for LMDB reads */
+
+	unsigned nrooms;
+	sess_room rooms[];
+};
+
+/* ---- session.c ------------------------------------------------------------ */
+
+/*
+ * A new session of user over req's rooms with heads[i] the head of room i;
+ * holds one reference for the caller. The SUB socket is subscribed and
+ * receiving; the worker is not running yet. NULL with st set on failure.
+ */
+mx_session *session_create(messaging_service *m, mx_sessions *ss, const char *user,
+			   const Parley__V1__OpenRequest *req, const uint64_t *heads,
+			   rpc_status *st);
+
+/* Starts the worker (it takes its own reference). false if it cannot. */
+bool session_run(mx_session *s);
+
+void session_ref(mx_session *s);
+void session_unref(mx_session *s);
+
+/*
+ * Hands a Poll to the worker: RPC_DEFERRED. A Poll already waiting is
+ * answered empty (the newer one wins). RPC_NOT_FOUND if the session is
+ * closing or ended.
+ */
+rpc_code session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t max);
+
+/* Asks the worker to end (Close, or shutdown); it answers a waiting Poll
+ * empty and puts OFFLINE presence into the rooms. false if already asked. */
+bool session_close(mx_session *s);
+
+/* ---- sessions.c (for the worker) ------------------------------------------- */
+
+/* Takes s out of the registry if it is still there. */
+void sessions_unregister(mx_sessions *ss, mx_session *s);
+
+/* The worker's last word: one fewer running. Touches nothing of s. */
+void sessions_worker_done(mx_sessions *ss);
+
+#endif

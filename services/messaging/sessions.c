@@ -1,0 +1,329 @@
+/*
+ * sessions.c — the registry of sessions and the Open, Poll and Close
+ * handlers (see session.h for one session).
+ *
+ * Locking: ss->mtx guards the buckets, each session's `next` and
+ * `registered`, and the counters. `live` counts sessions whose worker has
+ * not ended (including one being opened), which is what max_sessions caps:
+ * a closed session still holds its thread until the worker is gone.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "session.h"
+
+#define SESSION_BUCKETS 4096
+
+struct mx_sessions {
+	messaging_service *m;
+	pthread_mutex_t mtx;
+	pthread_cond_t idle_cv;	/* live dropped to 0 */
+	mx_session *buckets[SESSION_BUCKETS];
+	unsigned live;
+	bool stopping;
+};
+
+static unsigned
+bucket_of(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 16777619u;
+	return h % SESSION_BUCKETS;
+}
+
+/* The session with id, with a reference for the caller; NULL if none. */
+static mx_session *
+lookup(mx_sessions *ss, const char *id)
+{
+	mx_session *s;
+
+	if (strlen(id) != SESSION_ID_LEN)
+		return NULL;
+	pthread_mutex_lock(&ss->mtx);
+	for (s = ss->buckets[bucket_of(id)]; s != NULL; s = s->next)
+		if (strcmp(s->id, id) == 0)
+			break;
+	if (s != NULL)
+		session_ref(s);
+	pthread_mutex_unlock(&ss->mtx);
+	return s;
+}
+
+static void
+register_session(mx_sessions *ss, mx_session *s)
+{
+	unsigned b = bucket_of(s->id);
+
+	session_ref(s);
+	pthread_mutex_lock(&ss->mtx);
+	s->next = ss->buckets[b];
+	ss->buckets[b] = s;
+	s->registered = true;
+	pthread_mutex_unlock(&ss->mtx);
+}
+
+void
+sessions_unregister(mx_sessions *ss, mx_session *s)
+{
+	bool was;
+
+	pthread_mutex_lock(&ss->mtx);
+	was = s->registered;
+	if (was) {
+		mx_session **pp = &ss->buckets[bucket_of(s->id)];
+
+		while (*pp != s)
+			pp = &(*pp)->next;
+		*pp = s->next;
+		s->next = NULL;
+		s->registered = false;
+	}
+	pthread_mutex_unlock(&ss->mtx);
+	if (was)
+		session_unref(s);
+}
+
+void
+sessions_worker_done(mx_sessions *ss)
+{
+	pthread_mutex_lock(&ss->mtx);
+	if (--ss->live == 0)
+		pthread_cond_broadcast(&ss->idle_cv);
+	pthread_mutex_unlock(&ss->mtx);
+}
+
+/* ---- Open ------------------------------------------------------------------- */
+
+static rpc_code
+check_open(rpc_call *call, const Parley__V1__OpenRequest *req)
+{
+	if (req->n_rooms == 0)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "rooms must name at least one room");
+	if (req->n_rooms > SESSION_MAX_ROOMS)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "a session covers at most %d rooms (got %zu)",
+				     SESSION_MAX_ROOMS, req->n_rooms);
+	for (size_t i = 0; i < req->n_rooms; i++) {
+		const char *id = req->rooms[i]->room_id;
+
+		if (!svc_valid_room_id(id))
+			return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+					     "rooms[%zu].room_id must be 1 to 64 characters of "
+					     "a-z 0-9 _ . - starting with a letter or digit",
+					     i);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(req->rooms[k]->room_id, id) == 0)
+				return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+						     "room '%s' is named twice", id);
+	}
+	return RPC_OK;
+}
+
+/* Reserves a place under max_sessions. */
+static rpc_code
+reserve(rpc_call *call, mx_sessions *ss)
+{
+	rpc_code code = RPC_OK;
+
+	pthread_mutex_lock(&ss->mtx);
+	if (ss->stopping)
+		code = rpc_call_fail(call, RPC_UNAVAILABLE, "messaging is shutting down");
+	else if (ss->live >= ss->m->max_sessions)
+		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+				     "too many open sessions (at most %u); try again later",
+				     ss->m->max_sessions);
+	else
+		ss->live++;
+	pthread_mutex_unlock(&ss->mtx);
+	if (code == RPC_RESOURCE_EXHAUSTED)
+		rpc_call_retry_after(call, 1000);
+	return code;
+}
+
+static rpc_code
+read_open_heads(rpc_call *call, messaging_service *m, const Parley__V1__OpenRequest *req,
+		uint64_t *heads)
+{
+	store_txn *txn;
+	store_err err;
+
+	if ((err = store_begin(m->env, false, &txn)) != STORE_OK)
+		return svc_fail_store(call, err, "open");
+	for (size_t i = 0; i < req->n_rooms && err == STORE_OK; i++)
+		err = timeline_head(txn, &m->tl, req->rooms[i]->room_id, &heads[i]);
+	store_abort(txn);
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "open");
+	for (size_t i = 0; i < req->n_rooms; i++)
+		if (req->rooms[i]->since_seq > heads[i])
+			return rpc_call_fail(call, RPC_OUT_OF_RANGE,
+					     "since_seq %llu is past the end of room '%s' (%llu)",
+					     (unsigned long long)req->rooms[i]->since_seq,
+					     req->rooms[i]->room_id, (unsigned long long)heads[i]);
+	return RPC_OK;
+}
+
+rpc_code
+mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+{
+	const Parley__V1__OpenRequest *req = (const void *)reqm;
+	Parley__V1__OpenResponse *resp = (void *)respm;
+	messaging_service *m = ctx;
+	mx_sessions *ss = m->sessions;
+	uint64_t heads[SESSION_MAX_ROOMS];
+	rpc_status st = {0};
+	mx_session *s;
+	rpc_code code;
+
+	if ((code = check_open(call, req)) != RPC_OK)
+		return code;
+	for (size_t i = 0; i < req->n_rooms; i++)
+		if ((code = members_require(call, m->rooms, req->rooms[i]->room_id)) != RPC_OK)
+			return code;
+	if ((code = reserve(call, ss)) != RPC_OK)
+		return code;
+	if ((code = read_open_heads(call, m, req, heads)) != RPC_OK)
+		goto unreserve;
+	s = session_create(m, ss, rpc_call_caller(call), req, heads, &st);
+	if (s == NULL) {
+		code = rpc_call_fail_status(call, &st);
+		goto unreserve;
+	}
+	register_session(ss, s);
+	if (!session_run(s)) {
+		sessions_unregister(ss, s);
+		session_unref(s);
+		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot start a session now");
+		goto unreserve;
+	}
+	for (size_t i = 0; i < req->n_rooms; i++)
+		mx_publish_presence(m, req->rooms[i]->room_id, rpc_call_caller(call),
+				    PARLEY__V1__PRESENCE_CHANGE__STATE__ONLINE);
+
+	resp->session_id = rpc_call_strdup(call, s->id);
+	resp->n_heads = req->n_rooms;
+	resp->heads = rpc_call_alloc(call, req->n_rooms * sizeof(*resp->heads));
+	for (size_t i = 0; i < req->n_rooms; i++) {
+		Parley__V1__RoomCursor *c = rpc_call_alloc(call, sizeof(*c));
+
+		parley__v1__room_cursor__init(c);
+		c->room_id = rpc_call_strdup(call, req->rooms[i]->room_id);
+		c->since_seq = heads[i];
+		resp->heads[i] = c;
+	}
+	session_unref(s);
+	return RPC_OK;
+
+unreserve:
+	sessions_worker_done(ss);
+	return code;
+}
+
+/* ---- Poll and Close -------------------------------------------------------------- */
+
+/* The caller's own session named by id, with a reference; else fails call. */
+static mx_session *
+own_session(rpc_call *call, mx_sessions *ss, const char *id, rpc_code *code)
+{
+	mx_session *s;
+
+	if (id[0] == '\0') {
+		*code = rpc_call_fail(call, RPC_INVALID_ARGUMENT, "session_id is required");
+		return NULL;
+	}
+	s = lookup(ss, id);
+	if (s == NULL) {
+		*code = rpc_call_fail(call, RPC_NOT_FOUND, "no session '%.64s' (closed or expired)",
+				      id);
+		return NULL;
+	}
+	if (strcmp(s->user, rpc_call_caller(call)) != 0) {
+		session_unref(s);
+		*code = rpc_call_fail(call, RPC_PERMISSION_DENIED,
+				      "session '%s' belongs to another user", id);
+		return NULL;
+	}
+	return s;
+}
+
+rpc_code
+mx_handle_poll(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+{
+	const Parley__V1__PollRequest *req = (const void *)reqm;
+	messaging_service *m = ctx;
+	uint32_t max = req->max_events;
+	mx_session *s;
+	rpc_code code;
+
+	if (req->wait_ms > POLL_WAIT_MAX_MS)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "wait_ms must be at most %d",
+				     POLL_WAIT_MAX_MS);
+	if (max == 0)
+		max = POLL_DEFAULT_EVENTS;
+	if (max > POLL_MAX_EVENTS)
+		max = POLL_MAX_EVENTS;
+	if ((s = own_session(call, m->sessions, req->session_id, &code)) == NULL)
+		return code;
+	code = session_attach_poll(s, call, req->wait_ms, max);
+	session_unref(s);
+	if (code == RPC_NOT_FOUND)
+		return rpc_call_fail(call, RPC_NOT_FOUND, "session '%s' is closed", req->session_id);
+	return code;
+}
+
+rpc_code
+mx_handle_close(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		void *ctx)
+{
+	const Parley__V1__CloseRequest *req = (const void *)reqm;
+	messaging_service *m = ctx;
+	mx_session *s;
+	rpc_code code;
+
+	if ((s = own_session(call, m->sessions, req->session_id, &code)) == NULL)
+		return code;
+	sessions_unregister(m->sessions, s);
+	session_close(s);
+	session_unref(s);
+	return RPC_OK;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+int
+mx_sessions_start(messaging_service *m, mx_sessions **out, rpc_status *st)
+{
+	mx_sessions *ss = calloc(1, sizeof(*ss));
+
+	if (ss == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	ss->m = m;
+	pthread_mutex_init(&ss->mtx, NULL);
+	pthread_cond_init(&ss->idle_cv, NULL);
+	*out = ss;
+	return RPC_OK;
+}
+
+void
+mx_sessions_stop(mx_sessions *ss)
+{
+	if (ss == NULL)
+		return;
+	/* Ask every registered session to end; closed ones are ending
+	 * already. Their workers answer waiting Polls empty on the way. */
+	pthread_mutex_lock(&ss->mtx);
+	ss->stopping = true;
+	for (unsigned b = 0; b < SESSION_BUCKETS; b++)
+		for (mx_session *s = ss->buckets[b]; s != NULL; s = s->next)
+			session_close(s);
+	while (ss->live > 0)
+		pthread_cond_wait(&ss->idle_cv, &ss->mtx);
+	pthread_mutex_unlock(&ss->mtx);
+	pthread_cond_destroy(&ss->idle_cv);
+	pthread_mutex_destroy(&ss->mtx);
+	free(ss);
+}

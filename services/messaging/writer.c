@@ -1,0 +1,595 @@
+/*
+ * writer.c — the one thread that writes the message store (see
+ * messaging_int.h).
+ *
+ * Send handlers and the feed thread queue items. The writer takes every
+ * queued item, up to WRITER_BATCH_MAX, into one write transaction: each
+ * new event gets its room's next seq, each client_msg_id its record, each
+ * membership change its place in the mirror and the feed cursor its new
+ * value; then one commit, which LMDB syncs. Only then
+ * is each Send answered, and each new event published, in commit order.
+ * If the transaction fails (storage full, I/O), every new event of the
+ * batch fails with it and nothing is published; retries answered from
+ * existing records still succeed.
+ *
+ * Locking: w->mtx guards the queue, `queued`, `stopping` and the `done`
+ * flag of change items. The batch being written, and the scratch maps,
+ * belong to the writer thread alone. A queued Send lives in its call's
+ * arena until the writer answers it; a change item lives on the feed
+ * thread's stack until it is marked done.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "messaging_int.h"
+#include "parley/store/v1/messaging_records.pb-c.h"
+
+#define WRITER_QUEUE_MAX 4096	/* sends waiting; beyond, RESOURCE_EXHAUSTED */
+#define WRITER_BATCH_MAX 512	/* items per transaction */
+#define MAP_SLOTS 4096		/* > 2 x the distinct keys one batch can hold */
+#define HASH_BYTES 32
+#define CLIENT_KEY_MAX (RPC_USER_ID_MAX + 1 + MX_CLIENT_MSG_ID_MAX)
+
+typedef enum item_kind { ITEM_SEND, ITEM_CHANGES } item_kind;
+
+struct wr_item {
+	item_kind kind;
+	struct wr_item *next;
+
+	/* ITEM_SEND */
+	rpc_call *call;
+	const Parley__V1__SendRequest *req;
+	const char *sender;
+	uint8_t hash[HASH_BYTES];
+	rpc_code code;
+	bool fresh;		  /* wrote a new event in this batch */
+	bool stored_hit;	  /* a retry of a send committed earlier */
+	bool mismatch;		  /* client_msg_id reused for another message */
+	uint64_t seq, ts_ms;
+	struct wr_item *same_as;  /* an earlier send of the batch with the same key */
+
+	/* ITEM_CHANGES */
+	Parley__V1__Event **changes;
+	size_t nchanges;
+	uint64_t cursor;
+	store_err err;
+	bool done;
+};
+
+/* A fixed open-addressing map from one or two strings to a number or an
+ * item, reset after each batch. */
+struct map_entry {
+	const char *a, *b;
+	uint64_t num;		/* rooms: the head within the batch */
+	bool loaded;		/* rooms: num holds the stored head or later */
+	struct wr_item *item;	/* keys: the send holding the key's answer */
+};
+
+struct map {
+	struct map_entry slots[MAP_SLOTS];
+	unsigned used[MAP_SLOTS];
+	unsigned nused;
+};
+
+struct mx_writer {
+	messaging_service *m;
+	pthread_t thread;
+	bool started;
+
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;	/* queue not empty, or stopping */
+	pthread_cond_t done_cv; /* a change item is done */
+	struct wr_item *head, *tail;
+	unsigned queued;
+	bool stopping;
+
+	/* Writer thread only. */
+	struct map rooms; /* room -> head seq within the batch */
+	struct map keys;  /* (sender, client_msg_id) -> first item */
+	nng_msg **pubs;
+	size_t npubs, cap_pubs;
+};
+
+/* ---- scratch maps ------------------------------------------------------ */
+
+static unsigned
+map_hash(const char *a, const char *b)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *a; a++)
+		h = (h ^ (uint8_t)*a) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (; b && *b; b++)
+		h = (h ^ (uint8_t)*b) * 16777619u;
+	return h & (MAP_SLOTS - 1);
+}
+
+/* The entry for (a, b), created empty if absent and create is set. */
+static struct map_entry *
+map_get(struct map *mp, const char *a, const char *b, bool create)
+{
+	unsigned i = map_hash(a, b);
+
+	for (;; i = (i + 1) & (MAP_SLOTS - 1)) {
+		struct map_entry *e = &mp->slots[i];
+
+		if (e->a == NULL) {
+			if (!create || mp->nused >= MAP_SLOTS / 2)
+				return NULL;
+			e->a = a;
+			e->b = b;
+			mp->used[mp->nused++] = i;
+			return e;
+		}
+		if (strcmp(e->a, a) == 0 && (b == NULL || strcmp(e->b, b) == 0))
+			return e;
+	}
+}
+
+static void
+map_reset(struct map *mp)
+{
+	for (unsigned i = 0; i < mp->nused; i++)
+		memset(&mp->slots[mp->used[i]], 0, sizeof(struct map_entry));
+	mp->nused = 0;
+}
+
+/* ---- writing one batch ------------------------------------------------- */
+
+static bool
+push_pub(mx_writer *w, nng_msg *msg)
+{
+	if (w->npubs == w->cap_pubs) {
+		size_t cap = w->cap_pubs ? w->cap_pubs * 2 : 64;
+		nng_msg **p = realloc(w->pubs, cap * sizeof(*p));
+
+		if (p == NULL)
+			return false;
+		w->pubs = p;
+		w->cap_pubs = cap;
+	}
+	w->pubs[w->npubs++] = msg;
+	return true;
+}
+
+/* Appends ev (its seq assigned here) to its room in txn and keeps its PUB
+ * frame for after the commit. */
+static store_err
+append_event(mx_writer *w, store_txn *txn, Parley__V1__Event *ev)
+{
+	struct map_entry *room = map_get(&w->rooms, ev->room_id, NULL, true);
+	size_t off = strlen(ev->room_id) + 1;
+	nng_msg *frame;
+	store_err err;
+
+	if (room == NULL)
+		return STORE_FULL; /* cannot happen: batches are bounded */
+	if (!room->loaded) {
+		/* First event of this room in the batch: its stored head. */
+		if ((err = timeline_head(txn, &w->m->tl, ev->room_id, &room->num)) != STORE_OK)
+			return err;
+		room->loaded = true;
+	}
+	ev->seq = room->num + 1;
+	if ((frame = mx_event_frame(ev)) == NULL)
+		return STORE_IO;
+	err = timeline_append(txn, &w->m->tl, ev->room_id, ev->seq,
+			      (uint8_t *)nng_msg_body(frame) + off, nng_msg_len(frame) - off);
+	if (err == STORE_OK && !push_pub(w, frame))
+		err = STORE_IO;
+	if (err != STORE_OK) {
+		nng_msg_free(frame);
+		return err;
+	}
+	room->num = ev->seq;
+	return STORE_OK;
+}
+
+static size_t
+client_key(uint8_t *key, const char *sender, const char *cmid)
+{
+	size_t a = strlen(sender), b = strlen(cmid);
+
+	memcpy(key, sender, a);
+	key[a] = '\0';
+	memcpy(key + a + 1, cmid, b);
+	return a + 1 + b;
+}
+
+/* Looks for a stored record of (sender, client_msg_id). *found tells. */
+static store_err
+lookup_client_id(mx_writer *w, store_txn *txn, struct wr_item *it, bool *found)
+{
+	const Parley__V1__SendRequest *req = it->req;
+	Parley__Store__V1__ClientMsgRecord *rec;
+	uint8_t key[CLIENT_KEY_MAX];
+	store_val v;
+	store_err err;
+
+	*found = false;
+	err = store_get(txn, w->m->client_ids, key, client_key(key, it->sender, req->client_msg_id),
+			&v);
+	if (err == STORE_NOTFOUND)
+		return STORE_OK;
+	if (err != STORE_OK)
+		return err;
+	rec = parley__store__v1__client_msg_record__unpack(NULL, v.len, v.data);
+	if (rec == NULL)
+		return STORE_CORRUPT;
+	*found = true;
+	if (strcmp(rec->room_id, req->room_id) == 0 && rec->text_hash.len == HASH_BYTES &&
+	    memcmp(rec->text_hash.data, it->hash, HASH_BYTES) == 0) {
+		it->code = RPC_OK;
+		it->stored_hit = true;
+		it->seq = rec->seq;
+		it->ts_ms = rec->ts_ms;
+	} else {
+		it->code = RPC_INVALID_ARGUMENT;
+		it->mismatch = true;
+	}
+	parley__store__v1__client_msg_record__free_unpacked(rec, NULL);
+	return STORE_OK;
+}
+
+static store_err
+put_client_id(mx_writer *w, store_txn *txn, struct wr_item *it)
+{
+	Parley__Store__V1__ClientMsgRecord rec = PARLEY__STORE__V1__CLIENT_MSG_RECORD__INIT;
+	uint8_t key[CLIENT_KEY_MAX], buf[256];
+	size_t len;
+
+	rec.room_id = (char *)it->req->room_id;
+	rec.seq = it->seq;
+	rec.ts_ms = it->ts_ms;
+	rec.text_hash.data = it->hash;
+	rec.text_hash.len = HASH_BYTES;
+	len = parley__store__v1__client_msg_record__get_packed_size(&rec);
+	if (len > sizeof(buf))
+		return STORE_INVALID;
+	parley__store__v1__client_msg_record__pack(&rec, buf);
+	return store_put(txn, w->m->client_ids, key,
+			 client_key(key, it->sender, it->req->client_msg_id), buf, len, 0);
+}
+
+static store_err
+apply_send(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
+{
+	const Parley__V1__SendRequest *req = it->req;
+	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
+	Parley__V1__ChatMessage msg = PARLEY__V1__CHAT_MESSAGE__INIT;
+	bool keyed = req->client_msg_id[0] != '\0';
+	struct map_entry *k = NULL;
+	bool found;
+	store_err err;
+
+	if (keyed) {
+		/* A retry inside this very batch, then a retry of a stored one. */
+		k = map_get(&w->keys, it->sender, req->client_msg_id, true);
+		if (k == NULL)
+			return STORE_FULL;
+		if (k->item != NULL) {
+			if (strcmp(k->item->req->room_id, req->room_id) == 0 &&
+			    memcmp(k->item->hash, it->hash, HASH_BYTES) == 0) {
+				it->same_as = k->item;
+			} else {
+				it->code = RPC_INVALID_ARGUMENT;
+				it->mismatch = true;
+			}
+			return STORE_OK;
+		}
+		if ((err = lookup_client_id(w, txn, it, &found)) != STORE_OK)
+			return err;
+		if (found) {
+			if (!it->mismatch)
+				k->item = it;
+			return STORE_OK;
+		}
+	}
+
+	msg.text = (char *)req->text;
+	msg.client_msg_id = (char *)req->client_msg_id;
+	ev.room_id = (char *)req->room_id;
+	ev.ts_ms = now;
+	ev.sender = (char *)it->sender;
+	ev.body_case = PARLEY__V1__EVENT__BODY_MESSAGE;
+	ev.message = &msg;
+	if ((err = append_event(w, txn, &ev)) != STORE_OK)
+		return err;
+	it->seq = ev.seq;
+	it->ts_ms = now;
+	it->code = RPC_OK;
+	it->fresh = true;
+	if (keyed) {
+		if ((err = put_client_id(w, txn, it)) != STORE_OK)
+			return err;
+		k->item = it;
+	}
+	return STORE_OK;
+}
+
+static bool
+valid_change(const Parley__V1__Event *c)
+{
+	return svc_valid_room_id(c->room_id) && svc_valid_user_id(c->sender) &&
+	       c->body_case == PARLEY__V1__EVENT__BODY_MEMBERSHIP && c->membership != NULL &&
+	       (c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED ||
+		c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT);
+}
+
+static store_err
+apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
+{
+	uint8_t be[8];
+	uint64_t cursor = 0;
+	store_val v;
+	store_err err;
+
+	err = store_get(txn, w->m->meta, MX_FEED_CURSOR_KEY, strlen(MX_FEED_CURSOR_KEY), &v);
+	if (err == STORE_OK && v.len == 8)
+		cursor = store_be64_get(v.data);
+	else if (err == STORE_OK)
+		return STORE_CORRUPT;
+	else if (err != STORE_NOTFOUND)
+		return err;
+
+	for (size_t i = 0; i < it->nchanges; i++) {
+		const Parley__V1__Event *c = it->changes[i];
+		Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
+		Parley__V1__MembershipChange mc = PARLEY__V1__MEMBERSHIP_CHANGE__INIT;
+
+		if (c->seq <= cursor)
+			continue; /* applied before */
+		if (c->seq != cursor + 1)
+			break;	  /* a hole in what we were given: fetch again */
+		cursor = c->seq;
+		if (!valid_change(c)) {
+			plog_error("messaging", "membership change %llu is malformed; skipped",
+				   (unsigned long long)c->seq);
+			continue;
+		}
+		if ((err = mx_mirror_apply(w->m, txn, c)) != STORE_OK)
+			return err;
+		mc.kind = c->membership->kind;
+		ev.room_id = c->room_id;
+		ev.ts_ms = now;
+		ev.sender = c->sender;
+		ev.body_case = PARLEY__V1__EVENT__BODY_MEMBERSHIP;
+		ev.membership = &mc;
+		if ((err = append_event(w, txn, &ev)) != STORE_OK)
+			return err;
+	}
+	store_be64_put(be, cursor);
+	err = store_put(txn, w->m->meta, MX_FEED_CURSOR_KEY, strlen(MX_FEED_CURSOR_KEY), be, 8, 0);
+	it->cursor = cursor;
+	return err;
+}
+
+/* Answers one send; the item is gone afterwards. */
+static void
+answer_send(struct wr_item *it, store_err err)
+{
+	rpc_call *call = it->call;
+	Parley__V1__SendResponse *resp;
+
+	if (it->mismatch) {
+		rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+			      "client_msg_id '%s' was already used for a different message",
+			      it->req->client_msg_id);
+		rpc_call_finish(call, RPC_INVALID_ARGUMENT);
+		return;
+	}
+	if (it->code != RPC_OK) {
+		rpc_call_finish(call, svc_fail_store(call, err, "send"));
+		return;
+	}
+	resp = (Parley__V1__SendResponse *)rpc_call_response(call);
+	resp->seq = it->seq;
+	resp->ts_ms = it->ts_ms;
+	rpc_call_finish(call, RPC_OK);
+}
+
+static void
+write_batch(mx_writer *w, struct wr_item *batch)
+{
+	uint64_t now = rpc_wall_ms();
+	struct wr_item *it, *next;
+	store_txn *txn = NULL;
+	store_err err;
+
+	w->npubs = 0;
+	err = store_begin(w->m->env, true, &txn);
+	for (it = batch; err == STORE_OK && it != NULL; it = it->next)
+		err = it->kind == ITEM_SEND ? apply_send(w, txn, it, now)
+					    : apply_changes(w, txn, it, now);
+	if (err == STORE_OK)
+		err = store_commit(txn);
+	else
+		store_abort(txn);
+	map_reset(&w->rooms);
+	map_reset(&w->keys);
+
+	if (err != STORE_OK) {
+		static int64_t last_log;
+		int64_t t = rpc_now_ms();
+
+		if (t - last_log > 5000) {
+			plog_error("messaging", "write failed: %s", store_strerror(err));
+			last_log = t;
+		}
+		for (size_t i = 0; i < w->npubs; i++)
+			nng_msg_free(w->pubs[i]);
+		w->npubs = 0;
+		/* Only answers resting on earlier commits stand. */
+		for (it = batch; it != NULL; it = it->next)
+			if (it->kind == ITEM_SEND && !it->stored_hit && !it->mismatch &&
+			    it->same_as == NULL)
+				it->code = RPC_INTERNAL; /* reported from err */
+	}
+	/* Copy each in-batch retry's answer before any call is answered:
+	 * answering frees the item. */
+	for (it = batch; it != NULL; it = it->next) {
+		if (it->kind != ITEM_SEND || it->same_as == NULL)
+			continue;
+		it->code = it->same_as->code;
+		it->seq = it->same_as->seq;
+		it->ts_ms = it->same_as->ts_ms;
+	}
+	for (it = batch; it != NULL; it = next) {
+		next = it->next;
+		if (it->kind == ITEM_SEND) {
+			answer_send(it, err);
+		} else {
+			pthread_mutex_lock(&w->mtx);
+			it->err = err;
+			it->done = true;
+			pthread_cond_broadcast(&w->done_cv);
+			pthread_mutex_unlock(&w->mtx);
+		}
+	}
+	pthread_mutex_lock(&w->m->pub_mtx);
+	for (size_t i = 0; i < w->npubs; i++)
+		mx_publish_locked(w->m, w->pubs[i]);
+	pthread_mutex_unlock(&w->m->pub_mtx);
+	w->npubs = 0;
+}
+
+static void *
+writer_main(void *arg)
+{
+	mx_writer *w = arg;
+
+	for (;;) {
+		struct wr_item *batch, *last;
+		unsigned n = 1, sends;
+
+		pthread_mutex_lock(&w->mtx);
+		while (w->head == NULL && !w->stopping)
+			pthread_cond_wait(&w->cv, &w->mtx);
+		if (w->head == NULL) {
+			pthread_mutex_unlock(&w->mtx);
+			break;
+		}
+		batch = last = w->head;
+		sends = batch->kind == ITEM_SEND;
+		while (last->next != NULL && n < WRITER_BATCH_MAX) {
+			last = last->next;
+			sends += last->kind == ITEM_SEND;
+			n++;
+		}
+		w->head = last->next;
+		if (w->head == NULL)
+			w->tail = NULL;
+		last->next = NULL;
+		w->queued -= sends;
+		pthread_mutex_unlock(&w->mtx);
+
+		write_batch(w, batch);
+	}
+	return NULL;
+}
+
+/* ---- the interface --------------------------------------------------------- */
+
+static void
+enqueue_locked(mx_writer *w, struct wr_item *it)
+{
+	it->next = NULL;
+	if (w->tail != NULL)
+		w->tail->next = it;
+	else
+		w->head = it;
+	w->tail = it;
+	pthread_cond_signal(&w->cv);
+}
+
+rpc_code
+mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req)
+{
+	struct wr_item *it = rpc_call_alloc(call, sizeof(*it));
+
+	it->kind = ITEM_SEND;
+	it->call = call;
+	it->req = req;
+	it->sender = rpc_call_caller(call);
+	crypto_generichash(it->hash, HASH_BYTES, (const unsigned char *)req->text,
+			   strlen(req->text), NULL, 0);
+
+	pthread_mutex_lock(&w->mtx);
+	if (w->stopping) {
+		pthread_mutex_unlock(&w->mtx);
+		return rpc_call_fail(call, RPC_UNAVAILABLE, "messaging is shutting down");
+	}
+	if (w->queued >= WRITER_QUEUE_MAX) {
+		pthread_mutex_unlock(&w->mtx);
+		rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+			      "too many messages waiting to be written; try again shortly");
+		rpc_call_retry_after(call, 100);
+		return RPC_RESOURCE_EXHAUSTED;
+	}
+	w->queued++;
+	enqueue_locked(w, it);
+	pthread_mutex_unlock(&w->mtx);
+	return RPC_DEFERRED;
+}
+
+store_err
+mx_writer_apply_changes(mx_writer *w, Parley__V1__Event **changes, size_t n, uint64_t *cursor)
+{
+	struct wr_item it = {.kind = ITEM_CHANGES, .changes = changes, .nchanges = n};
+
+	pthread_mutex_lock(&w->mtx);
+	if (w->stopping) {
+		pthread_mutex_unlock(&w->mtx);
+		return STORE_IO;
+	}
+	enqueue_locked(w, &it);
+	while (!it.done)
+		pthread_cond_wait(&w->done_cv, &w->mtx);
+	pthread_mutex_unlock(&w->mtx);
+	if (it.err == STORE_OK)
+		*cursor = it.cursor;
+	return it.err;
+}
+
+int
+mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st)
+{
+	mx_writer *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	w->m = m;
+	pthread_mutex_init(&w->mtx, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	pthread_cond_init(&w->done_cv, NULL);
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+		mx_writer_stop(w);
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the writer");
+	}
+	w->started = true;
+	*out = w;
+	return RPC_OK;
+}
+
+void
+mx_writer_stop(mx_writer *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mtx);
+	w->stopping = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mtx);
+	if (w->started)
+		pthread_join(w->thread, NULL);
+	free(w->pubs);
+	pthread_cond_destroy(&w->done_cv);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mtx);
+	free(w);
+}
