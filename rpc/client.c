@@ -110,21 +110,8 @@ wait_connected(rpc_client *cli, int64_t until)
 	bool up;
 
 	pthread_mutex_lock(&cli->mtx);
-	while (cli->pipes == 0) {
-		int64_t left = until - rpc_now_ms();
-		struct timespec ts;
-
-		if (left <= 0)
-			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&cli->up, &cli->mtx, &ts);
-	}
+	while (cli->pipes == 0 && rpc_now_ms() < until)
+		rpc_cond_wait_until(&cli->up, &cli->mtx, until);
 	up = cli->pipes > 0;
 	pthread_mutex_unlock(&cli->mtx);
 	return up;

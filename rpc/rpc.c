@@ -108,6 +108,24 @@ rpc_wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+void
+rpc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until_ms)
+{
+	int64_t left = until_ms - rpc_now_ms();
+	struct timespec ts;
+
+	if (left <= 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += left / 1000;
+	ts.tv_nsec += (left % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cv, mtx, &ts);
+}
+
 bool
 rpc_utf8_valid(const void *buf, size_t len)
 {

@@ -10,6 +10,7 @@
 #ifndef PARLEY_RPC_H
 #define PARLEY_RPC_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -80,6 +81,11 @@ rpc_code rpc_code_from_nng(int nng_err);
 /* Milliseconds: monotonic (for deadlines) and wall clock (for timestamps). */
 int64_t rpc_now_ms(void);
 uint64_t rpc_wall_ms(void);
+
+/* pthread_cond_timedwait until a monotonic deadline (rpc_now_ms); returns
+ * at once if it has passed. The caller holds mtx and re-checks its
+ * condition after, as with any condition wait. */
+void rpc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until_ms);
 
 /* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
  * nothing above U+10FFFF). NUL bytes are valid UTF-8; callers that forbid

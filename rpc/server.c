@@ -618,16 +618,8 @@ wait_drained(rpc_server *srv, bool count_deferred, int max_ms)
 	int64_t until = rpc_now_ms() + max_ms;
 
 	pthread_mutex_lock(&srv->mtx);
-	while (!drained_locked(srv, count_deferred) && rpc_now_ms() < until) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&srv->idle_cv, &srv->mtx, &ts);
-	}
+	while (!drained_locked(srv, count_deferred) && rpc_now_ms() < until)
+		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx, rpc_now_ms() + 50);
 	pthread_mutex_unlock(&srv->mtx);
 }
 

@@ -203,24 +203,6 @@ sub_cb(void *arg)
 	nng_recv_aio(f->sub, f->aio);
 }
 
-static void
-timed_wait(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until_ms)
-{
-	int64_t left = until_ms - rpc_now_ms();
-	struct timespec ts;
-
-	if (left <= 0)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += left / 1000;
-	ts.tv_nsec += (left % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(cv, mtx, &ts);
-}
-
 static void *
 feed_main(void *arg)
 {
@@ -233,7 +215,7 @@ feed_main(void *arg)
 		bool ok;
 
 		if (!f->kick && f->round_wanted <= f->round_started && rpc_now_ms() < next_tick) {
-			timed_wait(&f->cv, &f->mtx, next_tick);
+			rpc_cond_wait_until(&f->cv, &f->mtx, next_tick);
 			continue;
 		}
 		f->kick = false;
@@ -267,7 +249,7 @@ mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
 		pthread_cond_signal(&f->cv);
 	}
 	while (f->round_done < mine && !f->stop && rpc_now_ms() < deadline_ms)
-		timed_wait(&f->done_cv, &f->mtx, deadline_ms);
+		rpc_cond_wait_until(&f->done_cv, &f->mtx, deadline_ms);
 	if (f->round_ok >= mine)
 		code = RPC_OK;
 	else if (f->round_done >= mine)

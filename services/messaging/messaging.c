@@ -107,21 +107,8 @@ void
 mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms)
 {
 	pthread_mutex_lock(&m->pipe_mtx);
-	while (m->pipes_gone <= seen) {
-		int64_t left = until_ms - rpc_now_ms();
-		struct timespec ts;
-
-		if (left <= 0)
-			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&m->pipe_cv, &m->pipe_mtx, &ts);
-	}
+	while (m->pipes_gone <= seen && rpc_now_ms() < until_ms)
+		rpc_cond_wait_until(&m->pipe_cv, &m->pipe_mtx, until_ms);
 	pthread_mutex_unlock(&m->pipe_mtx);
 }
 

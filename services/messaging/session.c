@@ -17,7 +17,6 @@
 #define WORKER_STACK SESSION_STACK_SIZE
 #endif
 
-static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t when_ms);
 
 /* ---- the SUB callback (an nng thread) ------------------------------------ */
 
@@ -93,7 +92,7 @@ stop_sub(mx_session *s)
 	}
 	pthread_mutex_lock(&s->mtx);
 	while (!s->marker_seen && rpc_now_ms() < until)
-		wait_until(&s->cv, &s->mtx, until);
+		rpc_cond_wait_until(&s->cv, &s->mtx, until);
 	s->sub_stopping = true;
 	pthread_mutex_unlock(&s->mtx);
 	nng_aio_stop(s->aio);
@@ -490,24 +489,6 @@ end_session(mx_session *s)
 	sessions_worker_done(ss);
 }
 
-static void
-wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t when_ms)
-{
-	int64_t left = when_ms - rpc_now_ms();
-	struct timespec ts;
-
-	if (left <= 0)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += left / 1000;
-	ts.tv_nsec += (left % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(cv, mtx, &ts);
-}
-
 static void *
 worker_main(void *arg)
 {
@@ -553,7 +534,7 @@ worker_main(void *arg)
 				}
 				wake = s->last_active + idle_ms;
 			}
-			wait_until(&s->cv, &s->mtx, wake);
+			rpc_cond_wait_until(&s->cv, &s->mtx, wake);
 		}
 		s->want_frames = false;
 		while (s->inbox_len > 0) {
