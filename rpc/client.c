@@ -88,7 +88,8 @@ rpc_client_url(const rpc_client *cli)
 	return cli->url;
 }
 
-bool
+/* True while at least one connection to the server is up. */
+static bool
 rpc_client_connected(rpc_client *cli)
 {
 	bool up;

@@ -24,9 +24,6 @@ int rpc_client_open(rpc_client **clip, const char *url, rpc_status *st);
 void rpc_client_close(rpc_client *cli);
 const char *rpc_client_url(const rpc_client *cli);
 
-/* True while at least one connection to the server is up. */
-bool rpc_client_connected(rpc_client *cli);
-
 /*
  * Calls method (its name in svc, e.g. "Login") with req and waits for the
  * answer. On RPC_OK *resp holds the decoded reply, owned by the caller:
