@@ -303,6 +303,60 @@ resolve_endpoints(cli_ctx *ctx, const char *server, const char *const flags[PARL
 	return CLI_EXIT_OK;
 }
 
+/* How long a finished command waits for its sockets to close. */
+#define DISCONNECT_WAIT_MS 2000
+
+struct disconnect {
+	parley_conn *conn;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void *
+disconnect_main(void *arg)
+{
+	struct disconnect *d = arg;
+
+	parley_disconnect(d->conn);
+	pthread_mutex_lock(&d->mtx);
+	d->done = true;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mtx);
+	return NULL;
+}
+
+/*
+ * Closes the connection, but never lets a finished command hang on it:
+ * nng_close waits for every connection to wind down, and one stalled by a
+ * network fault (seen after a partition heals) can take unboundedly long.
+ * Past DISCONNECT_WAIT_MS the process exits anyway, which ends nng's
+ * threads with it. The struct is static: a helper still running at exit
+ * may touch it.
+ */
+static void
+disconnect_bounded(parley_conn *conn)
+{
+	static struct disconnect d = {.mtx = PTHREAD_MUTEX_INITIALIZER,
+				      .cv = PTHREAD_COND_INITIALIZER};
+	int64_t until = rpc_now_ms() + DISCONNECT_WAIT_MS;
+	pthread_t t;
+
+	d.conn = conn;
+	if (pthread_create(&t, NULL, disconnect_main, &d) != 0) {
+		parley_disconnect(conn);
+		return;
+	}
+	pthread_mutex_lock(&d.mtx);
+	while (!d.done && rpc_now_ms() < until)
+		rpc_cond_wait_until(&d.cv, &d.mtx, until);
+	pthread_mutex_unlock(&d.mtx);
+	if (d.done)
+		pthread_join(t, NULL);
+	else
+		pthread_detach(t);
+}
+
 static int
 run(int argc, char **argv, char **pos)
 {
@@ -455,7 +509,7 @@ run(int argc, char **argv, char **pos)
 	}
 	if (rc == CLI_EXIT_OK)
 		rc = current != NULL ? current->run(&ctx, npos - 1, pos + 1) : cli_interactive(&ctx);
-	parley_disconnect(ctx.conn);
+	disconnect_bounded(ctx.conn);
 	explicit_bzero(&ctx.session, sizeof(ctx.session));
 	return rc;
 }
