@@ -24,7 +24,7 @@
 #define ARENA_BLOCK 4096
 
 typedef enum slot_state {
-	SLOT_IDLE,	/* not receiving: before start or after shutdown */
+	SLOT_IDLE,	/* not receiving: before start or once closing */
 	SLOT_RECV,
 	SLOT_QUEUED,
 	SLOT_RUN,	/* in a handler, or deferred */
@@ -49,6 +49,7 @@ struct rpc_call {
 	nng_aio *aio;
 	slot_state state;
 	bool deferred;
+	bool refuse;	/* arrived after shutdown began: answer UNAVAILABLE */
 	rpc_call *next_queued;
 
 	/* The call in progress; all reset by call_reset. */
@@ -84,7 +85,8 @@ struct rpc_server {
 	pthread_cond_t cv;	 /* run queue not empty, or workers_stop */
 	pthread_cond_t idle_cv;	 /* a slot changed state during shutdown */
 	rpc_call *queue_head, *queue_tail;
-	bool stopping;
+	bool stopping;	/* shutdown began: new calls are refused, not dropped */
+	bool closing;	/* the socket is about to close: stop receiving */
 	bool workers_stop;
 };
 
@@ -146,6 +148,7 @@ call_reset(rpc_call *c)
 	c->caller[0] = '\0';
 	c->request_id = 0;
 	c->deferred = false;
+	c->refuse = false;
 	memset(&c->st, 0, sizeof(c->st));
 }
 
@@ -217,7 +220,7 @@ rpc_server_stopping(const rpc_server *srv)
 static void
 slot_recv_locked(rpc_call *c)
 {
-	if (c->srv->stopping) {
+	if (c->srv->closing) {
 		c->state = SLOT_IDLE;
 		pthread_cond_broadcast(&c->srv->idle_cv);
 		return;
@@ -254,7 +257,7 @@ slot_cb(void *arg)
 	switch (c->state) {
 	case SLOT_RECV:
 		if (rv != 0) {
-			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || srv->stopping) {
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || srv->closing) {
 				c->state = SLOT_IDLE;
 				pthread_cond_broadcast(&srv->idle_cv);
 			} else {
@@ -262,7 +265,14 @@ slot_cb(void *arg)
 			}
 			break;
 		}
+		if (srv->closing) {
+			nng_msg_free(nng_aio_get_msg(c->aio));
+			c->state = SLOT_IDLE;
+			pthread_cond_broadcast(&srv->idle_cv);
+			break;
+		}
 		c->msg = nng_aio_get_msg(c->aio);
+		c->refuse = srv->stopping;
 		c->arrived_ms = rpc_now_ms();
 		c->state = SLOT_QUEUED;
 		c->next_queued = NULL;
@@ -418,6 +428,12 @@ dispatch(rpc_call *c)
 	if (svc->methods[idx].fn == NULL)
 		return rpc_call_fail(c, RPC_UNIMPLEMENTED, "method '%.128s' is not served here",
 				     c->env->method);
+	if (c->refuse && svc->desc != &parley__v1__health__descriptor) {
+		/* Nothing was done: the client may retry elsewhere or later. */
+		rpc_call_fail(c, RPC_UNAVAILABLE, "%s is shutting down", srv->name);
+		rpc_call_retry_after(c, RPC_SHUTDOWN_RETRY_MS);
+		return RPC_UNAVAILABLE;
+	}
 
 	c->token = find_token(c->env, c, &code);
 	if (code != RPC_OK)
@@ -603,7 +619,9 @@ drained_locked(rpc_server *srv, bool count_deferred)
 	for (int i = 0; i < srv->nslots; i++) {
 		rpc_call *c = &srv->slots[i];
 
-		if (c->state == SLOT_IDLE)
+		/* Refused calls touch no service state: a stream of them
+		 * must not hold the shutdown up. */
+		if (c->state == SLOT_IDLE || c->state == SLOT_RECV || c->refuse)
 			continue;
 		if (c->state == SLOT_RUN && c->deferred && !count_deferred)
 			continue;
@@ -631,12 +649,10 @@ rpc_server_shutdown(rpc_server *srv)
 		pthread_mutex_unlock(&srv->mtx);
 		return;
 	}
+	/* Slots keep receiving: a call that arrives from now on is answered
+	 * UNAVAILABLE at once instead of being cut off with the connection
+	 * when the socket closes, so its client knows nothing was done. */
 	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELEASE);
-	/* Slots waiting to receive stop; no slot enters RECV from now on.
-	 * The cancelled receive completes on nng's thread, not in here. */
-	for (int i = 0; i < srv->nslots; i++)
-		if (srv->slots[i].state == SLOT_RECV)
-			nng_aio_cancel(srv->slots[i].aio);
 	pthread_mutex_unlock(&srv->mtx);
 	wait_drained(srv, false, RPC_MAX_TIMEOUT_MS);
 }
@@ -646,16 +662,21 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 {
 	rpc_server_shutdown(srv);
 	wait_drained(srv, true, drain_ms);
+	pthread_mutex_lock(&srv->mtx);
+	srv->closing = true;
+	pthread_mutex_unlock(&srv->mtx);
 	nng_close(srv->sock);
-	for (int i = 0; i < srv->nslots; i++)
-		nng_aio_stop(srv->slots[i].aio);
-
+	/* Workers empty the run queue before they exit; their replies fail
+	 * on the closed socket and the slots go idle. Only then may the aios
+	 * stop, with no worker left to start another operation on one. */
 	pthread_mutex_lock(&srv->mtx);
 	srv->workers_stop = true;
 	pthread_cond_broadcast(&srv->cv);
 	pthread_mutex_unlock(&srv->mtx);
 	for (int i = 0; srv->workers != NULL && i < srv->nworkers; i++)
 		pthread_join(srv->workers[i], NULL);
+	for (int i = 0; i < srv->nslots; i++)
+		nng_aio_stop(srv->slots[i].aio);
 
 	for (int i = 0; i < srv->nslots; i++) {
 		rpc_call *c = &srv->slots[i];

@@ -76,8 +76,12 @@ int rpc_server_start(rpc_server *srv, rpc_status *st);
 
 /* Stops taking new calls and waits until every call in flight has been
  * answered, except deferred ones: their owner finishes them next (it can
- * tell by rpc_server_stopping). Health/Check answers NOT_SERVING from now. */
+ * tell by rpc_server_stopping). Calls arriving from now until the socket
+ * closes are answered UNAVAILABLE (retry_after_ms RPC_SHUTDOWN_RETRY_MS),
+ * never dropped; Health/Check answers NOT_SERVING. */
 void rpc_server_shutdown(rpc_server *srv);
+
+#define RPC_SHUTDOWN_RETRY_MS 1000
 
 /* Waits up to drain_ms for the remaining calls to be answered, closes the
  * socket and frees the server. Deferred calls still unanswered then are

@@ -1,47 +1,108 @@
 /*
  * lifecycle_test.c — parleyd as an operator sees it: flags, log lines, and a
- * SIGTERM that answers the calls in flight before exiting 0.
+ * SIGTERM that answers the calls in flight, refuses later ones with
+ * UNAVAILABLE, and exits 0.
  */
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
 #include "harness.h"
 #include "parley/v1/auth.pb-c.h"
+#include "parley/v1/health.pb-c.h"
+#include "parley/v1/rpc.pb-c.h"
 
-struct inflight {
-	const char *url;
-	rpc_code code;
-	char message[256];
+#define NLOGINS 32
+
+/* One context of a raw REQ socket: every call on it goes down the same
+ * connection, in the order the sends complete. */
+struct rawcall {
+	nng_ctx ctx;
+	nng_aio *aio;
 };
 
-static pthread_barrier_t connected;
+static nng_socket sock;
 
-static void *
-slow_login(void *p)
+static void
+raw_send(struct rawcall *r, const char *method, const ProtobufCMessage *body)
 {
-	struct inflight *f = p;
-	Parley__V1__LoginRequest login = PARLEY__V1__LOGIN_REQUEST__INIT;
-	rpc_client *c = th_client(f->url);
-	ProtobufCMessage *resp = NULL;
-	rpc_call_opts o = {.timeout_ms = 20000};
-	rpc_status st;
+	Parley__V1__RpcRequest env = PARLEY__V1__RPC_REQUEST__INIT;
+	uint8_t buf[1024];
+	nng_msg *m;
 
-	/* Connected before the login goes out, so the login reaches the
-	 * server within microseconds of the barrier. */
-	TH_CHECK(th_wait_serving(f->url, 20000), "connect");
-	pthread_barrier_wait(&connected);
-	login.user_id = "someone";
+	env.method = (char *)method;
+	env.body.data = buf + 512;
+	env.body.len = protobuf_c_message_pack(body, env.body.data);
+	env.timeout_ms = 30000;
+	TH_CHECK(nng_msg_alloc(&m, parley__v1__rpc_request__get_packed_size(&env)) == 0,
+		 "alloc");
+	parley__v1__rpc_request__pack(&env, nng_msg_body(m));
+	nng_aio_set_msg(r->aio, m);
+	nng_ctx_send(r->ctx, r->aio);
+	nng_aio_wait(r->aio);
+	TH_CHECK(nng_aio_result(r->aio) == 0, "send %s", method);
+}
+
+/* The reply's code; body, if asked for, gets the reply body unpacked. */
+static rpc_code
+raw_recv(struct rawcall *r, char *msg, size_t len, uint32_t *retry_after_ms,
+	 Parley__V1__HealthCheckResponse **health)
+{
+	Parley__V1__RpcResponse *resp;
+	rpc_code code;
+	nng_msg *m;
+
+	nng_ctx_recv(r->ctx, r->aio);
+	nng_aio_wait(r->aio);
+	if (nng_aio_result(r->aio) != 0) {
+		snprintf(msg, len, "no reply: %s", nng_strerror(nng_aio_result(r->aio)));
+		return RPC_UNKNOWN;
+	}
+	m = nng_aio_get_msg(r->aio);
+	resp = parley__v1__rpc_response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	TH_CHECK(resp != NULL, "a well-formed reply");
+	code = resp->status != NULL ? (rpc_code)resp->status->code : RPC_OK;
+	snprintf(msg, len, "%s",
+		 resp->status != NULL && resp->status->message ? resp->status->message : "");
+	if (retry_after_ms != NULL)
+		*retry_after_ms = resp->status != NULL ? resp->status->retry_after_ms : 0;
+	if (health != NULL && code == RPC_OK)
+		*health = parley__v1__health_check_response__unpack(NULL, resp->body.len,
+								     resp->body.data);
+	parley__v1__rpc_response__free_unpacked(resp, NULL);
+	return code;
+}
+
+static void
+raw_login(struct rawcall *r, const char *user)
+{
+	Parley__V1__LoginRequest login = PARLEY__V1__LOGIN_REQUEST__INIT;
+
+	login.user_id = (char *)user;
 	login.password = "not-the-password";
-	f->code = rpc_client_call(c, &parley__v1__auth__descriptor, "Login", &login.base, &resp,
-				  &o, &st);
-	snprintf(f->message, sizeof(f->message), "%s", st.message);
-	if (resp)
-		protobuf_c_message_free_unpacked(resp, NULL);
-	rpc_client_close(c);
-	return NULL;
+	raw_send(r, "/parley.v1.Auth/Login", &login.base);
+}
+
+/* Health/Check on r; returns the serving status, or -1 with no reply. */
+static int
+raw_health(struct rawcall *r)
+{
+	Parley__V1__HealthCheckRequest req = PARLEY__V1__HEALTH_CHECK_REQUEST__INIT;
+	Parley__V1__HealthCheckResponse *h = NULL;
+	char msg[256];
+	int status;
+
+	raw_send(r, "/parley.v1.Health/Check", &req.base);
+	if (raw_recv(r, msg, sizeof(msg), NULL, &h) != RPC_OK || h == NULL)
+		return -1;
+	status = h->status;
+	parley__v1__health_check_response__free_unpacked(h, NULL);
+	return status;
 }
 
 static bool
@@ -63,33 +124,70 @@ static void
 test_sigterm_answers_inflight(void)
 {
 	th_daemon d = {0};
-	struct inflight f[8];
-	pthread_t t[8];
+	struct rawcall logins[NLOGINS], probe, late;
+	char user[32], msg[256];
+	uint32_t retry_after;
+	rpc_code code;
+	int status;
 
 	TH_CHECK(th_start(&d, "auth"), "start");
-	pthread_barrier_init(&connected, NULL, 9);
-	for (int i = 0; i < 8; i++) {
-		f[i] = (struct inflight){.url = d.auth, .code = RPC_UNKNOWN};
-		pthread_create(&t[i], NULL, slow_login, &f[i]);
+	TH_CHECK(nng_req0_open(&sock) == 0, "req socket");
+	nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	TH_CHECK(nng_dial(sock, d.auth, NULL, 0) == 0, "dial");
+	for (int i = 0; i < NLOGINS; i++)
+		TH_CHECK(nng_ctx_open(&logins[i].ctx, sock) == 0 &&
+			     nng_aio_alloc(&logins[i].aio, NULL, NULL) == 0, "ctx");
+	TH_CHECK(nng_ctx_open(&probe.ctx, sock) == 0 &&
+		     nng_aio_alloc(&probe.aio, NULL, NULL) == 0 &&
+		     nng_ctx_open(&late.ctx, sock) == 0 &&
+		     nng_aio_alloc(&late.aio, NULL, NULL) == 0, "ctx");
+	TH_CHECK(raw_health(&probe) == PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
+		 "serving");
+
+	/* NLOGINS wrong-password logins (distinct users, so no rate limit),
+	 * then a health check behind them on the same connection: its reply
+	 * proves the server has read every login. Argon2id checks on at most
+	 * one thread per core take far longer than the rest of this test
+	 * needs: at SIGTERM some are hashing and the rest are queued. */
+	for (int i = 0; i < NLOGINS; i++) {
+		snprintf(user, sizeof(user), "nobody-%d", i);
+		raw_login(&logins[i], user);
 	}
-	pthread_barrier_wait(&connected);
-	/* Eight Argon2id checks on at most one per core take far longer than
-	 * this: at SIGTERM some are hashing and the rest are queued. */
-	usleep(50000);
+	TH_CHECK(raw_health(&probe) == PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
+		 "serving with logins queued");
+	kill(d.pid, SIGTERM);
+
+	/* While it drains, the server still answers: health says NOT_SERVING,
+	 * and a new call is refused with UNAVAILABLE and a retry hint rather
+	 * than cut off with the connection. */
+	do
+		status = raw_health(&probe);
+	while (status == PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	TH_CHECK(status == PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING,
+		 "draining server answers health NOT_SERVING (got %d)", status);
+	raw_login(&late, "latecomer");
+	code = raw_recv(&late, msg, sizeof(msg), &retry_after, NULL);
+	TH_CHECK(code == RPC_UNAVAILABLE && strstr(msg, "shutting down") != NULL &&
+		     retry_after > 0, "a call after SIGTERM: %s %s (retry after %u ms)",
+		 rpc_code_name(code), msg, retry_after);
+
+	/* Every call received before SIGTERM is answered for real. */
+	for (int i = 0; i < NLOGINS; i++) {
+		code = raw_recv(&logins[i], msg, sizeof(msg), NULL, NULL);
+		TH_CHECK(code == RPC_UNAUTHENTICATED, "login %d: %s %s", i, rpc_code_name(code),
+			 msg);
+	}
 	TH_CHECK(th_stop(&d) == 0, "exit status 0 after SIGTERM");
-	for (int i = 0; i < 8; i++) {
-		pthread_join(t[i], NULL);
-		/* Every call in flight is answered (a wrong password), not
-		 * dropped by the shutdown. */
-		TH_CHECK(f[i].code == RPC_UNAUTHENTICATED, "call %d: %s %s", i,
-			 rpc_code_name(f[i].code), f[i].message);
-	}
-	pthread_barrier_destroy(&connected);
+	nng_close(sock);
+	for (int i = 0; i < NLOGINS; i++)
+		nng_aio_free(logins[i].aio);
+	nng_aio_free(probe.aio);
+	nng_aio_free(late.aio);
 	TH_CHECK(log_has(&d, "auth serving on"), "start line");
 	TH_CHECK(log_has(&d, "shutting down"), "stop line");
 	TH_CHECK(log_has(&d, "stopped"), "stopped line");
 	th_cleanup(&d);
-	printf("ok SIGTERM answers calls in flight and exits 0\n");
+	printf("ok SIGTERM answers calls in flight, refuses new ones, and exits 0\n");
 }
 
 static int
