@@ -10,6 +10,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "local.h"
 #include "parley/v1/rpc.pb-c.h"
 
 struct rpc_client {
@@ -118,21 +119,66 @@ wait_connected(rpc_client *cli, int64_t until)
 	return up;
 }
 
+/* Packs env into a new message; NULL when out of memory. */
+static nng_msg *
+pack_request(Parley__V1__RpcRequest *env)
+{
+	size_t len = parley__v1__rpc_request__get_packed_size(env);
+	nng_msg *msg;
+
+	if (nng_msg_alloc(&msg, len) != 0)
+		return NULL;
+	parley__v1__rpc_request__pack(env, nng_msg_body(msg));
+	return msg;
+}
+
+static rpc_code
+unpack_response(rpc_client *cli, nng_msg *msg, Parley__V1__RpcResponse **out, rpc_status *st)
+{
+	*out = parley__v1__rpc_response__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	if (*out == NULL)
+		return rpc_status_set(st, RPC_INTERNAL, "%s sent a malformed response", cli->url);
+	return RPC_OK;
+}
+
+/* The server lives in this process (see local.h): call it directly. */
+static rpc_code
+roundtrip_local(rpc_client *cli, rpc_server *srv, Parley__V1__RpcRequest *env,
+		int64_t deadline, Parley__V1__RpcResponse **out, rpc_status *st)
+{
+	nng_msg *msg;
+	rpc_code code;
+
+	env->timeout_ms = (uint32_t)(deadline - rpc_now_ms());
+	if ((msg = pack_request(env)) == NULL) {
+		rpc_local_release(srv);
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	code = rpc_local_call(srv, msg, deadline, &msg, st);
+	rpc_local_release(srv);
+	if (code != RPC_OK)
+		return code;
+	return unpack_response(cli, msg, out, st);
+}
+
 /* Sends env and waits for the matching RpcResponse; *out owned by caller. */
 static rpc_code
 roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
 	  Parley__V1__RpcResponse **out, rpc_status *st)
 {
+	rpc_server *local;
 	nng_ctx ctx;
 	nng_aio *aio = NULL;
 	nng_msg *msg = NULL;
 	int64_t left = deadline - rpc_now_ms();
-	size_t len;
 	int rv;
 
 	*out = NULL;
 	if (left <= 0)
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
+	if ((local = rpc_local_acquire(cli->url)) != NULL)
+		return roundtrip_local(cli, local, env, deadline, out, st);
 	if (!wait_connected(cli, rpc_now_ms() + (left < RPC_CONNECT_GRACE_MS ? left
 									 : RPC_CONNECT_GRACE_MS)))
 		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
@@ -148,10 +194,10 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
 	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0)
 		goto fail;
-	len = parley__v1__rpc_request__get_packed_size(env);
-	if ((rv = nng_msg_alloc(&msg, len)) != 0)
+	if ((msg = pack_request(env)) == NULL) {
+		rv = NNG_ENOMEM;
 		goto fail;
-	parley__v1__rpc_request__pack(env, nng_msg_body(msg));
+	}
 
 	nng_aio_set_timeout(aio, (nng_duration)left);
 	nng_aio_set_msg(aio, msg);
@@ -168,13 +214,9 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
 	if ((rv = nng_aio_result(aio)) != 0)
 		goto fail;
 	msg = nng_aio_get_msg(aio);
-	*out = parley__v1__rpc_response__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
-	nng_msg_free(msg);
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
-	if (*out == NULL)
-		return rpc_status_set(st, RPC_INTERNAL, "%s sent a malformed response", cli->url);
-	return RPC_OK;
+	return unpack_response(cli, msg, out, st);
 
 fail:
 	if (aio != NULL)

@@ -4,6 +4,10 @@
  * One rpc_client per server address. It dials in the background and
  * redials after the server restarts. rpc_client_call is safe to use from
  * many threads at once: each call has its own nng context.
+ *
+ * When a server of this same process listens on exactly this url, calls go
+ * to it directly on the calling thread (see local.h), with the same checks
+ * and statuses; this is how the services inside one parleyd talk.
  */
 #ifndef PARLEY_RPC_CLIENT_H
 #define PARLEY_RPC_CLIENT_H

@@ -7,6 +7,7 @@
  * srv->mtx guards slot states, the run queue and the counters.
  */
 #include "server.h"
+#include "local.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ struct rpc_call {
 	slot_state state;
 	bool deferred;
 	bool refuse;	/* arrived after shutdown began: answer UNAVAILABLE */
+	struct local_call *local; /* an in-process call (not a slot), or NULL */
 	rpc_call *next_queued;
 
 	/* The call in progress; all reset by call_reset. */
@@ -85,10 +87,32 @@ struct rpc_server {
 	pthread_cond_t cv;	 /* run queue not empty, or workers_stop */
 	pthread_cond_t idle_cv;	 /* a slot changed state during shutdown */
 	rpc_call *queue_head, *queue_tail;
+	rpc_server *local_next;	/* in local_servers; local_mtx guards */
+	int local_pins;		/* in-process callers inside; local_mtx guards */
 	bool stopping;	/* shutdown began: new calls are refused, not dropped */
 	bool closing;	/* the socket is about to close: stop receiving */
 	bool workers_stop;
 };
+
+/*
+ * An in-process call: the caller's thread runs dispatch itself and waits
+ * here for the reply, which a deferred handler may send from any thread.
+ * If the caller gives up at its deadline first, the reply's sender frees
+ * the call.
+ */
+struct local_call {
+	rpc_call call;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	nng_msg *reply;
+	bool done;
+	bool abandoned;
+};
+
+/* Servers of this process that in-process clients may call, by URL. */
+static pthread_mutex_t local_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t local_cv = PTHREAD_COND_INITIALIZER; /* a pin was dropped */
+static rpc_server *local_servers;
 
 /* ---- the per-call arena ---------------------------------------------- */
 
@@ -229,12 +253,18 @@ slot_recv_locked(rpc_call *c)
 	nng_ctx_recv(c->ctx, c->aio);
 }
 
+static void local_answer(struct local_call *lc, nng_msg *reply);
+
 static void
 slot_send(rpc_call *c, nng_msg *reply)
 {
 	rpc_server *srv = c->srv;
 
 	call_reset(c);
+	if (c->local != NULL) {
+		local_answer(c->local, reply);
+		return;
+	}
 	pthread_mutex_lock(&srv->mtx);
 	if (reply == NULL) {
 		slot_recv_locked(c);
@@ -521,6 +551,127 @@ static const rpc_method health_methods[] = {
 	{.fn = health_check, .auth = RPC_AUTH_NONE},
 };
 
+/* ---- in-process calls ------------------------------------------------------- */
+
+static void
+local_free(struct local_call *lc)
+{
+	if (lc->reply != NULL)
+		nng_msg_free(lc->reply);
+	pthread_cond_destroy(&lc->cv);
+	pthread_mutex_destroy(&lc->mtx);
+	free(lc);
+}
+
+static void
+local_answer(struct local_call *lc, nng_msg *reply)
+{
+	bool abandoned;
+
+	pthread_mutex_lock(&lc->mtx);
+	lc->reply = reply;
+	lc->done = true;
+	abandoned = lc->abandoned;
+	pthread_cond_signal(&lc->cv);
+	pthread_mutex_unlock(&lc->mtx);
+	if (abandoned)
+		local_free(lc);
+}
+
+rpc_server *
+rpc_local_acquire(const char *url)
+{
+	rpc_server *srv;
+
+	pthread_mutex_lock(&local_mtx);
+	for (srv = local_servers; srv != NULL; srv = srv->local_next)
+		if (strcmp(srv->url, url) == 0) {
+			srv->local_pins++;
+			break;
+		}
+	pthread_mutex_unlock(&local_mtx);
+	return srv;
+}
+
+void
+rpc_local_release(rpc_server *srv)
+{
+	pthread_mutex_lock(&local_mtx);
+	if (--srv->local_pins == 0)
+		pthread_cond_broadcast(&local_cv);
+	pthread_mutex_unlock(&local_mtx);
+}
+
+rpc_code
+rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg **replyp,
+	       rpc_status *st)
+{
+	struct local_call *lc = calloc(1, sizeof(*lc));
+	rpc_call *c;
+	rpc_code code;
+
+	*replyp = NULL;
+	if (lc == NULL) {
+		nng_msg_free(request);
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	pthread_mutex_init(&lc->mtx, NULL);
+	pthread_cond_init(&lc->cv, NULL);
+	c = &lc->call;
+	c->srv = srv;
+	c->local = lc;
+	c->state = SLOT_RUN;
+	c->msg = request;
+	c->arrived_ms = rpc_now_ms();
+	c->refuse = rpc_server_stopping(srv);
+
+	/* The same path as a call off the socket, on this thread. */
+	code = dispatch(c);
+	if (code != RPC_DEFERRED)
+		reply(c, code);
+
+	pthread_mutex_lock(&lc->mtx);
+	while (!lc->done && rpc_now_ms() < deadline_ms)
+		rpc_cond_wait_until(&lc->cv, &lc->mtx, deadline_ms);
+	if (!lc->done) {
+		lc->abandoned = true; /* the deferred handler frees it */
+		pthread_mutex_unlock(&lc->mtx);
+		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "no answer from %s in time",
+				      srv->url);
+	}
+	pthread_mutex_unlock(&lc->mtx);
+	*replyp = lc->reply;
+	lc->reply = NULL;
+	local_free(lc);
+	if (*replyp == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "%s: out of memory", srv->url);
+	return RPC_OK;
+}
+
+static void
+local_register(rpc_server *srv)
+{
+	pthread_mutex_lock(&local_mtx);
+	srv->local_next = local_servers;
+	local_servers = srv;
+	pthread_mutex_unlock(&local_mtx);
+}
+
+/* After this, no in-process caller is inside srv or can enter it. */
+static void
+local_unregister(rpc_server *srv)
+{
+	pthread_mutex_lock(&local_mtx);
+	for (rpc_server **p = &local_servers; *p != NULL; p = &(*p)->local_next)
+		if (*p == srv) {
+			*p = srv->local_next;
+			break;
+		}
+	while (srv->local_pins > 0)
+		pthread_cond_wait(&local_cv, &local_mtx);
+	pthread_mutex_unlock(&local_mtx);
+}
+
 /* ---- lifecycle ------------------------------------------------------------- */
 
 int
@@ -610,6 +761,7 @@ rpc_server_start(rpc_server *srv, rpc_status *st)
 	for (int i = 0; i < srv->nslots; i++)
 		slot_recv_locked(&srv->slots[i]);
 	pthread_mutex_unlock(&srv->mtx);
+	local_register(srv);
 	return RPC_OK;
 }
 
@@ -662,6 +814,7 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 {
 	rpc_server_shutdown(srv);
 	wait_drained(srv, true, drain_ms);
+	local_unregister(srv);
 	pthread_mutex_lock(&srv->mtx);
 	srv->closing = true;
 	pthread_mutex_unlock(&srv->mtx);
