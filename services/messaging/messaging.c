@@ -4,8 +4,9 @@
  *
  * Threads: the rpc workers run the handlers; one writer thread writes
  * LMDB; one feed thread follows the rooms service; one worker thread per
- * session. The PUB socket is shared by all of them; m->pub_mtx orders
- * publishing against the closing of session SUB sockets (session.c).
+ * session, fed by the router's SUB socket. The PUB socket is shared by all
+ * of them; m->pub_mtx orders publishing against the closing of the
+ * router's SUB socket (router.c).
  */
 #include "messaging_int.h"
 

@@ -7,7 +7,9 @@
  *                client_msg_id records, publishing after commit
  *   feed.c       follows the rooms service's membership log into timelines
  *   sessions.c   the session registry and the Open/Poll/Close handlers
- *   session.c    one session: its worker thread, SUB socket and buffer
+ *   session.c    one session: its worker thread and buffer
+ *   router.c     one SUB socket on the PUB stream feeding the sessions of
+ *                each room (an index room -> sessions)
  *
  * Tables (besides the timeline, see timeline.h; records in
  * proto/parley/store/v1/messaging_records.proto):
@@ -38,6 +40,8 @@
 typedef struct mx_writer mx_writer;
 typedef struct mx_feed mx_feed;
 typedef struct mx_sessions mx_sessions;
+typedef struct mx_router mx_router;
+typedef struct mx_session mx_session;
 
 struct messaging_service {
 	rpc_server *srv;
@@ -53,11 +57,11 @@ struct messaging_service {
 
 	nng_socket pub;
 	bool pub_open;
-	pthread_mutex_t pub_mtx; /* held to publish, and to close a session's SUB */
+	pthread_mutex_t pub_mtx; /* held to publish, and to close the router's SUB */
 	pthread_mutex_t pipe_mtx; /* guards pipes_gone (nng's pipe callback) */
 	pthread_cond_t pipe_cv;
 	uint64_t pipes_gone;	  /* PUB pipes removed so far */
-	char inproc_url[64];	/* where session workers subscribe */
+	char inproc_url[64];	/* where the router subscribes */
 
 	uint32_t session_idle_ms;
 	uint32_t max_sessions;
@@ -65,6 +69,7 @@ struct messaging_service {
 	mx_writer *writer;
 	mx_feed *feed;
 	mx_sessions *sessions;
+	mx_router *router;
 };
 
 /* ---- publishing (messaging.c) ---------------------------------------- */
@@ -79,9 +84,9 @@ void mx_publish(messaging_service *m, nng_msg *msg);
 
 /*
  * Control frames: a topic starting with MX_CONTROL_BYTE (never the first
- * byte of a room id) carries no Event. A session subscribes to its own
- * control topic to learn when everything published before a given moment
- * has reached it (see session.c, closing the SUB socket).
+ * byte of a room id) carries no Event. The router publishes one to learn
+ * when everything published before a given moment has reached it (see
+ * router.c, closing the SUB socket).
  */
 #define MX_CONTROL_BYTE '\x01'
 
@@ -145,6 +150,24 @@ rpc_code mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st);
 store_err mx_mirror_apply(messaging_service *m, store_txn *txn, const Parley__V1__Event *change);
 store_err mx_mirror_is_member(messaging_service *m, store_txn *txn, const char *room,
 			      const char *user, bool *member);
+
+/* ---- the router (router.c) ------------------------------------------------------------ */
+
+int mx_router_start(messaging_service *m, mx_router **out, rpc_status *st);
+
+/* Stops delivering and frees r; every session must be out of it. */
+void mx_router_stop(mx_router *r);
+
+/* Routes the frames of each of s's rooms to s; false when out of memory
+ * (then s is in no route). */
+bool mx_router_add(mx_router *r, mx_session *s);
+
+/* Stops routing s's room (an index into s->rooms) to s. */
+void mx_router_drop_room(mx_router *r, mx_session *s, unsigned room);
+
+/* Stops routing anything to s: no delivery to s is in progress or can
+ * start once this returns. */
+void mx_router_remove(mx_router *r, mx_session *s);
 
 /* ---- sessions (sessions.c) ------------------------------------------------------------ */
 

@@ -18,98 +18,40 @@
 #endif
 
 
-/* ---- the SUB callback (an nng thread) ------------------------------------ */
+/* ---- frames from the router (an nng thread) ----------------------------- */
 
-static void
-sub_cb(void *arg)
+void
+session_deliver(mx_session *s, nng_msg *msg)
 {
-	mx_session *s = arg;
-	nng_msg *msg;
-	bool rearm;
-
-	if (nng_aio_result(s->aio) != 0) {
-		/* Closed, cancelled or failed: from now on the heads read from
-		 * LMDB every SESSION_HEAL_MS carry the session. */
-		return;
-	}
-	msg = nng_aio_get_msg(s->aio);
-	nng_aio_set_msg(s->aio, NULL);
 	pthread_mutex_lock(&s->mtx);
-	if (nng_msg_len(msg) > 0 && *(const char *)nng_msg_body(msg) == MX_CONTROL_BYTE) {
-		/* The only control topic we subscribe to is our own marker. */
-		nng_msg_free(msg);
-		s->marker_seen = true;
-		pthread_cond_broadcast(&s->cv);
-	} else if (s->inbox_len < SESSION_INBOX_MAX) {
+	if (msg != NULL && s->inbox_len < SESSION_INBOX_MAX) {
 		s->inbox[(s->inbox_head + s->inbox_len++) % SESSION_INBOX_MAX] = msg;
 	} else {
-		nng_msg_free(msg);
+		if (msg != NULL)
+			nng_msg_free(msg);
 		s->inbox_overflow = true;
 	}
-	rearm = !s->sub_stopping;
 	/* Wake the worker only when a frame may complete an answer, or
 	 * before the inbox fills: frames for an idle client wait in bulk. */
 	if (s->want_frames || s->inbox_len >= SESSION_INBOX_MAX / 2)
 		pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mtx);
-	if (rearm)
-		nng_recv_aio(s->sub, s->aio);
 }
 
-/* The control topic only this session subscribes to: 0x01, id, NUL. */
-static size_t
-marker_topic(const mx_session *s, char topic[SESSION_ID_LEN + 2])
-{
-	topic[0] = MX_CONTROL_BYTE;
-	memcpy(topic + 1, s->id, SESSION_ID_LEN);
-	topic[SESSION_ID_LEN + 1] = '\0';
-	return SESSION_ID_LEN + 2;
-}
-
-/*
- * Stops receiving and closes the SUB socket; the callback is done for good
- * when this returns, and no frame is lost track of. nng 1.5 leaks a frame
- * that is on its way into a SUB socket when the socket closes. So, holding
- * the publish lock (nothing new is sent), we publish a marker on our own
- * control topic and wait for it to come back: PUB keeps order per
- * subscriber, so everything sent before has arrived. Then close, and wait
- * until the PUB side has let go of the pipe too, so that nothing is ever
- * sent into the half-closed pipe.
- */
+/* Takes s out of the router and drops what it had not sorted yet. */
 static void
-stop_sub(mx_session *s)
+unroute(mx_session *s)
 {
-	char topic[SESSION_ID_LEN + 2];
-	size_t tlen = marker_topic(s, topic);
-	int64_t until = rpc_now_ms() + SESSION_MARKER_WAIT_MS;
-	nng_msg *marker, *left;
-	uint64_t gone;
-
-	pthread_mutex_lock(&s->m->pub_mtx);
-	if (nng_msg_alloc(&marker, tlen) == 0) {
-		memcpy(nng_msg_body(marker), topic, tlen);
-		mx_publish_locked(s->m, marker);
-	}
+	if (s->routed)
+		mx_router_remove(s->m->router, s);
+	s->routed = false;
 	pthread_mutex_lock(&s->mtx);
-	while (!s->marker_seen && rpc_now_ms() < until)
-		rpc_cond_wait_until(&s->cv, &s->mtx, until);
-	s->sub_stopping = true;
-	pthread_mutex_unlock(&s->mtx);
-	nng_aio_stop(s->aio);
-	gone = mx_pub_pipes_gone(s->m);
-	nng_close(s->sub);
-	mx_pub_wait_pipe_gone(s->m, gone, rpc_now_ms() + SESSION_MARKER_WAIT_MS);
-	pthread_mutex_unlock(&s->m->pub_mtx);
-	s->sub_open = false;
-	if ((left = nng_aio_get_msg(s->aio)) != NULL) {
-		nng_aio_set_msg(s->aio, NULL);
-		nng_msg_free(left);
-	}
 	while (s->inbox_len > 0) {
 		nng_msg_free(s->inbox[s->inbox_head]);
 		s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
 		s->inbox_len--;
 	}
+	pthread_mutex_unlock(&s->mtx);
 }
 
 /* ---- the buffer ---------------------------------------------------------------- */
@@ -157,13 +99,10 @@ static void
 drop_room(mx_session *s, unsigned room)
 {
 	sess_room *r = &s->rooms[room];
-	char topic[TIMELINE_ROOM_MAX + 1];
-	size_t tl = strlen(r->id) + 1;
 	unsigned kept = 0;
 
 	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE);
-	memcpy(topic, r->id, tl);
-	nng_socket_set(s->sub, NNG_OPT_SUB_UNSUBSCRIBE, topic, tl);
+	mx_router_drop_room(s->m->router, s, room);
 	/* Compact the ring without that room's events. */
 	for (unsigned i = 0; i < s->buf_len; i++) {
 		sess_event e = s->buf[(s->buf_head + i) % SESSION_BUF_EVENTS];
@@ -481,7 +420,7 @@ end_session(mx_session *s)
 	if (call != NULL)
 		rpc_call_finish(call, RPC_OK); /* empty */
 
-	stop_sub(s);
+	unroute(s);
 	while (s->buf_len > 0)
 		buf_pop(s);
 	say_offline(s);
@@ -603,7 +542,6 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user,
 {
 	unsigned char raw[SESSION_ID_LEN / 2];
 	mx_session *s;
-	int rv;
 
 	s = calloc(1, sizeof(*s) + req->n_rooms * sizeof(sess_room));
 	if (s == NULL) {
@@ -627,32 +565,13 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user,
 	pthread_mutex_init(&s->mtx, NULL);
 	pthread_cond_init(&s->cv, NULL);
 
-	if ((rv = nng_sub0_open(&s->sub)) != 0)
-		goto fail;
-	s->sub_open = true;
-	nng_socket_set_int(s->sub, NNG_OPT_RECVBUF, SESSION_SUB_RECVBUF);
-	for (unsigned i = 0; i < s->nrooms; i++)
-		if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, s->rooms[i].id,
-					 strlen(s->rooms[i].id) + 1)) != 0)
-			goto fail;
-	{
-		char topic[SESSION_ID_LEN + 2];
-		size_t tlen = marker_topic(s, topic);
-
-		if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, topic, tlen)) != 0)
-			goto fail;
+	if (!mx_router_add(m->router, s)) {
+		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+		session_unref(s);
+		return NULL;
 	}
-	if ((rv = nng_dial(s->sub, m->inproc_url, NULL, 0)) != 0 ||
-	    (rv = nng_aio_alloc(&s->aio, sub_cb, s)) != 0)
-		goto fail;
-	nng_recv_aio(s->sub, s->aio);
+	s->routed = true;
 	return s;
-
-fail:
-	rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot subscribe a session: %s",
-		       nng_strerror(rv));
-	session_unref(s);
-	return NULL;
 }
 
 bool
@@ -687,12 +606,7 @@ session_unref(mx_session *s)
 {
 	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	if (s->sub_open && s->aio != NULL)
-		stop_sub(s); /* never ran */
-	else if (s->sub_open)
-		nng_close(s->sub);
-	if (s->aio != NULL)
-		nng_aio_free(s->aio);
+	unroute(s); /* a session that never ran */
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mtx);
 	free(s);

@@ -2,9 +2,9 @@
  * session.h — one messaging session (internal to the messaging service).
  *
  * A session is a server-side cursor over up to SESSION_MAX_ROOMS rooms,
- * owned by the user who opened it, with its own worker thread and its own
- * SUB socket on the service's inproc PUB endpoint, subscribed to
- * "room_id\0" of each of its rooms.
+ * owned by the user who opened it, with its own worker thread. The router
+ * (router.c) hands it the PUB frames of its rooms, taken from the
+ * service's inproc PUB endpoint, into a bounded inbox.
  *
  * Delivery: per room, `cursor` is the last seq taken in (into the buffer or
  * a reply); only seq == cursor + 1 is ever taken, so each event comes once
@@ -25,7 +25,7 @@
  * serves every session answering at that moment.
  *
  * Locking: s->mtx guards the fields marked [mtx], shared by the worker, the
- * SUB callback (an nng thread) and the Poll/Close handlers; [worker] fields
+ * router (an nng thread) and the Poll/Close handlers; [worker] fields
  * belong to the worker thread; the rest is set before the worker starts and
  * never changes. `gone` is atomic. A session is freed when its last
  * reference goes; the registry, the worker and each handler using it hold
@@ -42,10 +42,8 @@
 #define SESSION_MAX_ROOMS 64
 #define SESSION_BUF_EVENTS 256		/* live events buffered per session... */
 #define SESSION_BUF_BYTES (64 * 1024)	/* ...and their bytes at most */
-#define SESSION_INBOX_MAX 256		/* frames from the SUB socket not yet sorted */
-#define SESSION_SUB_RECVBUF 64		/* nng's own queue in the SUB socket */
+#define SESSION_INBOX_MAX 256		/* frames from the router not yet sorted */
 #define SESSION_HEAL_MS 500
-#define SESSION_MARKER_WAIT_MS 500	/* closing: wait for our marker this long */
 #define SESSION_REPLY_GAP_MS 10		/* answers of one session at most this often */
 #define SESSION_STACK_SIZE (128 * 1024)
 #define POLL_WAIT_MAX_MS 30000
@@ -53,8 +51,6 @@
 #define POLL_MAX_EVENTS 1000		/* larger max_events is taken as this */
 #define POLL_REPLY_BYTES (1024 * 1024)	/* a reply stops growing past this */
 #define POLL_REPLY_MARGIN_MS 200	/* answer this long before the call's deadline */
-
-typedef struct mx_session mx_session;
 
 typedef struct sess_room {
 	char id[TIMELINE_ROOM_MAX + 1];
@@ -86,8 +82,6 @@ struct mx_session {
 	unsigned inbox_head, inbox_len; /* [mtx] */
 	bool inbox_overflow;		/* [mtx] frames were dropped here */
 	bool want_frames;		/* [mtx] the worker waits for the next frame */
-	bool marker_seen;		/* [mtx] our control frame came back */
-	bool sub_stopping;		/* [mtx] the callback must not re-arm */
 	rpc_call *poll;			/* [mtx] the waiting Poll, if any */
 	int64_t poll_deadline;		/* [mtx] answer it by then (monotonic ms) */
 	uint32_t poll_max;		/* [mtx] its max_events */
@@ -96,9 +90,7 @@ struct mx_session {
 	bool dead;			/* [mtx] the worker ended */
 	int64_t last_active;		/* [mtx] last Poll arrival or answer */
 
-	nng_socket sub;
-	nng_aio *aio;
-	bool sub_open;
+	bool routed;			/* in the router: frames may arrive */
 
 	/* [worker] */
 	sess_event buf[SESSION_BUF_EVENTS]; /* ring */
@@ -117,8 +109,8 @@ struct mx_session {
 
 /*
  * A new session of user over req's rooms with heads[i] the head of room i;
- * holds one reference for the caller. The SUB socket is subscribed and
- * receiving; the worker is not running yet. NULL with st set on failure.
+ * holds one reference for the caller. The router delivers to it already;
+ * the worker is not running yet. NULL with st set on failure.
  */
 mx_session *session_create(messaging_service *m, mx_sessions *ss, const char *user,
 			   const Parley__V1__OpenRequest *req, const uint64_t *heads,
@@ -140,6 +132,10 @@ rpc_code session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, ui
 /* Asks the worker to end (Close, or shutdown); it answers a waiting Poll
  * empty and puts OFFLINE presence into the rooms. false if already asked. */
 bool session_close(mx_session *s);
+
+/* A frame of one of s's rooms, from the router (which holds its lock);
+ * takes msg. NULL stands for a frame lost on the way. Never blocks. */
+void session_deliver(mx_session *s, nng_msg *msg);
 
 /* ---- sessions.c (for the worker) ------------------------------------------- */
 

@@ -302,6 +302,10 @@ mx_sessions_start(messaging_service *m, mx_sessions **out, rpc_status *st)
 	if (ss == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	ss->m = m;
+	if (mx_router_start(m, &m->router, st) != RPC_OK) {
+		free(ss);
+		return st->code;
+	}
 	pthread_mutex_init(&ss->mtx, NULL);
 	pthread_cond_init(&ss->idle_cv, NULL);
 	*out = ss;
@@ -323,6 +327,8 @@ mx_sessions_stop(mx_sessions *ss)
 	while (ss->live > 0)
 		pthread_cond_wait(&ss->idle_cv, &ss->mtx);
 	pthread_mutex_unlock(&ss->mtx);
+	mx_router_stop(ss->m->router);
+	ss->m->router = NULL;
 	pthread_cond_destroy(&ss->idle_cv);
 	pthread_mutex_destroy(&ss->mtx);
 	free(ss);

@@ -1,0 +1,286 @@
+/*
+ * router.c — feeds every session worker of this process from one SUB socket
+ * on the service's inproc PUB endpoint (see messaging_int.h).
+ *
+ * One subscriber takes in the whole event stream once and hands each frame
+ * to the sessions of that frame's room only, through an index room ->
+ * sessions. A frame therefore costs one delivery per interested session,
+ * not one per session of the process, and opening a session costs O(its
+ * rooms), not a SUB socket and a pipe of its own.
+ *
+ * Delivery never blocks: a session whose inbox is full drops the frame and
+ * reads that room from LMDB later (session.c), and the router's own SUB
+ * queue, if it ever overflows, drops frames that the sessions then see as
+ * seq gaps and heal the same way.
+ *
+ * Locking: r->mtx guards the index and is held while a frame is handed
+ * out, so once mx_router_remove returns no delivery to that session is in
+ * progress or can start. Order: r->mtx, then a session's own lock.
+ */
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#define ROUTE_BUCKETS 4096
+#define ROUTER_RECVBUF 1024		/* nng's queue in the router's SUB socket */
+#define ROUTER_MARKER_WAIT_MS 2000	/* stopping: wait for our marker this long */
+
+/* The sessions of one room; each entry is a session and its index there. */
+struct route {
+	struct route *next;
+	struct route_entry {
+		mx_session *s;
+		unsigned room;
+	} *v;
+	unsigned n, cap;
+	char room[];
+};
+
+struct mx_router {
+	messaging_service *m;
+	nng_socket sub;
+	nng_aio *aio;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;	/* marker_seen */
+	bool marker_seen;
+	struct route *buckets[ROUTE_BUCKETS];
+};
+
+static const char marker[] = {MX_CONTROL_BYTE, 'r', 'o', 'u', 't', 'e', 'r', '\0'};
+
+static unsigned
+bucket_of(const char *room, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)room[i]) * 16777619u;
+	return h % ROUTE_BUCKETS;
+}
+
+/* The route of the room named by the first len bytes of name, or NULL. */
+static struct route *
+find_locked(mx_router *r, const char *name, size_t len, struct route ***link)
+{
+	struct route **pp = &r->buckets[bucket_of(name, len)];
+
+	for (; *pp != NULL; pp = &(*pp)->next)
+		if (strncmp((*pp)->room, name, len) == 0 && (*pp)->room[len] == '\0')
+			break;
+	if (link != NULL)
+		*link = pp;
+	return *pp;
+}
+
+/* Hands msg to the sessions of its room; false if nobody took it. */
+static bool
+deliver_locked(mx_router *r, nng_msg *msg)
+{
+	const char *body = nng_msg_body(msg);
+	size_t len = nng_msg_len(msg);
+	const char *nul = memchr(body, '\0', len < TIMELINE_ROOM_MAX + 1 ? len
+								: TIMELINE_ROOM_MAX + 1);
+	struct route *rt;
+
+	if (len > 0 && body[0] == MX_CONTROL_BYTE) {
+		if (len == sizeof(marker) && memcmp(body, marker, sizeof(marker)) == 0) {
+			r->marker_seen = true;
+			pthread_cond_broadcast(&r->cv);
+		}
+		return false;
+	}
+	if (nul == NULL || (rt = find_locked(r, body, (size_t)(nul - body), NULL)) == NULL)
+		return false;
+	for (unsigned i = 0; i + 1 < rt->n; i++) {
+		nng_msg *copy;
+
+		/* Out of memory counts as a dropped frame: the session heals. */
+		session_deliver(rt->v[i].s, nng_msg_dup(&copy, msg) == 0 ? copy : NULL);
+	}
+	session_deliver(rt->v[rt->n - 1].s, msg); /* the last one takes the frame */
+	return true;
+}
+
+static void
+router_cb(void *arg)
+{
+	mx_router *r = arg;
+	nng_msg *msg;
+
+	if (nng_aio_result(r->aio) != 0)
+		return; /* closed or stopped */
+	msg = nng_aio_get_msg(r->aio);
+	nng_aio_set_msg(r->aio, NULL);
+	pthread_mutex_lock(&r->mtx);
+	if (!deliver_locked(r, msg))
+		nng_msg_free(msg);
+	pthread_mutex_unlock(&r->mtx);
+	nng_recv_aio(r->sub, r->aio);
+}
+
+int
+mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
+{
+	mx_router *r = calloc(1, sizeof(*r));
+	int rv;
+
+	if (r == NULL)
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	r->m = m;
+	pthread_mutex_init(&r->mtx, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	if ((rv = nng_sub0_open(&r->sub)) != 0) {
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mtx);
+		free(r);
+		return rpc_status_set(st, RPC_INTERNAL, "cannot open the router's SUB socket: %s",
+				      nng_strerror(rv));
+	}
+	nng_socket_set_int(r->sub, NNG_OPT_RECVBUF, ROUTER_RECVBUF);
+	if ((rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
+	    (rv = nng_dial(r->sub, m->inproc_url, NULL, 0)) != 0 ||
+	    (rv = nng_aio_alloc(&r->aio, router_cb, r)) != 0) {
+		nng_close(r->sub);
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mtx);
+		free(r);
+		return rpc_status_set(st, RPC_INTERNAL, "cannot subscribe the router: %s",
+				      nng_strerror(rv));
+	}
+	nng_recv_aio(r->sub, r->aio);
+	*out = r;
+	return RPC_OK;
+}
+
+/*
+ * nng 1.5 leaks a frame that is on its way into a SUB socket when the
+ * socket closes. So, holding the publish lock (nothing new is sent), we
+ * publish a marker and wait for it to come back: PUB keeps order per
+ * subscriber, so everything sent before has arrived. Then close, and wait
+ * until the PUB side has let go of the pipe too.
+ */
+void
+mx_router_stop(mx_router *r)
+{
+	messaging_service *m;
+	int64_t until = rpc_now_ms() + ROUTER_MARKER_WAIT_MS;
+	nng_msg *msg;
+	uint64_t gone;
+
+	if (r == NULL)
+		return;
+	m = r->m;
+	pthread_mutex_lock(&m->pub_mtx);
+	if (nng_msg_alloc(&msg, sizeof(marker)) == 0) {
+		memcpy(nng_msg_body(msg), marker, sizeof(marker));
+		mx_publish_locked(m, msg);
+	}
+	pthread_mutex_lock(&r->mtx);
+	while (!r->marker_seen && rpc_now_ms() < until)
+		rpc_cond_wait_until(&r->cv, &r->mtx, until);
+	pthread_mutex_unlock(&r->mtx);
+	nng_aio_stop(r->aio);
+	gone = mx_pub_pipes_gone(m);
+	nng_close(r->sub);
+	mx_pub_wait_pipe_gone(m, gone, rpc_now_ms() + ROUTER_MARKER_WAIT_MS);
+	pthread_mutex_unlock(&m->pub_mtx);
+	if ((msg = nng_aio_get_msg(r->aio)) != NULL)
+		nng_msg_free(msg);
+	nng_aio_free(r->aio);
+
+	/* Sessions are gone by now; free whatever routes they left. */
+	for (unsigned b = 0; b < ROUTE_BUCKETS; b++)
+		while (r->buckets[b] != NULL) {
+			struct route *rt = r->buckets[b];
+
+			r->buckets[b] = rt->next;
+			free(rt->v);
+			free(rt);
+		}
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mtx);
+	free(r);
+}
+
+static bool
+add_locked(mx_router *r, mx_session *s, unsigned room)
+{
+	const char *id = s->rooms[room].id;
+	size_t len = strlen(id);
+	struct route **link, *rt = find_locked(r, id, len, &link);
+
+	if (rt == NULL) {
+		if ((rt = calloc(1, sizeof(*rt) + len + 1)) == NULL)
+			return false;
+		memcpy(rt->room, id, len + 1);
+		*link = rt;
+	}
+	if (rt->n == rt->cap) {
+		unsigned cap = rt->cap ? rt->cap * 2 : 4;
+		struct route_entry *v = realloc(rt->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return false;
+		rt->v = v;
+		rt->cap = cap;
+	}
+	rt->v[rt->n++] = (struct route_entry){s, room};
+	return true;
+}
+
+static void
+remove_locked(mx_router *r, mx_session *s, unsigned room)
+{
+	const char *id = s->rooms[room].id;
+	struct route **link, *rt = find_locked(r, id, strlen(id), &link);
+
+	if (rt == NULL)
+		return;
+	for (unsigned i = 0; i < rt->n; i++)
+		if (rt->v[i].s == s) {
+			rt->v[i] = rt->v[--rt->n];
+			break;
+		}
+	if (rt->n == 0) {
+		*link = rt->next;
+		free(rt->v);
+		free(rt);
+	}
+}
+
+bool
+mx_router_add(mx_router *r, mx_session *s)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&r->mtx);
+	for (i = 0; i < s->nrooms; i++)
+		if (!add_locked(r, s, i))
+			break;
+	if (i < s->nrooms)
+		while (i-- > 0)
+			remove_locked(r, s, i);
+	pthread_mutex_unlock(&r->mtx);
+	return i == s->nrooms;
+}
+
+void
+mx_router_drop_room(mx_router *r, mx_session *s, unsigned room)
+{
+	pthread_mutex_lock(&r->mtx);
+	remove_locked(r, s, room);
+	pthread_mutex_unlock(&r->mtx);
+}
+
+void
+mx_router_remove(mx_router *r, mx_session *s)
+{
+	pthread_mutex_lock(&r->mtx);
+	for (unsigned i = 0; i < s->nrooms; i++)
+		remove_locked(r, s, i);
+	pthread_mutex_unlock(&r->mtx);
+}
