@@ -133,27 +133,25 @@ mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 	r->m = m;
 	pthread_mutex_init(&r->mtx, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	if ((rv = nng_sub0_open(&r->sub)) != 0) {
-		pthread_cond_destroy(&r->cv);
-		pthread_mutex_destroy(&r->mtx);
-		free(r);
-		return rpc_status_set(st, RPC_INTERNAL, "cannot open the router's SUB socket: %s",
-				      nng_strerror(rv));
-	}
+	if ((rv = nng_sub0_open(&r->sub)) != 0)
+		goto fail;
 	nng_socket_set_int(r->sub, NNG_OPT_RECVBUF, ROUTER_RECVBUF);
 	if ((rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
 	    (rv = nng_dial(r->sub, m->inproc_url, NULL, 0)) != 0 ||
 	    (rv = nng_aio_alloc(&r->aio, router_cb, r)) != 0) {
 		nng_close(r->sub);
-		pthread_cond_destroy(&r->cv);
-		pthread_mutex_destroy(&r->mtx);
-		free(r);
-		return rpc_status_set(st, RPC_INTERNAL, "cannot subscribe the router: %s",
-				      nng_strerror(rv));
+		goto fail;
 	}
 	nng_recv_aio(r->sub, r->aio);
 	*out = r;
 	return RPC_OK;
+
+fail:
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mtx);
+	free(r);
+	return rpc_status_set(st, RPC_INTERNAL, "cannot subscribe the sessions' router: %s",
+			      nng_strerror(rv));
 }
 
 /*
