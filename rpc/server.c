@@ -22,6 +22,7 @@
 #include "parley/v1/rpc.pb-c.h"
 
 #define MAX_SERVICES 8
+#define RPC_CLOSE_LINGER_MS 100
 #define ARENA_BLOCK 4096
 
 typedef enum slot_state {
@@ -89,7 +90,10 @@ struct rpc_server {
 	rpc_call *queue_head, *queue_tail;
 	rpc_server *local_next;	/* in local_servers; local_mtx guards */
 	int local_pins;		/* in-process callers inside; local_mtx guards */
-	bool stopping;	/* shutdown began: new calls are refused, not dropped */
+	int64_t last_arrival_ms; /* when a call last came in */
+	int64_t last_reply_ms;	/* when a reply was last handed to nng */
+	bool stopping;	/* shutdown began: Health answers NOT_SERVING */
+	bool refusing;	/* calls arriving now are refused, not run */
 	bool closing;	/* the socket is about to close: stop receiving */
 	bool workers_stop;
 };
@@ -270,6 +274,7 @@ slot_send(rpc_call *c, nng_msg *reply)
 		slot_recv_locked(c);
 	} else {
 		c->state = SLOT_SEND;
+		srv->last_reply_ms = rpc_now_ms();
 		nng_aio_set_msg(c->aio, reply);
 		nng_ctx_send(c->ctx, c->aio);
 	}
@@ -302,8 +307,9 @@ slot_cb(void *arg)
 			break;
 		}
 		c->msg = nng_aio_get_msg(c->aio);
-		c->refuse = srv->stopping;
+		c->refuse = srv->refusing;
 		c->arrived_ms = rpc_now_ms();
+		srv->last_arrival_ms = c->arrived_ms;
 		c->state = SLOT_QUEUED;
 		c->next_queued = NULL;
 		if (srv->queue_tail != NULL)
@@ -623,7 +629,9 @@ rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg *
 	c->state = SLOT_RUN;
 	c->msg = request;
 	c->arrived_ms = rpc_now_ms();
-	c->refuse = rpc_server_stopping(srv);
+	pthread_mutex_lock(&srv->mtx);
+	c->refuse = srv->refusing;
+	pthread_mutex_unlock(&srv->mtx);
 
 	/* The same path as a call off the socket, on this thread. */
 	code = dispatch(c);
@@ -793,6 +801,31 @@ wait_drained(rpc_server *srv, bool count_deferred, int max_ms)
 	pthread_mutex_unlock(&srv->mtx);
 }
 
+/*
+ * Runs what is in flight, and what is still arriving, until no call has
+ * come in for RPC_SHUTDOWN_QUIET_MS (at most RPC_SHUTDOWN_SETTLE_MS).
+ * nng may hand two calls of one connection to their contexts in either
+ * order, so a call a client sent before another that was already answered
+ * can still reach us a moment after shutdown began: it is served, not
+ * refused.
+ */
+static void
+settle(rpc_server *srv)
+{
+	int64_t until = rpc_now_ms() + RPC_SHUTDOWN_SETTLE_MS;
+
+	pthread_mutex_lock(&srv->mtx);
+	for (;;) {
+		int64_t now = rpc_now_ms(), quiet_at = srv->last_arrival_ms + RPC_SHUTDOWN_QUIET_MS;
+
+		if (now >= until || (now >= quiet_at && drained_locked(srv, false)))
+			break;
+		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx,
+				    quiet_at > now && quiet_at < until ? quiet_at : now + 50);
+	}
+	pthread_mutex_unlock(&srv->mtx);
+}
+
 void
 rpc_server_shutdown(rpc_server *srv)
 {
@@ -801,10 +834,14 @@ rpc_server_shutdown(rpc_server *srv)
 		pthread_mutex_unlock(&srv->mtx);
 		return;
 	}
+	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&srv->mtx);
+	settle(srv);
 	/* Slots keep receiving: a call that arrives from now on is answered
 	 * UNAVAILABLE at once instead of being cut off with the connection
 	 * when the socket closes, so its client knows nothing was done. */
-	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&srv->mtx);
+	srv->refusing = true;
 	pthread_mutex_unlock(&srv->mtx);
 	wait_drained(srv, false, RPC_MAX_TIMEOUT_MS);
 }
@@ -817,6 +854,13 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 	local_unregister(srv);
 	pthread_mutex_lock(&srv->mtx);
 	srv->closing = true;
+	/* A sent reply may still sit in a connection's queue: nng (without
+	 * linger) drops it when the socket closes, and its client would see
+	 * the connection reset instead of the answer. Give the last replies a
+	 * moment to reach the wire. */
+	while (rpc_now_ms() < srv->last_reply_ms + RPC_CLOSE_LINGER_MS)
+		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx,
+				    srv->last_reply_ms + RPC_CLOSE_LINGER_MS);
 	pthread_mutex_unlock(&srv->mtx);
 	nng_close(srv->sock);
 	/* Workers empty the run queue before they exit; their replies fail

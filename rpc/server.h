@@ -76,11 +76,16 @@ int rpc_server_start(rpc_server *srv, rpc_status *st);
 
 /* Stops taking new calls and waits until every call in flight has been
  * answered, except deferred ones: their owner finishes them next (it can
- * tell by rpc_server_stopping). Calls arriving from now until the socket
- * closes are answered UNAVAILABLE (retry_after_ms RPC_SHUTDOWN_RETRY_MS),
- * never dropped; Health/Check answers NOT_SERVING. */
+ * tell by rpc_server_stopping). Health/Check answers NOT_SERVING from the
+ * start. Calls keep being served until none has arrived for
+ * RPC_SHUTDOWN_QUIET_MS (at most RPC_SHUTDOWN_SETTLE_MS), so that none
+ * already on its way is turned away; calls arriving after that, until the
+ * socket closes, are answered UNAVAILABLE (retry_after_ms
+ * RPC_SHUTDOWN_RETRY_MS), never dropped. */
 void rpc_server_shutdown(rpc_server *srv);
 
+#define RPC_SHUTDOWN_QUIET_MS 200
+#define RPC_SHUTDOWN_SETTLE_MS 2000
 #define RPC_SHUTDOWN_RETRY_MS 1000
 
 /* Waits up to drain_ms for the remaining calls to be answered, closes the

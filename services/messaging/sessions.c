@@ -123,6 +123,16 @@ check_open(rpc_call *call, const Parley__V1__OpenRequest *req)
 	return RPC_OK;
 }
 
+/* While the service stops, sessions end: say so, retryable, rather than
+ * hand out a session that is about to go. */
+static rpc_code
+shutting_down(rpc_call *call)
+{
+	rpc_call_fail(call, RPC_UNAVAILABLE, "messaging is shutting down");
+	rpc_call_retry_after(call, RPC_SHUTDOWN_RETRY_MS);
+	return RPC_UNAVAILABLE;
+}
+
 /* Reserves a place under max_sessions. */
 static rpc_code
 reserve(rpc_call *call, mx_sessions *ss)
@@ -131,7 +141,7 @@ reserve(rpc_call *call, mx_sessions *ss)
 
 	pthread_mutex_lock(&ss->mtx);
 	if (ss->stopping)
-		code = rpc_call_fail(call, RPC_UNAVAILABLE, "messaging is shutting down");
+		code = shutting_down(call);
 	else if (ss->live >= ss->m->max_sessions)
 		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
 				     "too many open sessions (at most %u); try again later",
@@ -181,6 +191,8 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 
 	if ((code = check_open(call, req)) != RPC_OK)
 		return code;
+	if (rpc_server_stopping(m->srv))
+		return shutting_down(call);
 	for (size_t i = 0; i < req->n_rooms; i++)
 		if ((code = members_require(call, m->rooms, req->rooms[i]->room_id)) != RPC_OK)
 			return code;
@@ -270,6 +282,8 @@ mx_handle_poll(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		return code;
 	code = session_attach_poll(s, call, req->wait_ms, max);
 	session_unref(s);
+	if (code == RPC_NOT_FOUND && rpc_server_stopping(m->srv))
+		return shutting_down(call); /* the session ended with the service */
 	if (code == RPC_NOT_FOUND)
 		return rpc_call_fail(call, RPC_NOT_FOUND, "session '%s' is closed", req->session_id);
 	return code;

@@ -227,6 +227,10 @@ main(void)
 	TH_CHECK(health(local) == PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING,
 		 "health while draining");
 	TH_CODE(call_validate(remote, "abc", user, sizeof(user), &st), RPC_UNAVAILABLE, &st);
+	TH_CHECK(strstr(st.message, "shutting down") != NULL && st.retry_after_ms > 0,
+		 "message %s", st.message);
+	TH_CHECK(health(remote) == PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING,
+		 "health while draining, over tcp");
 	printf("ok a draining server refuses in process and over tcp\n");
 
 	/* Closed: the URL is no longer served in process; the client falls
