@@ -12,6 +12,8 @@
  * most one Argon2id hash per core runs at a time, a login storm queues (up
  * to a bound, then RESOURCE_EXHAUSTED) instead of exhausting memory, and
  * the rpc workers stay free for Validate, which every other service calls.
+ * A password check takes a slot in the account's login limit before it is
+ * queued, so a burst of calls gets no more checks than the limit allows.
  * Shared mutable state: LMDB (its own locking), the rate limiter (locks
  * itself) and the pool (locks itself).
  */
@@ -395,37 +397,53 @@ check_password_size(rpc_call *call, const char *field, const char *pw)
 	return RPC_OK;
 }
 
-/* What a handler hands to the pool: the request (alive until the call is
- * finished) and, for Login and ChangePassword, the user's record (owned). */
+/*
+ * What a handler hands to the pool: the request (alive until the call is
+ * finished), for Login and ChangePassword the user's record (owned) and
+ * the account whose login-limit reservation the job holds ("" = none; a
+ * copy, as pw_job_free runs after the call is finished).
+ */
 struct pw_job {
 	auth_service *a;
 	const void *req;
 	Parley__Store__V1__UserRecord *rec;
+	char limit_key[RPC_USER_ID_MAX];
 };
 
+/* A job that never ran, or ended without judging a password, gives its
+ * reservation back here: none is ever leaked. */
 static void
 pw_job_free(void *arg)
 {
 	struct pw_job *j = arg;
 
+	if (j->limit_key[0] != '\0')
+		ratelimit_release(j->a->login_limit, j->limit_key);
 	if (j->rec != NULL)
 		parley__store__v1__user_record__free_unpacked(j->rec, NULL);
 	free(j);
 }
 
-/* Queues fn on the hashing pool; takes ownership of rec. */
+/*
+ * Queues fn on the hashing pool; takes ownership of rec and of the
+ * reservation for limit_key (NULL = none) in every case.
+ */
 static rpc_code
 defer_to_hashers(auth_service *a, rpc_call *call, workpool_fn fn, const void *req,
-		 Parley__Store__V1__UserRecord *rec)
+		 Parley__Store__V1__UserRecord *rec, const char *limit_key)
 {
 	struct pw_job *j = malloc(sizeof(*j));
 
 	if (j == NULL) {
+		if (limit_key != NULL)
+			ratelimit_release(a->login_limit, limit_key);
 		if (rec != NULL)
 			parley__store__v1__user_record__free_unpacked(rec, NULL);
 		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	*j = (struct pw_job){.a = a, .req = req, .rec = rec};
+	if (limit_key != NULL)
+		snprintf(j->limit_key, sizeof(j->limit_key), "%s", limit_key);
 	return workpool_defer(a->hashers, call, fn, j, pw_job_free);
 }
 
@@ -499,21 +517,35 @@ handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 	if (err == STORE_OK)
 		return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
 				     req->user_id);
-	return defer_to_hashers(a, call, register_job, req, NULL);
+	return defer_to_hashers(a, call, register_job, req, NULL, NULL);
 }
 
-/* Counts a failed password for user_id and answers the one failure reply. */
-static rpc_code
-fail_login(rpc_call *call, auth_service *a, const char *user_id)
+/* A wrong password: the job's reservation becomes a failure. */
+static void
+count_failure(struct pw_job *j)
 {
-	ratelimit_fail(a->login_limit, user_id, rpc_now_ms());
+	ratelimit_fail(j->a->login_limit, j->limit_key, rpc_now_ms());
+	j->limit_key[0] = '\0';
+}
+
+/* Counts a failed login and answers the one failure reply. */
+static rpc_code
+fail_login(rpc_call *call, struct pw_job *j)
+{
+	count_failure(j);
 	return rpc_call_fail(call, RPC_UNAUTHENTICATED, "%s", login_failed);
 }
 
+/*
+ * Reserves one password check for user_id before it is queued, so at most
+ * LOGIN_FAILURES_PER_WINDOW checks are failed or in flight per account and
+ * window however many arrive at once. On RPC_OK the caller holds the
+ * reservation and hands it to defer_to_hashers (or releases it).
+ */
 static rpc_code
-check_login_limit(rpc_call *call, auth_service *a, const char *user_id)
+reserve_login(rpc_call *call, auth_service *a, const char *user_id)
 {
-	uint32_t wait = ratelimit_check(a->login_limit, user_id, rpc_now_ms());
+	uint32_t wait = ratelimit_reserve(a->login_limit, user_id, rpc_now_ms());
 
 	if (wait == 0)
 		return RPC_OK;
@@ -563,11 +595,12 @@ login_job(rpc_call *call, void *arg)
 		/* Same work as a wrong password, so timing tells nothing. */
 		if (verify_password(j->a, j->a->dummy_hash, req->password))
 			plog_error("auth", "dummy hash matched a password");
-		return fail_login(call, j->a, req->user_id);
+		return fail_login(call, j);
 	}
 	if (!verify_password(j->a, j->rec->password_hash, req->password))
-		return fail_login(call, j->a, req->user_id);
-	ratelimit_reset(j->a->login_limit, req->user_id);
+		return fail_login(call, j);
+	ratelimit_reset(j->a->login_limit, j->limit_key);
+	j->limit_key[0] = '\0';
 	maybe_rehash(j->a, j->rec, req->password);
 
 	err = issue_token(j->a, j->rec->user_id, rpc_wall_ms(), wire, &expires);
@@ -592,12 +625,14 @@ handle_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *res
 	if (strlen(req->user_id) > 32 || strlen(req->password) > PASSWORD_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "user_id or password is too long");
-	if ((code = check_login_limit(call, a, req->user_id)) != RPC_OK)
+	if ((code = reserve_login(call, a, req->user_id)) != RPC_OK)
 		return code;
 	err = svc_valid_user_id(req->user_id) ? get_user(a, req->user_id, &rec) : STORE_NOTFOUND;
-	if (err != STORE_OK && err != STORE_NOTFOUND)
+	if (err != STORE_OK && err != STORE_NOTFOUND) {
+		ratelimit_release(a->login_limit, req->user_id);
 		return svc_fail_store(call, err, "login");
-	return defer_to_hashers(a, call, login_job, req, rec);
+	}
+	return defer_to_hashers(a, call, login_job, req, rec, req->user_id);
 }
 
 static rpc_code
@@ -644,9 +679,12 @@ change_password_job(rpc_call *call, void *arg)
 	store_err err;
 
 	if (!verify_password(j->a, j->rec->password_hash, req->old_password)) {
-		ratelimit_fail(j->a->login_limit, user_id, rpc_now_ms());
+		count_failure(j);
 		return rpc_call_fail(call, RPC_PERMISSION_DENIED, "old password is wrong");
 	}
+	/* Right: give the reservation back now (failures stay, as before). */
+	ratelimit_release(j->a->login_limit, j->limit_key);
+	j->limit_key[0] = '\0';
 	if (!hash_password(j->a, req->new_password, hash))
 		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
 	if (!decode_token(j->a, rpc_call_token(call), keep))
@@ -686,11 +724,13 @@ handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMe
 		return code;
 	if (strlen(req->old_password) > PASSWORD_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "old_password is too long");
-	if ((code = check_login_limit(call, a, user_id)) != RPC_OK)
+	if ((code = reserve_login(call, a, user_id)) != RPC_OK)
 		return code;
-	if ((err = get_user(a, user_id, &rec)) != STORE_OK)
+	if ((err = get_user(a, user_id, &rec)) != STORE_OK) {
+		ratelimit_release(a->login_limit, user_id);
 		return svc_fail_store(call, err, "change password");
-	return defer_to_hashers(a, call, change_password_job, req, rec);
+	}
+	return defer_to_hashers(a, call, change_password_job, req, rec, user_id);
 }
 
 static const rpc_method auth_methods[] = {

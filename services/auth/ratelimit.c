@@ -11,16 +11,18 @@
 
 #define WAYS 4
 #define KEY_MAX 64
+#define PENDING_WAIT_MS 1000 /* the most a key waits for tries in flight */
 
 struct entry {
 	char key[KEY_MAX];	/* "" = free */
 	int64_t window_start;
 	unsigned failures;
+	unsigned pending;	/* reserved, not yet settled */
 };
 
 struct ratelimit {
 	pthread_mutex_t mtx;
-	unsigned max_failures;
+	unsigned max_tries;
 	uint32_t window_ms;
 	size_t nbuckets; /* power of two */
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
@@ -28,7 +30,7 @@ struct ratelimit {
 };
 
 ratelimit *
-ratelimit_new(unsigned max_failures, uint32_t window_ms, size_t capacity)
+ratelimit_new(unsigned max_tries, uint32_t window_ms, size_t capacity)
 {
 	ratelimit *rl = calloc(1, sizeof(*rl));
 	size_t n = 1;
@@ -43,7 +45,7 @@ ratelimit_new(unsigned max_failures, uint32_t window_ms, size_t capacity)
 		return NULL;
 	}
 	rl->nbuckets = n;
-	rl->max_failures = max_failures;
+	rl->max_tries = max_tries;
 	rl->window_ms = window_ms;
 	randombytes_buf(rl->hash_key, sizeof(rl->hash_key));
 	pthread_mutex_init(&rl->mtx, NULL);
@@ -71,34 +73,95 @@ bucket(ratelimit *rl, const char *key)
 	return &rl->entries[(v & (rl->nbuckets - 1)) * WAYS];
 }
 
-/* The live entry for key, or NULL. Called with the lock held. */
+/* key's entry, live or not, or NULL. Called with the lock held. */
 static struct entry *
-lookup(ratelimit *rl, const char *key, int64_t now)
+find(ratelimit *rl, const char *key)
 {
 	struct entry *b = bucket(rl, key);
 
-	for (int i = 0; i < WAYS; i++) {
-		if (b[i].key[0] == '\0' || strncmp(b[i].key, key, KEY_MAX) != 0)
-			continue;
-		if (now - b[i].window_start >= rl->window_ms) {
-			b[i].key[0] = '\0';
-			return NULL;
-		}
-		return &b[i];
-	}
+	for (int i = 0; i < WAYS; i++)
+		if (b[i].key[0] != '\0' && strncmp(b[i].key, key, KEY_MAX) == 0)
+			return &b[i];
 	return NULL;
 }
 
+static bool
+expired(ratelimit *rl, const struct entry *e, int64_t now)
+{
+	return now - e->window_start >= rl->window_ms;
+}
+
+/*
+ * The live entry for key, or NULL. An expired entry is forgotten, unless
+ * tries are still in flight: those move into a fresh window. Called with
+ * the lock held.
+ */
+static struct entry *
+lookup(ratelimit *rl, const char *key, int64_t now)
+{
+	struct entry *e = find(rl, key);
+
+	if (e == NULL || !expired(rl, e, now))
+		return e;
+	if (e->pending == 0) {
+		e->key[0] = '\0';
+		return NULL;
+	}
+	e->window_start = now;
+	e->failures = 0;
+	return e;
+}
+
+/* A fresh entry for key, evicting the oldest window of a full bucket.
+ * Called with the lock held. */
+static struct entry *
+insert(ratelimit *rl, const char *key, int64_t now)
+{
+	struct entry *b = bucket(rl, key), *e = &b[0];
+
+	for (int i = 0; i < WAYS; i++) {
+		if (b[i].key[0] == '\0' || (b[i].pending == 0 && expired(rl, &b[i], now))) {
+			e = &b[i];
+			break;
+		}
+		if (b[i].window_start < e->window_start)
+			e = &b[i];
+	}
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->window_start = now;
+	e->failures = 0;
+	e->pending = 0;
+	return e;
+}
+
+/* Settles one reservation of e; frees e once it holds nothing. Called
+ * with the lock held. */
+static void
+settle(struct entry *e)
+{
+	if (e->pending > 0)
+		e->pending--;
+	if (e->pending == 0 && e->failures == 0)
+		e->key[0] = '\0';
+}
+
 uint32_t
-ratelimit_check(ratelimit *rl, const char *key, int64_t now)
+ratelimit_reserve(ratelimit *rl, const char *key, int64_t now)
 {
 	struct entry *e;
 	uint32_t wait = 0;
 
 	pthread_mutex_lock(&rl->mtx);
 	e = lookup(rl, key, now);
-	if (e != NULL && e->failures >= rl->max_failures)
+	if (e == NULL)
+		e = insert(rl, key, now);
+	if (e->failures + e->pending < rl->max_tries) {
+		e->pending++;
+	} else {
 		wait = (uint32_t)(e->window_start + rl->window_ms - now);
+		if (e->failures < rl->max_tries && wait > PENDING_WAIT_MS)
+			wait = PENDING_WAIT_MS;
+	}
 	pthread_mutex_unlock(&rl->mtx);
 	return wait;
 }
@@ -106,27 +169,14 @@ ratelimit_check(ratelimit *rl, const char *key, int64_t now)
 void
 ratelimit_fail(ratelimit *rl, const char *key, int64_t now)
 {
-	struct entry *e, *b;
+	struct entry *e;
 
 	pthread_mutex_lock(&rl->mtx);
 	e = lookup(rl, key, now);
-	if (e == NULL) {
-		b = bucket(rl, key);
-		e = &b[0];
-		for (int i = 0; i < WAYS; i++) {
-			bool expired = now - b[i].window_start >= rl->window_ms;
-
-			if (b[i].key[0] == '\0' || expired) {
-				e = &b[i];
-				break;
-			}
-			if (b[i].window_start < e->window_start)
-				e = &b[i];
-		}
-		snprintf(e->key, sizeof(e->key), "%s", key);
-		e->window_start = now;
-		e->failures = 0;
-	}
+	if (e == NULL)
+		e = insert(rl, key, now); /* evicted or expired meanwhile */
+	if (e->pending > 0)
+		e->pending--;
 	e->failures++;
 	pthread_mutex_unlock(&rl->mtx);
 }
@@ -134,10 +184,23 @@ ratelimit_fail(ratelimit *rl, const char *key, int64_t now)
 void
 ratelimit_reset(ratelimit *rl, const char *key)
 {
+	struct entry *e;
+
 	pthread_mutex_lock(&rl->mtx);
-	struct entry *b = bucket(rl, key);
-	for (int i = 0; i < WAYS; i++)
-		if (strncmp(b[i].key, key, KEY_MAX) == 0)
-			b[i].key[0] = '\0';
+	if ((e = find(rl, key)) != NULL) {
+		e->failures = 0;
+		settle(e);
+	}
+	pthread_mutex_unlock(&rl->mtx);
+}
+
+void
+ratelimit_release(ratelimit *rl, const char *key)
+{
+	struct entry *e;
+
+	pthread_mutex_lock(&rl->mtx);
+	if ((e = find(rl, key)) != NULL)
+		settle(e);
 	pthread_mutex_unlock(&rl->mtx);
 }

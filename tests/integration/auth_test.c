@@ -2,6 +2,7 @@
  * auth_test.c — the Auth service end to end: a real parleyd on real tcp
  * sockets, called through the rpc client.
  */
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -240,6 +241,104 @@ test_login_failures_identical_and_limited(void)
 	printf("ok identical login failures, rate limit\n");
 }
 
+#define BURST 20
+#define LOGIN_LIMIT 5 /* LOGIN_FAILURES_PER_WINDOW in auth.c */
+
+struct burst {
+	const char *user, *pw;
+	pthread_barrier_t go;
+	pthread_mutex_t mtx;
+	int ok, unauthenticated, exhausted;
+};
+
+static void *
+burst_login(void *arg)
+{
+	struct burst *b = arg;
+	rpc_status st;
+	rpc_code code;
+
+	pthread_barrier_wait(&b->go);
+	code = do_login(b->user, b->pw, NULL, &st);
+	TH_CHECK(code == RPC_OK || code == RPC_UNAUTHENTICATED || code == RPC_RESOURCE_EXHAUSTED,
+		 "got %s (%s)", rpc_code_name(code), st.message);
+	if (code == RPC_RESOURCE_EXHAUSTED)
+		TH_CHECK(st.retry_after_ms > 0 && st.retry_after_ms <= 60000,
+			 "retry_after_ms=%u (%s)", st.retry_after_ms, st.message);
+	pthread_mutex_lock(&b->mtx);
+	if (code == RPC_OK)
+		b->ok++;
+	else if (code == RPC_UNAUTHENTICATED)
+		b->unauthenticated++;
+	else
+		b->exhausted++;
+	pthread_mutex_unlock(&b->mtx);
+	return NULL;
+}
+
+/* BURST logins of user with pw, all released at once. */
+static void
+run_burst(struct burst *b, const char *user, const char *pw)
+{
+	pthread_t t[BURST];
+
+	*b = (struct burst){.user = user, .pw = pw};
+	pthread_barrier_init(&b->go, NULL, BURST);
+	pthread_mutex_init(&b->mtx, NULL);
+	for (int i = 0; i < BURST; i++)
+		TH_CHECK(pthread_create(&t[i], NULL, burst_login, b) == 0, "thread");
+	for (int i = 0; i < BURST; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&b->go);
+	pthread_mutex_destroy(&b->mtx);
+}
+
+static void
+test_login_burst_limited(void)
+{
+	struct burst b;
+	rpc_status st;
+
+	/* Concurrent wrong passwords: each check is reserved before it is
+	 * queued, so only LOGIN_LIMIT of them are hashed, not one per call.
+	 * None succeeds and frees its slot, so exactly LOGIN_LIMIT run. */
+	TH_CODE(do_register("frank", "frank-password", "Frank", "", &st), RPC_OK, &st);
+	run_burst(&b, "frank", "wrong-password");
+	TH_CHECK(b.unauthenticated == LOGIN_LIMIT && b.exhausted == BURST - LOGIN_LIMIT &&
+		 b.ok == 0, "%d unauthenticated, %d exhausted, %d ok of %d", b.unauthenticated,
+		 b.exhausted, b.ok, BURST);
+	/* The burst used up the window: even the right password waits. */
+	TH_CODE(do_login("frank", "frank-password", NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
+	TH_CHECK(st.retry_after_ms > 0 && st.retry_after_ms <= 60000, "retry_after_ms=%u",
+		 st.retry_after_ms);
+
+	/* The same for an account that does not exist: no enumeration. */
+	run_burst(&b, "nobody-burst", "whatever-pass");
+	TH_CHECK(b.unauthenticated == LOGIN_LIMIT && b.exhausted == BURST - LOGIN_LIMIT,
+		 "unknown user: %d unauthenticated, %d exhausted", b.unauthenticated,
+		 b.exhausted);
+
+	/* A success forgets failures: 4 wrong, then right, then a full
+	 * allowance again. */
+	TH_CODE(do_register("grace", "grace-password", "Grace", "", &st), RPC_OK, &st);
+	for (int i = 0; i < LOGIN_LIMIT - 1; i++)
+		TH_CODE(do_login("grace", "wrong-password", NULL, &st), RPC_UNAUTHENTICATED, &st);
+	TH_CODE(do_login("grace", "grace-password", NULL, &st), RPC_OK, &st);
+
+	/* Concurrent right passwords: some may be turned away while slots
+	 * are in flight, but every slot comes back, so afterwards the account
+	 * has its whole allowance: nothing leaked. */
+	run_burst(&b, "grace", "grace-password");
+	TH_CHECK(b.ok >= 1 && b.unauthenticated == 0 && b.ok + b.exhausted == BURST,
+		 "%d ok, %d exhausted, %d unauthenticated", b.ok, b.exhausted,
+		 b.unauthenticated);
+	for (int i = 0; i < LOGIN_LIMIT; i++)
+		TH_CODE(do_login("grace", "wrong-password", NULL, &st), RPC_UNAUTHENTICATED, &st);
+	TH_CODE(do_login("grace", "grace-password", NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
+	TH_CHECK(st.retry_after_ms > 0, "retry_after_ms=%u", st.retry_after_ms);
+	printf("ok concurrent logins limited, slots released\n");
+}
+
 static void
 test_change_password_revokes_others(void)
 {
@@ -323,6 +422,7 @@ main(void)
 	test_register_login_validate_logout();
 	test_register_validation();
 	test_login_failures_identical_and_limited();
+	test_login_burst_limited();
 	test_change_password_revokes_others();
 	test_forged_tokens();
 	test_persistence_across_restart();

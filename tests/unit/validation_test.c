@@ -47,30 +47,89 @@ test_text(void)
 static void
 test_ratelimit(void)
 {
-	ratelimit *rl = ratelimit_new(3, 1000, 16);
+	ratelimit *rl = ratelimit_new(3, 10000, 16);
 	int64_t t = 1000000;
 
 	TH_CHECK(rl != NULL, "new");
 	for (int i = 0; i < 3; i++) {
-		TH_CHECK(ratelimit_check(rl, "alice", t) == 0, "allowed %d", i);
+		TH_CHECK(ratelimit_reserve(rl, "alice", t) == 0, "allowed %d", i);
 		ratelimit_fail(rl, "alice", t);
 	}
-	TH_CHECK(ratelimit_check(rl, "alice", t + 100) == 900, "waits out the window");
-	TH_CHECK(ratelimit_check(rl, "bob", t + 100) == 0, "others unaffected");
-	TH_CHECK(ratelimit_check(rl, "alice", t + 1000) == 0, "window over");
-	ratelimit_fail(rl, "alice", t);
-	ratelimit_fail(rl, "alice", t);
+	TH_CHECK(ratelimit_reserve(rl, "alice", t + 100) == 9900, "waits out the window");
+	TH_CHECK(ratelimit_reserve(rl, "bob", t + 100) == 0, "others unaffected");
+	ratelimit_release(rl, "bob");
+	TH_CHECK(ratelimit_reserve(rl, "alice", t + 10000) == 0, "window over");
+	ratelimit_fail(rl, "alice", t + 10000);
+	TH_CHECK(ratelimit_reserve(rl, "alice", t + 10000) == 0, "second try");
 	ratelimit_reset(rl, "alice");
-	TH_CHECK(ratelimit_check(rl, "alice", t) == 0, "reset");
+	for (int i = 0; i < 3; i++)
+		TH_CHECK(ratelimit_reserve(rl, "alice", t + 10000) == 0, "reset %d", i);
+	ratelimit_release(rl, "alice");
+	ratelimit_release(rl, "alice");
+	ratelimit_release(rl, "alice");
+	ratelimit_free(rl);
+	printf("ok rate limiter\n");
+}
+
+/* Tries in flight count: a burst gets max tries, not one per caller. */
+static void
+test_ratelimit_reservations(void)
+{
+	ratelimit *rl = ratelimit_new(3, 10000, 16);
+	int64_t t = 1000000;
+	uint32_t wait;
+
+	TH_CHECK(rl != NULL, "new");
+	for (int i = 0; i < 3; i++)
+		TH_CHECK(ratelimit_reserve(rl, "carol", t) == 0, "reserve %d", i);
+	/* Only tries in flight block: they may succeed, so a short wait. */
+	wait = ratelimit_reserve(rl, "carol", t);
+	TH_CHECK(wait > 0 && wait <= 1000, "blocked by tries in flight, wait %u", wait);
+
+	/* A released try frees its slot; released twice frees nothing more. */
+	ratelimit_release(rl, "carol");
+	TH_CHECK(ratelimit_reserve(rl, "carol", t) == 0, "slot given back");
+	TH_CHECK(ratelimit_reserve(rl, "carol", t) > 0, "full again");
+
+	/* Failures: the whole window. */
+	for (int i = 0; i < 3; i++)
+		ratelimit_fail(rl, "carol", t + 100);
+	TH_CHECK(ratelimit_reserve(rl, "carol", t + 100) == 9900, "failed: waits the window");
+
+	/* A success forgets failures but not the other tries in flight. */
+	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "dan 1");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "dan 2");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "dan 3");
+	ratelimit_reset(rl, "dan");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "one slot back");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t) > 0, "two still in flight");
+
+	/* Tries in flight outlive their window: they carry into the next. */
+	TH_CHECK(ratelimit_reserve(rl, "dan", t + 10000) > 0, "still in flight");
+	ratelimit_fail(rl, "dan", t + 10000);
+	ratelimit_fail(rl, "dan", t + 10000);
+	ratelimit_fail(rl, "dan", t + 10000);
+	TH_CHECK(ratelimit_reserve(rl, "dan", t + 10000) == 10000, "failed in the new window");
+
+	/* Settling what is not reserved never underflows into a lockout. */
+	for (int i = 0; i < 10; i++)
+		ratelimit_release(rl, "erin");
+	for (int i = 0; i < 3; i++)
+		TH_CHECK(ratelimit_reserve(rl, "erin", t) == 0, "erin %d", i);
+
 	/* A flood of other keys in a tiny table evicts old entries, never
-	 * grows memory, and never crashes. */
+	 * grows memory, and never crashes; settling an evicted reservation
+	 * is harmless. */
 	for (int i = 0; i < 10000; i++) {
 		char key[32];
 		snprintf(key, sizeof(key), "user%d", i);
-		ratelimit_fail(rl, key, t + i);
+		if (ratelimit_reserve(rl, key, t + i) == 0)
+			ratelimit_fail(rl, key, t + i);
 	}
+	ratelimit_release(rl, "erin");
+	ratelimit_fail(rl, "erin", t + 10000);
 	ratelimit_free(rl);
-	printf("ok rate limiter\n");
+	printf("ok rate limiter reservations\n");
 }
 
 int
@@ -80,5 +139,6 @@ main(void)
 	test_ids();
 	test_text();
 	test_ratelimit();
+	test_ratelimit_reservations();
 	return 0;
 }
