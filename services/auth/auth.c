@@ -5,6 +5,8 @@
  *   auth.users        user_id                  -> UserRecord
  *   auth.tokens       BLAKE2b(key, token)      -> TokenRecord
  *   auth.user_tokens  user_id \0 BLAKE2b(...)  -> "" (to revoke a user's sessions)
+ * Expired sessions go when presented, or at the latest when the sweeper
+ * thread passes (every token lifetime, at most every 10 minutes).
  *
  * Password hashing is the expensive part. Register, Login and ChangePassword
  * do their cheap checks on the rpc worker thread, then hand the call to a
@@ -21,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,8 @@
 #define LOGIN_WINDOW_MS 60000
 #define RATELIMIT_ENTRIES 65536
 #define HASH_QUEUE_MAX 512
+#define SWEEP_BATCH 512			/* expired sessions deleted per transaction */
+#define SWEEP_INTERVAL_MAX_MS 600000	/* sweep at least every 10 minutes */
 
 /* Identical for an unknown user and a wrong password: same status, same
  * bytes. */
@@ -60,6 +65,13 @@ struct auth_service {
 	workpool *hashers;
 	ratelimit *login_limit;
 	uint64_t token_ttl_ms;
+
+	/* The sweeper: deletes expired sessions nobody presents again. */
+	pthread_t sweeper;
+	bool sweeper_running;
+	bool sweeper_stop;	/* sweep_mtx guards */
+	pthread_mutex_t sweep_mtx;
+	pthread_cond_t sweep_cv;
 };
 
 /* ---- the token key ------------------------------------------------------ */
@@ -381,6 +393,122 @@ revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
 	}
 	free(s.hashes);
 	return err;
+}
+
+/* ---- the sweeper ------------------------------------------------------------------ */
+
+/* An expired token is deleted when it is next presented; one never seen
+ * again would stay forever. The sweeper thread deletes those, a batch per
+ * write transaction, every token lifetime (at most every 10 minutes). */
+
+struct sweep_scan {
+	uint64_t now;
+	size_t n;
+	unsigned char hashes[SWEEP_BATCH][TOKEN_HASH_BYTES];
+	char users[SWEEP_BATCH][RPC_USER_ID_MAX];
+	unsigned char next[TOKEN_HASH_BYTES]; /* where the next batch starts */
+	bool more;
+};
+
+static bool
+collect_expired(void *arg, store_val key, store_val val)
+{
+	struct sweep_scan *s = arg;
+	Parley__Store__V1__TokenRecord *rec;
+
+	if (key.len != TOKEN_HASH_BYTES)
+		return true;
+	if (s->n == SWEEP_BATCH) {
+		memcpy(s->next, key.data, TOKEN_HASH_BYTES);
+		s->more = true;
+		return false;
+	}
+	rec = parley__store__v1__token_record__unpack(NULL, val.len, val.data);
+	if (rec == NULL)
+		return true; /* damaged: Validate reports it, the sweeper leaves it */
+	if (rec->expires_at_ms <= s->now && strlen(rec->user_id) < RPC_USER_ID_MAX) {
+		memcpy(s->hashes[s->n], key.data, TOKEN_HASH_BYTES);
+		snprintf(s->users[s->n], RPC_USER_ID_MAX, "%s", rec->user_id);
+		s->n++;
+	}
+	parley__store__v1__token_record__free_unpacked(rec, NULL);
+	return true;
+}
+
+/* Deletes every session expired by now; returns how many went. */
+static size_t
+sweep_expired(auth_service *a, struct sweep_scan *s)
+{
+	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
+	bool first = true;
+	size_t uklen, total = 0;
+	store_txn *txn;
+
+	s->now = rpc_wall_ms();
+	do {
+		s->n = 0;
+		s->more = false;
+		if (store_begin(a->env, false, &txn) != STORE_OK)
+			break;
+		store_scan(txn, a->tokens, first ? NULL : s->next, first ? 0 : TOKEN_HASH_BYTES,
+			   false, collect_expired, s);
+		store_abort(txn);
+		first = false;
+		if (s->n == 0)
+			continue;
+		if (store_begin(a->env, true, &txn) != STORE_OK)
+			break;
+		for (size_t i = 0; i < s->n; i++) {
+			user_token_key(ukey, &uklen, s->users[i], s->hashes[i]);
+			store_del(txn, a->tokens, s->hashes[i], TOKEN_HASH_BYTES);
+			store_del(txn, a->user_tokens, ukey, uklen);
+		}
+		if (store_commit(txn) != STORE_OK)
+			break;
+		total += s->n;
+	} while (s->more);
+	return total;
+}
+
+static void *
+sweeper_main(void *arg)
+{
+	auth_service *a = arg;
+	uint64_t every = a->token_ttl_ms < SWEEP_INTERVAL_MAX_MS ? a->token_ttl_ms
+								 : SWEEP_INTERVAL_MAX_MS;
+	struct sweep_scan *s = malloc(sizeof(*s));
+
+	if (s == NULL) {
+		plog_error("auth", "no memory for the session sweeper; expired sessions stay");
+		return NULL;
+	}
+	pthread_mutex_lock(&a->sweep_mtx);
+	while (!a->sweeper_stop) {
+		rpc_cond_wait_until(&a->sweep_cv, &a->sweep_mtx, rpc_now_ms() + (int64_t)every);
+		if (a->sweeper_stop)
+			break;
+		pthread_mutex_unlock(&a->sweep_mtx);
+		size_t n = sweep_expired(a, s);
+		if (n > 0)
+			plog_info("auth", "deleted %zu expired session%s", n, n == 1 ? "" : "s");
+		pthread_mutex_lock(&a->sweep_mtx);
+	}
+	pthread_mutex_unlock(&a->sweep_mtx);
+	free(s);
+	return NULL;
+}
+
+static void
+sweeper_stop(auth_service *a)
+{
+	if (!a->sweeper_running)
+		return;
+	pthread_mutex_lock(&a->sweep_mtx);
+	a->sweeper_stop = true;
+	pthread_cond_signal(&a->sweep_cv);
+	pthread_mutex_unlock(&a->sweep_mtx);
+	pthread_join(a->sweeper, NULL);
+	a->sweeper_running = false;
 }
 
 /* ---- handlers -------------------------------------------------------------------- */
@@ -777,6 +905,8 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	a->env = cfg->env;
 	a->token_ttl_ms = (uint64_t)(cfg->token_ttl_s ? cfg->token_ttl_s : 86400) * 1000;
+	pthread_mutex_init(&a->sweep_mtx, NULL);
+	pthread_cond_init(&a->sweep_cv, NULL);
 
 	if (load_or_create_key(cfg->data_dir, a->token_key, st) != RPC_OK)
 		goto fail;
@@ -807,6 +937,11 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	rpc_server_set_authenticator(a->srv, authn_local, a);
 	if (rpc_server_start(a->srv, st) != RPC_OK)
 		goto fail;
+	if (pthread_create(&a->sweeper, NULL, sweeper_main, a) != 0) {
+		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the session sweeper");
+		goto fail;
+	}
+	a->sweeper_running = true;
 	*out = a;
 	return RPC_OK;
 
@@ -829,6 +964,7 @@ auth_service_shutdown(auth_service *a)
 		rpc_server_shutdown(a->srv);
 	workpool_stop(a->hashers);
 	a->hashers = NULL;
+	sweeper_stop(a);
 }
 
 void
@@ -839,6 +975,9 @@ auth_service_stop(auth_service *a)
 	if (a->srv != NULL)
 		rpc_server_close(a->srv, 5000);
 	workpool_stop(a->hashers);
+	sweeper_stop(a);
+	pthread_cond_destroy(&a->sweep_cv);
+	pthread_mutex_destroy(&a->sweep_mtx);
 	ratelimit_free(a->login_limit);
 	free(a->dummy_hash);
 	sodium_memzero(a->token_key, sizeof(a->token_key));

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "store.h"
 #include "parley/v1/auth.pb-c.h"
 
 static th_daemon d;
@@ -388,6 +389,39 @@ test_persistence_across_restart(void)
 	printf("ok users and sessions survive a restart\n");
 }
 
+static bool
+count_one(void *arg, store_val key, store_val val)
+{
+	(void)key;
+	(void)val;
+	(*(int *)arg)++;
+	return true;
+}
+
+/* Entries in table of the store in dir, opened read-only; -1 on error. */
+static int
+count_entries(const char *dir, const char *table)
+{
+	store_opts o = {.read_only = true};
+	store_env *env;
+	store_table t;
+	store_txn *txn;
+	int n = 0;
+
+	if (store_open(&env, dir, &o, NULL, 0) != STORE_OK)
+		return -1;
+	if (store_table_open(env, table, &t) != STORE_OK ||
+	    store_begin(env, false, &txn) != STORE_OK) {
+		store_close(env);
+		return -1;
+	}
+	if (store_scan(txn, t, NULL, 0, false, count_one, &n) != STORE_OK)
+		n = -1;
+	store_abort(txn);
+	store_close(env);
+	return n;
+}
+
 static void
 test_token_expiry(void)
 {
@@ -406,11 +440,27 @@ test_token_expiry(void)
 	usleep(1300 * 1000);
 	TH_CODE(do_validate(token, NULL, &st), RPC_UNAUTHENTICATED, &st);
 	TH_CODE(do_logout(token, &st), RPC_UNAUTHENTICATED, &st);
+	printf("ok tokens expire\n");
+
+	/* Sessions never presented again do not stay forever: the sweeper
+	 * deletes them (here every second, the token lifetime). Read the
+	 * daemon's store as a second process may, read-only. */
+	for (int i = 0; i < 3; i++)
+		TH_CODE(do_login("erin", "erin-password", token, &st), RPC_OK, &st);
+	int64_t until = rpc_now_ms() + 20000;
+	while ((count_entries(e.dir, "auth.tokens") != 0 ||
+		count_entries(e.dir, "auth.user_tokens") != 0) &&
+	       rpc_now_ms() < until)
+		usleep(100 * 1000);
+	TH_CHECK(count_entries(e.dir, "auth.tokens") == 0 &&
+		     count_entries(e.dir, "auth.user_tokens") == 0,
+		 "expired sessions swept: %d tokens, %d user index entries left",
+		 count_entries(e.dir, "auth.tokens"), count_entries(e.dir, "auth.user_tokens"));
 	rpc_client_close(auth);
 	auth = saved;
 	TH_CHECK(th_stop(&e) == 0, "clean exit");
 	th_cleanup(&e);
-	printf("ok tokens expire\n");
+	printf("ok expired sessions are swept\n");
 }
 
 int
