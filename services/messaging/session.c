@@ -94,16 +94,12 @@ buf_pop(mx_session *s)
 	s->buf_len--;
 }
 
-/* Drops room from the session: the user is no longer a member. */
+/* Takes room's events out of the buffer, keeping the others' order. */
 static void
-drop_room(mx_session *s, unsigned room)
+buf_remove_room(mx_session *s, unsigned room)
 {
-	sess_room *r = &s->rooms[room];
 	unsigned kept = 0;
 
-	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE);
-	mx_router_drop_room(s->m->router, s, room);
-	/* Compact the ring without that room's events. */
 	for (unsigned i = 0; i < s->buf_len; i++) {
 		sess_event e = s->buf[(s->buf_head + i) % SESSION_BUF_EVENTS];
 
@@ -115,9 +111,35 @@ drop_room(mx_session *s, unsigned room)
 		}
 	}
 	s->buf_len = kept;
-	r->buffered = 0;
+	s->rooms[room].buffered = 0;
+}
+
+/* Drops room from the session: the user is no longer a member. */
+static void
+drop_room(mx_session *s, unsigned room)
+{
+	sess_room *r = &s->rooms[room];
+
+	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE);
+	mx_router_drop_room(s->m->router, s, room);
+	buf_remove_room(s, room);
 	plog_info("messaging", "session of %s: no longer a member of %s; room dropped", s->user,
 		  r->id);
+}
+
+/* The client has room up to seq `to`: what was sent after it goes again,
+ * read from LMDB (the room is now behind). Nothing if not behind. */
+static void
+rewind_room(mx_session *s, unsigned room, uint64_t to)
+{
+	sess_room *r = &s->rooms[room];
+
+	if (is_gone(r) || to >= r->cursor)
+		return;
+	buf_remove_room(s, room);
+	if (r->known_head < r->cursor)
+		r->known_head = r->cursor;
+	r->cursor = to;
 }
 
 static bool
@@ -434,6 +456,8 @@ worker_main(void *arg)
 	mx_session *s = arg;
 	uint32_t idle_ms = s->m->session_idle_ms;
 	nng_msg *frames[SESSION_INBOX_MAX];
+	uint64_t rewinds[SESSION_MAX_ROOMS];
+	bool rewind[SESSION_MAX_ROOMS];
 
 	for (;;) {
 		rpc_call *call = NULL;
@@ -481,6 +505,11 @@ worker_main(void *arg)
 			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
 			s->inbox_len--;
 		}
+		for (unsigned i = 0; i < s->nrooms; i++) {
+			rewind[i] = s->rooms[i].rewind_set;
+			rewinds[i] = s->rooms[i].rewind;
+			s->rooms[i].rewind_set = false;
+		}
 		if (s->inbox_overflow || s->poll_new)
 			s->check_heads = true;
 		if (s->poll_new)
@@ -493,7 +522,11 @@ worker_main(void *arg)
 		}
 		pthread_mutex_unlock(&s->mtx);
 
-		/* 2. Sort the frames; re-read heads when asked. */
+		/* 2. Rewind rooms a reply was lost for; sort the frames;
+		 * re-read heads when asked. */
+		for (unsigned i = 0; i < s->nrooms; i++)
+			if (rewind[i])
+				rewind_room(s, i, rewinds[i]);
 		for (unsigned i = 0; i < nframes; i++)
 			take_frame(s, frames[i]);
 		if (ending)
@@ -612,8 +645,18 @@ session_unref(mx_session *s)
 	free(s);
 }
 
+int
+session_room_index(const mx_session *s, const char *room_id)
+{
+	for (unsigned i = 0; i < s->nrooms; i++)
+		if (strcmp(s->rooms[i].id, room_id) == 0)
+			return (int)i;
+	return -1;
+}
+
 rpc_code
-session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t max)
+session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t max,
+		    const unsigned *room, const uint64_t *acked, unsigned n)
 {
 	int64_t now = rpc_now_ms(), until = now + wait_ms;
 	int64_t latest = rpc_call_deadline(call) - POLL_REPLY_MARGIN_MS;
@@ -623,6 +666,10 @@ session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t ma
 	if (s->dead || s->closing) {
 		pthread_mutex_unlock(&s->mtx);
 		return RPC_NOT_FOUND;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		s->rooms[room[i]].rewind = acked[i];
+		s->rooms[room[i]].rewind_set = true;
 	}
 	old = s->poll;
 	s->poll = call;

@@ -58,6 +58,8 @@ typedef struct sess_room {
 	uint64_t known_head;	/* [worker] latest seq known to exist */
 	unsigned buffered;	/* [worker] events of this room in the buffer */
 	bool gone;		/* atomic: the user left; nothing more from here */
+	bool rewind_set;	/* [mtx] a Poll said the client has up to rewind */
+	uint64_t rewind;	/* [mtx] */
 } sess_room;
 
 typedef struct sess_event {
@@ -124,10 +126,16 @@ void session_unref(mx_session *s);
 
 /*
  * Hands a Poll to the worker: RPC_DEFERRED. A Poll already waiting is
- * answered empty (the newer one wins). RPC_NOT_FOUND if the session is
- * closing or ended.
+ * answered empty (the newer one wins). acked[i] (n of them) is the last
+ * seq the client has of room room[i] (an index into s->rooms): a room the
+ * session has sent further is rewound to it, so events of a lost reply
+ * come again. RPC_NOT_FOUND if the session is closing or ended.
  */
-rpc_code session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t max);
+rpc_code session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t max,
+			     const unsigned *room, const uint64_t *acked, unsigned n);
+
+/* The index of room_id in s->rooms, or -1. */
+int session_room_index(const mx_session *s, const char *room_id);
 
 /* Asks the worker to end (Close, or shutdown); it answers a waiting Poll
  * empty and puts OFFLINE presence into the rooms. false if already asked. */

@@ -268,6 +268,8 @@ mx_handle_poll(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 	const Parley__V1__PollRequest *req = (const void *)reqm;
 	messaging_service *m = ctx;
 	uint32_t max = req->max_events;
+	unsigned rooms[SESSION_MAX_ROOMS];
+	uint64_t acked[SESSION_MAX_ROOMS];
 	mx_session *s;
 	rpc_code code;
 
@@ -278,9 +280,25 @@ mx_handle_poll(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		max = POLL_DEFAULT_EVENTS;
 	if (max > POLL_MAX_EVENTS)
 		max = POLL_MAX_EVENTS;
+	if (req->n_acked > SESSION_MAX_ROOMS)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "acked names at most %d rooms",
+				     SESSION_MAX_ROOMS);
 	if ((s = own_session(call, m->sessions, req->session_id, &code)) == NULL)
 		return code;
-	code = session_attach_poll(s, call, req->wait_ms, max);
+	for (size_t i = 0; i < req->n_acked; i++) {
+		int k = session_room_index(s, req->acked[i]->room_id);
+
+		if (k < 0) {
+			session_unref(s);
+			return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+					     "acked[%zu]: room '%.64s' is not in this session", i,
+					     req->acked[i]->room_id);
+		}
+		rooms[i] = (unsigned)k;
+		acked[i] = req->acked[i]->since_seq;
+	}
+	code = session_attach_poll(s, call, req->wait_ms, max, rooms, acked,
+				   (unsigned)req->n_acked);
 	session_unref(s);
 	if (code == RPC_NOT_FOUND && rpc_server_stopping(m->srv))
 		return shutting_down(call); /* the session ended with the service */

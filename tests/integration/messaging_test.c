@@ -394,6 +394,78 @@ test_resume(const mx_user *a)
 	printf("ok resume after close: exactly the missed 100\n");
 }
 
+/* The persisted events of a reply, in order: their seqs into seqs. */
+static size_t
+persisted_seqs(const Parley__V1__PollResponse *r, uint64_t *seqs, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n_events && n < cap; i++)
+		if (r->events[i]->seq != 0)
+			seqs[n++] = r->events[i]->seq;
+	return n;
+}
+
+/* A Poll reply lost on the way: the next Poll says what the client has
+ * (acked) and gets the same events again, once, in order. */
+static void
+test_lost_reply(const mx_user *a)
+{
+	char room[65], other[65], sid[65], text[32];
+	const char *rooms[1] = {room};
+	Parley__V1__PollResponse *r;
+	uint64_t head, seq, seqs[64];
+	size_t n;
+	rpc_status st;
+
+	new_room(a, room);
+	new_room(a, other);
+	for (int i = 0; i < 5; i++) {
+		snprintf(text, sizeof(text), "lost-%d", i);
+		TH_CODE(mx_send(a, room, text, NULL, &seq, NULL, &st), RPC_OK, &st);
+	}
+	TH_CODE(mx_open(a, 1, rooms, NULL, sid, &head, &st), RPC_OK, &st);
+	TH_CHECK(head == 6, "head %llu", (unsigned long long)head);
+
+	/* The first reply: everything, 1..head. Then it is "lost". */
+	TH_CODE(mx_poll(a, sid, 5000, 100, &r, &st), RPC_OK, &st);
+	n = persisted_seqs(r, seqs, 64);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	TH_CHECK(n == head && seqs[0] == 1 && seqs[n - 1] == head, "first reply: %zu events", n);
+
+	/* The client has nothing: all of it again, in order. */
+	TH_CODE(mx_poll_acked(a, sid, 5000, room, 0, &r, &st), RPC_OK, &st);
+	n = persisted_seqs(r, seqs, 64);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	TH_CHECK(n == head, "again after a lost reply: %zu events, want %llu", n,
+		 (unsigned long long)head);
+	for (size_t i = 0; i < n; i++)
+		TH_CHECK(seqs[i] == i + 1, "event %zu has seq %llu", i, (unsigned long long)seqs[i]);
+
+	/* The client has 1..4: 5 and 6 again. */
+	TH_CODE(mx_poll_acked(a, sid, 5000, room, 4, &r, &st), RPC_OK, &st);
+	n = persisted_seqs(r, seqs, 64);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	TH_CHECK(n == 2 && seqs[0] == 5 && seqs[1] == 6, "the tail again: %zu events", n);
+
+	/* Acked up to date, or ahead: nothing more; a new message once. */
+	TH_CODE(mx_poll_acked(a, sid, 300, room, head, &r, &st), RPC_OK, &st);
+	TH_CHECK(persisted_seqs(r, seqs, 64) == 0, "nothing when up to date");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	TH_CODE(mx_poll_acked(a, sid, 300, room, head + 100, &r, &st), RPC_OK, &st);
+	TH_CHECK(persisted_seqs(r, seqs, 64) == 0, "acked ahead changes nothing");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	TH_CODE(mx_send(a, room, "after", NULL, &seq, NULL, &st), RPC_OK, &st);
+	TH_CODE(mx_poll_acked(a, sid, 5000, room, head, &r, &st), RPC_OK, &st);
+	n = persisted_seqs(r, seqs, 64);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	TH_CHECK(n == 1 && seqs[0] == head + 1, "the new message once: %zu events", n);
+
+	TH_CODE(mx_poll_acked(a, sid, 0, other, 0, &r, &st), RPC_INVALID_ARGUMENT, &st);
+	TH_CODE(mx_close(a, sid, &st), RPC_OK, &st);
+	printf("ok a lost Poll reply is sent again after acked\n");
+}
+
 static void
 test_external_subscriber(const mx_user *a)
 {
@@ -592,6 +664,7 @@ main(void)
 	test_permissions_and_leave(&a, &b, &c);
 	test_presence(&a, &b);
 	test_resume(&a);
+	test_lost_reply(&a);
 	test_external_subscriber(&a);
 	test_bad_input(&a, &b);
 

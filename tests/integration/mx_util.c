@@ -188,6 +188,23 @@ mx_poll(const mx_user *u, const char *sid, uint32_t wait_ms, uint32_t max,
 }
 
 rpc_code
+mx_poll_acked(const mx_user *u, const char *sid, uint32_t wait_ms, const char *room,
+	      uint64_t acked, Parley__V1__PollResponse **out, rpc_status *st)
+{
+	Parley__V1__PollRequest r = PARLEY__V1__POLL_REQUEST__INIT;
+	Parley__V1__RoomCursor c = PARLEY__V1__ROOM_CURSOR__INIT, *cs[1] = {&c};
+
+	r.session_id = (char *)sid;
+	r.wait_ms = wait_ms;
+	c.room_id = (char *)room;
+	c.since_seq = acked;
+	r.acked = cs;
+	r.n_acked = 1;
+	return call(mx_msg, &parley__v1__messaging__descriptor, "Poll", u, &r.base,
+		    (ProtobufCMessage **)out, st);
+}
+
+rpc_code
 mx_close(const mx_user *u, const char *sid, rpc_status *st)
 {
 	Parley__V1__CloseRequest r = PARLEY__V1__CLOSE_REQUEST__INIT;

@@ -51,6 +51,9 @@ rpc_code mx_open(const mx_user *u, size_t n, const char *const *rooms, const uin
 /* *out is freed by the caller with protobuf_c_message_free_unpacked. */
 rpc_code mx_poll(const mx_user *u, const char *sid, uint32_t wait_ms, uint32_t max,
 		 Parley__V1__PollResponse **out, rpc_status *st);
+/* The same, telling the session the client has room up to seq acked. */
+rpc_code mx_poll_acked(const mx_user *u, const char *sid, uint32_t wait_ms, const char *room,
+		       uint64_t acked, Parley__V1__PollResponse **out, rpc_status *st);
 rpc_code mx_close(const mx_user *u, const char *sid, rpc_status *st);
 
 /* *out is freed by the caller with protobuf_c_message_free_unpacked. */
