@@ -147,16 +147,20 @@ static rpc_code
 roundtrip_local(rpc_client *cli, rpc_server *srv, Parley__V1__RpcRequest *env,
 		int64_t deadline, Parley__V1__RpcResponse **out, rpc_status *st)
 {
+	int64_t left = deadline - rpc_now_ms();
 	nng_msg *msg;
 	rpc_code code;
 
-	env->timeout_ms = (uint32_t)(deadline - rpc_now_ms());
+	if (left <= 0) {
+		rpc_local_release(srv);
+		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
+	}
+	env->timeout_ms = (uint32_t)left;
 	if ((msg = pack_request(env)) == NULL) {
 		rpc_local_release(srv);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
-	code = rpc_local_call(srv, msg, deadline, &msg, st);
-	rpc_local_release(srv);
+	code = rpc_local_call(srv, msg, deadline, &msg, st); /* releases the pin */
 	if (code != RPC_OK)
 		return code;
 	return unpack_response(cli, msg, out, st);

@@ -21,10 +21,12 @@
 rpc_server *rpc_local_acquire(const char *url);
 void rpc_local_release(rpc_server *srv);
 
-/* Runs one call. request (a packed RpcRequest) is consumed; on RPC_OK
- * *reply is the packed RpcResponse, to free with nng_msg_free. Fails only
- * when no answer came by deadline_ms (DEADLINE_EXCEEDED) or memory ran
- * out; every status of the call itself travels in the reply. */
+/* Runs one call on srv, pinned by rpc_local_acquire: the pin is released
+ * once the handler has returned (a deferred reply needs no server).
+ * request (a packed RpcRequest) is consumed; on RPC_OK *reply is the
+ * packed RpcResponse, to free with nng_msg_free. Fails only when no answer
+ * came by deadline_ms (DEADLINE_EXCEEDED) or memory ran out; every status
+ * of the call itself travels in the reply. */
 rpc_code rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms,
 			nng_msg **reply, rpc_status *st);
 

@@ -90,6 +90,7 @@ struct rpc_server {
 	rpc_call *queue_head, *queue_tail;
 	rpc_server *local_next;	/* in local_servers; local_mtx guards */
 	int local_pins;		/* in-process callers inside; local_mtx guards */
+	int local_running;	/* in-process calls in dispatch */
 	int64_t last_arrival_ms; /* when a call last came in */
 	int64_t last_reply_ms;	/* when a reply was last handed to nng */
 	bool stopping;	/* shutdown began: Health answers NOT_SERVING */
@@ -618,6 +619,7 @@ rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg *
 
 	*replyp = NULL;
 	if (lc == NULL) {
+		rpc_local_release(srv);
 		nng_msg_free(request);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
@@ -631,12 +633,21 @@ rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg *
 	c->arrived_ms = rpc_now_ms();
 	pthread_mutex_lock(&srv->mtx);
 	c->refuse = srv->refusing;
+	srv->local_running++;
+	srv->last_arrival_ms = c->arrived_ms;
 	pthread_mutex_unlock(&srv->mtx);
 
-	/* The same path as a call off the socket, on this thread. */
+	/* The same path as a call off the socket, on this thread. A deferred
+	 * reply is the handler's owner's business from here: like a deferred
+	 * slot, it no longer holds up a drain or the server's close. */
 	code = dispatch(c);
 	if (code != RPC_DEFERRED)
 		reply(c, code);
+	pthread_mutex_lock(&srv->mtx);
+	srv->local_running--;
+	pthread_cond_broadcast(&srv->idle_cv);
+	pthread_mutex_unlock(&srv->mtx);
+	rpc_local_release(srv);
 
 	pthread_mutex_lock(&lc->mtx);
 	while (!lc->done && rpc_now_ms() < deadline_ms)
@@ -644,15 +655,14 @@ rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg *
 	if (!lc->done) {
 		lc->abandoned = true; /* the deferred handler frees it */
 		pthread_mutex_unlock(&lc->mtx);
-		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "no answer from %s in time",
-				      srv->url);
+		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "no answer in time");
 	}
 	pthread_mutex_unlock(&lc->mtx);
 	*replyp = lc->reply;
 	lc->reply = NULL;
 	local_free(lc);
 	if (*replyp == NULL)
-		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "%s: out of memory", srv->url);
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory for the reply");
 	return RPC_OK;
 }
 
@@ -776,6 +786,8 @@ rpc_server_start(rpc_server *srv, rpc_status *st)
 static bool
 drained_locked(rpc_server *srv, bool count_deferred)
 {
+	if (srv->local_running > 0)
+		return false;
 	for (int i = 0; i < srv->nslots; i++) {
 		rpc_call *c = &srv->slots[i];
 

@@ -79,9 +79,10 @@ int rpc_server_start(rpc_server *srv, rpc_status *st);
  * tell by rpc_server_stopping). Health/Check answers NOT_SERVING from the
  * start. Calls keep being served until none has arrived for
  * RPC_SHUTDOWN_QUIET_MS (at most RPC_SHUTDOWN_SETTLE_MS), so that none
- * already on its way is turned away; calls arriving after that, until the
- * socket closes, are answered UNAVAILABLE (retry_after_ms
- * RPC_SHUTDOWN_RETRY_MS), never dropped. */
+ * already on its way is turned away; calls arriving after that are
+ * answered UNAVAILABLE (retry_after_ms RPC_SHUTDOWN_RETRY_MS), nothing
+ * done, until rpc_server_close stops receiving. In-process calls (see
+ * local.h) count as calls in flight too. */
 void rpc_server_shutdown(rpc_server *srv);
 
 #define RPC_SHUTDOWN_QUIET_MS 200

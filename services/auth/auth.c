@@ -678,7 +678,7 @@ reserve_login(rpc_call *call, auth_service *a, const char *user_id)
 	if (wait == 0)
 		return RPC_OK;
 	rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
-		      "too many failed logins for this account; try again in %u s",
+		      "too many login attempts for this account; try again in %u s",
 		      (wait + 999) / 1000);
 	rpc_call_retry_after(call, wait);
 	return RPC_RESOURCE_EXHAUSTED;

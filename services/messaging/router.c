@@ -93,7 +93,8 @@ deliver_locked(mx_router *r, nng_msg *msg)
 		}
 		return false;
 	}
-	if (nul == NULL || (rt = find_locked(r, body, (size_t)(nul - body), NULL)) == NULL)
+	if (nul == NULL || (rt = find_locked(r, body, (size_t)(nul - body), NULL)) == NULL ||
+	    rt->n == 0)
 		return false;
 	for (unsigned i = 0; i + 1 < rt->n; i++) {
 		nng_msg *copy;
@@ -111,8 +112,14 @@ router_cb(void *arg)
 	mx_router *r = arg;
 	nng_msg *msg;
 
-	if (nng_aio_result(r->aio) != 0)
+	int rv = nng_aio_result(r->aio);
+
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
 		return; /* closed or stopped */
+	if (rv != 0) {
+		nng_recv_aio(r->sub, r->aio);
+		return;
+	}
 	msg = nng_aio_get_msg(r->aio);
 	nng_aio_set_msg(r->aio, NULL);
 	pthread_mutex_lock(&r->mtx);
@@ -221,8 +228,13 @@ add_locked(mx_router *r, mx_session *s, unsigned room)
 		unsigned cap = rt->cap ? rt->cap * 2 : 4;
 		struct route_entry *v = realloc(rt->v, cap * sizeof(*v));
 
-		if (v == NULL)
+		if (v == NULL) {
+			if (rt->n == 0) { /* just made: leave no empty route */
+				*link = rt->next;
+				free(rt);
+			}
 			return false;
+		}
 		rt->v = v;
 		rt->cap = cap;
 	}
