@@ -49,23 +49,50 @@ th_abort(void)
 	_exit(1);
 }
 
+/* The lowest port the kernel hands out as a connection's source port:
+ * picking below it, no outgoing connection can take a port between our
+ * check and the daemon's bind. */
+static int
+ephemeral_low(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	int low = 32768, high;
+
+	if (f != NULL) {
+		if (fscanf(f, "%d %d", &low, &high) != 2 || low <= 11000)
+			low = 32768;
+		fclose(f);
+	}
+	return low;
+}
+
 int
 th_free_port(void)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	int port;
+	static unsigned seed;
+	int low = ephemeral_low();
 
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-		perror("th_free_port");
-		th_abort();
+	if (seed == 0)
+		seed = (unsigned)getpid() ^ (unsigned)rpc_wall_ms();
+	for (int tries = 0; tries < 1000; tries++) {
+		struct sockaddr_in sa = {.sin_family = AF_INET};
+		int port = 10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000));
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		bool ok;
+
+		if (fd < 0) {
+			perror("th_free_port");
+			th_abort();
+		}
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sa.sin_port = htons((uint16_t)port);
+		ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(fd);
+		if (ok)
+			return port;
 	}
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
+	fprintf(stderr, "th_free_port: no free port below %d\n", low);
+	th_abort();
 }
 
 static void
@@ -174,16 +201,44 @@ spawn(th_daemon *d)
 		{"history", offsetof(th_daemon, history)},
 		{"messaging", offsetof(th_daemon, messaging)},
 	};
+	int64_t until = rpc_now_ms() + 15000;
 	for (size_t i = 0; i < sizeof(eps) / sizeof(eps[0]); i++) {
 		if (!runs(d, eps[i].name))
 			continue;
-		if (!th_wait_serving((const char *)d + eps[i].off, 15000)) {
-			fprintf(stderr, "parleyd %s did not come up; see %s\n", eps[i].name,
-				d->log);
-			return false;
+		while (!th_wait_serving((const char *)d + eps[i].off, 200)) {
+			int status;
+
+			if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+				track(d->pid, false);
+				d->pid = 0;
+				fprintf(stderr, "parleyd exited before %s came up; see %s\n",
+					eps[i].name, d->log);
+				return false;
+			}
+			if (rpc_now_ms() >= until) {
+				fprintf(stderr, "parleyd %s did not come up; see %s\n",
+					eps[i].name, d->log);
+				return false;
+			}
 		}
 	}
 	return true;
+}
+
+/* True if the daemon's log says a port was taken. */
+static bool
+log_says_port_taken(const th_daemon *d)
+{
+	char buf[8192];
+	FILE *f = fopen(d->log, "r");
+	size_t n;
+
+	if (f == NULL)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return strstr(buf, "Address in use") != NULL;
 }
 
 bool
@@ -198,14 +253,28 @@ th_start(th_daemon *d, const char *services)
 		}
 	}
 	snprintf(d->services, sizeof(d->services), "%s", services ? services : "");
-	pick(d->auth);
-	pick(d->rooms);
-	pick(d->history);
-	pick(d->messaging);
-	pick(d->events);
-	pick(d->room_events);
-	pick(d->rooms_internal);
-	return spawn(d);
+	/* Ports we pick may still be taken by someone else in between (tests
+	 * run in parallel): then pick those again. Ports the test chose stay. */
+	char *addrs[] = {d->auth,   d->rooms,	    d->history,	      d->messaging,
+			 d->events, d->room_events, d->rooms_internal};
+	bool mine[sizeof(addrs) / sizeof(addrs[0])];
+
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++)
+		mine[i] = addrs[i][0] == '\0';
+	for (int attempt = 0;; attempt++) {
+		for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+			if (mine[i])
+				addrs[i][0] = '\0';
+			pick(addrs[i]);
+		}
+		if (spawn(d))
+			return true;
+		if (attempt == 4 || d->pid != 0 || !log_says_port_taken(d))
+			return false;
+		fprintf(stderr, "a port was taken meanwhile; trying other ports\n");
+		if (truncate(d->log, 0) != 0)
+			perror("truncate"); /* the old lines stay: harmless */
+	}
 }
 
 static int

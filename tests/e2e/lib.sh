@@ -43,7 +43,7 @@ need_services() {
 }
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 1
 }
 
 # The daemon's addresses: chosen on the first start_parleyd, kept for
@@ -52,11 +52,7 @@ pick_ports() {
   [[ -z ${port_auth:-} ]] || return 0
   local ports
   # shellcheck disable=SC2207
-  ports=($(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(7)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))'))
+  ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 7))
   port_auth=${ports[0]} port_rooms=${ports[1]} port_history=${ports[2]}
   port_messaging=${ports[3]} port_events=${ports[4]} port_room_events=${ports[5]}
   port_rooms_internal=${ports[6]}

@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "wire_test: failed at line $LINENO (exit $?)"; cat "$work/parleyd.log" 2>/dev/null' ERR
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 "$(dirname "$0")/../free_ports.py" 1)
 addr="tcp://127.0.0.1:$port"
 "$PARLEYD" --services auth --data-dir "$work/data" --auth-listen "$addr" 2>"$work/parleyd.log" &
 pid=$!
