@@ -244,7 +244,11 @@ scen_fanout(const bench_opts *o)
 	extra[1] = contexts;
 	extra[2] = "--max-sessions";
 	extra[3] = max_sessions;
-	extra[4] = NULL;
+	/* Custom cases put up to 250 receivers on one of the FO_USERS users;
+	 * no per-user cap beyond the global one. */
+	extra[4] = "--max-user-sessions";
+	extra[5] = max_sessions;
+	extra[6] = NULL;
 	if (!pd_start(&d, o, "auth,rooms,messaging", extra)) {
 		rep_fail(&r, "parleyd did not start");
 		return rep_finish(&r);

@@ -65,7 +65,9 @@ static void
 one_rep(breport *r, const bench_opts *o, int n, size_rows *rows, bool last)
 {
 	char maxs[32];
-	const char *extra[] = {"--max-sessions", maxs, "--session-idle", "3600", NULL};
+	/* All n sessions belong to 2 users: the per-user cap must not bite. */
+	const char *extra[] = {"--max-sessions", maxs, "--max-user-sessions", maxs,
+			       "--session-idle", "3600", NULL};
 	static open_ctx c;
 	open_thread th[OPEN_THREADS];
 	rpc_client *auth = NULL, *rooms = NULL, *m = NULL;

@@ -108,6 +108,7 @@ usage(FILE *out)
 		"  --token-ttl SECONDS    session token lifetime (default 86400)   [PARLEY_TOKEN_TTL]\n"
 		"  --session-idle SECONDS messaging session expiry without Poll (default 60)   [PARLEY_SESSION_IDLE]\n"
 		"  --max-sessions N       cap on open messaging sessions (default 20000)   [PARLEY_MAX_SESSIONS]\n"
+		"  --max-user-sessions N  cap on one user's open messaging sessions (default 100)   [PARLEY_MAX_USER_SESSIONS]\n"
 		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
 		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
 		"  --help\n");
@@ -155,7 +156,7 @@ main(int argc, char **argv)
 		OPT_SERVICES = 256, OPT_DATA, OPT_MAP, OPT_AUTH_L, OPT_ROOMS_L, OPT_HIST_L,
 		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_RINT_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_RINT,
 		OPT_TTL, OPT_IDLE,
-		OPT_MAXS, OPT_WORKERS, OPT_CONTEXTS, OPT_HELP,
+		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HELP,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -175,6 +176,7 @@ main(int argc, char **argv)
 		{"token-ttl", required_argument, NULL, OPT_TTL},
 		{"session-idle", required_argument, NULL, OPT_IDLE},
 		{"max-sessions", required_argument, NULL, OPT_MAXS},
+		{"max-user-sessions", required_argument, NULL, OPT_MAXUS},
 		{"workers", required_argument, NULL, OPT_WORKERS},
 		{"contexts", required_argument, NULL, OPT_CONTEXTS},
 		{"help", no_argument, NULL, OPT_HELP},
@@ -210,6 +212,7 @@ main(int argc, char **argv)
 	cfg.token_ttl_s = (uint32_t)parse_number("PARLEY_TOKEN_TTL", env_or("PARLEY_TOKEN_TTL", "86400"), 1u << 30);
 	cfg.session_idle_s = (uint32_t)parse_number("PARLEY_SESSION_IDLE", env_or("PARLEY_SESSION_IDLE", "60"), 86400);
 	cfg.max_sessions = (uint32_t)parse_number("PARLEY_MAX_SESSIONS", env_or("PARLEY_MAX_SESSIONS", "20000"), 1000000);
+	cfg.max_user_sessions = (uint32_t)parse_number("PARLEY_MAX_USER_SESSIONS", env_or("PARLEY_MAX_USER_SESSIONS", "100"), 1000000);
 	cfg.workers = (int)parse_number("PARLEY_WORKERS", env_or("PARLEY_WORKERS", "16"), 1024);
 	cfg.contexts = (int)parse_number("PARLEY_CONTEXTS", env_or("PARLEY_CONTEXTS", "256"), 100000);
 
@@ -232,6 +235,7 @@ main(int argc, char **argv)
 		case OPT_TTL: cfg.token_ttl_s = (uint32_t)parse_number("--token-ttl", optarg, 1u << 30); break;
 		case OPT_IDLE: cfg.session_idle_s = (uint32_t)parse_number("--session-idle", optarg, 86400); break;
 		case OPT_MAXS: cfg.max_sessions = (uint32_t)parse_number("--max-sessions", optarg, 1000000); break;
+		case OPT_MAXUS: cfg.max_user_sessions = (uint32_t)parse_number("--max-user-sessions", optarg, 1000000); break;
 		case OPT_WORKERS: cfg.workers = (int)parse_number("--workers", optarg, 1024); break;
 		case OPT_CONTEXTS: cfg.contexts = (int)parse_number("--contexts", optarg, 100000); break;
 		case OPT_HELP:
@@ -245,7 +249,7 @@ main(int argc, char **argv)
 	}
 	check_service_list(list);
 	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
-	    cfg.max_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0) {
+	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0) {
 		fprintf(stderr, "parleyd: sizes, counts and durations must be at least 1\n");
 		return 2;
 	}

@@ -49,6 +49,7 @@ typedef struct parley_config {
 	uint32_t token_ttl_s;	 /* auth: session lifetime */
 	uint32_t session_idle_s; /* messaging: a session not polled this long expires */
 	uint32_t max_sessions;	 /* messaging: cap on open sessions */
+	uint32_t max_user_sessions; /* messaging: cap on one user's open sessions */
 	int workers;		 /* rpc worker threads per endpoint */
 	int contexts;		 /* calls in flight per endpoint */
 } parley_config;

@@ -210,6 +210,7 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	m->room_events_addr = cfg->room_events_addr;
 	m->session_idle_ms = (cfg->session_idle_s ? cfg->session_idle_s : 60) * 1000u;
 	m->max_sessions = cfg->max_sessions ? cfg->max_sessions : 20000;
+	m->max_user_sessions = cfg->max_user_sessions ? cfg->max_user_sessions : 100;
 	timeline_init(&m->tl, cfg->env);
 	pthread_mutex_init(&m->pub_mtx, NULL);
 	pthread_mutex_init(&m->pipe_mtx, NULL);

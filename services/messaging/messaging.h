@@ -20,9 +20,11 @@
  *   - JOINED/LEFT events carry the time messaging wrote them.
  *   - Open: 1-64 distinct rooms, each since_seq at most the room's head
  *     (OUT_OF_RANGE beyond); at most cfg->max_sessions sessions at once,
- *     counting closed ones whose worker has not finished yet. The endpoint
- *     has cfg->contexts + cfg->max_sessions call slots, so that a waiting
- *     Poll on every session never starves other calls.
+ *     and at most cfg->max_user_sessions of one user, counting closed ones
+ *     whose worker has not finished yet (RESOURCE_EXHAUSTED with
+ *     retry_after_ms beyond either). The endpoint has cfg->contexts +
+ *     cfg->max_sessions call slots, so that a waiting Poll on every
+ *     session never starves other calls.
  *   - Poll: wait_ms at most 30000; max_events 0 means 100, above 1000 is
  *     served as 1000; a reply also stops growing past 1 MiB. A Poll waits at
  *     most until shortly before its own RPC deadline. A second Poll on a

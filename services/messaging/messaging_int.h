@@ -65,6 +65,7 @@ struct messaging_service {
 
 	uint32_t session_idle_ms;
 	uint32_t max_sessions;
+	uint32_t max_user_sessions;
 
 	mx_writer *writer;
 	mx_feed *feed;

@@ -431,8 +431,11 @@ static void
 end_session(mx_session *s)
 {
 	mx_sessions *ss = s->ss;
+	char user[RPC_USER_ID_MAX];
 	rpc_call *call;
 
+	/* Copied: the count is given back after s may be freed. */
+	memcpy(user, s->user, sizeof(user));
 	sessions_unregister(ss, s);
 	pthread_mutex_lock(&s->mtx);
 	s->dead = true;
@@ -447,7 +450,7 @@ end_session(mx_session *s)
 		buf_pop(s);
 	say_offline(s);
 	session_unref(s);
-	sessions_worker_done(ss);
+	sessions_worker_done(ss, user);
 }
 
 static void *

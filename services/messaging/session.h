@@ -150,7 +150,8 @@ void session_deliver(mx_session *s, nng_msg *msg);
 /* Takes s out of the registry if it is still there. */
 void sessions_unregister(mx_sessions *ss, mx_session *s);
 
-/* The worker's last word: one fewer running. Touches nothing of s. */
-void sessions_worker_done(mx_sessions *ss);
+/* The worker's last word: one fewer running, and one fewer of user's
+ * (which the caller keeps alive; s may be gone). Touches nothing of s. */
+void sessions_worker_done(mx_sessions *ss, const char *user);
 
 #endif

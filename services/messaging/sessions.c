@@ -5,7 +5,9 @@
  * Locking: ss->mtx guards the buckets, each session's `next` and
  * `registered`, and the counters. `live` counts sessions whose worker has
  * not ended (including one being opened), which is what max_sessions caps:
- * a closed session still holds its thread until the worker is gone.
+ * a closed session still holds its thread until the worker is gone. The
+ * same sessions are counted per user in `users` (an entry per user with at
+ * least one, freed at 0), which max_user_sessions caps.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +17,21 @@
 #include "session.h"
 
 #define SESSION_BUCKETS 4096
+#define USER_BUCKETS 1024
+
+/* Sessions of one user whose worker has not ended. */
+typedef struct user_count {
+	struct user_count *next;
+	unsigned n;
+	char user[RPC_USER_ID_MAX];
+} user_count;
 
 struct mx_sessions {
 	messaging_service *m;
 	pthread_mutex_t mtx;
 	pthread_cond_t idle_cv;	/* live dropped to 0 */
 	mx_session *buckets[SESSION_BUCKETS];
+	user_count *users[USER_BUCKETS];
 	unsigned live;
 	bool stopping;
 };
@@ -87,10 +98,29 @@ sessions_unregister(mx_sessions *ss, mx_session *s)
 		session_unref(s);
 }
 
-void
-sessions_worker_done(mx_sessions *ss)
+/* The link that points at user's entry (at NULL if it has none).
+ * Called with ss->mtx held. */
+static user_count **
+user_slot(mx_sessions *ss, const char *user)
 {
+	user_count **pp = &ss->users[bucket_of(user) % USER_BUCKETS];
+
+	while (*pp != NULL && strcmp((*pp)->user, user) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void
+sessions_worker_done(mx_sessions *ss, const char *user)
+{
+	user_count **pp, *uc;
+
 	pthread_mutex_lock(&ss->mtx);
+	pp = user_slot(ss, user);
+	if ((uc = *pp) != NULL && --uc->n == 0) {
+		*pp = uc->next;
+		free(uc);
+	}
 	if (--ss->live == 0)
 		pthread_cond_broadcast(&ss->idle_cv);
 	pthread_mutex_unlock(&ss->mtx);
@@ -133,21 +163,39 @@ shutting_down(rpc_call *call)
 	return RPC_UNAVAILABLE;
 }
 
-/* Reserves a place under max_sessions. */
+/* Reserves a place for user under max_user_sessions and max_sessions;
+ * sessions_worker_done gives it back. The user's own cap is checked first:
+ * closing sessions is then what helps, not waiting. */
 static rpc_code
-reserve(rpc_call *call, mx_sessions *ss)
+reserve(rpc_call *call, mx_sessions *ss, const char *user)
 {
 	rpc_code code = RPC_OK;
+	user_count **pp, *uc;
 
 	pthread_mutex_lock(&ss->mtx);
+	pp = user_slot(ss, user);
+	uc = *pp;
 	if (ss->stopping)
 		code = shutting_down(call);
+	else if (uc != NULL && uc->n >= ss->m->max_user_sessions)
+		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+				     "you have too many open sessions (at most %u); close some "
+				     "first",
+				     ss->m->max_user_sessions);
 	else if (ss->live >= ss->m->max_sessions)
 		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
 				     "too many open sessions (at most %u); try again later",
 				     ss->m->max_sessions);
-	else
+	else if (uc == NULL && (uc = calloc(1, sizeof(*uc))) == NULL)
+		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	if (code == RPC_OK) {
+		if (*pp == NULL) {
+			snprintf(uc->user, sizeof(uc->user), "%s", user);
+			*pp = uc;
+		}
+		uc->n++;
 		ss->live++;
+	}
 	pthread_mutex_unlock(&ss->mtx);
 	if (code == RPC_RESOURCE_EXHAUSTED)
 		rpc_call_retry_after(call, 1000);
@@ -196,7 +244,7 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 	for (size_t i = 0; i < req->n_rooms; i++)
 		if ((code = members_require(call, m->rooms, req->rooms[i]->room_id)) != RPC_OK)
 			return code;
-	if ((code = reserve(call, ss)) != RPC_OK)
+	if ((code = reserve(call, ss, rpc_call_caller(call))) != RPC_OK)
 		return code;
 	if ((code = read_open_heads(call, m, req, heads)) != RPC_OK)
 		goto unreserve;
@@ -231,7 +279,7 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 	return RPC_OK;
 
 unreserve:
-	sessions_worker_done(ss);
+	sessions_worker_done(ss, rpc_call_caller(call));
 	return code;
 }
 

@@ -14,6 +14,10 @@
 #include "parley/v1/health.pb-c.h"
 
 #define GOT_MAX 4096
+#define MAX_SESSIONS 20		/* the daemon's --max-sessions... */
+#define MAX_USER_SESSIONS 12	/* ...and --max-user-sessions */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* What one session has been given, in order. */
 struct got {
@@ -142,33 +146,65 @@ join(const mx_user *u, const char *room)
 
 /* ---- the tests ------------------------------------------------------------- */
 
+/* Opens a session of u until it is let in, or fails the test after a
+ * bounded number of tries: a closed session's worker ends on its own
+ * thread, so its place frees up shortly after Close returns. */
 static void
-test_max_sessions(const mx_user *a)
+open_when_freed(const mx_user *u, const char *const *rooms, char *sid)
 {
-	char room[65], sids[20][65], extra[65];
-	const char *rooms[1] = {room};
 	rpc_status st;
 	rpc_code code = RPC_OK;
 
-	new_room(a, room);
-	for (int i = 0; i < 20; i++)
-		TH_CODE(mx_open(a, 1, rooms, NULL, sids[i], NULL, &st), RPC_OK, &st);
-	TH_CODE(mx_open(a, 1, rooms, NULL, extra, NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
-	TH_CHECK(st.retry_after_ms > 0, "a retry hint");
-	TH_CODE(mx_close(a, sids[0], &st), RPC_OK, &st);
-	/* The closed session's worker ends on its own thread: a place frees
-	 * up shortly after Close returns. */
 	for (int i = 0; i < 100; i++) {
-		code = mx_open(a, 1, rooms, NULL, extra, NULL, &st);
+		code = mx_open(u, 1, rooms, NULL, sid, NULL, &st);
 		if (code != RPC_RESOURCE_EXHAUSTED)
 			break;
 		usleep(20000);
 	}
 	TH_CODE(code, RPC_OK, &st);
-	TH_CODE(mx_close(a, extra, &st), RPC_OK, &st);
-	for (int i = 1; i < 20; i++)
-		TH_CODE(mx_close(a, sids[i], &st), RPC_OK, &st);
-	printf("ok max sessions\n");
+}
+
+/* The daemon allows MAX_SESSIONS sessions, MAX_USER_SESSIONS of one user:
+ * a takes its whole share, b the rest. */
+static void
+test_max_sessions(const mx_user *a, const mx_user *b)
+{
+	char room[65], sa[MAX_USER_SESSIONS][65], sb[MAX_SESSIONS - MAX_USER_SESSIONS][65];
+	char extra[65];
+	const char *rooms[1] = {room};
+	const int nb = MAX_SESSIONS - MAX_USER_SESSIONS;
+	rpc_status st;
+
+	new_room(a, room);
+	join(b, room);
+	for (int i = 0; i < MAX_USER_SESSIONS; i++)
+		TH_CODE(mx_open(a, 1, rooms, NULL, sa[i], NULL, &st), RPC_OK, &st);
+	TH_CODE(mx_open(a, 1, rooms, NULL, extra, NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
+	TH_CHECK(st.retry_after_ms > 0, "a retry hint");
+	TH_CHECK(strstr(st.message, "you have too many") != NULL, "the user's cap: %s",
+		 st.message);
+
+	/* Another user is not held back by a's cap, only by the global one. */
+	for (int i = 0; i < nb; i++)
+		TH_CODE(mx_open(b, 1, rooms, NULL, sb[i], NULL, &st), RPC_OK, &st);
+	TH_CODE(mx_open(b, 1, rooms, NULL, extra, NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
+	TH_CHECK(st.retry_after_ms > 0, "a retry hint");
+	TH_CHECK(strstr(st.message, "you have") == NULL, "the global cap: %s", st.message);
+
+	/* A closed session gives its place back to its user... */
+	TH_CODE(mx_close(a, sa[0], &st), RPC_OK, &st);
+	open_when_freed(a, rooms, sa[0]);
+	TH_CODE(mx_open(a, 1, rooms, NULL, extra, NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
+	/* ...and to everyone. */
+	TH_CODE(mx_close(b, sb[0], &st), RPC_OK, &st);
+	open_when_freed(b, rooms, sb[0]);
+	TH_CODE(mx_open(b, 1, rooms, NULL, extra, NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
+
+	for (int i = 0; i < MAX_USER_SESSIONS; i++)
+		TH_CODE(mx_close(a, sa[i], &st), RPC_OK, &st);
+	for (int i = 0; i < nb; i++)
+		TH_CODE(mx_close(b, sb[i], &st), RPC_OK, &st);
+	printf("ok max sessions, overall and per user\n");
 }
 
 static void
@@ -650,7 +686,9 @@ test_bad_input(const mx_user *a, const mx_user *b)
 int
 main(void)
 {
-	static const char *const extra[] = {"--session-idle", "5", "--max-sessions", "20", NULL};
+	static const char *const extra[] = {"--session-idle", "5",
+					    "--max-sessions", STR(MAX_SESSIONS),
+					    "--max-user-sessions", STR(MAX_USER_SESSIONS), NULL};
 	mx_user a, b, c;
 
 	mx_start(extra);
@@ -658,7 +696,7 @@ main(void)
 	mx_user_new(&b, "bob");
 	mx_user_new(&c, "carol");
 
-	test_max_sessions(&a);
+	test_max_sessions(&a, &b);
 	test_send_idempotent(&a, &b);
 	test_concurrent_retries(&a);
 	test_permissions_and_leave(&a, &b, &c);
