@@ -225,11 +225,10 @@ spawn(th_daemon *d)
 	return true;
 }
 
-/* True if the daemon's log says a port was taken. */
-static bool
-log_says_port_taken(const th_daemon *d)
+bool
+th_log_has(const th_daemon *d, const char *needle)
 {
-	char buf[8192];
+	char buf[16384];
 	FILE *f = fopen(d->log, "r");
 	size_t n;
 
@@ -238,7 +237,7 @@ log_says_port_taken(const th_daemon *d)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	buf[n] = '\0';
 	fclose(f);
-	return strstr(buf, "Address in use") != NULL;
+	return strstr(buf, needle) != NULL;
 }
 
 bool
@@ -269,7 +268,7 @@ th_start(th_daemon *d, const char *services)
 		}
 		if (spawn(d))
 			return true;
-		if (attempt == 4 || d->pid != 0 || !log_says_port_taken(d))
+		if (attempt == 4 || d->pid != 0 || !th_log_has(d, "Address in use"))
 			return false;
 		fprintf(stderr, "a port was taken meanwhile; trying other ports\n");
 		if (truncate(d->log, 0) != 0)

@@ -52,6 +52,9 @@ typedef struct th_daemon {
 			 rpc_code_name(th_got_), (st)->message, rpc_code_name(want));  \
 	} while (0)
 
+/* True if the daemon's log (its first 16 KiB) contains needle. */
+bool th_log_has(const th_daemon *d, const char *needle);
+
 /* Kills every daemon this process started, then exits 1. */
 void th_abort(void) __attribute__((noreturn));
 

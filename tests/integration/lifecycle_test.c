@@ -105,21 +105,6 @@ raw_health(struct rawcall *r)
 	return status;
 }
 
-static bool
-log_has(const th_daemon *d, const char *needle)
-{
-	char buf[16384];
-	FILE *f = fopen(d->log, "r");
-	size_t n;
-
-	if (f == NULL)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return strstr(buf, needle) != NULL;
-}
-
 static void
 test_sigterm_answers_inflight(void)
 {
@@ -186,9 +171,9 @@ test_sigterm_answers_inflight(void)
 		nng_aio_free(logins[i].aio);
 	nng_aio_free(probe.aio);
 	nng_aio_free(late.aio);
-	TH_CHECK(log_has(&d, "auth serving on"), "start line");
-	TH_CHECK(log_has(&d, "shutting down"), "stop line");
-	TH_CHECK(log_has(&d, "stopped"), "stopped line");
+	TH_CHECK(th_log_has(&d, "auth serving on"), "start line");
+	TH_CHECK(th_log_has(&d, "shutting down"), "stop line");
+	TH_CHECK(th_log_has(&d, "stopped"), "stopped line");
 	th_cleanup(&d);
 	printf("ok SIGTERM answers every call in flight and exits 0\n");
 }
