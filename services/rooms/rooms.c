@@ -356,15 +356,17 @@ handle_get_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 	return RPC_OK;
 }
 
+/*
+ * Makes the caller a member of room_id (join) or not (!join), in one
+ * transaction with its change-log entry. Idempotent: when nothing changes,
+ * nothing is logged. On RPC_OK *recp is the room as it is now.
+ */
 static rpc_code
-handle_join_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
-		 void *ctx)
+set_membership(rpc_call *call, rooms_service *r, const char *room_id, bool join,
+	       Parley__Store__V1__RoomRecord **recp)
 {
-	const Parley__V1__JoinRoomRequest *req = (const void *)reqm;
-	Parley__V1__JoinRoomResponse *resp = (void *)respm;
-	Parley__Store__V1__RoomRecord *rec = NULL;
-	rooms_service *r = ctx;
 	const char *caller = rpc_call_caller(call);
+	const char *what = join ? "join room" : "leave room";
 	uint8_t mkey[PAIR_KEY_MAX], ukey[PAIR_KEY_MAX];
 	size_t mlen, ulen;
 	change_frame f = {0};
@@ -373,41 +375,67 @@ handle_join_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	store_err err;
 	rpc_code code;
 
-	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
+	*recp = NULL;
+	if ((code = check_room_id(call, room_id)) != RPC_OK)
 		return code;
-	mlen = pair_key(mkey, req->room_id, caller);
-	ulen = pair_key(ukey, caller, req->room_id);
+	mlen = pair_key(mkey, room_id, caller);
+	ulen = pair_key(ukey, caller, room_id);
 
 	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
-		return svc_fail_store(call, err, "join room");
-	err = read_room(r, txn, call, req->room_id, &rec);
+		return svc_fail_store(call, err, what);
+	err = read_room(r, txn, call, room_id, recp);
 	if (err == STORE_OK) {
 		err = store_get(txn, r->members, mkey, mlen, &v);
-		if (err == STORE_OK) {
-			/* Already a member: nothing changes, nothing is logged. */
+		if (err == (join ? STORE_OK : STORE_NOTFOUND)) {
+			/* Already so: nothing changes, nothing is logged. */
 			err = changes_write_end(r->log, txn, STORE_OK, NULL);
 			goto done;
 		}
-		if (err == STORE_NOTFOUND)
-			err = rec->member_count < UINT32_MAX ? STORE_OK : STORE_FULL;
+		if (join && err == STORE_NOTFOUND)
+			err = (*recp)->member_count < UINT32_MAX ? STORE_OK : STORE_FULL;
 	}
-	if (err == STORE_OK)
+	if (err == STORE_OK && join) {
 		err = store_put(txn, r->members, mkey, mlen, "", 0, 0);
-	if (err == STORE_OK)
-		err = store_put(txn, r->user_rooms, ukey, ulen, "", 0, 0);
-	if (err == STORE_OK) {
-		rec->member_count++;
-		err = write_room(r, txn, call, rec, 0);
+		if (err == STORE_OK)
+			err = store_put(txn, r->user_rooms, ukey, ulen, "", 0, 0);
+		if (err == STORE_OK)
+			(*recp)->member_count++;
+	} else if (err == STORE_OK) {
+		err = store_del(txn, r->members, mkey, mlen);
+		if (err == STORE_OK)
+			err = store_del(txn, r->user_rooms, ukey, ulen);
+		if (err == STORE_NOTFOUND)
+			err = STORE_CORRUPT; /* members and user_rooms disagree */
+		if (err == STORE_OK && (*recp)->member_count > 0)
+			(*recp)->member_count--;
 	}
 	if (err == STORE_OK)
-		err = changes_append(r->log, txn, call, req->room_id, caller,
-				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED, &f);
+		err = write_room(r, txn, call, *recp, 0);
+	if (err == STORE_OK)
+		err = changes_append(r->log, txn, call, room_id, caller,
+				    join ? PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED
+					 : PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT,
+				    &f);
 	err = changes_write_end(r->log, txn, err, &f);
 done:
 	if (err == STORE_NOTFOUND)
-		return fail_no_room(call, req->room_id);
+		return fail_no_room(call, room_id);
 	if (err != STORE_OK)
-		return svc_fail_store(call, err, "join room");
+		return svc_fail_store(call, err, what);
+	return RPC_OK;
+}
+
+static rpc_code
+handle_join_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		 void *ctx)
+{
+	const Parley__V1__JoinRoomRequest *req = (const void *)reqm;
+	Parley__V1__JoinRoomResponse *resp = (void *)respm;
+	Parley__Store__V1__RoomRecord *rec;
+	rpc_code code;
+
+	if ((code = set_membership(call, ctx, req->room_id, true, &rec)) != RPC_OK)
+		return code;
 	resp->room = room_to_wire(call, rec);
 	return RPC_OK;
 }
@@ -417,55 +445,9 @@ handle_leave_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage
 		  void *ctx)
 {
 	const Parley__V1__LeaveRoomRequest *req = (const void *)reqm;
-	Parley__Store__V1__RoomRecord *rec = NULL;
-	rooms_service *r = ctx;
-	const char *caller = rpc_call_caller(call);
-	uint8_t mkey[PAIR_KEY_MAX], ukey[PAIR_KEY_MAX];
-	size_t mlen, ulen;
-	change_frame f = {0};
-	store_txn *txn;
-	store_val v;
-	store_err err;
-	rpc_code code;
+	Parley__Store__V1__RoomRecord *rec;
 
-	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
-		return code;
-	mlen = pair_key(mkey, req->room_id, caller);
-	ulen = pair_key(ukey, caller, req->room_id);
-
-	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
-		return svc_fail_store(call, err, "leave room");
-	err = read_room(r, txn, call, req->room_id, &rec);
-	if (err == STORE_OK) {
-		err = store_get(txn, r->members, mkey, mlen, &v);
-		if (err == STORE_NOTFOUND) {
-			/* Not a member: nothing changes, nothing is logged. */
-			err = changes_write_end(r->log, txn, STORE_OK, NULL);
-			goto done;
-		}
-	}
-	if (err == STORE_OK) {
-		err = store_del(txn, r->members, mkey, mlen);
-		if (err == STORE_OK)
-			err = store_del(txn, r->user_rooms, ukey, ulen);
-		if (err == STORE_NOTFOUND)
-			err = STORE_CORRUPT; /* members and user_rooms disagree */
-	}
-	if (err == STORE_OK) {
-		if (rec->member_count > 0)
-			rec->member_count--;
-		err = write_room(r, txn, call, rec, 0);
-	}
-	if (err == STORE_OK)
-		err = changes_append(r->log, txn, call, req->room_id, caller,
-				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT, &f);
-	err = changes_write_end(r->log, txn, err, &f);
-done:
-	if (err == STORE_NOTFOUND)
-		return fail_no_room(call, req->room_id);
-	if (err != STORE_OK)
-		return svc_fail_store(call, err, "leave room");
-	return RPC_OK;
+	return set_membership(call, ctx, req->room_id, false, &rec);
 }
 
 static rpc_code
