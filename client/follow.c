@@ -60,21 +60,8 @@ static void
 wait_until(parley_follow *f, int64_t until)
 {
 	pthread_mutex_lock(&f->mtx);
-	while (!f->cancelled) {
-		int64_t left = until - rpc_now_ms();
-		struct timespec ts;
-
-		if (left <= 0)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&f->cv, &f->mtx, &ts);
-	}
+	while (!f->cancelled && rpc_now_ms() < until)
+		rpc_cond_wait_until(&f->cv, &f->mtx, until);
 	pthread_mutex_unlock(&f->mtx);
 }
 
@@ -160,7 +147,7 @@ parley_follow_new(parley_follow **fp, parley_conn *c, const parley_cursor *rooms
 	if ((f = calloc(1, sizeof(*f))) == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	pthread_mutex_init(&f->mtx, NULL);
-	pthread_cond_init(&f->cv, NULL);
+	rpc_cond_init(&f->cv);
 	f->c = c;
 	f->backoff = BACKOFF_MIN_MS;
 	f->room = calloc(n, sizeof(*f->room));

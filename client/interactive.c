@@ -516,7 +516,7 @@ cli_interactive(cli_ctx *ctx)
 	the_ui = &u;
 	u.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 	pthread_mutex_init(&u.mtx, NULL);
-	pthread_cond_init(&u.cv, NULL);
+	rpc_cond_init(&u.cv);
 	if (pipe2(u.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
 		rc = cli_local_error("cannot create a pipe");
 		goto out;

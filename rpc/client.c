@@ -46,7 +46,7 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 	if (cli == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	pthread_mutex_init(&cli->mtx, NULL);
-	pthread_cond_init(&cli->up, NULL);
+	rpc_cond_init(&cli->up);
 	snprintf(cli->url, sizeof(cli->url), "%s", url);
 	cli->next_id = (uint64_t)rpc_wall_ms() << 16;
 	if ((rv = nng_req0_open(&cli->sock)) != 0)

@@ -109,6 +109,17 @@ rpc_wall_ms(void)
 }
 
 void
+rpc_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
+void
 rpc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until_ms)
 {
 	int64_t left = until_ms - rpc_now_ms();
@@ -116,7 +127,9 @@ rpc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until_ms)
 
 	if (left <= 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	/* cv was made by rpc_cond_init: it measures CLOCK_MONOTONIC, so a step
+	 * of the wall clock neither stretches nor cuts this wait. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += left / 1000;
 	ts.tv_nsec += (left % 1000) * 1000000L;
 	if (ts.tv_nsec >= 1000000000L) {

@@ -82,7 +82,13 @@ rpc_code rpc_code_from_nng(int nng_err);
 int64_t rpc_now_ms(void);
 uint64_t rpc_wall_ms(void);
 
-/* pthread_cond_timedwait until a monotonic deadline (rpc_now_ms); returns
+/* Initialises a condition variable that measures CLOCK_MONOTONIC. Every
+ * condition variable that is ever waited on with a timeout is made by this
+ * (rpc_cond_wait_until requires it). */
+void rpc_cond_init(pthread_cond_t *cv);
+
+/* pthread_cond_timedwait until a monotonic deadline (rpc_now_ms) on a cv
+ * made by rpc_cond_init; returns
  * at once if it has passed. The caller holds mtx and re-checks its
  * condition after, as with any condition wait. */
 void rpc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until_ms);

@@ -624,7 +624,7 @@ rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg *
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	pthread_mutex_init(&lc->mtx, NULL);
-	pthread_cond_init(&lc->cv, NULL);
+	rpc_cond_init(&lc->cv);
 	c = &lc->call;
 	c->srv = srv;
 	c->local = lc;
@@ -707,8 +707,8 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 	srv->nslots = opts && opts->contexts > 0 ? opts->contexts : 256;
 	srv->nworkers = opts && opts->workers > 0 ? opts->workers : 16;
 	pthread_mutex_init(&srv->mtx, NULL);
-	pthread_cond_init(&srv->cv, NULL);
-	pthread_cond_init(&srv->idle_cv, NULL);
+	rpc_cond_init(&srv->cv);
+	rpc_cond_init(&srv->idle_cv);
 
 	if ((rv = nng_rep0_open(&srv->sock)) != 0)
 		goto fail;

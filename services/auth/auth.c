@@ -906,7 +906,7 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	a->env = cfg->env;
 	a->token_ttl_ms = (uint64_t)(cfg->token_ttl_s ? cfg->token_ttl_s : 86400) * 1000;
 	pthread_mutex_init(&a->sweep_mtx, NULL);
-	pthread_cond_init(&a->sweep_cv, NULL);
+	rpc_cond_init(&a->sweep_cv);
 
 	if (load_or_create_key(cfg->data_dir, a->token_key, st) != RPC_OK)
 		goto fail;

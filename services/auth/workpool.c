@@ -67,7 +67,7 @@ workpool_new(int threads, int queue_max)
 	}
 	p->max = queue_max;
 	pthread_mutex_init(&p->mtx, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	rpc_cond_init(&p->cv);
 	for (int i = 0; i < threads; i++) {
 		if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0)
 			break;

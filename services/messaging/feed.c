@@ -275,8 +275,8 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 	f->m = m;
 	f->cursor = load_cursor(m);
 	pthread_mutex_init(&f->mtx, NULL);
-	pthread_cond_init(&f->cv, NULL);
-	pthread_cond_init(&f->done_cv, NULL);
+	rpc_cond_init(&f->cv);
+	rpc_cond_init(&f->done_cv);
 	if ((rv = nng_sub0_open(&f->sub)) == 0) {
 		f->sub_open = true;
 		nng_socket_set(f->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);

@@ -214,7 +214,7 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	timeline_init(&m->tl, cfg->env);
 	pthread_mutex_init(&m->pub_mtx, NULL);
 	pthread_mutex_init(&m->pipe_mtx, NULL);
-	pthread_cond_init(&m->pipe_cv, NULL);
+	rpc_cond_init(&m->pipe_cv);
 
 	if ((err = timeline_open(&m->tl)) != STORE_OK) {
 		rpc_status_set(st, RPC_INTERNAL, "cannot open the timeline: %s",

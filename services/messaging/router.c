@@ -139,7 +139,7 @@ mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	r->m = m;
 	pthread_mutex_init(&r->mtx, NULL);
-	pthread_cond_init(&r->cv, NULL);
+	rpc_cond_init(&r->cv);
 	if ((rv = nng_sub0_open(&r->sub)) != 0)
 		goto fail;
 	nng_socket_set_int(r->sub, NNG_OPT_RECVBUF, ROUTER_RECVBUF);

@@ -599,7 +599,7 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user,
 	s->last_active = rpc_now_ms();
 	s->check_heads = true;
 	pthread_mutex_init(&s->mtx, NULL);
-	pthread_cond_init(&s->cv, NULL);
+	rpc_cond_init(&s->cv);
 
 	if (!mx_router_add(m->router, s)) {
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");

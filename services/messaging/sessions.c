@@ -387,7 +387,7 @@ mx_sessions_start(messaging_service *m, mx_sessions **out, rpc_status *st)
 		return st->code;
 	}
 	pthread_mutex_init(&ss->mtx, NULL);
-	pthread_cond_init(&ss->idle_cv, NULL);
+	rpc_cond_init(&ss->idle_cv);
 	*out = ss;
 	return RPC_OK;
 }

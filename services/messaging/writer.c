@@ -565,8 +565,8 @@ mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	w->m = m;
 	pthread_mutex_init(&w->mtx, NULL);
-	pthread_cond_init(&w->cv, NULL);
-	pthread_cond_init(&w->done_cv, NULL);
+	rpc_cond_init(&w->cv);
+	rpc_cond_init(&w->done_cv);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		mx_writer_stop(w);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the writer");
