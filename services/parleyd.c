@@ -105,6 +105,10 @@ usage(FILE *out)
 		"  --rooms URL            where other services reach rooms (default: --rooms-listen)   [PARLEY_ROOMS]\n"
 		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
 		"  --rooms-internal URL   where messaging reaches RoomsFeed (default: --rooms-internal-listen)   [PARLEY_ROOMS_INTERNAL]\n"
+		"  --http-listen URL      HTTP face: Connect protocol, web page (default http://127.0.0.1:8080)   [PARLEY_HTTP_LISTEN]\n"
+		"  --tls-cert FILE        certificate (PEM) for tls+tcp://, wss:// and https:// listeners   [PARLEY_TLS_CERT]\n"
+		"  --tls-key FILE         its private key (PEM)   [PARLEY_TLS_KEY]\n"
+		"  --tls-ca FILE          CA (PEM): listeners require client certificates it signed   [PARLEY_TLS_CA]\n"
 		"  --token-ttl SECONDS    session token lifetime (default 86400)   [PARLEY_TOKEN_TTL]\n"
 		"  --session-idle SECONDS messaging session expiry without Poll (default 60)   [PARLEY_SESSION_IDLE]\n"
 		"  --max-sessions N       cap on open messaging sessions (default 20000)   [PARLEY_MAX_SESSIONS]\n"
@@ -156,7 +160,8 @@ main(int argc, char **argv)
 		OPT_SERVICES = 256, OPT_DATA, OPT_MAP, OPT_AUTH_L, OPT_ROOMS_L, OPT_HIST_L,
 		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_RINT_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_RINT,
 		OPT_TTL, OPT_IDLE,
-		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HELP,
+		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
+		OPT_TLS_KEY, OPT_TLS_CA, OPT_HELP,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -179,6 +184,10 @@ main(int argc, char **argv)
 		{"max-user-sessions", required_argument, NULL, OPT_MAXUS},
 		{"workers", required_argument, NULL, OPT_WORKERS},
 		{"contexts", required_argument, NULL, OPT_CONTEXTS},
+		{"http-listen", required_argument, NULL, OPT_HTTP_L},
+		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -215,6 +224,10 @@ main(int argc, char **argv)
 	cfg.max_user_sessions = (uint32_t)parse_number("PARLEY_MAX_USER_SESSIONS", env_or("PARLEY_MAX_USER_SESSIONS", "100"), 1000000);
 	cfg.workers = (int)parse_number("PARLEY_WORKERS", env_or("PARLEY_WORKERS", "16"), 1024);
 	cfg.contexts = (int)parse_number("PARLEY_CONTEXTS", env_or("PARLEY_CONTEXTS", "256"), 100000);
+	cfg.http_listen = env_or("PARLEY_HTTP_LISTEN", PARLEY_DEFAULT_HTTP);
+	cfg.tls_cert = env_or("PARLEY_TLS_CERT", NULL);
+	cfg.tls_key = env_or("PARLEY_TLS_KEY", NULL);
+	cfg.tls_ca = env_or("PARLEY_TLS_CA", NULL);
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -238,6 +251,10 @@ main(int argc, char **argv)
 		case OPT_MAXUS: cfg.max_user_sessions = (uint32_t)parse_number("--max-user-sessions", optarg, 1000000); break;
 		case OPT_WORKERS: cfg.workers = (int)parse_number("--workers", optarg, 1024); break;
 		case OPT_CONTEXTS: cfg.contexts = (int)parse_number("--contexts", optarg, 100000); break;
+		case OPT_HTTP_L: cfg.http_listen = optarg; break;
+		case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
+		case OPT_TLS_KEY: cfg.tls_key = optarg; break;
+		case OPT_TLS_CA: cfg.tls_ca = optarg; break;
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -26,6 +26,7 @@
 #define PARLEY_DEFAULT_EVENTS "tcp://127.0.0.1:5205"
 #define PARLEY_DEFAULT_ROOM_EVENTS "tcp://127.0.0.1:5206"
 #define PARLEY_DEFAULT_ROOMS_INTERNAL "tcp://127.0.0.1:5207"
+#define PARLEY_DEFAULT_HTTP "http://127.0.0.1:8080"
 
 typedef struct parley_config {
 	const char *data_dir;
@@ -45,6 +46,17 @@ typedef struct parley_config {
 	const char *rooms_addr;
 	const char *room_events_addr;
 	const char *rooms_internal_addr;
+
+	/* The HTTP face (Connect protocol, web page, /metrics); NULL = none. */
+	const char *http_listen;
+
+	/* TLS for every tls+tcp://, wss:// and https:// listener, and the
+	 * client certificate this process presents when it dials one; tls_ca
+	 * makes listeners require client certificates signed by that CA
+	 * (mutual TLS) and is what dialers check servers against. */
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_ca;
 
 	uint32_t token_ttl_s;	 /* auth: session lifetime */
 	uint32_t session_idle_s; /* messaging: a session not polled this long expires */
