@@ -11,6 +11,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "local.h"
+#include "tls.h"
 #include "parley/v1/rpc.pb-c.h"
 
 struct rpc_client {
@@ -41,6 +42,7 @@ int
 rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 {
 	rpc_client *cli = calloc(1, sizeof(*cli));
+	rpc_status why = {0};
 	int rv;
 
 	if (cli == NULL)
@@ -57,7 +59,7 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 	/* Redial quickly after a server restart. */
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMINT, 20);
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMAXT, 500);
-	if ((rv = nng_dial(cli->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0)
+	if ((rv = rpc_tls_dial(cli->sock, url, NNG_FLAG_NONBLOCK, &why)) != 0)
 		goto fail;
 	*clip = cli;
 	return RPC_OK;
@@ -69,7 +71,8 @@ fail:
 	free(cli);
 	return rpc_status_set(st, rpc_code_from_nng(rv) == RPC_UNAVAILABLE ? RPC_UNAVAILABLE
 									   : RPC_INVALID_ARGUMENT,
-			      "cannot use address '%s': %s", url, nng_strerror(rv));
+			      "cannot use address '%s': %s", url,
+			      why.message[0] != '\0' ? why.message : nng_strerror(rv));
 }
 
 void
@@ -185,7 +188,7 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
 		return roundtrip_local(cli, local, env, deadline, out, st);
 	if (!wait_connected(cli, rpc_now_ms() + (left < RPC_CONNECT_GRACE_MS ? left
 									 : RPC_CONNECT_GRACE_MS)))
-		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
+		return rpc_tls_diagnose(cli->url, deadline, st);
 	left = deadline - rpc_now_ms();
 	if (left <= 0)
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");

@@ -23,7 +23,8 @@ typedef struct rpc_call_opts {
 } rpc_call_opts;
 
 /* Opens a client for url (e.g. "tcp://127.0.0.1:5201"). Does not wait for
- * the server to be up. */
+ * the server to be up. A TLS url (tls+tcp://, wss://) is dialled with the
+ * process's TLS setting (tls.h). */
 int rpc_client_open(rpc_client **clip, const char *url, rpc_status *st);
 void rpc_client_close(rpc_client *cli);
 const char *rpc_client_url(const rpc_client *cli);
@@ -34,8 +35,9 @@ const char *rpc_client_url(const rpc_client *cli);
  * free it with protobuf_c_message_free_unpacked(*resp, NULL). On failure
  * *resp is NULL and st says why. A server with no connection up gets
  * RPC_CONNECT_GRACE_MS to (re)connect, then the call fails UNAVAILABLE
- * without waiting out its timeout; a call that outlives its timeout gets
- * DEADLINE_EXCEEDED.
+ * without waiting out its timeout, or FAILED_PRECONDITION when a TLS check
+ * keeps the connection down; the message says which (rpc_tls_diagnose). A
+ * call that outlives its timeout gets DEADLINE_EXCEEDED.
  */
 rpc_code rpc_client_call(rpc_client *cli, const ProtobufCServiceDescriptor *svc,
 			 const char *method, const ProtobufCMessage *req,

@@ -18,6 +18,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "log.h"
+#include "tls.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
@@ -697,6 +698,7 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 		rpc_status *st)
 {
 	rpc_server *srv;
+	rpc_status why = {0};
 	int rv;
 
 	srv = calloc(1, sizeof(*srv));
@@ -727,7 +729,7 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 		    (rv = nng_aio_alloc(&c->aio, slot_cb, c)) != 0)
 			goto fail;
 	}
-	if ((rv = nng_listen(srv->sock, url, NULL, 0)) != 0)
+	if ((rv = rpc_tls_listen(srv->sock, url, &why)) != 0)
 		goto fail;
 	rpc_server_add_service(srv, &parley__v1__health__descriptor, health_methods, srv);
 	*srvp = srv;
@@ -735,7 +737,7 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 
 fail:
 	rpc_status_set(st, rpc_code_from_nng(rv), "%s: cannot listen on %s: %s", srv->name, url,
-		       nng_strerror(rv));
+		       why.message[0] != '\0' ? why.message : nng_strerror(rv));
 	nng_close(srv->sock);
 	for (int i = 0; srv->slots != NULL && i < srv->nslots; i++)
 		if (srv->slots[i].aio != NULL)

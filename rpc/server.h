@@ -59,7 +59,9 @@ typedef struct rpc_server_opts {
 	const char *name; /* for log lines, e.g. "auth" */
 } rpc_server_opts;
 
-/* Creates a server listening on url. opts may be NULL. */
+/* Creates a server listening on url. opts may be NULL. A TLS url
+ * (tls+tcp://, wss://) uses the process's TLS setting (tls.h) and fails
+ * INVALID_ARGUMENT without a certificate. */
 int rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 		    rpc_status *st);
 

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "rooms/rooms.h"
 #include "svc.h"
+#include "tls.h"
 
 /* Each service the daemon can run: typed start/shutdown/stop behind one
  * shape. Later services add a row. */
@@ -55,6 +56,21 @@ static const service_def services[] = {
 	 &cfg.history_listen},
 };
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+/* Reads and checks the TLS files now, so that a bad one stops the start
+ * with its name instead of failing every handshake later. */
+static bool
+tls_setup(void)
+{
+	rpc_tls_opts o = {.cert_file = cfg.tls_cert, .key_file = cfg.tls_key, .ca_file = cfg.tls_ca};
+	rpc_status st;
+
+	if (rpc_tls_configure(&o, &st) != RPC_OK) {
+		plog_error("parleyd", "%s", st.message);
+		return false;
+	}
+	return true;
+}
 
 static const char *
 env_or(const char *name, const char *dflt)
@@ -278,6 +294,8 @@ main(int argc, char **argv)
 		cfg.room_events_addr = cfg.room_events_listen;
 	if (cfg.rooms_internal_addr == NULL)
 		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
+	if (!tls_setup())
+		return 1;
 
 	/* Signals go to the main thread only: block them before any thread
 	 * starts, then wait for them here. */

@@ -30,6 +30,7 @@
 #include <nng/protocol/pubsub0/sub.h>
 
 #include "log.h"
+#include "tls.h"
 #include "messaging_int.h"
 #include "parley/internal/v1/feed.pb-c.h"
 
@@ -268,6 +269,7 @@ int
 mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 {
 	mx_feed *f = calloc(1, sizeof(*f));
+	rpc_status why = {0};
 	int rv;
 
 	if (f == NULL)
@@ -283,12 +285,13 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMINT, 50);
 		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMAXT, 1000);
 		/* The rooms service may come up later: dial in the background. */
-		if ((rv = nng_dial(f->sub, m->room_events_addr, NULL, NNG_FLAG_NONBLOCK)) == 0)
+		if ((rv = rpc_tls_dial(f->sub, m->room_events_addr, NNG_FLAG_NONBLOCK, &why)) == 0)
 			rv = nng_aio_alloc(&f->aio, sub_cb, f);
 	}
 	if (rv != 0) {
 		rpc_status_set(st, RPC_INVALID_ARGUMENT, "cannot subscribe to %s: %s",
-			       m->room_events_addr, nng_strerror(rv));
+			       m->room_events_addr,
+			       why.message[0] != '\0' ? why.message : nng_strerror(rv));
 		mx_feed_stop(f);
 		return st->code;
 	}

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "tls.h"
 
 /* Calls in flight on the endpoint at most (waiting Polls included). */
 #define MAX_CALL_SLOTS 200000
@@ -116,6 +117,7 @@ mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms)
 static int
 pub_open(messaging_service *m, const char *listen, rpc_status *st)
 {
+	rpc_status why = {0};
 	int rv;
 
 	snprintf(m->inproc_url, sizeof(m->inproc_url), "inproc://parley-messaging-%p", (void *)m);
@@ -125,9 +127,9 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 	m->pub_open = true;
 	nng_socket_set_int(m->pub, NNG_OPT_SENDBUF, PUB_SEND_BUFFER);
 	nng_pipe_notify(m->pub, NNG_PIPE_EV_REM_POST, pub_pipe_event, m);
-	if ((rv = nng_listen(m->pub, listen, NULL, 0)) != 0)
+	if ((rv = rpc_tls_listen(m->pub, listen, &why)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s", listen,
-				      nng_strerror(rv));
+				      why.message[0] != '\0' ? why.message : nng_strerror(rv));
 	if ((rv = nng_listen(m->pub, m->inproc_url, NULL, 0)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s",
 				      m->inproc_url, nng_strerror(rv));
