@@ -124,7 +124,7 @@ usage(FILE *out)
 		"  --http-listen URL      HTTP face: Connect protocol, web page (default http://127.0.0.1:8080)   [PARLEY_HTTP_LISTEN]\n"
 		"  --tls-cert FILE        certificate (PEM) for tls+tcp://, wss:// and https:// listeners   [PARLEY_TLS_CERT]\n"
 		"  --tls-key FILE         its private key (PEM)   [PARLEY_TLS_KEY]\n"
-		"  --tls-ca FILE          CA (PEM): listeners require client certificates it signed   [PARLEY_TLS_CA]\n"
+		"  --tls-ca FILE          CA (PEM): listeners require client certificates it signed; dialled servers must chain to it (default: system CAs)   [PARLEY_TLS_CA]\n"
 		"  --token-ttl SECONDS    session token lifetime (default 86400)   [PARLEY_TOKEN_TTL]\n"
 		"  --session-idle SECONDS messaging session expiry without Poll (default 60)   [PARLEY_SESSION_IDLE]\n"
 		"  --max-sessions N       cap on open messaging sessions (default 20000)   [PARLEY_MAX_SESSIONS]\n"
