@@ -106,7 +106,8 @@ rpc_code parley_connect(parley_conn **cp, const parley_endpoints *ep, rpc_status
  * key_file (both or neither) are a client certificate for servers that
  * require one. Applies to connections made after it. INVALID_ARGUMENT,
  * naming the file, for one that cannot be used. A server that fails the
- * checks makes calls fail FAILED_PRECONDITION saying why.
+ * checks makes calls fail FAILED_PRECONDITION saying why. Starts nng's
+ * threads: a program that waits for signals blocks them before.
  */
 rpc_code parley_tls_configure(const char *ca_file, const char *cert_file, const char *key_file,
 			      rpc_status *st);

@@ -294,8 +294,6 @@ main(int argc, char **argv)
 		cfg.room_events_addr = cfg.room_events_listen;
 	if (cfg.rooms_internal_addr == NULL)
 		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
-	if (!tls_setup())
-		return 1;
 
 	/* Signals go to the main thread only: block them before any thread
 	 * starts, then wait for them here. */
@@ -304,6 +302,9 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* After the mask: checking the files starts nng's threads. */
+	if (!tls_setup())
+		return 1;
 
 	/* Only a history service on its own opens the store read-only: the
 	 * writer is a messaging service in another process. */
