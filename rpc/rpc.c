@@ -39,12 +39,16 @@ rpc_code
 rpc_status_vset(rpc_status *st, rpc_code code, const char *fmt, va_list ap)
 {
 	if (st != NULL) {
+		/* Formatted aside first: a caller that passes st->message as
+		 * an argument would otherwise read it while it is overwritten
+		 * (vsnprintf with overlapping buffers is undefined). */
+		char msg[RPC_STATUS_MESSAGE_MAX] = "";
+
+		if (fmt != NULL)
+			vsnprintf(msg, sizeof(msg), fmt, ap);
 		st->code = code;
 		st->retry_after_ms = 0;
-		if (fmt != NULL)
-			vsnprintf(st->message, sizeof(st->message), fmt, ap);
-		else
-			st->message[0] = '\0';
+		memcpy(st->message, msg, sizeof(msg));
 	}
 	return code;
 }
@@ -286,6 +290,11 @@ rpc_check_wire(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
 	char path[128] = "";
 	const uint8_t *p = buf;
 
+	/* An empty body arrives as (NULL, 0): protobuf-c leaves the bytes
+	 * field unset. NULL + 0 is undefined behaviour in C, so an empty
+	 * message (all fields default, always valid) stops here. */
+	if (len == 0)
+		return RPC_OK;
 	return check_wire(d, p, p + len, 0, path, sizeof(path), 0, st);
 }
 

@@ -485,6 +485,12 @@ dispatch(rpc_call *c)
 			c->caller[0] = '\0';
 			return code;
 		}
+		/* Handlers rely on a caller for these methods: an authenticator
+		 * that says yes without naming one is a fault, not a user. */
+		c->caller[RPC_USER_ID_MAX - 1] = '\0';
+		if (c->caller[0] == '\0')
+			return rpc_call_fail(c, RPC_INTERNAL,
+					     "the authenticator accepted the token but named no user");
 	}
 
 	c->req = protobuf_c_message_unpack(c->method->input, NULL, c->env->body.len,
