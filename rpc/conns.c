@@ -2,6 +2,10 @@
 #include "conns.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,12 +19,16 @@
  * its last refusal, so that the refusal can be read, then closed. */
 #define REFUSED_LINGER_MS 2000
 #define SWEEP_MAX_MS 1000
+/* Replies waiting on one connection that show its peer is not reading
+ * them (a reader takes them as fast as they come, a few at most). */
+#define REPLIES_BACKED_UP 8
 
 struct conn {
 	struct conn *next;	/* in its bucket */
 	uint32_t id;
 	bool has_addr;		/* an IP peer: counted per address */
 	bool refused;		/* over the per-address cap */
+	bool closing;		/* closed by us, not yet gone: no longer counted */
 	uint8_t addr[16];	/* IPv4 mapped into IPv6 */
 	char addr_text[48];
 	int calls;		/* in flight, replies not yet gone */
@@ -117,7 +125,7 @@ count_peer_locked(rpc_conns *c, const uint8_t addr[16], int *open, int *refused)
 	*open = *refused = 0;
 	for (int b = 0; b < NBUCKETS; b++)
 		for (struct conn *k = c->buckets[b]; k != NULL; k = k->next)
-			if (k->has_addr && memcmp(k->addr, addr, 16) == 0)
+			if (k->has_addr && !k->closing && memcmp(k->addr, addr, 16) == 0)
 				(*(k->refused ? refused : open))++;
 }
 
@@ -129,7 +137,8 @@ idlest_locked(rpc_conns *c)
 
 	for (int b = 0; b < NBUCKETS; b++)
 		for (struct conn *k = c->buckets[b]; k != NULL; k = k->next)
-			if (k->calls == 0 && (best == NULL || k->last_active < best->last_active))
+			if (k->calls == 0 && !k->closing &&
+			    (best == NULL || k->last_active < best->last_active))
 				best = k;
 	return best;
 }
@@ -166,9 +175,12 @@ pipe_added(nng_pipe p, rpc_conns *c)
 	if (why == NULL && c->count >= c->lim.max_conns) {
 		struct conn *old = idlest_locked(c);
 
-		if (old != NULL)
-			evict = old->id; /* it gives way; gone at its REM event */
-		else
+		if (old != NULL) {
+			/* It gives way: uncounted now, gone at its REM event. */
+			evict = old->id;
+			old->closing = true;
+			c->count--;
+		} else
 			why = "connection limit reached and none idle";
 	}
 	if (why == NULL) {
@@ -202,7 +214,8 @@ pipe_removed(nng_pipe p, rpc_conns *c)
 	struct conn **pp = slot_of(c, id);
 	if ((k = *pp) != NULL) {
 		*pp = k->next;
-		c->count--;
+		if (!k->closing)
+			c->count--;
 	}
 	pthread_mutex_unlock(&c->mtx);
 	free(k);
@@ -256,6 +269,88 @@ sweeper_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Closing a connection while nng is reading or writing on it can wedge
+ * nng 1.5's reaper for good (fixed upstream in 1.6, nanomsg/nng#1636): the
+ * tcp transport resubmits a partial read or write on an aio that close has
+ * just stopped, the operation never completes, and the pipe's teardown
+ * waits for it forever -- and with it every later teardown in the process
+ * and nng_close. A busy peer (a flood, or a stalled one taking its replies
+ * in dribbles) is therefore cut at the socket: shutdown(2) makes every
+ * operation on it fail, nng takes the error path (which never resubmits)
+ * and closes the pipe itself. The descriptor is found by the pipe's two
+ * addresses; non-tcp pipes (inproc, ipc) are closed the ordinary way.
+ */
+struct fd_entry {
+	int fd;
+	struct sockaddr_storage local, remote;
+};
+
+static bool
+same_addr(const nng_sockaddr *a, const struct sockaddr_storage *b)
+{
+	if (a->s_family == NNG_AF_INET && b->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)b;
+		return a->s_in.sa_port == in->sin_port && a->s_in.sa_addr == in->sin_addr.s_addr;
+	}
+	if (a->s_family == NNG_AF_INET6 && b->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)b;
+		return a->s_in6.sa_port == in6->sin6_port &&
+		       memcmp(a->s_in6.sa_addr, &in6->sin6_addr, 16) == 0;
+	}
+	return false;
+}
+
+/* Every connected socket of this process; *n entries, malloc'd (NULL if
+ * none or out of memory). */
+static struct fd_entry *
+fd_table(int *n)
+{
+	struct fd_entry *t = NULL;
+	int cap = 0;
+	struct dirent *e;
+	DIR *d = opendir("/proc/self/fd");
+
+	*n = 0;
+	if (d == NULL)
+		return NULL;
+	while ((e = readdir(d)) != NULL) {
+		struct fd_entry ent = {.fd = atoi(e->d_name)};
+		socklen_t ll = sizeof(ent.local), rl = sizeof(ent.remote);
+
+		if (e->d_name[0] == '.' || ent.fd == dirfd(d) ||
+		    getsockname(ent.fd, (struct sockaddr *)&ent.local, &ll) != 0 ||
+		    getpeername(ent.fd, (struct sockaddr *)&ent.remote, &rl) != 0)
+			continue;
+		if (*n == cap) {
+			struct fd_entry *bigger = realloc(t, sizeof(*t) * (size_t)(cap ? 2 * cap : 64));
+			if (bigger == NULL)
+				break;
+			t = bigger;
+			cap = cap ? 2 * cap : 64;
+		}
+		t[(*n)++] = ent;
+	}
+	closedir(d);
+	return t;
+}
+
+/* Cuts pipe as described above. */
+static void
+cut_pipe(nng_pipe p, const struct fd_entry *t, int n)
+{
+	nng_sockaddr la, ra;
+
+	if (nng_pipe_get_addr(p, NNG_OPT_LOCADDR, &la) == 0 &&
+	    nng_pipe_get_addr(p, NNG_OPT_REMADDR, &ra) == 0)
+		for (int i = 0; i < n; i++)
+			if (same_addr(&la, &t[i].local) && same_addr(&ra, &t[i].remote)) {
+				shutdown(t[i].fd, SHUT_RDWR);
+				return;
+			}
+	nng_pipe_close(p);
+}
+
 int
 conns_open(rpc_conns **cp, nng_socket sock, const rpc_limits *limits, const char *name,
 	   rpc_status *st)
@@ -295,10 +390,16 @@ conns_close_all(rpc_conns *c)
 			ids[n++] = k->id;
 	pthread_mutex_unlock(&c->mtx);
 	/* A closed pipe leaves the table at its REM event, from nng's reaper:
-	 * close them all, without waiting for that. (Out of memory: nng_close
+	 * cut them all, without waiting for that. (Out of memory: nng_close
 	 * closes them too, only later.) */
-	for (int i = 0; i < n; i++)
-		nng_pipe_close((nng_pipe){.id = ids[i]});
+	if (n > 0) {
+		int nfd;
+		struct fd_entry *t = fd_table(&nfd);
+
+		for (int i = 0; i < n; i++)
+			cut_pipe((nng_pipe){.id = ids[i]}, t, nfd);
+		free(t);
+	}
 	free(ids);
 }
 
@@ -339,6 +440,8 @@ conns_call_begin(rpc_conns *c, uint32_t pipe, char *msg, size_t len)
 				 "ones and retry",
 				 k->addr_text, c->lim.max_per_peer);
 			v = CONN_REFUSE;
+		} else if (k->calls >= c->lim.max_calls && k->replies >= REPLIES_BACKED_UP) {
+			v = CONN_CUT;
 		} else if (k->calls >= c->lim.max_calls) {
 			snprintf(msg, len,
 				 "too many calls in flight on this connection (limit %d); wait "
@@ -405,13 +508,23 @@ conns_close_pipe(rpc_conns *c, uint32_t pipe, const char *why)
 	struct conn *k;
 
 	pthread_mutex_lock(&c->mtx);
-	if ((k = find(c, pipe)) != NULL)
+	if ((k = find(c, pipe)) != NULL) {
 		snprintf(addr, sizeof(addr), "%s", k->addr_text);
+		if (!k->closing)
+			c->count--;
+		k->closing = true;
+	}
 	pthread_mutex_unlock(&c->mtx);
 	if (k == NULL)
 		return; /* already gone */
 	warn_limited(c, "closing the connection from %s: %s", addr, why);
-	nng_pipe_close((nng_pipe){.id = pipe});
+	{
+		int nfd;
+		struct fd_entry *t = fd_table(&nfd);
+
+		cut_pipe((nng_pipe){.id = pipe}, t, nfd);
+		free(t);
+	}
 }
 
 int

@@ -9,7 +9,8 @@
  *     long enough to answer each call RESOURCE_EXHAUSTED saying so, then
  *     closed; beyond twice the cap they are closed at once;
  *   - at most max_calls calls in flight per connection: the next ones are
- *     answered RESOURCE_EXHAUSTED without running;
+ *     answered RESOURCE_EXHAUSTED without running (or, if its replies
+ *     already back up unread, the connection is cut);
  *   - a connection whose replies pile up unread (more than max_replies
  *     waiting, or max_reply_bytes) is closed: its peer does not read;
  *   - a connection with no call in flight for idle_ms is closed.
@@ -41,6 +42,8 @@ typedef enum conn_verdict {
 	CONN_ADMIT,	/* run it; conns_call_end when its reply is gone */
 	CONN_REFUSE,	/* answer RESOURCE_EXHAUSTED with the message given, nothing run;
 			 * still counted: conns_call_end after the reply */
+	CONN_CUT,	/* over its calls while its replies back up: it sends without
+			 * reading; drop the call (conns_call_end) and cut the pipe */
 } conn_verdict;
 
 /* Starts tracking the pipes of sock (before it listens or dials). name is

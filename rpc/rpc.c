@@ -331,10 +331,13 @@ rpc_get_limits(rpc_limits *l)
 		l->max_per_peer = 512;
 	if (l->max_calls <= 0)
 		l->max_calls = 128;
+	/* A client may have max_calls replies on their way, all at once (a
+	 * fan-out ends every long poll together): only more than that means
+	 * a peer sends without reading. */
 	if (l->max_replies <= 0)
-		l->max_replies = 32;
+		l->max_replies = l->max_calls + 32;
 	if (l->max_reply_bytes == 0)
-		l->max_reply_bytes = 8u << 20;
+		l->max_reply_bytes = 32u << 20;
 	if (l->idle_ms < 0)
 		l->idle_ms = 0;
 	else if (l->idle_ms == 0)

@@ -73,8 +73,9 @@ typedef struct rpc_limits {
 	int max_conns;		/* connections per listening socket (default 4096) */
 	int max_per_peer;	/* connections from one IP address (default 512) */
 	int max_calls;		/* calls in flight on one connection (default 128) */
-	int max_replies;	/* replies left unread before the connection is closed (32) */
-	size_t max_reply_bytes;	/* bytes of them (default 8 MiB) */
+	int max_replies;	/* replies left unread before the connection is closed
+				 * (default max_calls + 32) */
+	size_t max_reply_bytes;	/* bytes of them (default 32 MiB) */
 	int idle_ms;		/* a connection with no call this long is closed (300000;
 				 * -1: never) */
 	int send_timeout_ms;	/* longest wait to hand one reply to a connection (10000) */

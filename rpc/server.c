@@ -402,11 +402,20 @@ slot_arrived_locked(rpc_call *c)
 {
 	rpc_server *srv = c->srv;
 	char why[RPC_STATUS_MESSAGE_MAX];
+	conn_verdict verdict;
+	uint32_t doomed;
 
 	c->msg = nng_aio_get_msg(c->aio);
 	c->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(c->msg));
 	c->counted = true;
-	if (conns_call_begin(srv->conns, c->pipe, why, sizeof(why)) == CONN_REFUSE) {
+	verdict = conns_call_begin(srv->conns, c->pipe, why, sizeof(why));
+	if (verdict == CONN_CUT) {
+		call_reset(c);
+		doomed = c->pipe;
+		slot_done_locked(c);
+		return doomed;
+	}
+	if (verdict == CONN_REFUSE) {
 		/* Answered here, nothing decoded or run: the connection is
 		 * over its limits, and a worker must not be spent on it. */
 		rpc_status_set(&c->st, RPC_RESOURCE_EXHAUSTED, "%s", why);
@@ -1079,6 +1088,84 @@ rpc_server_shutdown(rpc_server *srv)
 	wait_drained(srv, false, false, RPC_MAX_TIMEOUT_MS);
 }
 
+/*
+ * nng_close with a bound. In nng 1.5 a pipe torn down while the transport
+ * completes a partial read or write never finishes its teardown
+ * (nanomsg/nng#1636, fixed in 1.6), and nng_close waits for it forever.
+ * The connections were cut at their sockets first (conns.c), which leaves
+ * that race a narrow window; should it still be hit, the close goes on
+ * without it: a thread waits in nng_close, and after RPC_CLOSE_BOUND_MS the
+ * server is left to the exiting process instead of hanging it.
+ */
+struct closer {
+	nng_socket sock;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool done;
+	int refs;	/* the closing thread and the waiter; the last frees */
+};
+
+static void
+closer_rele(struct closer *k)
+{
+	bool last;
+
+	pthread_mutex_lock(&k->mtx);
+	last = --k->refs == 0;
+	pthread_mutex_unlock(&k->mtx);
+	if (last) {
+		pthread_cond_destroy(&k->cv);
+		pthread_mutex_destroy(&k->mtx);
+		free(k);
+	}
+}
+
+static void *
+closer_main(void *arg)
+{
+	struct closer *k = arg;
+
+	nng_close(k->sock);
+	pthread_mutex_lock(&k->mtx);
+	k->done = true;
+	pthread_cond_signal(&k->cv);
+	pthread_mutex_unlock(&k->mtx);
+	closer_rele(k);
+	return NULL;
+}
+
+static bool
+close_bounded(nng_socket sock, int bound_ms)
+{
+	struct closer *k = calloc(1, sizeof(*k));
+	int64_t until = rpc_now_ms() + bound_ms;
+	pthread_t t;
+	bool done;
+
+	if (k == NULL) {
+		nng_close(sock);
+		return true;
+	}
+	k->sock = sock;
+	k->refs = 2;
+	pthread_mutex_init(&k->mtx, NULL);
+	rpc_cond_init(&k->cv);
+	if (pthread_create(&t, NULL, closer_main, k) != 0) {
+		k->refs = 1;
+		nng_close(sock);
+		closer_rele(k);
+		return true;
+	}
+	pthread_detach(t);
+	pthread_mutex_lock(&k->mtx);
+	while (!k->done && rpc_now_ms() < until)
+		rpc_cond_wait_until(&k->cv, &k->mtx, until);
+	done = k->done;
+	pthread_mutex_unlock(&k->mtx);
+	closer_rele(k);
+	return done;
+}
+
 void
 rpc_server_close(rpc_server *srv, int drain_ms)
 {
@@ -1101,7 +1188,20 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 	 * completes the contexts waiting on it, and no slot waits on a send
 	 * that cannot finish). */
 	conns_close_all(srv->conns);
-	nng_close(srv->sock);
+	for (int64_t until = rpc_now_ms() + RPC_CLOSE_BOUND_MS / 2;
+	     conns_count(srv->conns) > 0 && rpc_now_ms() < until;) {
+		pthread_mutex_lock(&srv->mtx);
+		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx, rpc_now_ms() + 10);
+		pthread_mutex_unlock(&srv->mtx);
+	}
+	if (!close_bounded(srv->sock, RPC_CLOSE_BOUND_MS)) {
+		/* Everything nng may still touch stays allocated: the process
+		 * is on its way out, and a leak is better than a hang. */
+		plog_error(srv->name, "the socket did not close within %d ms (an nng 1.5 "
+			   "teardown stuck on a connection); going on without it",
+			   RPC_CLOSE_BOUND_MS);
+		return;
+	}
 	/* Workers empty the run queue before they exit; their replies fail
 	 * on the closed socket and the slots go idle. Only then may the aios
 	 * stop, with no worker left to start another operation on one. */

@@ -99,6 +99,8 @@ void rpc_server_shutdown(rpc_server *srv);
 #define RPC_SHUTDOWN_SETTLE_MS 2000
 #define RPC_SHUTDOWN_RETRY_MS 1000
 #define RPC_CLOSE_LINGER_MS 100
+/* Longest wait for nng to let go of the socket when closing (see server.c). */
+#define RPC_CLOSE_BOUND_MS 4000
 
 /* Waits up to drain_ms for the remaining calls to be answered and their
  * replies to go out, closes every connection (replies a peer left unread
@@ -106,7 +108,7 @@ void rpc_server_shutdown(rpc_server *srv);
  * still unanswered then are dropped (their clients time out): finish them
  * before. Bounded: after rpc_server_shutdown (which waits for handlers,
  * themselves bounded by their deadlines), at most drain_ms plus
- * RPC_CLOSE_LINGER_MS; no stalled peer holds it up. */
+ * RPC_CLOSE_LINGER_MS plus RPC_CLOSE_BOUND_MS; no stalled peer holds it up. */
 void rpc_server_close(rpc_server *srv, int drain_ms);
 
 /* True once rpc_server_shutdown has begun: deferred handlers should finish. */
