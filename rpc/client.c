@@ -55,7 +55,8 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 		goto fail;
 	nng_pipe_notify(cli->sock, NNG_PIPE_EV_ADD_POST, pipe_event, cli);
 	nng_pipe_notify(cli->sock, NNG_PIPE_EV_REM_POST, pipe_event, cli);
-	nng_socket_set_size(cli->sock, NNG_OPT_RECVMAXSZ, RPC_MAX_RESPONSE);
+	if ((rv = rpc_socket_cap(cli->sock, RPC_MAX_RESPONSE)) != 0)
+		goto fail;
 	/* Redial quickly after a server restart. */
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMINT, 20);
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMAXT, 500);

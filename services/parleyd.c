@@ -131,6 +131,11 @@ usage(FILE *out)
 		"  --max-user-sessions N  cap on one user's open messaging sessions (default 100)   [PARLEY_MAX_USER_SESSIONS]\n"
 		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
 		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
+		"  --max-conns N          connections per endpoint; when full the idlest gives way (default 4096,\n"
+		"                         lowered to fit the descriptor limit)   [PARLEY_MAX_CONNS]\n"
+		"  --max-conns-per-peer N connections per endpoint from one IP address (default 512)   [PARLEY_MAX_CONNS_PER_PEER]\n"
+		"  --max-conn-calls N     calls in flight on one connection (default 128)   [PARLEY_MAX_CONN_CALLS]\n"
+		"  --conn-idle SECONDS    close connections with no call this long (default 300)   [PARLEY_CONN_IDLE]\n"
 		"  --help\n");
 }
 
@@ -178,6 +183,7 @@ main(int argc, char **argv)
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HELP,
+		OPT_MAXC, OPT_MAXCP, OPT_MAXCC, OPT_CONN_IDLE,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -204,6 +210,10 @@ main(int argc, char **argv)
 		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
 		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+		{"max-conns", required_argument, NULL, OPT_MAXC},
+		{"max-conns-per-peer", required_argument, NULL, OPT_MAXCP},
+		{"max-conn-calls", required_argument, NULL, OPT_MAXCC},
+		{"conn-idle", required_argument, NULL, OPT_CONN_IDLE},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -216,6 +226,9 @@ main(int argc, char **argv)
 	store_err serr;
 	sigset_t sigs;
 	int sig, opt, rc = 0;
+	rpc_limits lim = {0};
+	unsigned long conn_idle_s;
+	long nofile, fd_budget;
 
 	for (size_t i = 0; i < NSERVICES; i++)
 		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "",
@@ -244,6 +257,10 @@ main(int argc, char **argv)
 	cfg.tls_cert = env_or("PARLEY_TLS_CERT", NULL);
 	cfg.tls_key = env_or("PARLEY_TLS_KEY", NULL);
 	cfg.tls_ca = env_or("PARLEY_TLS_CA", NULL);
+	lim.max_conns = (int)parse_number("PARLEY_MAX_CONNS", env_or("PARLEY_MAX_CONNS", "4096"), 1000000);
+	lim.max_per_peer = (int)parse_number("PARLEY_MAX_CONNS_PER_PEER", env_or("PARLEY_MAX_CONNS_PER_PEER", "512"), 1000000);
+	lim.max_calls = (int)parse_number("PARLEY_MAX_CONN_CALLS", env_or("PARLEY_MAX_CONN_CALLS", "128"), 1000000);
+	conn_idle_s = parse_number("PARLEY_CONN_IDLE", env_or("PARLEY_CONN_IDLE", "300"), 86400);
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -271,6 +288,10 @@ main(int argc, char **argv)
 		case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
 		case OPT_TLS_KEY: cfg.tls_key = optarg; break;
 		case OPT_TLS_CA: cfg.tls_ca = optarg; break;
+		case OPT_MAXC: lim.max_conns = (int)parse_number("--max-conns", optarg, 1000000); break;
+		case OPT_MAXCP: lim.max_per_peer = (int)parse_number("--max-conns-per-peer", optarg, 1000000); break;
+		case OPT_MAXCC: lim.max_calls = (int)parse_number("--max-conn-calls", optarg, 1000000); break;
+		case OPT_CONN_IDLE: conn_idle_s = parse_number("--conn-idle", optarg, 86400); break;
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -282,7 +303,8 @@ main(int argc, char **argv)
 	}
 	check_service_list(list);
 	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
-	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0) {
+	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0 ||
+	    lim.max_conns == 0 || lim.max_per_peer == 0 || lim.max_calls == 0 || conn_idle_s == 0) {
 		fprintf(stderr, "parleyd: sizes, counts and durations must be at least 1\n");
 		return 2;
 	}
@@ -294,6 +316,22 @@ main(int argc, char **argv)
 		cfg.room_events_addr = cfg.room_events_listen;
 	if (cfg.rooms_internal_addr == NULL)
 		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
+
+	/* Descriptors are what a flood of connections exhausts: take all the
+	 * system allows, and cap every endpoint's connections so that all of
+	 * them full still leave RPC_FD_RESERVE for the store, logs and our own
+	 * outgoing connections (8 endpoints at most). */
+	nofile = rpc_raise_fd_limit();
+	fd_budget = (nofile - RPC_FD_RESERVE) / 8;
+	if (fd_budget < 16)
+		fd_budget = 16;
+	if (lim.max_conns > fd_budget) {
+		plog_info("parleyd", "connections per endpoint lowered from %d to %ld to fit the "
+			  "descriptor limit (%ld)", lim.max_conns, fd_budget, nofile);
+		lim.max_conns = (int)fd_budget;
+	}
+	lim.idle_ms = (int)(conn_idle_s * 1000);
+	rpc_set_limits(&lim);
 
 	/* Signals go to the main thread only: block them before any thread
 	 * starts, then wait for them here. */

@@ -85,6 +85,7 @@ workpool_defer(workpool *p, rpc_call *call, workpool_fn fn, void *arg,
 	       void (*free_arg)(void *))
 {
 	struct job *j = malloc(sizeof(*j));
+	rpc_code code;
 
 	pthread_mutex_lock(&p->mtx);
 	if (j == NULL || p->len >= p->max || p->stopping) {
@@ -96,6 +97,15 @@ workpool_defer(workpool *p, rpc_call *call, workpool_fn fn, void *arg,
 			      "too many password checks in progress; try again shortly");
 		rpc_call_retry_after(call, 1000);
 		return RPC_RESOURCE_EXHAUSTED;
+	}
+	/* Marked deferred before a pool thread can see it (rpc_call_defer). */
+	code = rpc_call_defer(call);
+	if (code != RPC_OK) {
+		pthread_mutex_unlock(&p->mtx);
+		free(j);
+		if (free_arg != NULL)
+			free_arg(arg);
+		return code;
 	}
 	*j = (struct job){.call = call, .fn = fn, .arg = arg, .free_arg = free_arg};
 	if (p->tail != NULL)

@@ -125,6 +125,8 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 		return rpc_status_set(st, RPC_INTERNAL, "cannot open the PUB socket: %s",
 				      nng_strerror(rv));
 	m->pub_open = true;
+	if ((rv = rpc_socket_cap(m->pub, RPC_MAX_PUB_INBOUND)) != 0)
+		return rpc_status_set(st, RPC_INTERNAL, "PUB socket: %s", nng_strerror(rv));
 	nng_socket_set_int(m->pub, NNG_OPT_SENDBUF, PUB_SEND_BUFFER);
 	nng_pipe_notify(m->pub, NNG_PIPE_EV_REM_POST, pub_pipe_event, m);
 	if ((rv = rpc_tls_listen(m->pub, listen, &why)) != 0)
@@ -189,11 +191,11 @@ methods_match_descriptor(void)
 int
 messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_status *st)
 {
-	/* Every session may hold a waiting Poll; other calls keep their own
-	 * slots on top of that. */
-	uint64_t slots = (uint64_t)(cfg->contexts > 0 ? cfg->contexts : 256) +
-			 (cfg->max_sessions ? cfg->max_sessions : 20000);
-	rpc_server_opts opts = {.contexts = slots > MAX_CALL_SLOTS ? MAX_CALL_SLOTS : (int)slots,
+	/* Every session may hold a waiting Poll and the writer 4096 Sends:
+	 * they wait in the deferred budget; other calls keep the contexts. */
+	uint64_t slots = (uint64_t)(cfg->max_sessions ? cfg->max_sessions : 20000) + 4096;
+	rpc_server_opts opts = {.contexts = cfg->contexts,
+				.deferred = slots > MAX_CALL_SLOTS ? MAX_CALL_SLOTS : (int)slots,
 				.workers = cfg->workers, .name = "messaging"};
 	messaging_service *m;
 	store_err err;

@@ -143,7 +143,8 @@ mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 	if ((rv = nng_sub0_open(&r->sub)) != 0)
 		goto fail;
 	nng_socket_set_int(r->sub, NNG_OPT_RECVBUF, ROUTER_RECVBUF);
-	if ((rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
+	if ((rv = rpc_socket_cap(r->sub, RPC_MAX_EVENT_FRAME)) != 0 ||
+	    (rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
 	    (rv = nng_dial(r->sub, m->inproc_url, NULL, 0)) != 0 ||
 	    (rv = nng_aio_alloc(&r->aio, router_cb, r)) != 0) {
 		nng_close(r->sub);

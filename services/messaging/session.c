@@ -664,11 +664,17 @@ session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t ma
 	int64_t now = rpc_now_ms(), until = now + wait_ms;
 	int64_t latest = rpc_call_deadline(call) - POLL_REPLY_MARGIN_MS;
 	rpc_call *old;
+	rpc_code code;
 
 	pthread_mutex_lock(&s->mtx);
 	if (s->dead || s->closing) {
 		pthread_mutex_unlock(&s->mtx);
 		return RPC_NOT_FOUND;
+	}
+	/* Marked deferred before the worker can see it (rpc_call_defer). */
+	if ((code = rpc_call_defer(call)) != RPC_OK) {
+		pthread_mutex_unlock(&s->mtx);
+		return code;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		s->rooms[room[i]].rewind = acked[i];

@@ -511,6 +511,7 @@ rpc_code
 mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req)
 {
 	struct wr_item *it = rpc_call_alloc(call, sizeof(*it));
+	rpc_code code;
 
 	it->kind = ITEM_SEND;
 	it->call = call;
@@ -530,6 +531,11 @@ mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req)
 			      "too many messages waiting to be written; try again shortly");
 		rpc_call_retry_after(call, 100);
 		return RPC_RESOURCE_EXHAUSTED;
+	}
+	/* Marked deferred before the writer can see it (rpc_call_defer). */
+	if ((code = rpc_call_defer(call)) != RPC_OK) {
+		pthread_mutex_unlock(&w->mtx);
+		return code;
 	}
 	w->queued++;
 	enqueue_locked(w, it);

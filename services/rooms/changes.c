@@ -14,7 +14,6 @@
 
 #define LIST_DEFAULT 500
 #define LIST_MAX 1000
-#define PUB_RECV_MAX 1024 /* subscribers never send; cut off any that do */
 
 static const char head_key[] = "changes.head";
 
@@ -212,7 +211,7 @@ changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
 		goto fail;
 	}
 	c->pub_open = true;
-	if ((rv = nng_socket_set_size(c->pub, NNG_OPT_RECVMAXSZ, PUB_RECV_MAX)) != 0 ||
+	if ((rv = rpc_socket_cap(c->pub, RPC_MAX_PUB_INBOUND)) != 0 ||
 	    (rv = rpc_tls_listen(c->pub, pub_url, &why)) != 0) {
 		rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB: cannot listen on %s: %s",
 			       pub_url, why.message[0] != '\0' ? why.message : nng_strerror(rv));

@@ -64,6 +64,10 @@ login(rpc_call *c, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *
 	(void)ctx;
 	TH_CHECK(l != NULL, "alloc");
 	*l = (struct later){.call = c, .delay_ms = atoi(req->user_id)};
+	if (rpc_call_defer(c) != RPC_OK) {
+		free(l);
+		return RPC_RESOURCE_EXHAUSTED;
+	}
 	TH_CHECK(pthread_create(&t, NULL, finish_later, l) == 0, "thread");
 	pthread_detach(t);
 	return RPC_DEFERRED;
