@@ -275,19 +275,27 @@ issue_token(auth_service *a, const char *user_id, uint64_t now, char *wire,
 	return store_commit(txn);
 }
 
-static void
+/* Deletes one session of user_id, durably. STORE_OK (also when it was
+ * gone already), or the store's error: the session may still be valid. */
+static __attribute__((warn_unused_result)) store_err
 revoke_token(auth_service *a, const char *user_id, const unsigned char hash[TOKEN_HASH_BYTES])
 {
 	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
 	size_t uklen;
 	store_txn *txn;
+	store_err err;
 
 	user_token_key(ukey, &uklen, user_id, hash);
-	if (store_begin(a->env, true, &txn) != STORE_OK)
-		return;
-	store_del(txn, a->tokens, hash, TOKEN_HASH_BYTES);
-	store_del(txn, a->user_tokens, ukey, uklen);
-	store_commit(txn);
+	if ((err = store_begin(a->env, true, &txn)) != STORE_OK)
+		return err;
+	err = store_del(txn, a->tokens, hash, TOKEN_HASH_BYTES);
+	if (err == STORE_OK || err == STORE_NOTFOUND)
+		err = store_del(txn, a->user_tokens, ukey, uklen);
+	if (err != STORE_OK && err != STORE_NOTFOUND) {
+		store_abort(txn);
+		return err;
+	}
+	return store_commit(txn);
 }
 
 /*
@@ -323,7 +331,10 @@ lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MAX],
 	if (!ok)
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	if (*expires <= rpc_wall_ms()) {
-		revoke_token(a, user_id, hash);
+		/* Expired whether or not this delete succeeds; the sweeper
+		 * takes what is left. */
+		if (revoke_token(a, user_id, hash) != STORE_OK)
+			plog_error("auth", "cannot delete an expired session of %s", user_id);
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	}
 	return RPC_OK;
@@ -615,7 +626,7 @@ register_job(rpc_call *call, void *arg)
 	}
 	if ((err = store_commit(txn)) != STORE_OK)
 		return svc_fail_store(call, err, "register");
-	guard_fail(&j->address); /* every registration counts against the address */
+	guard_release(&j->address);
 	resp->user = user_to_wire(call, &rec);
 	plog_info("auth", "registered user %s", req->user_id);
 	return RPC_OK;
@@ -649,7 +660,8 @@ handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 				     "email must be at most %d bytes with exactly one '@'",
 				     EMAIL_MAX);
 	/* Every try that gets this far says whether a name is taken: each
-	 * counts against the caller's address, so listing accounts is slow. */
+	 * taken one counts against the caller's address, so listing accounts
+	 * is slow. */
 	if ((code = guard_reserve_register(a->guard, call, &address)) != RPC_OK)
 		return code;
 
@@ -763,11 +775,15 @@ handle_logout(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *re
 {
 	auth_service *a = ctx;
 	unsigned char hash[TOKEN_HASH_BYTES];
+	store_err err;
 
 	/* The runtime has validated the token; it decodes. */
 	if (!decode_token(a, rpc_call_token(call), hash))
 		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
-	revoke_token(a, rpc_call_caller(call), hash);
+	/* OK only once the session is gone for good: a client told OK
+	 * forgets its token, and must not leave a live one behind. */
+	if ((err = revoke_token(a, rpc_call_caller(call), hash)) != STORE_OK)
+		return svc_fail_store(call, err, "logout");
 	return RPC_OK;
 }
 

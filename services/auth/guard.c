@@ -25,7 +25,7 @@ static const ratelimit_policy address_policy = {
 	.max_wait_ms = 15 * MINUTE_MS, .forget_ms = HOUR_MS,
 };
 static const ratelimit_policy register_policy = {
-	.free_failures = 10, .max_in_flight = 4, .base_wait_ms = 1000,
+	.free_failures = 10, .max_in_flight = 8, .base_wait_ms = 1000,
 	.max_wait_ms = 15 * MINUTE_MS, .forget_ms = HOUR_MS,
 };
 
@@ -137,7 +137,7 @@ guard_reserve_register(guard *g, rpc_call *call, guard_hold *address_hold)
 	if (wait != 0)
 		return refuse(call, wait,
 			      in_flight ? "registrations in progress from your address"
-					: "registrations from your address");
+					: "taken user ids asked for from your address");
 	hold(address_hold, g->reg, peer, false);
 	return RPC_OK;
 }

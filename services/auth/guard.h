@@ -12,9 +12,12 @@
  *                  the empty or unknown ones): 30 free failures, then
  *                  1 s doubling to 15 min, forgotten after 1 h; a success
  *                  does not forgive them; at most 8 checks in flight.
- *   register:      Register per address: every try counts (created or
- *                  ALREADY_EXISTS alike): 10 free, then 1 s doubling to
- *                  15 min, forgotten after 1 h; at most 4 in flight.
+ *   register:      Register per address: each ALREADY_EXISTS answer (what
+ *                  lists accounts) is a failure: 10 free, then 1 s
+ *                  doubling to 15 min, forgotten after 1 h, and while the
+ *                  address waits no Register of it is served; at most 8
+ *                  in flight. A new account costs a hash in the fair,
+ *                  bounded queue and is not counted otherwise.
  * A refused call gets RESOURCE_EXHAUSTED with retry_after_ms and a message
  * saying which limit and for how long. Whether an account exists changes
  * nothing here.
@@ -59,7 +62,7 @@ guard_reserve_login(guard *g, rpc_call *call, const char *account, guard_hold *a
 __attribute__((warn_unused_result)) rpc_code
 guard_reserve_register(guard *g, rpc_call *call, guard_hold *address_hold);
 
-/* The try failed (a wrong password; any Register try). */
+/* The try failed (a wrong password; a name already taken). */
 void guard_fail(guard_hold *h);
 /* The try succeeded: an account's failures are forgiven; an address's stay. */
 void guard_succeed(guard_hold *h);

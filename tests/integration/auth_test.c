@@ -322,8 +322,9 @@ test_address_limited(void)
 	printf("ok one address is limited across accounts, empty user_id too\n");
 }
 
-/* Register is limited per address, ALREADY_EXISTS answers included, so
- * it cannot list accounts for free; invalid requests do not count. */
+/* Register is limited per address by its ALREADY_EXISTS answers, so it
+ * cannot list accounts for free; new accounts and invalid requests do not
+ * count. */
 static void
 test_register_limited(void)
 {
@@ -332,16 +333,16 @@ test_register_limited(void)
 	rpc_code code;
 
 	use_address("127.0.0.9");
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 3; i++) {
 		snprintf(user, sizeof(user), "reg%d", i);
 		TH_CODE(do_register(user, "reg-password", "Reg", "", &st), RPC_OK, &st);
 	}
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 10; i++)
 		TH_CODE(do_register("reg0", "reg-password", "Reg", "", &st), RPC_ALREADY_EXISTS,
 			&st);
 	TH_CODE(do_register("ab", "reg-password", "Reg", "", &st), RPC_INVALID_ARGUMENT, &st);
-	/* 10 tries used: the next waits (a stall of a second between two
-	 * calls could let one more through, never three). */
+	/* 10 taken names asked for: the next waits (a stall of a second
+	 * between two calls could let one more through, never three). */
 	for (int i = 0;; i++) {
 		code = do_register("reg0", "reg-password", "Reg", "", &st);
 		if (code == RPC_RESOURCE_EXHAUSTED)
@@ -349,10 +350,11 @@ test_register_limited(void)
 		TH_CHECK(code == RPC_ALREADY_EXISTS && i < 3, "try %d: %s (%s)", i,
 			 rpc_code_name(code), st.message);
 	}
-	TH_CHECK(strstr(st.message, "too many registrations from your address; try again in ") !=
-			 NULL &&
+	TH_CHECK(strstr(st.message, "too many taken user ids asked for from your address; try "
+				    "again in ") != NULL &&
 		     st.retry_after_ms > 0,
 		 "%s (retry after %u ms)", st.message, st.retry_after_ms);
+	/* While it waits, the address registers nothing. */
 	TH_CODE(do_register("reg-new", "reg-password", "Reg", "", &st), RPC_RESOURCE_EXHAUSTED,
 		&st);
 	use_address("127.0.0.10");
