@@ -21,6 +21,7 @@
 #include "conns.h"
 #include "local.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,7 @@ struct rpc_call {
 	ProtobufCMessage *resp;
 	const char *token;
 	char caller[RPC_USER_ID_MAX];
+	char peer[RPC_PEER_MAX];	/* rpc_call_peer's answer, "" until asked */
 	rpc_status st;
 	struct arena_block *arena;
 };
@@ -197,6 +199,7 @@ call_reset(rpc_call *c)
 	c->method = NULL;
 	c->token = NULL;
 	c->caller[0] = '\0';
+	c->peer[0] = '\0';
 	c->request_id = 0;
 	c->refuse = false;
 	memset(&c->st, 0, sizeof(c->st));
@@ -264,6 +267,80 @@ bool
 rpc_server_stopping(const rpc_server *srv)
 {
 	return __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the caller's address ------------------------------------------------- */
+
+/* An IP address in text, normalised (an IPv4-mapped IPv6 address is written
+ * as IPv4); false if text is no IP address. */
+static bool
+peer_normalise(const char *text, char out[RPC_PEER_MAX])
+{
+	unsigned char a[16];
+
+	if (inet_pton(AF_INET, text, a) == 1)
+		return inet_ntop(AF_INET, a, out, RPC_PEER_MAX) != NULL;
+	if (inet_pton(AF_INET6, text, a) != 1)
+		return false;
+	if (memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+		return inet_ntop(AF_INET, a + 12, out, RPC_PEER_MAX) != NULL;
+	return inet_ntop(AF_INET6, a, out, RPC_PEER_MAX) != NULL;
+}
+
+/* The remote address of the connection msg came on, without its port. */
+static void
+peer_of_pipe(nng_msg *msg, char out[RPC_PEER_MAX])
+{
+	nng_sockaddr sa;
+	char text[RPC_PEER_MAX];
+
+	snprintf(out, RPC_PEER_MAX, "unknown"); /* e.g. the peer hung up already */
+	if (msg == NULL || nng_pipe_get_addr(nng_msg_get_pipe(msg), NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	switch (sa.s_family) {
+	case NNG_AF_INET:
+		if (inet_ntop(AF_INET, &sa.s_in.sa_addr, text, sizeof(text)) != NULL)
+			peer_normalise(text, out);
+		break;
+	case NNG_AF_INET6:
+		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, text, sizeof(text)) != NULL)
+			peer_normalise(text, out);
+		break;
+	case NNG_AF_IPC:
+	case NNG_AF_ABSTRACT:
+		snprintf(out, RPC_PEER_MAX, "ipc");
+		break;
+	case NNG_AF_INPROC:
+		snprintf(out, RPC_PEER_MAX, "inproc");
+		break;
+	default:
+		break;
+	}
+}
+
+const char *
+rpc_call_peer(const rpc_call *call)
+{
+	rpc_call *c = (rpc_call *)call; /* the answer is worked out once, on first use */
+
+	if (c->peer[0] != '\0')
+		return c->peer;
+	if (c->local == NULL) {
+		peer_of_pipe(c->msg, c->peer);
+		return c->peer;
+	}
+	/* In process: whoever called us (the HTTP face) may say for whom.
+	 * Over a socket the same metadata is ignored: a peer could claim
+	 * any address. */
+	snprintf(c->peer, sizeof(c->peer), "local");
+	for (size_t i = 0; c->env != NULL && i < c->env->n_metadata; i++) {
+		const char *k = c->env->metadata[i]->key, *v = c->env->metadata[i]->value;
+
+		if (k != NULL && v != NULL && strcasecmp(k, "peer") == 0 &&
+		    !peer_normalise(v, c->peer))
+			snprintf(c->peer, sizeof(c->peer), "local");
+	}
+	return c->peer;
 }
 
 /* ---- slot state machine ------------------------------------------------ */

@@ -120,6 +120,18 @@ bool rpc_server_stopping(const rpc_server *srv);
  * called without a token. Valid until the call finishes. */
 const char *rpc_call_caller(const rpc_call *call);
 
+/*
+ * The caller's address without its port, for limits kept per client: an IP
+ * address ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as IPv4), "ipc",
+ * "inproc", or "unknown" when the connection is gone or of another kind.
+ * For an in-process call (local.h): the IP address in the request's "peer"
+ * metadata, which the HTTP face sets to the browser's, else "local"; that
+ * metadata is trusted on in-process calls only. Call from the thread that
+ * owns the call; valid until the call finishes.
+ */
+#define RPC_PEER_MAX 48 /* INET6_ADDRSTRLEN and a NUL */
+const char *rpc_call_peer(const rpc_call *call);
+
 /* The raw bearer token of the call, or NULL. */
 const char *rpc_call_token(const rpc_call *call);
 
