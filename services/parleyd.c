@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "check.h"
 #include "history/history.h"
 #include "messaging/messaging.h"
 #include "log.h"
@@ -84,6 +85,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: parleyd [options]\n"
+		"       parleyd check [--data-dir DIR]   report damaged data, exit 1 if any\n"
 		"  --services LIST        services to run, comma-separated (default: all:");
 	for (size_t i = 0; i < NSERVICES; i++)
 		fprintf(out, "%s%s", i ? "," : " ", services[i].name);
@@ -201,6 +203,8 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int sig, opt, rc = 0;
 
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return parley_check_main(argc - 1, argv + 1);
 	for (size_t i = 0; i < NSERVICES; i++)
 		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "",
 			 services[i].name);

@@ -376,6 +376,38 @@ store_begin(store_env *e, bool write, store_txn **txnp)
 }
 
 store_err
+store_list_tables(store_env *e, store_table_fn fn, void *arg)
+{
+	char name[STORE_MAX_KEY + 1];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_dbi main_dbi;
+	store_txn *t;
+	store_err err;
+	int rc;
+
+	if ((err = store_begin(e, false, &t)) != STORE_OK)
+		return err;
+	if ((rc = mdb_dbi_open(t->txn, NULL, 0, &main_dbi)) != 0 ||
+	    (rc = mdb_cursor_open(t->txn, main_dbi, &cur)) != 0) {
+		store_abort(t);
+		return from_mdb(rc);
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size > STORE_MAX_KEY || memchr(k.mv_data, '\0', k.mv_size) != NULL)
+			continue; /* not a name we could have made */
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		if (!fn(arg, name))
+			break;
+	}
+	mdb_cursor_close(cur);
+	store_abort(t);
+	return rc == 0 || rc == MDB_NOTFOUND ? STORE_OK : from_mdb(rc);
+}
+
+store_err
 store_commit(store_txn *t)
 {
 	int rc = mdb_txn_commit(t->txn);

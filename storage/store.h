@@ -92,6 +92,12 @@ store_err store_table_open(store_env *env, const char *name, store_table *out);
  * slot, or the map grew while this thread holds another transaction),
  * STORE_CORRUPT, STORE_IO. */
 store_err store_begin(store_env *env, bool write, store_txn **txnp);
+
+/* Calls fn with the name of every table in env, in name order, inside one
+ * read transaction; fn returns false to stop. For tools (parleyd check).
+ * Errors: those of store_begin, STORE_CORRUPT. */
+typedef bool (*store_table_fn)(void *arg, const char *name);
+store_err store_list_tables(store_env *env, store_table_fn fn, void *arg);
 /* Commits (and frees) txn. For a write transaction, durable on return: the
  * environment syncs on commit. */
 store_err store_commit(store_txn *txn);

@@ -234,6 +234,9 @@ struct reply {
 	Parley__V1__Event **events;
 	size_t n, max, bytes;
 	sess_room *room;
+	sess_room *bad_room;	/* a stored event of this room failed its checks */
+	uint64_t bad_seq;
+	char why[160];
 };
 
 static bool
@@ -247,13 +250,24 @@ reply_add(struct reply *r, const void *data, size_t len)
 	return r->n < r->max && r->bytes < POLL_REPLY_BYTES;
 }
 
+/* An event read from LMDB: checked before it is served (the file may be
+ * damaged); a bad one stops the read with the cursor before it. */
 static bool
 reply_visit(void *arg, uint64_t seq, store_val v)
 {
 	struct reply *r = arg;
+	Parley__V1__Event *ev = timeline_decode_for_call(r->call, r->room->id, seq, v.data,
+							 v.len, r->why, sizeof(r->why));
 
+	if (ev == NULL) {
+		r->bad_room = r->room;
+		r->bad_seq = seq;
+		return false;
+	}
 	r->room->cursor = seq;
-	return reply_add(r, v.data, v.len);
+	r->events[r->n++] = ev;
+	r->bytes += v.len;
+	return r->n < r->max && r->bytes < POLL_REPLY_BYTES;
 }
 
 /*
@@ -323,7 +337,8 @@ reply_from_store(mx_session *s, struct reply *r, const bool *checked)
 
 	if ((err = store_begin(s->m->env, false, &txn)) != STORE_OK)
 		return; /* the rooms stay behind; next Poll */
-	for (unsigned k = 0; k < s->nrooms && r->n < r->max && r->bytes < POLL_REPLY_BYTES;
+	for (unsigned k = 0; k < s->nrooms && r->n < r->max && r->bytes < POLL_REPLY_BYTES &&
+			     r->bad_room == NULL;
 	     k++) {
 		unsigned i = (s->rr + k) % s->nrooms;
 		sess_room *room = &s->rooms[i];
@@ -383,6 +398,20 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	}
 	if (r.n < r.max && r.bytes < POLL_REPLY_BYTES && rooms_behind(s) > 0)
 		reply_from_store(s, &r, checked);
+	if (r.bad_room != NULL) {
+		plog_error("messaging", "room %s, seq %llu is damaged: %s", r.bad_room->id,
+			   (unsigned long long)r.bad_seq, r.why);
+		if (r.n == 0) {
+			/* What came before went out already; this is where the
+			 * room stops. The next Poll meets it again. */
+			rpc_call_fail(call, RPC_DATA_LOSS,
+				      "room '%s' has damaged history: the event at seq %llu "
+				      "cannot be read; reopen the session after it",
+				      r.bad_room->id, (unsigned long long)r.bad_seq);
+			rpc_call_finish(call, RPC_DATA_LOSS);
+			return true;
+		}
+	}
 	resp->events = r.events;
 	resp->n_events = r.n;
 	rpc_call_finish(call, RPC_OK);
