@@ -365,6 +365,42 @@ reply_from_store(mx_session *s, struct reply *r, const bool *checked)
 	s->rr++;
 }
 
+/* Is the Poll's token (the session's own) still valid? Asked of auth just
+ * before events go out, so that a Logout ends delivery at once. */
+static rpc_code
+token_still_valid(mx_session *s, rpc_call *call, rpc_status *st)
+{
+	int64_t deadline = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
+	char user[RPC_USER_ID_MAX];
+	rpc_code code;
+
+	if (rpc_call_deadline(call) < deadline)
+		deadline = rpc_call_deadline(call);
+	code = svc_authn_validate(s->m->authn, rpc_call_token(call), deadline, user, st);
+	if (code == RPC_UNAUTHENTICATED || (code == RPC_OK && strcmp(user, s->user) != 0))
+		return rpc_status_set(st, RPC_UNAUTHENTICATED,
+				      "your login ended (logged out, expired or revoked); this "
+				      "session is closed");
+	return code;
+}
+
+/* The reply could not go out: the rooms it took events from go back to
+ * where they were and are read again from LMDB. */
+static void
+untake(mx_session *s, const uint64_t *saved)
+{
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		sess_room *r = &s->rooms[i];
+
+		if (r->cursor == saved[i])
+			continue;
+		buf_remove_room(s, i);
+		if (r->known_head < r->cursor)
+			r->known_head = r->cursor;
+		r->cursor = saved[i];
+	}
+}
+
 /*
  * Builds and sends the reply to call. Returns false, without answering,
  * when there turned out to be nothing to send (rooms dropped) and the
@@ -376,6 +412,7 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	Parley__V1__PollResponse *resp = (Parley__V1__PollResponse *)rpc_call_response(call);
 	bool checked[SESSION_MAX_ROOMS];
 	struct reply r = {.call = call, .max = max};
+	uint64_t saved[SESSION_MAX_ROOMS];
 	rpc_status st = {0};
 
 	if (s->buf_len > 0 || rooms_behind(s) > 0) {
@@ -388,6 +425,8 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	if (s->buf_len == 0 && rooms_behind(s) == 0 && may_wait)
 		return false;
 
+	for (unsigned i = 0; i < s->nrooms; i++)
+		saved[i] = s->rooms[i].cursor;
 	r.events = rpc_call_alloc(call, max * sizeof(*r.events));
 	while (s->buf_len > 0 && r.n < r.max && r.bytes < POLL_REPLY_BYTES) {
 		sess_event *e = &s->buf[s->buf_head];
@@ -411,6 +450,19 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 			rpc_call_finish(call, RPC_DATA_LOSS);
 			return true;
 		}
+	}
+	if (r.n > 0 && token_still_valid(s, call, &st) != RPC_OK) {
+		if (st.code == RPC_UNAUTHENTICATED) {
+			sessions_unregister(s->ss, s); /* no one finds it again */
+			pthread_mutex_lock(&s->mtx);
+			s->closing = true; /* the worker ends it next */
+			pthread_mutex_unlock(&s->mtx);
+		} else {
+			untake(s, saved);
+		}
+		rpc_call_fail_status(call, &st);
+		rpc_call_finish(call, st.code);
+		return true;
 	}
 	resp->events = r.events;
 	resp->n_events = r.n;
@@ -601,8 +653,27 @@ worker_main(void *arg)
 
 /* ---- life ------------------------------------------------------------------------------- */
 
+void
+session_token_hash(const char *token, uint8_t out[SESSION_TOKEN_HASH])
+{
+	crypto_generichash(out, SESSION_TOKEN_HASH, (const unsigned char *)token, strlen(token),
+			   NULL, 0);
+}
+
+bool
+session_token_matches(const mx_session *s, const char *token)
+{
+	uint8_t h[SESSION_TOKEN_HASH];
+	bool same;
+
+	session_token_hash(token != NULL ? token : "", h);
+	same = sodium_memcmp(h, s->token_hash, sizeof(h)) == 0;
+	sodium_memzero(h, sizeof(h));
+	return same;
+}
+
 mx_session *
-session_create(messaging_service *m, mx_sessions *ss, const char *user,
+session_create(messaging_service *m, mx_sessions *ss, const char *user, const char *token,
 	       const Parley__V1__OpenRequest *req, const uint64_t *heads, rpc_status *st)
 {
 	unsigned char raw[SESSION_ID_LEN / 2];
@@ -619,6 +690,7 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user,
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(s->id, sizeof(s->id), raw, sizeof(raw));
 	snprintf(s->user, sizeof(s->user), "%s", user);
+	session_token_hash(token != NULL ? token : "", s->token_hash);
 	s->nrooms = (unsigned)req->n_rooms;
 	for (unsigned i = 0; i < s->nrooms; i++) {
 		snprintf(s->rooms[i].id, sizeof(s->rooms[i].id), "%s", req->rooms[i]->room_id);
