@@ -474,6 +474,25 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 
 /* ---- the worker ---------------------------------------------------------------------- */
 
+/* Takes the rewinds Polls left (s->mtx held) for apply_rewinds. */
+static void
+take_rewinds(mx_session *s, bool *rewind, uint64_t *rewinds)
+{
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		rewind[i] = s->rooms[i].rewind_set;
+		rewinds[i] = s->rooms[i].rewind;
+		s->rooms[i].rewind_set = false;
+	}
+}
+
+static void
+apply_rewinds(mx_session *s, const bool *rewind, const uint64_t *rewinds)
+{
+	for (unsigned i = 0; i < s->nrooms; i++)
+		if (rewind[i])
+			rewind_room(s, i, rewinds[i]);
+}
+
 /* When a waiting Poll should be answered for the events at hand: at once,
  * unless the last answer went out less than SESSION_REPLY_GAP_MS ago; then
  * the events of a busy stream travel together. INT64_MAX with nothing. */
@@ -589,11 +608,7 @@ worker_main(void *arg)
 			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
 			s->inbox_len--;
 		}
-		for (unsigned i = 0; i < s->nrooms; i++) {
-			rewind[i] = s->rooms[i].rewind_set;
-			rewinds[i] = s->rooms[i].rewind;
-			s->rooms[i].rewind_set = false;
-		}
+		take_rewinds(s, rewind, rewinds);
 		if (s->inbox_overflow || s->poll_new)
 			s->check_heads = true;
 		if (s->poll_new)
@@ -608,9 +623,7 @@ worker_main(void *arg)
 
 		/* 2. Rewind rooms a reply was lost for; sort the frames;
 		 * re-read heads when asked. */
-		for (unsigned i = 0; i < s->nrooms; i++)
-			if (rewind[i])
-				rewind_room(s, i, rewinds[i]);
+		apply_rewinds(s, rewind, rewinds);
 		for (unsigned i = 0; i < nframes; i++)
 			take_frame(s, frames[i]);
 		if (ending)
@@ -626,10 +639,15 @@ worker_main(void *arg)
 			max = s->poll_max;
 			deadline = s->poll_deadline;
 			s->poll = NULL;
+			/* A Poll that came after step 1 brought its rewind
+			 * along: its reply must start from it, or the rewind,
+			 * applied late, sends this reply's events again. */
+			take_rewinds(s, rewind, rewinds);
 		}
 		pthread_mutex_unlock(&s->mtx);
 		if (call == NULL)
 			continue;
+		apply_rewinds(s, rewind, rewinds);
 		if (!answer_poll(s, call, max, now < deadline)) {
 			/* Nothing after all: wait on, unless a newer Poll came. */
 			pthread_mutex_lock(&s->mtx);
