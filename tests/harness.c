@@ -160,12 +160,14 @@ spawn(th_daemon *d)
 	argv[n++] = d->history;
 	argv[n++] = "--messaging-listen";
 	argv[n++] = d->messaging;
-	argv[n++] = "--events-listen";
-	argv[n++] = d->events;
-	argv[n++] = "--room-events-listen";
-	argv[n++] = d->room_events;
-	argv[n++] = "--rooms-internal-listen";
-	argv[n++] = d->rooms_internal;
+	if (!d->default_internal) {
+		argv[n++] = "--events-listen";
+		argv[n++] = d->events;
+		argv[n++] = "--room-events-listen";
+		argv[n++] = d->room_events;
+		argv[n++] = "--rooms-internal-listen";
+		argv[n++] = d->rooms_internal;
+	}
 	for (int i = 0; i < 16 && d->extra[i] != NULL && n < 78; i++)
 		argv[n++] = d->extra[i];
 	argv[n] = NULL;
