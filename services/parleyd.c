@@ -6,6 +6,7 @@
  * win. SIGINT/SIGTERM: stop taking calls, answer those in flight, close
  * LMDB, exit 0.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "check.h"
 #include "history/history.h"
 #include "messaging/messaging.h"
 #include "log.h"
@@ -100,6 +102,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: parleyd [options]\n"
+		"       parleyd check [--data-dir DIR]   report damaged data, exit 1 if any\n"
 		"  --services LIST        services to run, comma-separated (default: all:");
 	for (size_t i = 0; i < NSERVICES; i++)
 		fprintf(out, "%s%s", i ? "," : " ", services[i].name);
@@ -137,6 +140,79 @@ usage(FILE *out)
 		"  --max-conn-calls N     calls in flight on one connection (default 128)   [PARLEY_MAX_CONN_CALLS]\n"
 		"  --conn-idle SECONDS    close connections with no call this long (default 300)   [PARLEY_CONN_IDLE]\n"
 		"  --help\n");
+}
+
+/* True if host (no brackets) is a loopback address or "localhost". */
+static bool
+loopback_host(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/*
+ * Internal endpoints (the events PUB, the rooms PUB, RoomsFeed) carry every
+ * room's messages and memberships to whoever connects, with no login: they
+ * are for Parley's own services only. Accepted: inproc:// and ipc://;
+ * tcp:// and ws:// on a loopback host; tls+tcp:// and wss:// only with
+ * --tls-ca (every peer must present a certificate that CA signed). Anything
+ * else ends the daemon here, naming the flag.
+ */
+static void
+check_internal(const char *flag, const char *env, const char *url)
+{
+	static const char *const plain[] = {"tcp://", "tcp4://", "tcp6://", "ws://"};
+	char host[256];
+	const char *h, *end;
+	size_t n;
+
+	if (url == NULL || strncmp(url, "inproc://", 9) == 0 || strncmp(url, "ipc://", 6) == 0)
+		return;
+	if (strncmp(url, "tls+tcp://", 10) == 0 || strncmp(url, "tls+tcp4://", 11) == 0 ||
+	    strncmp(url, "tls+tcp6://", 11) == 0 || strncmp(url, "wss://", 6) == 0) {
+		if (cfg.tls_ca != NULL)
+			return;
+		fprintf(stderr,
+			"parleyd: %s (%s) %s: an internal endpoint over TLS needs --tls-ca, so "
+			"that only Parley's own services (with certificates that CA signed) "
+			"connect\n",
+			flag, env, url);
+		exit(2);
+	}
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		if (strncmp(url, plain[i], strlen(plain[i])) != 0)
+			continue;
+		h = url + strlen(plain[i]);
+		n = strcspn(h, "/"); /* the authority, before any ws path */
+		if (*h == '[') { /* [v6]:port */
+			h++;
+			end = memchr(h, ']', n - 1);
+		} else {
+			for (end = h + n; end > h && *end != ':';)
+				end--;
+			end = *end == ':' ? end : NULL;
+		}
+		n = end != NULL ? (size_t)(end - h) : 0;
+		if (n > 0 && n < sizeof(host)) {
+			memcpy(host, h, n);
+			host[n] = '\0';
+			if (loopback_host(host))
+				return;
+		}
+		break;
+	}
+	fprintf(stderr,
+		"parleyd: %s (%s) %s: internal endpoints carry every room's events to anyone who "
+		"connects; use inproc:// or ipc://, tcp:// or ws:// on a loopback address "
+		"(127.0.0.0/8, ::1, localhost), or tls+tcp:// with --tls-ca (mutual TLS)\n",
+		flag, env, url);
+	exit(2);
 }
 
 static bool
@@ -230,6 +306,8 @@ main(int argc, char **argv)
 	unsigned long conn_idle_s;
 	long nofile, fd_budget;
 
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return parley_check_main(argc - 1, argv + 1);
 	for (size_t i = 0; i < NSERVICES; i++)
 		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "",
 			 services[i].name);
@@ -316,6 +394,17 @@ main(int argc, char **argv)
 		cfg.room_events_addr = cfg.room_events_listen;
 	if (cfg.rooms_internal_addr == NULL)
 		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
+	if (wanted(list, "rooms")) {
+		check_internal("--room-events-listen", "PARLEY_ROOM_EVENTS_LISTEN",
+			       cfg.room_events_listen);
+		check_internal("--rooms-internal-listen", "PARLEY_ROOMS_INTERNAL_LISTEN",
+			       cfg.rooms_internal_listen);
+	}
+	if (wanted(list, "messaging")) {
+		check_internal("--events-listen", "PARLEY_EVENTS_LISTEN", cfg.events_listen);
+		check_internal("--room-events", "PARLEY_ROOM_EVENTS", cfg.room_events_addr);
+		check_internal("--rooms-internal", "PARLEY_ROOMS_INTERNAL", cfg.rooms_internal_addr);
+	}
 
 	/* Descriptors are what a flood of connections exhausts: take all the
 	 * system allows, and cap every endpoint's connections so that all of

@@ -139,10 +139,12 @@ runs(const th_daemon *d, const char *name)
 static bool
 spawn(th_daemon *d)
 {
-	const char *argv[64];
+	const char *argv[80];
 	int n = 0;
 	pid_t pid;
 
+	for (int i = 0; i < 12 && d->wrap[i] != NULL; i++)
+		argv[n++] = d->wrap[i];
 	argv[n++] = PARLEYD_PATH;
 	argv[n++] = "--data-dir";
 	argv[n++] = d->dir;
@@ -158,13 +160,15 @@ spawn(th_daemon *d)
 	argv[n++] = d->history;
 	argv[n++] = "--messaging-listen";
 	argv[n++] = d->messaging;
-	argv[n++] = "--events-listen";
-	argv[n++] = d->events;
-	argv[n++] = "--room-events-listen";
-	argv[n++] = d->room_events;
-	argv[n++] = "--rooms-internal-listen";
-	argv[n++] = d->rooms_internal;
-	for (int i = 0; i < 16 && d->extra[i] != NULL && n < 62; i++)
+	if (!d->default_internal) {
+		argv[n++] = "--events-listen";
+		argv[n++] = d->events;
+		argv[n++] = "--room-events-listen";
+		argv[n++] = d->room_events;
+		argv[n++] = "--rooms-internal-listen";
+		argv[n++] = d->rooms_internal;
+	}
+	for (int i = 0; i < 16 && d->extra[i] != NULL && n < 78; i++)
 		argv[n++] = d->extra[i];
 	argv[n] = NULL;
 
@@ -185,7 +189,7 @@ spawn(th_daemon *d)
 			dup2(fd, STDERR_FILENO);
 			close(fd);
 		}
-		execv(argv[0], (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	d->pid = pid;

@@ -30,6 +30,10 @@ typedef struct th_daemon {
 	char rooms_internal[TH_ADDR_MAX];
 	char services[128];
 	const char *extra[16];	/* extra parleyd arguments, NULL-terminated */
+	bool default_internal;	/* leave the internal endpoints (events, room
+				 * events, rooms feed) at parleyd's defaults */
+	const char *wrap[12];	/* a command parleyd runs under (argv, before
+				 * parleyd's own), NULL-terminated */
 	char log[300];		/* parleyd's stderr goes here */
 } th_daemon;
 

@@ -74,6 +74,13 @@ svc_fail_store(rpc_call *call, store_err err, const char *what)
 	case STORE_BUSY:
 		return rpc_call_fail(call, RPC_UNAVAILABLE, "%s: storage is busy, try again",
 				     what);
+	case STORE_NOSPACE:
+		plog_error("store", "%s: %s", what, store_strerror(err));
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "%s: the server's disk is full",
+				     what);
+	case STORE_CORRUPT:
+		plog_error("store", "%s: %s", what, store_strerror(err));
+		return rpc_call_fail(call, RPC_DATA_LOSS, "%s: stored data is damaged", what);
 	default:
 		plog_error("store", "%s: %s", what, store_strerror(err));
 		return rpc_call_fail(call, RPC_INTERNAL, "%s: %s", what, store_strerror(err));

@@ -23,9 +23,12 @@
 #define PARLEY_DEFAULT_ROOMS "tcp://127.0.0.1:5202"
 #define PARLEY_DEFAULT_HISTORY "tcp://127.0.0.1:5203"
 #define PARLEY_DEFAULT_MESSAGING "tcp://127.0.0.1:5204"
-#define PARLEY_DEFAULT_EVENTS "tcp://127.0.0.1:5205"
-#define PARLEY_DEFAULT_ROOM_EVENTS "tcp://127.0.0.1:5206"
-#define PARLEY_DEFAULT_ROOMS_INTERNAL "tcp://127.0.0.1:5207"
+/* Internal endpoints: in one parleyd they are in process, on no network.
+ * Across processes: ipc://, tcp:// or ws:// on loopback, or tls+tcp://
+ * with mutual TLS (--tls-ca); parleyd refuses anything else. */
+#define PARLEY_DEFAULT_EVENTS "inproc://parley-events"
+#define PARLEY_DEFAULT_ROOM_EVENTS "inproc://parley-room-events"
+#define PARLEY_DEFAULT_ROOMS_INTERNAL "inproc://parley-rooms-internal"
 #define PARLEY_DEFAULT_HTTP "http://127.0.0.1:8080"
 
 typedef struct parley_config {

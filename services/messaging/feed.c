@@ -286,6 +286,8 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 		f->sub_open = true;
 		rv = rpc_socket_cap(f->sub, RPC_MAX_EVENT_FRAME);
 		nng_socket_set(f->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+		/* Only a wake-up: frames are never read, their size is capped. */
+		nng_socket_set_size(f->sub, NNG_OPT_RECVMAXSZ, MX_FRAME_MAX);
 		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMINT, 50);
 		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMAXT, 1000);
 		/* The rooms service may come up later: dial in the background. */
@@ -324,7 +326,7 @@ mx_feed_stop(mx_feed *f)
 	if (f->aio != NULL)
 		nng_aio_stop(f->aio);
 	if (f->sub_open)
-		nng_close(f->sub);
+		mx_close_bounded(f->sub, "the rooms feed SUB socket");
 	if (f->aio != NULL) {
 		nng_msg *left = nng_aio_get_msg(f->aio);
 

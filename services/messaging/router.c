@@ -191,7 +191,7 @@ mx_router_stop(mx_router *r)
 	pthread_mutex_unlock(&r->mtx);
 	nng_aio_stop(r->aio);
 	gone = mx_pub_pipes_gone(m);
-	nng_close(r->sub);
+	mx_close_bounded(r->sub, "the sessions' router SUB socket");
 	mx_pub_wait_pipe_gone(m, gone, rpc_now_ms() + ROUTER_MARKER_WAIT_MS);
 	pthread_mutex_unlock(&m->pub_mtx);
 	if ((msg = nng_aio_get_msg(r->aio)) != NULL)

@@ -218,6 +218,10 @@ lookup_client_id(mx_writer *w, store_txn *txn, struct wr_item *it, bool *found)
 		return STORE_OK;
 	if (err != STORE_OK)
 		return err;
+	/* A damaged record is DATA_LOSS for this Send, not a crash. */
+	if (rpc_check_wire(&parley__store__v1__client_msg_record__descriptor, v.data, v.len,
+			   &(rpc_status){0}) != RPC_OK)
+		return STORE_CORRUPT;
 	rec = parley__store__v1__client_msg_record__unpack(NULL, v.len, v.data);
 	if (rec == NULL)
 		return STORE_CORRUPT;

@@ -1,5 +1,8 @@
 /* validation_test.c — the shared id/text rules and the login rate limiter. */
+#include <malloc.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <sodium.h>
 
@@ -162,16 +165,39 @@ test_ratelimit_reservations(void)
 		fail_once(rl, "", t);
 	TH_CHECK(ratelimit_reserve(rl, "", t, NULL) == 1000, "empty key limited");
 
-	/* A flood of other keys in a tiny table evicts old entries, never
-	 * grows memory, and never crashes; settling an evicted reservation
-	 * is harmless. */
-	for (int i = 0; i < 10000; i++) {
-		char key[32];
-		snprintf(key, sizeof(key), "user%d", i);
-		if (ratelimit_reserve(rl, key, t + i, NULL) == 0)
-			ratelimit_fail(rl, key, t + i);
+	/* A flood of other keys in a tiny table: every new key is taken in
+	 * (the oldest entries make room), memory does not grow, the newest
+	 * keys are still counted, and settling a reservation that was
+	 * evicted is harmless. */
+	{
+		struct mallinfo2 before = mallinfo2(), after;
+		int refused = 0;
+
+		for (int i = 0; i < 10000; i++) {
+			char key[32];
+
+			snprintf(key, sizeof(key), "user%d", i);
+			if (ratelimit_reserve(rl, key, t + i, NULL) == 0)
+				ratelimit_fail(rl, key, t + i);
+			else
+				refused++;
+		}
+		after = mallinfo2();
+		TH_CHECK(refused == 0, "%d new keys refused: a full table must evict", refused);
+		TH_CHECK(after.uordblks == before.uordblks, "the flood allocated %zd bytes",
+			 (ssize_t)(after.uordblks - before.uordblks));
 	}
+	/* The newest key is counted: two more failures slow it down. */
+	for (int i = 0; i < 2; i++) {
+		TH_CHECK(ratelimit_reserve(rl, "user9999", t + 9999, NULL) == 0, "user9999 try %d", i);
+		ratelimit_fail(rl, "user9999", t + 9999);
+	}
+	TH_CHECK(ratelimit_reserve(rl, "user9999", t + 9999, NULL) > 0,
+		 "the newest key keeps its failures through the flood");
+	/* erin's tries in flight went with her evicted entry: settling one is
+	 * a no-op and she may try again at once. */
 	ratelimit_release(rl, "erin");
+	TH_CHECK(ratelimit_reserve(rl, "erin", t + 9999, NULL) == 0, "erin after eviction");
 	ratelimit_fail(rl, "erin", t + 10000);
 	ratelimit_free(rl);
 	printf("ok rate limiter reservations\n");
