@@ -53,6 +53,7 @@ struct rpc_call {
 	slot_state state;
 	bool deferred;
 	bool refuse;	/* arrived after shutdown began: answer UNAVAILABLE */
+	bool wipe;	/* rpc_call_wipe_after_reply: zero what the call held */
 	struct local_call *local; /* an in-process call (not a slot), or NULL */
 	rpc_call *next_queued;
 
@@ -156,9 +157,32 @@ rpc_call_strdup(rpc_call *c, const char *s)
 	return p;
 }
 
+void
+rpc_call_wipe_after_reply(rpc_call *c)
+{
+	c->wipe = true;
+}
+
+/* The request frame, the envelope's copy of the body and the arena (the
+ * reply's fields and its packed body) of a call that carried secrets.
+ * explicit_bzero: rpc/ does not link libsodium, and the compiler must not
+ * drop the stores to memory about to be freed. */
+static void
+call_wipe(rpc_call *c)
+{
+	if (c->msg != NULL)
+		explicit_bzero(nng_msg_body(c->msg), nng_msg_len(c->msg));
+	if (c->env != NULL && c->env->body.data != NULL)
+		explicit_bzero(c->env->body.data, c->env->body.len);
+	for (struct arena_block *b = c->arena; b != NULL; b = b->next)
+		explicit_bzero(b->data, b->used);
+}
+
 static void
 call_reset(rpc_call *c)
 {
+	if (c->wipe)
+		call_wipe(c);
 	while (c->arena != NULL) {
 		struct arena_block *next = c->arena->next;
 		free(c->arena);
@@ -181,6 +205,7 @@ call_reset(rpc_call *c)
 	c->request_id = 0;
 	c->deferred = false;
 	c->refuse = false;
+	c->wipe = false;
 	memset(&c->st, 0, sizeof(c->st));
 }
 
