@@ -69,6 +69,7 @@ struct rpc_call {
 	bool counted;	/* conns_call_begin was called for it */
 	uint32_t pipe;	/* the connection it came on */
 	size_t reply_len; /* of the reply being sent */
+	bool wipe;	/* rpc_call_wipe_after_reply: zero what the call held */
 	struct local_call *local; /* an in-process call (not a slot), or NULL */
 	rpc_call *next_queued;	/* run queue, or the spare list */
 
@@ -178,9 +179,32 @@ rpc_call_strdup(rpc_call *c, const char *s)
 	return p;
 }
 
+void
+rpc_call_wipe_after_reply(rpc_call *c)
+{
+	c->wipe = true;
+}
+
+/* The request frame, the envelope's copy of the body and the arena (the
+ * reply's fields and its packed body) of a call that carried secrets.
+ * explicit_bzero: rpc/ does not link libsodium, and the compiler must not
+ * drop the stores to memory about to be freed. */
+static void
+call_wipe(rpc_call *c)
+{
+	if (c->msg != NULL)
+		explicit_bzero(nng_msg_body(c->msg), nng_msg_len(c->msg));
+	if (c->env != NULL && c->env->body.data != NULL)
+		explicit_bzero(c->env->body.data, c->env->body.len);
+	for (struct arena_block *b = c->arena; b != NULL; b = b->next)
+		explicit_bzero(b->data, b->used);
+}
+
 static void
 call_reset(rpc_call *c)
 {
+	if (c->wipe)
+		call_wipe(c);
 	while (c->arena != NULL) {
 		struct arena_block *next = c->arena->next;
 		free(c->arena);
@@ -202,6 +226,7 @@ call_reset(rpc_call *c)
 	c->peer[0] = '\0';
 	c->request_id = 0;
 	c->refuse = false;
+	c->wipe = false;
 	memset(&c->st, 0, sizeof(c->st));
 	/* deferred, counted and pipe are the slot's accounting: cleared by
 	 * slot_done_locked, under srv->mtx. */

@@ -146,6 +146,14 @@ uint64_t rpc_call_request_id(const rpc_call *call);
 void *rpc_call_alloc(rpc_call *call, size_t size);
 char *rpc_call_strdup(rpc_call *call, const char *s);
 
+/* The call carries secrets (a password, a new token): once its reply is
+ * built, before the memory is freed, the runtime zeroes the request frame,
+ * the envelope's copy of the body and everything in the call's arena (the
+ * reply's fields and packed body). The unpacked request is the handler's
+ * to wipe (it knows which fields are secret). The reply frame itself
+ * belongs to nng once sent and is not wiped. */
+void rpc_call_wipe_after_reply(rpc_call *call);
+
 /* Sets the status message of the reply and returns code. */
 rpc_code rpc_call_fail(rpc_call *call, rpc_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

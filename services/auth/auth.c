@@ -123,7 +123,7 @@ load_or_create_key(const char *dir, unsigned char key[crypto_generichash_KEYBYTE
 /* ---- passwords ------------------------------------------------------------ */
 
 /* Password hashing runs on the pool threads only (and once at start). */
-static bool
+static __attribute__((warn_unused_result)) bool
 hash_password(auth_service *a, const char *pw, char out[crypto_pwhash_STRBYTES])
 {
 	return crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
@@ -136,7 +136,7 @@ verify_password(auth_service *a, const char *hash, const char *pw)
 	return crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
 }
 
-static bool
+static __attribute__((warn_unused_result)) bool
 valid_email(const char *s)
 {
 	size_t n = strlen(s);
@@ -156,7 +156,7 @@ valid_email(const char *s)
 
 /* Reads user_id's record; *out is freed by the caller with
  * parley__store__v1__user_record__free_unpacked. */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 get_user(auth_service *a, const char *user_id, Parley__Store__V1__UserRecord **out)
 {
 	void *buf;
@@ -211,7 +211,7 @@ token_hash(auth_service *a, const unsigned char token[TOKEN_BYTES],
 }
 
 /* Decodes a wire token into its hash; false if it cannot be one of ours. */
-static bool
+static __attribute__((warn_unused_result)) bool
 decode_token(auth_service *a, const char *wire, unsigned char hash[TOKEN_HASH_BYTES])
 {
 	unsigned char raw[TOKEN_BYTES];
@@ -241,7 +241,7 @@ user_token_key(uint8_t *key, size_t *klen, const char *user_id,
 }
 
 /* Stores a new session of user_id; writes the wire token (TOKEN_B64_LEN+1). */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 issue_token(auth_service *a, const char *user_id, uint64_t now, char *wire,
 	    uint64_t *expires)
 {
@@ -302,7 +302,7 @@ revoke_token(auth_service *a, const char *user_id, const unsigned char hash[TOKE
  * Resolves a wire token. RPC_OK with user_id and expiry, or UNAUTHENTICATED.
  * An expired token is deleted on the way.
  */
-static rpc_code
+static __attribute__((warn_unused_result)) rpc_code
 lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MAX],
 	     uint64_t *expires, unsigned char hash[TOKEN_HASH_BYTES], rpc_status *st)
 {
@@ -383,7 +383,7 @@ collect_user_tokens(void *arg, store_val key, store_val val)
 }
 
 /* In txn: deletes every session of user_id except keep. */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
 		   const unsigned char *keep)
 {
@@ -544,6 +544,7 @@ check_password_size(rpc_call *call, const char *field, const char *pw)
  */
 struct pw_job {
 	auth_service *a;
+	workpool_fn fn;		/* the check itself (run_pw_job runs it) */
 	const void *req;
 	Parley__Store__V1__UserRecord *rec;
 	guard_hold account, address;
@@ -561,6 +562,39 @@ pw_job_free(void *arg)
 	if (j->rec != NULL)
 		parley__store__v1__user_record__free_unpacked(j->rec, NULL);
 	free(j);
+}
+
+/* Zeroes the passwords of an unpacked Register, Login or ChangePassword
+ * request before the runtime frees it (the runtime wipes the frame and the
+ * reply: rpc_call_wipe_after_reply). */
+static void
+wipe_passwords(const ProtobufCMessage *req)
+{
+	char *pw[2] = {NULL, NULL};
+
+	if (req->descriptor == &parley__v1__login_request__descriptor) {
+		pw[0] = ((Parley__V1__LoginRequest *)req)->password;
+	} else if (req->descriptor == &parley__v1__register_request__descriptor) {
+		pw[0] = ((Parley__V1__RegisterRequest *)req)->password;
+	} else if (req->descriptor == &parley__v1__change_password_request__descriptor) {
+		pw[0] = ((Parley__V1__ChangePasswordRequest *)req)->old_password;
+		pw[1] = ((Parley__V1__ChangePasswordRequest *)req)->new_password;
+	}
+	for (int i = 0; i < 2; i++)
+		if (pw[i] != NULL)
+			sodium_memzero(pw[i], strlen(pw[i]));
+}
+
+/* Every password job: the check, then the passwords go, while the call
+ * (and its request) is still this thread's. */
+static rpc_code
+run_pw_job(rpc_call *call, void *arg)
+{
+	struct pw_job *j = arg;
+	rpc_code code = j->fn(call, j);
+
+	wipe_passwords(j->req);
+	return code;
 }
 
 /*
@@ -584,13 +618,13 @@ defer_to_hashers(auth_service *a, rpc_call *call, workpool_fn fn, const void *re
 			parley__store__v1__user_record__free_unpacked(rec, NULL);
 		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
-	*j = (struct pw_job){.a = a, .req = req, .rec = rec};
+	*j = (struct pw_job){.a = a, .fn = fn, .req = req, .rec = rec};
 	if (account != NULL)
 		j->account = *account;
 	if (address != NULL)
 		j->address = *address;
 	guard_peer(call, flow);
-	return workpool_defer(a->hashers, call, flow, fn, j, pw_job_free);
+	return workpool_defer(a->hashers, call, flow, run_pw_job, j, pw_job_free);
 }
 
 static rpc_code
@@ -633,7 +667,7 @@ register_job(rpc_call *call, void *arg)
 }
 
 static rpc_code
-handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+start_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		void *ctx)
 {
 	const Parley__V1__RegisterRequest *req = (const void *)reqm;
@@ -734,17 +768,18 @@ login_job(rpc_call *call, void *arg)
 	maybe_rehash(j->a, j->rec, req->password);
 
 	err = issue_token(j->a, j->rec->user_id, rpc_wall_ms(), wire, &expires);
+	if (err == STORE_OK)
+		resp->token = rpc_call_strdup(call, wire); /* the arena is wiped too */
+	sodium_memzero(wire, sizeof(wire));
 	if (err != STORE_OK)
 		return svc_fail_store(call, err, "login");
-	resp->token = rpc_call_strdup(call, wire);
-	sodium_memzero(wire, sizeof(wire));
 	resp->expires_at_ms = expires;
 	resp->user = user_to_wire(call, j->rec);
 	return RPC_OK;
 }
 
 static rpc_code
-handle_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+start_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
 {
 	const Parley__V1__LoginRequest *req = (const void *)reqm;
 	Parley__Store__V1__UserRecord *rec = NULL;
@@ -851,7 +886,7 @@ change_password_job(rpc_call *call, void *arg)
 }
 
 static rpc_code
-handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+start_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		       void *ctx)
 {
 	const Parley__V1__ChangePasswordRequest *req = (const void *)reqm;
@@ -874,6 +909,43 @@ handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMe
 		return svc_fail_store(call, err, "change password");
 	}
 	return defer_to_hashers(a, call, change_password_job, req, rec, &account, &address);
+}
+
+/*
+ * The password methods: the call carries secrets from the start. A call
+ * handed to the pool is the pool's at once (its job wipes the passwords);
+ * any other outcome is answered from here, so wipe them here.
+ */
+static rpc_code
+with_secrets(rpc_handler_fn start, rpc_call *call, const ProtobufCMessage *req,
+	     ProtobufCMessage *resp, void *ctx)
+{
+	rpc_code code;
+
+	rpc_call_wipe_after_reply(call);
+	code = start(call, req, resp, ctx);
+	if (code != RPC_DEFERRED)
+		wipe_passwords(req);
+	return code;
+}
+
+static rpc_code
+handle_register(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp, void *ctx)
+{
+	return with_secrets(start_register, call, req, resp, ctx);
+}
+
+static rpc_code
+handle_login(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp, void *ctx)
+{
+	return with_secrets(start_login, call, req, resp, ctx);
+}
+
+static rpc_code
+handle_change_password(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+		       void *ctx)
+{
+	return with_secrets(start_change_password, call, req, resp, ctx);
 }
 
 static const rpc_method auth_methods[] = {
@@ -956,9 +1028,11 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	for (size_t i = 0; i + 1 < sizeof(dummy_pw); i++)
 		dummy_pw[i] = (char)('a' + ((unsigned char)dummy_pw[i] % 26));
 	if (!hash_password(a, dummy_pw, a->dummy_hash)) {
+		sodium_memzero(dummy_pw, sizeof(dummy_pw));
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot compute the dummy hash");
 		goto fail;
 	}
+	sodium_memzero(dummy_pw, sizeof(dummy_pw));
 
 	if (rpc_server_open(&a->srv, cfg->auth_listen, &opts, st) != RPC_OK)
 		goto fail;
