@@ -53,7 +53,7 @@ register_login() {
   [[ ${#token} -eq 43 ]] || fail "bad token from login: $(body)"
 }
 
-# frame FILE: wraps stdin (one message) in a Connect envelope.
+# frame: wraps stdin (one message) in a Connect envelope.
 frame() {
   python3 -c 'import sys,struct; b=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+struct.pack(">I",len(b))+b)'
 }
@@ -61,7 +61,7 @@ frame() {
 # unframe: a Connect stream on stdin -> one line per message: FLAGS PAYLOAD
 # (payload as JSON text for +json, as hex for +proto with --hex).
 unframe() {
-  python3 - "$@" <<'PY'
+  python3 -c '
 import sys
 hexed = "--hex" in sys.argv
 d = sys.stdin.buffer.read()
@@ -73,5 +73,5 @@ while i + 5 <= len(d):
         break
     print(f, p.hex() if hexed and not f & 2 else p.decode())
     i += 5 + n
-PY
+' "$@"
 }
