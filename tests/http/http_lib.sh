@@ -75,3 +75,6 @@ while i + 5 <= len(d):
     i += 5 + n
 ' "$@"
 }
+
+# stream_has FILE REGEX: a message of the Connect stream in FILE matches.
+stream_has() { unframe <"$1" | grep -q -- "$2"; }
