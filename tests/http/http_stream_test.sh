@@ -44,7 +44,7 @@ has() { messages "$1" | grep -q -- "$2"; }
 subscribe bob "$bob" '{"rooms":[{"roomId":"lobby","sinceSeq":"0"}]}'
 bob_pid=$sub_pid
 wait_for "bob's first message" 15 has bob heads
-first=$(messages bob | head -1)
+first=$(messages bob | sed -n 1p)
 [[ $first == "0 {\"heads\":[{\"roomId\":\"lobby\",\"sinceSeq\":\"$head\"}]}" ]] ||
   fail "first message is not the heads: $first"
 grep -qi '^content-type: application/connect+json' "$work/bob.headers" ||
@@ -110,7 +110,7 @@ wait_for "the proto event" 15 bash -c "python3 -c 'import sys; sys.exit(b\"in bi
 kill "$sub_pid"
 wait "$sub_pid" 2>/dev/null || true
 grep -qi '^content-type: application/connect+proto' "$work/bobp.headers" || fail "proto stream type"
-unframe --hex <"$work/bobp.out" | head -1 | cut -d' ' -f2 | xxd -r -p |
+unframe --hex <"$work/bobp.out" | sed -n 1p | cut -d' ' -f2 | xxd -r -p |
   protoc -I "$PROTO_DIR" --decode=parley.v1.SubscribeResponse parley/v1/messaging.proto \
     >"$work/heads.txt"
 grep -q 'room_id: "lobby"' "$work/heads.txt" || fail "proto heads: $(cat "$work/heads.txt")"
