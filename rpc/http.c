@@ -31,6 +31,8 @@
 /* Connection threads run in-process handlers: room for them, bounded. */
 #define CONN_STACK_SIZE (512 * 1024)
 #define WATCHDOG_TICK_MS 250
+/* At shutdown, how long streams' last messages may take to go out. */
+#define HTTP_FLUSH_MS 2000
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -826,6 +828,11 @@ rpc_http_shutdown(rpc_http *h)
 	connect_cancel_streams(h);
 	pthread_mutex_lock(&h->mtx);
 	while ((h->calls > 0 || h->nlive > 0) && rpc_now_ms() < until)
+		rpc_cond_wait_until(&h->cv, &h->mtx, until);
+	/* The streams' end messages (UNAVAILABLE: come back later) are on
+	 * their way: give clients that read a moment to get them. */
+	until = rpc_now_ms() + HTTP_FLUSH_MS;
+	while (h->nresp > 0 && rpc_now_ms() < until)
 		rpc_cond_wait_until(&h->cv, &h->mtx, until);
 	pthread_mutex_unlock(&h->mtx);
 }

@@ -98,7 +98,8 @@ struct rpc_http {
 	struct http_conn conns;	/* list head */
 	rpc_http_stream *live;	/* running streams */
 	int calls;		/* unary calls in flight */
-	int nlive;
+	int nresp;		/* stream responses libmicrohttpd still sends */
+	int nlive;		/* stream threads running */
 	bool stopping;
 	bool watchdog_stop;
 	bool watchdog_running;

@@ -147,3 +147,15 @@ end=$(unframe <"$work/bad.out" | tail -1)
 jq -e '.error.code == "invalid_argument" and (.error.message | test("envelope"))' \
   <<<"${end#2 }" >/dev/null || fail "a bad envelope: $end"
 ok "errors as end-of-stream messages: unauthenticated, a room left, a bad envelope"
+
+# --- shutdown: open streams end with unavailable, so clients come back later ------------------
+post Rooms/CreateRoom '{"roomId":"den","name":"Den"}' "$bob"
+want_ok
+subscribe last "$bob" '{"rooms":[{"roomId":"den"}]}'
+wait_for "the stream before shutdown" 15 has last heads
+stop_parleyd
+wait "$sub_pid" || true
+end=$(messages last | tail -1)
+jq -e '.error.code == "unavailable" and (.error.message | test("shutting down"))' \
+  <<<"${end#2 }" >/dev/null || fail "a stream at shutdown ended with: $end"
+ok "at shutdown an open stream ends with unavailable"
