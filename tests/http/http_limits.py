@@ -3,12 +3,14 @@
 Usage: http_limits.py PORT MAX_CONNECTIONS MAX_PER_IP
 
 Checks, printing one "ok ..." line each and exiting 1 on the first failure:
-  - the per-address cap and the global cap on connections (extra ones are
-    closed without an answer; a slot freed is served again),
   - a client trickling its headers byte by byte is cut off (the header
     timeout), and one trickling its body too (the body timeout), while
     other clients are served meanwhile,
-  - oversized headers are answered 431.
+  - the per-address cap and the global cap on connections (extra ones are
+    closed without an answer; a slot freed is served again),
+  - oversized headers are answered 431 (or reset).
+Each part uses source addresses of its own (127.0.0.x), so that the
+per-address cap of one part never counts another's connections.
 """
 import socket
 import sys
@@ -78,68 +80,14 @@ def wait_served(src, what):
     fail(what)
 
 
-# --- caps ---------------------------------------------------------------------
-held = []
-for _ in range(MAX_PER_IP):
-    s = connect("127.0.0.1")
-    if not served(s):
-        fail("a connection below the per-address cap was not served")
-    held.append(s)  # idle keep-alive from now on
-extra = connect("127.0.0.1")
-if served(extra):
-    fail("connection %d from one address was served (cap %d)" % (MAX_PER_IP + 1, MAX_PER_IP))
-extra.close()
-print("ok connection %d from one address closed unanswered" % (MAX_PER_IP + 1), flush=True)
-
-others = []
-src = 2
-while len(held) + len(others) < MAX_CONNS:
-    s = connect("127.0.0.%d" % src)
-    if not served(s):
-        fail("connection %d (below the cap of %d) was not served"
-             % (len(held) + len(others) + 1, MAX_CONNS))
-    others.append(s)
-    src += 1
-extra = connect("127.0.0.%d" % src)
-if served(extra):
-    fail("connection %d was served (cap %d)" % (MAX_CONNS + 1, MAX_CONNS))
-extra.close()
-print("ok connection %d closed unanswered (cap %d)" % (MAX_CONNS + 1, MAX_CONNS), flush=True)
-
-held.pop().close()
-s = wait_served("127.0.0.1", "a freed slot was never served again")
-s.close()
-for s in held + others:
-    s.close()
-print("ok a freed slot is served again", flush=True)
-
-# --- oversized headers ------------------------------------------------------------
-# The server answers 431 and closes while the rest is still coming, so
-# the kernel may reset the connection before the answer is read: either
-# way nothing is served, and the server goes on.
-s = connect()
-try:
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (100 * 1024) + b"\r\n\r\n")
-    resp = read_response(s)
-except OSError:
-    resp = b""
-if resp and not resp.startswith(b"HTTP/1.1 431"):
-    fail("100 KiB of headers: want 431 or a closed connection, got %r" % resp[:60])
-s.close()
-s = connect()
-if not served(s):
-    fail("not served after 100 KiB of headers")
-s.close()
-print("ok 100 KiB of headers: %s" % ("431" if resp else "connection closed"), flush=True)
-
 # --- slow loris -----------------------------------------------------------------------
 results = {}
 
 
-def trickle(name, prefix, drip, budget_s):
+def trickle(name, src, prefix, drip, budget_s):
     """Sends prefix whole, then drip one byte every 0.25 s for at most
     budget_s; records how long until the server cut the connection, or None."""
-    s = connect()
+    s = connect(src)
     start = time.monotonic()
     try:
         s.sendall(prefix)
@@ -164,15 +112,15 @@ def trickle(name, prefix, drip, budget_s):
 
 threads = [
     threading.Thread(target=trickle, args=(
-        "headers", b"GET /healthz HTTP/1.1\r\nHost: t\r\n", b"X-Slow: aaaaaaaaaaaa\r\n", 60)),
+        "headers", "127.0.0.10", b"GET /healthz HTTP/1.1\r\nHost: t\r\n", b"X-Slow: aaaaaaaaaaaa\r\n", 60)),
     threading.Thread(target=trickle, args=(
-        "body", b"POST /parley.v1.Rooms/ListRooms HTTP/1.1\r\nHost: t\r\n"
+        "body", "127.0.0.11", b"POST /parley.v1.Rooms/ListRooms HTTP/1.1\r\nHost: t\r\n"
         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n", b" ", 90)),
 ]
 for t in threads:
     t.start()
 time.sleep(1)
-s = connect()
+s = connect("127.0.0.12")
 if not served(s):
     fail("a client was not served while two trickle")
 s.close()
@@ -184,3 +132,54 @@ if results["body"] is None:
     fail("a body sent a byte at a time for 90 s was never cut off")
 print("ok slow loris: trickled headers cut off after %.1f s, a trickled body after %.1f s"
       % (results["headers"], results["body"]), flush=True)
+
+# --- caps ---------------------------------------------------------------------
+# Connections closed a moment ago may still hold their slots until the
+# server's threads finish with them: each held connection may wait for one.
+held = []
+for _ in range(MAX_PER_IP):
+    held.append(wait_served("127.0.0.20", "a connection below the per-address cap was not served"))
+extra = connect("127.0.0.20")
+if served(extra):
+    fail("connection %d from one address was served (cap %d)" % (MAX_PER_IP + 1, MAX_PER_IP))
+extra.close()
+print("ok connection %d from one address closed unanswered" % (MAX_PER_IP + 1), flush=True)
+
+others = []
+src = 21
+while len(held) + len(others) < MAX_CONNS:
+    others.append(wait_served("127.0.0.%d" % src, "connection %d (below the cap of %d) was not served"
+                              % (len(held) + len(others) + 1, MAX_CONNS)))
+    src += 1
+extra = connect("127.0.0.%d" % src)
+if served(extra):
+    fail("connection %d was served (cap %d)" % (MAX_CONNS + 1, MAX_CONNS))
+extra.close()
+print("ok connection %d closed unanswered (cap %d)" % (MAX_CONNS + 1, MAX_CONNS), flush=True)
+
+held.pop().close()
+s = wait_served("127.0.0.20", "a freed slot was never served again")
+s.close()
+for s in held + others:
+    s.close()
+print("ok a freed slot is served again", flush=True)
+
+# --- oversized headers ------------------------------------------------------------
+# The server answers 431 and closes while the rest is still coming, so
+# the kernel may reset the connection before the answer is read: either
+# way nothing is served, and the server goes on.
+probe = wait_served("127.0.0.30", "not served before the oversized headers")
+s = connect("127.0.0.31")
+try:
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (100 * 1024) + b"\r\n\r\n")
+    resp = read_response(s)
+except OSError:
+    resp = b""
+if resp and not resp.startswith(b"HTTP/1.1 431"):
+    fail("100 KiB of headers: want 431 or a closed connection, got %r" % resp[:60])
+s.close()
+if not served(probe):
+    fail("not served after 100 KiB of headers")
+probe.close()
+print("ok 100 KiB of headers: %s" % ("431" if resp else "connection closed"), flush=True)
+
