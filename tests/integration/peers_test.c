@@ -32,7 +32,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
 #include "harness.h"
+#include "parley/v1/auth.pb-c.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
@@ -405,6 +409,136 @@ test_sigterm_with_stalled_peer(void)
 	       f.sent, (long long)took);
 }
 
+/* ---- deferred calls have their own budget ------------------------------------------------ */
+
+#define LOGINS 24
+
+struct rawcall {
+	nng_ctx ctx;
+	nng_aio *aio;
+};
+
+static int logins_done, logins_at_health;
+
+/* Counts logins that ran (a password check), not those refused at once. */
+static void
+login_done(void *arg)
+{
+	struct rawcall *r = arg;
+	nng_msg *m = nng_aio_result(r->aio) == 0 ? nng_aio_get_msg(r->aio) : NULL;
+	Parley__V1__RpcResponse *resp =
+	    m ? parley__v1__rpc_response__unpack(NULL, nng_msg_len(m), nng_msg_body(m)) : NULL;
+
+	if (resp != NULL && resp->status != NULL &&
+	    resp->status->code == PARLEY__V1__CODE__UNAUTHENTICATED)
+		__atomic_add_fetch(&logins_done, 1, __ATOMIC_SEQ_CST);
+	if (resp != NULL)
+		parley__v1__rpc_response__free_unpacked(resp, NULL);
+}
+
+static void
+health_done(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&logins_at_health, __atomic_load_n(&logins_done, __ATOMIC_SEQ_CST),
+			 __ATOMIC_SEQ_CST);
+}
+
+static void
+raw_call(nng_socket s, struct rawcall *r, void (*cb)(void *), const char *method,
+	 const ProtobufCMessage *body)
+{
+	Parley__V1__RpcRequest env = PARLEY__V1__RPC_REQUEST__INIT;
+	uint8_t buf[512];
+	nng_aio *send;
+	nng_msg *m;
+
+	env.method = (char *)method;
+	env.body.data = buf;
+	env.body.len = protobuf_c_message_pack(body, buf);
+	env.timeout_ms = 60000;
+	TH_CHECK(nng_ctx_open(&r->ctx, s) == 0 && nng_aio_alloc(&send, NULL, NULL) == 0 &&
+			 nng_aio_alloc(&r->aio, cb, r) == 0,
+		 "ctx");
+	TH_CHECK(nng_msg_alloc(&m, parley__v1__rpc_request__get_packed_size(&env)) == 0, "alloc");
+	parley__v1__rpc_request__pack(&env, nng_msg_body(m));
+	nng_aio_set_msg(send, m);
+	nng_ctx_send(r->ctx, send);
+	nng_aio_wait(send);
+	TH_CHECK(nng_aio_result(send) == 0, "send");
+	nng_aio_free(send);
+	nng_ctx_recv(r->ctx, r->aio);
+}
+
+static rpc_code
+raw_reply(struct rawcall *r, char *msg, size_t len)
+{
+	Parley__V1__RpcResponse *resp;
+	rpc_code code;
+
+	nng_aio_wait(r->aio);
+	TH_CHECK(nng_aio_result(r->aio) == 0, "a reply");
+	resp = parley__v1__rpc_response__unpack(NULL, nng_msg_len(nng_aio_get_msg(r->aio)),
+						nng_msg_body(nng_aio_get_msg(r->aio)));
+	TH_CHECK(resp != NULL, "well-formed");
+	code = resp->status ? (rpc_code)resp->status->code : RPC_OK;
+	snprintf(msg, len, "%s", resp->status && resp->status->message ? resp->status->message : "");
+	parley__v1__rpc_response__free_unpacked(resp, NULL);
+	nng_msg_free(nng_aio_get_msg(r->aio));
+	nng_aio_free(r->aio);
+	nng_ctx_close(r->ctx);
+	return code;
+}
+
+/* With 4 contexts and 24 logins deferred to the password hashers, a
+ * Health/Check sent behind them on the same connection is answered before
+ * the logins are: deferred calls gave their contexts back. (Before, it
+ * waited until 20 of them were done.) Which came first is recorded as the
+ * replies arrive. */
+static void
+test_deferred_budget(void)
+{
+	Parley__V1__LoginRequest login = PARLEY__V1__LOGIN_REQUEST__INIT;
+	Parley__V1__HealthCheckRequest h = PARLEY__V1__HEALTH_CHECK_REQUEST__INIT;
+	struct rawcall calls[LOGINS + 1];
+	th_daemon d = {0};
+	nng_socket s;
+	char user[32], msg[256];
+	int budget_refusals = 0;
+
+	d.extra[0] = "--contexts";
+	d.extra[1] = "4";
+	TH_CHECK(th_start(&d, "auth"), "start parleyd");
+	TH_CHECK(nng_req0_open(&s) == 0 && nng_dial(s, d.auth, NULL, 0) == 0, "dial");
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	for (int i = 0; i < LOGINS; i++) {
+		snprintf(user, sizeof(user), "nobody%d", i);
+		login.user_id = user;
+		login.password = "wrong-password";
+		raw_call(s, &calls[i], login_done, "/parley.v1.Auth/Login", &login.base);
+	}
+	raw_call(s, &calls[LOGINS], health_done, "/parley.v1.Health/Check", &h.base);
+	TH_CODE(raw_reply(&calls[LOGINS], msg, sizeof(msg)), RPC_OK, &(rpc_status){0});
+	for (int i = 0; i < LOGINS; i++) {
+		rpc_code code = raw_reply(&calls[i], msg, sizeof(msg));
+
+		TH_CHECK(code == RPC_UNAUTHENTICATED || code == RPC_RESOURCE_EXHAUSTED,
+			 "login %d: %s %s", i, rpc_code_name(code), msg);
+		if (code == RPC_RESOURCE_EXHAUSTED && strstr(msg, "too many calls waiting") != NULL)
+			budget_refusals++;
+	}
+	TH_CHECK(__atomic_load_n(&logins_at_health, __ATOMIC_SEQ_CST) < 4,
+		 "Health answered after %d of %d password checks: it waited behind deferred calls",
+		 logins_at_health, LOGINS);
+	TH_CHECK(budget_refusals > 0, "logins beyond the deferred budget are refused, saying so");
+	nng_close(s);
+	TH_CHECK(th_stop(&d) == 0, "parleyd exits 0");
+	th_cleanup(&d);
+	printf("ok Health answered after %d password checks of %d logins; %d refused beyond "
+	       "the budget\n",
+	       logins_at_health, LOGINS, budget_refusals);
+}
+
 int
 main(void)
 {
@@ -413,6 +547,7 @@ main(void)
 		test_pipelining_flood();
 		return 0;
 	}
+	test_deferred_budget();
 	test_per_peer_cap();
 	test_huge_frames_to_pubs();
 	test_idle_flood();
