@@ -70,8 +70,9 @@ async function expectCode(code, what, promise) {
 // arrived; calls onReady once the first message (the heads) is in.
 async function subscribe(p, sinceSeq, want, onReady = () => {}) {
   const events = [];
+  const ac = new AbortController();
   let first = true, chats = 0;
-  for await (const res of p.messaging.subscribe({ rooms: [{ roomId: ROOM, sinceSeq }] }, p.opts)) {
+  for await (const res of p.messaging.subscribe({ rooms: [{ roomId: ROOM, sinceSeq }] }, { ...p.opts, signal: ac.signal })) {
     if (first) {
       check(res.heads.length === 1 && res.heads[0].roomId === ROOM, () => `first message has no head: ${show(res)}`);
       first = false;
@@ -81,8 +82,11 @@ async function subscribe(p, sinceSeq, want, onReady = () => {}) {
       events.push(ev);
       if (ev.body.case === "message") chats++;
     }
-    if (chats >= want) break; // ends the stream (the client cancels it)
+    if (chats >= want) break;
   }
+  // Leaving the loop stops reading; aborting closes the connection (else
+  // it stays open, with the server's keep-alives, and Node never exits).
+  ac.abort();
   return events;
 }
 
