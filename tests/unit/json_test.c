@@ -13,6 +13,7 @@
 #include "json.h"
 #include "json_presence_test.pb-c.h"
 #include "json_test.pb-c.h"
+#include "parley/v1/auth.pb-c.h"
 #include "parley/v1/events.pb-c.h"
 #include "parley/v1/messaging.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
@@ -305,6 +306,7 @@ dec_err_len(const ProtobufCMessageDescriptor *d, const char *json, size_t len, c
 	rpc_status st;
 	rpc_code rc = rpc_json_decode(d, json, len, &m, &st);
 
+	json = json != NULL ? json : "(null)";
 	TH_CHECK(rc == RPC_INVALID_ARGUMENT, "%s: got %s", json, rpc_code_name(rc));
 	TH_CHECK(m == NULL, "out not NULL on error");
 	TH_CHECK(strcmp(st.message, msg) == 0, "%s:\n  got  %s\n  want %s", json, st.message, msg);
@@ -535,6 +537,8 @@ test_decode_errors(void)
 		"field 'mInner[\"1\"].n': expected a signed 32-bit integer");
 	dec_err("[]", "expected a JSON object (parley.jsontest.Everything)");
 	dec_err("", "invalid JSON at line 1, column 0: '[' or '{' expected near end of file");
+	dec_err_len(&parley__v1__logout_request__descriptor, NULL, 0,
+		    "invalid JSON at line 1, column 0: '[' or '{' expected near end of file");
 	dec_err("{\"str\":\"a\"", "invalid JSON at line 1, column 10: '}' expected near end of file");
 	dec_err("{} {}", "invalid JSON at line 1, column 4: end of file expected near '{'");
 	dec_err("{\"str\":\"\xff\"}",
