@@ -614,7 +614,10 @@ begin_request(rpc_http *h, struct MHD_Connection *c, struct http_req *r, const c
 	if (r->svc == NULL) {
 		if (get && h->static_fn != NULL)
 			return answer_get(c, h->static_fn, h->static_ctx, path);
-		rpc_status_set(&st, RPC_UNIMPLEMENTED, "no method at '%.128s'", path);
+		if (get)
+			rpc_status_set(&st, RPC_NOT_FOUND, "nothing at '%.128s'", path);
+		else
+			rpc_status_set(&st, RPC_UNIMPLEMENTED, "no method at '%.128s'", path);
 		return connect_queue_error(c, MHD_HTTP_NOT_FOUND, &st, NULL, NULL);
 	}
 	snprintf(r->full_method, sizeof(r->full_method), "%s", path);
@@ -685,6 +688,13 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 			return connect_queue_error(c, 0, &st, "Connection", "close");
 		}
 		pthread_mutex_unlock(&h->mtx);
+		/* An answer queued before the request is complete makes
+		 * libmicrohttpd close the connection after it: right for a
+		 * refused upload, wrong for a plain GET (no keep-alive). */
+		if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+			r->kind = KIND_GET;
+			return MHD_YES;
+		}
 		return begin_request(h, c, r, url, method);
 	}
 	if (*upload_size > 0) {
@@ -697,6 +707,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	}
 	if (r->kind == KIND_ANSWERED)
 		return MHD_YES;
+	if (r->kind == KIND_GET)
+		return begin_request(h, c, r, url, method);
 	/* The whole body is in. */
 	conn_set_deadline(h, r->conn, 0, false);
 	max = RPC_MAX_REQUEST + (r->kind == KIND_STREAM ? 5 : 0);

@@ -57,6 +57,7 @@ typedef enum http_kind {
 	KIND_UNARY,
 	KIND_STREAM,
 	KIND_ANSWERED,	/* an answer was queued at the headers: ignore the body */
+	KIND_GET,	/* GET or HEAD: answered once the (empty) request is in */
 } http_kind;
 
 /* One HTTP request, from its headers to its answer. */

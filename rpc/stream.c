@@ -377,13 +377,13 @@ unwrap_request(const struct http_req *r, const uint8_t **msg, size_t *len, rpc_s
 		return rpc_status_set(st, RPC_INVALID_ARGUMENT,
 				      "a stream request is one enveloped message: got %zu bytes",
 				      r->len);
+	if (r->body[0] & ~FLAG_COMPRESSED)
+		return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+				      "unknown envelope flags 0x%02x in a request message", r->body[0]);
 	if (r->body[0] & FLAG_COMPRESSED)
 		return rpc_status_set(st, RPC_UNIMPLEMENTED,
 				      "compressed messages are not supported: the server supports "
 				      "identity");
-	if (r->body[0] != 0)
-		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "unknown envelope flags 0x%02x",
-				      r->body[0]);
 	n = (uint32_t)r->body[1] << 24 | (uint32_t)r->body[2] << 16 | (uint32_t)r->body[3] << 8 |
 	    r->body[4];
 	if ((size_t)n != r->len - 5)
