@@ -774,9 +774,72 @@ test_fuzz(void)
 	printf("ok mutation loop: %d accepted, %d refused\n", ok, bad);
 }
 
-int
-main(void)
+/* ---- helpers for json_interop_test (Google's json_format on the other side) -- */
+
+/* --dump N: N random messages of every type from proto/, one per line:
+ * "<full name> <packed bytes in hex> <our JSON>". */
+static int
+dump(int n)
 {
+	rng = 4242;
+	for (const ProtobufCMessageDescriptor *const *d = json_all_descriptors; *d; d++)
+		for (int i = 0; i < n; i++) {
+			ProtobufCMessage *m = random_message(*d);
+			size_t len;
+			uint8_t *bin = pack(m, &len);
+			char *json = rpc_json_encode(m, NULL);
+
+			TH_CHECK(json != NULL, "encode");
+			printf("%s ", (*d)->name);
+			for (size_t k = 0; k < len; k++)
+				printf("%02x", bin[k]);
+			printf(" %s\n", json);
+			free(json);
+			free(bin);
+			protobuf_c_message_free_unpacked(m, NULL);
+		}
+	return 0;
+}
+
+/* --reencode: reads "<full name> <JSON>" lines; answers each with our
+ * encoding of what we decoded, or "ERROR <status message>". */
+static int
+reencode(void)
+{
+	static char line[1 << 16];
+
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		char *sp = strchr(line, ' ');
+		const ProtobufCMessageDescriptor *const *d;
+		ProtobufCMessage *m;
+		rpc_status st;
+		char *json;
+
+		TH_CHECK(sp != NULL && strchr(sp, '\n') != NULL, "malformed line: %.80s", line);
+		*sp++ = '\0';
+		for (d = json_all_descriptors; *d && strcmp((*d)->name, line) != 0; d++)
+			;
+		TH_CHECK(*d != NULL, "no message type %s", line);
+		if (rpc_json_decode(*d, sp, strlen(sp), &m, &st) != RPC_OK) {
+			printf("ERROR %s\n", st.message);
+			continue;
+		}
+		json = rpc_json_encode(m, NULL);
+		TH_CHECK(json != NULL, "encode");
+		printf("%s\n", json);
+		free(json);
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--dump") == 0)
+		return dump(atoi(argv[2]));
+	if (argc == 2 && strcmp(argv[1], "--reencode") == 0)
+		return reencode();
 	test_encode();
 	test_presence();
 	test_decode_rules();
