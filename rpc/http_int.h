@@ -98,7 +98,8 @@ struct rpc_http {
 	struct http_conn conns;	/* list head */
 	rpc_http_stream *live;	/* running streams */
 	int calls;		/* unary calls in flight */
-	int nlive;
+	int nresp;		/* stream responses libmicrohttpd still sends */
+	int nlive;		/* stream threads running */
 	bool stopping;
 	bool watchdog_stop;
 	bool watchdog_running;
@@ -149,7 +150,28 @@ void connect_cancel_streams(rpc_http *h);
 
 /* ---- http.c ------------------------------------------------------------- */
 
-/* A unary call or stream begins / ends (for the drain at shutdown). */
+/* Adds delta to one of h's counters (under h->mtx); wakes the shutdown
+ * when it falls. */
 void http_count(rpc_http *h, int *counter, int delta);
+
+/* Sets the connection's deadline (0 = none); with only_sooner, only if
+ * that brings it closer. cn may be NULL. */
+void http_conn_deadline(rpc_http *h, struct http_conn *cn, int64_t deadline, bool only_sooner);
+
+/* The connection state of c (set when it opened), or NULL. */
+struct http_conn *http_conn_of(struct MHD_Connection *c);
+
+/* The registered service and method "/pkg.Svc/Method" names, or NULL. */
+const struct http_service *http_find_method(const rpc_http *h, const char *path,
+					    const ProtobufCMethodDescriptor **mp);
+
+/* ---- http_request.c ------------------------------------------------------- */
+
+/* libmicrohttpd's access handler and request-completed callback. */
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char *url,
+				const char *method, const char *version, const char *upload,
+				size_t *upload_size, void **req_ctx);
+void http_on_completed(void *cls, struct MHD_Connection *c, void **req_ctx,
+		       enum MHD_RequestTerminationCode toe);
 
 #endif

@@ -323,6 +323,7 @@ stream_response_free(void *cls)
 	pthread_mutex_unlock(&s->mtx);
 	if (!finished)
 		stream_cancel(s, false);
+	http_count(s->h, &s->h->nresp, -1);
 	stream_unref(s);
 }
 
@@ -458,6 +459,7 @@ connect_stream(rpc_http *h, struct MHD_Connection *c, struct http_req *r)
 				connect_content_type(r->codec, true));
 
 	pthread_mutex_lock(&h->mtx);
+	h->nresp++;
 	started = !h->stopping;
 	if (started) {
 		pthread_attr_init(&attr);

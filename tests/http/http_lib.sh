@@ -71,9 +71,12 @@ while i + 5 <= len(d):
     p = d[i+5:i+5+n]
     if len(p) < n:
         break
-    print(f, p.hex() if hexed and not f & 2 else p.decode())
+    try:
+        print(f, p.hex() if hexed and not f & 2 else p.decode(), flush=True)
+    except BrokenPipeError:
+        sys.exit(0)  # the reader has what it wanted
     i += 5 + n
-' "$@"
+' "$@" 2>/dev/null
 }
 
 # stream_has FILE REGEX: a message of the Connect stream in FILE matches.

@@ -114,13 +114,23 @@ for s in held + others:
 print("ok a freed slot is served again", flush=True)
 
 # --- oversized headers ------------------------------------------------------------
+# The server answers 431 and closes while the rest is still coming, so
+# the kernel may reset the connection before the answer is read: either
+# way nothing is served, and the server goes on.
 s = connect()
-s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (100 * 1024) + b"\r\n\r\n")
-resp = read_response(s)
-if not resp.startswith(b"HTTP/1.1 431"):
-    fail("100 KiB of headers: want 431, got %r" % resp[:60])
+try:
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (100 * 1024) + b"\r\n\r\n")
+    resp = read_response(s)
+except OSError:
+    resp = b""
+if resp and not resp.startswith(b"HTTP/1.1 431"):
+    fail("100 KiB of headers: want 431 or a closed connection, got %r" % resp[:60])
 s.close()
-print("ok 100 KiB of headers: 431", flush=True)
+s = connect()
+if not served(s):
+    fail("not served after 100 KiB of headers")
+s.close()
+print("ok 100 KiB of headers: %s" % ("431" if resp else "connection closed"), flush=True)
 
 # --- slow loris -----------------------------------------------------------------------
 results = {}

@@ -44,7 +44,7 @@ has() { messages "$1" | grep -q -- "$2"; }
 subscribe bob "$bob" '{"rooms":[{"roomId":"lobby","sinceSeq":"0"}]}'
 bob_pid=$sub_pid
 wait_for "bob's first message" 15 has bob heads
-first=$(messages bob | head -1)
+first=$(messages bob | sed -n 1p)
 [[ $first == "0 {\"heads\":[{\"roomId\":\"lobby\",\"sinceSeq\":\"$head\"}]}" ]] ||
   fail "first message is not the heads: $first"
 grep -qi '^content-type: application/connect+json' "$work/bob.headers" ||
@@ -110,7 +110,7 @@ wait_for "the proto event" 15 bash -c "python3 -c 'import sys; sys.exit(b\"in bi
 kill "$sub_pid"
 wait "$sub_pid" 2>/dev/null || true
 grep -qi '^content-type: application/connect+proto' "$work/bobp.headers" || fail "proto stream type"
-unframe --hex <"$work/bobp.out" | head -1 | cut -d' ' -f2 | xxd -r -p |
+unframe --hex <"$work/bobp.out" | sed -n 1p | cut -d' ' -f2 | xxd -r -p |
   protoc -I "$PROTO_DIR" --decode=parley.v1.SubscribeResponse parley/v1/messaging.proto \
     >"$work/heads.txt"
 grep -q 'room_id: "lobby"' "$work/heads.txt" || fail "proto heads: $(cat "$work/heads.txt")"
@@ -147,3 +147,15 @@ end=$(unframe <"$work/bad.out" | tail -1)
 jq -e '.error.code == "invalid_argument" and (.error.message | test("envelope"))' \
   <<<"${end#2 }" >/dev/null || fail "a bad envelope: $end"
 ok "errors as end-of-stream messages: unauthenticated, a room left, a bad envelope"
+
+# --- shutdown: open streams end with unavailable, so clients come back later ------------------
+post Rooms/CreateRoom '{"roomId":"den","name":"Den"}' "$bob"
+want_ok
+subscribe last "$bob" '{"rooms":[{"roomId":"den"}]}'
+wait_for "the stream before shutdown" 15 has last heads
+stop_parleyd
+wait "$sub_pid" || true
+end=$(messages last | tail -1)
+jq -e '.error.code == "unavailable" and (.error.message | test("shutting down"))' \
+  <<<"${end#2 }" >/dev/null || fail "a stream at shutdown ended with: $end"
+ok "at shutdown an open stream ends with unavailable"
