@@ -634,6 +634,8 @@ rpc_json_decode(const ProtobufCMessageDescriptor *d, const char *json, size_t le
 	rpc_code rc;
 
 	*out = NULL;
+	if (json == NULL) /* an empty body, as some callers hold it */
+		json = "", len = 0;
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
 	if (root == NULL) {
 		/* jansson leaves the text empty when it could not even start */

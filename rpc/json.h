@@ -50,8 +50,9 @@
 #define RPC_JSON_MAX_DEPTH 32
 
 /*
- * Parses json[0..len) as a message of type d. The caller bounds len (the
- * HTTP layer refuses large bodies before reading them).
+ * Parses json[0..len) as a message of type d (json may be NULL when len is
+ * 0). The caller bounds len (the HTTP layer refuses large bodies before
+ * reading them); memory used is a small multiple of len.
  *
  * Ownership: on RPC_OK, *out is a new message allocated with the system
  * allocator; free it with protobuf_c_message_free_unpacked(*out, NULL). On
@@ -67,7 +68,8 @@ rpc_code rpc_json_decode(const ProtobufCMessageDescriptor *d, const char *json, 
 /*
  * Writes msg as compact JSON, fields in field-number order.
  *
- * Ownership: returns a malloc'd NUL-terminated string, which the caller
+ * Ownership: returns a NUL-terminated string from jansson's allocator
+ * (malloc: Parley never calls json_set_alloc_funcs), which the caller
  * free()s; its length (without the NUL) in *len when len is not NULL.
  * Returns NULL only when out of memory. Strings that are not valid UTF-8
  * (which rpc_check_wire keeps out of requests) are written with U+FFFD in

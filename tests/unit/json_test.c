@@ -13,6 +13,7 @@
 #include "json.h"
 #include "json_presence_test.pb-c.h"
 #include "json_test.pb-c.h"
+#include "parley/v1/auth.pb-c.h"
 #include "parley/v1/events.pb-c.h"
 #include "parley/v1/messaging.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
@@ -305,6 +306,7 @@ dec_err_len(const ProtobufCMessageDescriptor *d, const char *json, size_t len, c
 	rpc_status st;
 	rpc_code rc = rpc_json_decode(d, json, len, &m, &st);
 
+	json = json != NULL ? json : "(null)";
 	TH_CHECK(rc == RPC_INVALID_ARGUMENT, "%s: got %s", json, rpc_code_name(rc));
 	TH_CHECK(m == NULL, "out not NULL on error");
 	TH_CHECK(strcmp(st.message, msg) == 0, "%s:\n  got  %s\n  want %s", json, st.message, msg);
@@ -535,6 +537,8 @@ test_decode_errors(void)
 		"field 'mInner[\"1\"].n': expected a signed 32-bit integer");
 	dec_err("[]", "expected a JSON object (parley.jsontest.Everything)");
 	dec_err("", "invalid JSON at line 1, column 0: '[' or '{' expected near end of file");
+	dec_err_len(&parley__v1__logout_request__descriptor, NULL, 0,
+		    "invalid JSON at line 1, column 0: '[' or '{' expected near end of file");
 	dec_err("{\"str\":\"a\"", "invalid JSON at line 1, column 10: '}' expected near end of file");
 	dec_err("{} {}", "invalid JSON at line 1, column 4: end of file expected near '{'");
 	dec_err("{\"str\":\"\xff\"}",
@@ -770,9 +774,72 @@ test_fuzz(void)
 	printf("ok mutation loop: %d accepted, %d refused\n", ok, bad);
 }
 
-int
-main(void)
+/* ---- helpers for json_interop_test (Google's json_format on the other side) -- */
+
+/* --dump N: N random messages of every type from proto/, one per line:
+ * "<full name> <packed bytes in hex> <our JSON>". */
+static int
+dump(int n)
 {
+	rng = 4242;
+	for (const ProtobufCMessageDescriptor *const *d = json_all_descriptors; *d; d++)
+		for (int i = 0; i < n; i++) {
+			ProtobufCMessage *m = random_message(*d);
+			size_t len;
+			uint8_t *bin = pack(m, &len);
+			char *json = rpc_json_encode(m, NULL);
+
+			TH_CHECK(json != NULL, "encode");
+			printf("%s ", (*d)->name);
+			for (size_t k = 0; k < len; k++)
+				printf("%02x", bin[k]);
+			printf(" %s\n", json);
+			free(json);
+			free(bin);
+			protobuf_c_message_free_unpacked(m, NULL);
+		}
+	return 0;
+}
+
+/* --reencode: reads "<full name> <JSON>" lines; answers each with our
+ * encoding of what we decoded, or "ERROR <status message>". */
+static int
+reencode(void)
+{
+	static char line[1 << 16];
+
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		char *sp = strchr(line, ' ');
+		const ProtobufCMessageDescriptor *const *d;
+		ProtobufCMessage *m;
+		rpc_status st;
+		char *json;
+
+		TH_CHECK(sp != NULL && strchr(sp, '\n') != NULL, "malformed line: %.80s", line);
+		*sp++ = '\0';
+		for (d = json_all_descriptors; *d && strcmp((*d)->name, line) != 0; d++)
+			;
+		TH_CHECK(*d != NULL, "no message type %s", line);
+		if (rpc_json_decode(*d, sp, strlen(sp), &m, &st) != RPC_OK) {
+			printf("ERROR %s\n", st.message);
+			continue;
+		}
+		json = rpc_json_encode(m, NULL);
+		TH_CHECK(json != NULL, "encode");
+		printf("%s\n", json);
+		free(json);
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--dump") == 0)
+		return dump(atoi(argv[2]));
+	if (argc == 2 && strcmp(argv[1], "--reencode") == 0)
+		return reencode();
 	test_encode();
 	test_presence();
 	test_decode_rules();
