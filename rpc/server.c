@@ -18,6 +18,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "log.h"
+#include "version.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
@@ -551,6 +552,8 @@ health_check(rpc_call *c, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 	resp->status = rpc_server_stopping(srv)
 			   ? PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
 			   : PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	resp->version = (char *)parley_version;
+	resp->commit = (char *)parley_commit;
 	return RPC_OK;
 }
 

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "rooms/rooms.h"
 #include "svc.h"
+#include "version.h"
 
 /* Each service the daemon can run: typed start/shutdown/stop behind one
  * shape. Later services add a row. */
@@ -115,6 +116,7 @@ usage(FILE *out)
 		"  --max-user-sessions N  cap on one user's open messaging sessions (default 100)   [PARLEY_MAX_USER_SESSIONS]\n"
 		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
 		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
+		"  --version              print the version and git commit, and exit\n"
 		"  --help\n");
 }
 
@@ -162,6 +164,7 @@ main(int argc, char **argv)
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HELP,
+		OPT_VERSION,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -189,6 +192,7 @@ main(int argc, char **argv)
 		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0},
 	};
 	static char all[256];
@@ -257,6 +261,7 @@ main(int argc, char **argv)
 		case OPT_TLS_CA: cfg.tls_ca = optarg; break;
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
+		case OPT_VERSION: printf("parleyd %s (commit %s)\n", parley_version, parley_commit); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
