@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "auth/auth.h"
 #include "history/history.h"
 #include "messaging/messaging.h"
@@ -117,7 +118,9 @@ usage(FILE *out)
 		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
 		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
 		"  --version              print the version and git commit, and exit\n"
-		"  --help\n");
+		"  --help\n"
+		"or: parleyd SUBCOMMAND ...\n");
+	parleyd_admin_usage(out);
 }
 
 static bool
@@ -205,6 +208,9 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int sig, opt, rc = 0;
 
+	if (argc > 1 && argv[1][0] != '-' && (rc = parleyd_admin(argc - 1, argv + 1)) >= 0)
+		return rc;
+	rc = 0;
 	for (size_t i = 0; i < NSERVICES; i++)
 		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "",
 			 services[i].name);
