@@ -9,6 +9,7 @@
 #include "server.h"
 #include "local.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,6 +362,68 @@ build_reply(rpc_call *c, rpc_code code)
 	return m;
 }
 
+/* Where the call came from, for the log: the remote address of its
+ * connection, "inproc" for an in-process call. */
+static void
+call_peer(const rpc_call *c, char *out, size_t len)
+{
+	nng_sockaddr sa;
+	char ip[INET6_ADDRSTRLEN];
+	nng_pipe p;
+
+	snprintf(out, len, "unknown");
+	if (c->local != NULL) {
+		snprintf(out, len, "inproc");
+		return;
+	}
+	if (c->msg == NULL)
+		return;
+	p = nng_msg_get_pipe(c->msg);
+	if (nng_pipe_id(p) < 0 || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	switch (sa.s_family) {
+	case NNG_AF_INET:
+		if (inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip)) != NULL)
+			snprintf(out, len, "%s:%u", ip, ntohs(sa.s_in.sa_port));
+		break;
+	case NNG_AF_INET6:
+		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, ip, sizeof(ip)) != NULL)
+			snprintf(out, len, "[%s]:%u", ip, ntohs(sa.s_in6.sa_port));
+		break;
+	case NNG_AF_IPC:
+		snprintf(out, len, "ipc://%s", sa.s_ipc.sa_path);
+		break;
+	case NNG_AF_INPROC:
+		snprintf(out, len, "inproc://%s", sa.s_inproc.sa_name);
+		break;
+	default:
+		break;
+	}
+}
+
+/* One line per failed call, written as its reply goes out. Never the
+ * token, the metadata or the body: those may hold secrets. */
+static void
+log_failed(const rpc_call *c, rpc_code code)
+{
+	char peer[160];
+	plog_call line = {
+		.component = c->srv->name,
+		.method = c->env != NULL ? c->env->method : NULL,
+		.status = rpc_code_name(code),
+		.code = (int)code,
+		.message = c->st.message[0] != '\0' ? c->st.message : rpc_code_name(code),
+		.request_id = c->request_id,
+		.peer = peer,
+		.duration_ms = (double)(rpc_now_ms() - c->arrived_ms),
+		.server_fault = code == RPC_UNKNOWN || code == RPC_INTERNAL ||
+				code == RPC_UNAVAILABLE || code == RPC_DATA_LOSS,
+	};
+
+	call_peer(c, peer, sizeof(peer));
+	plog_call_failed(&line);
+}
+
 static void
 reply(rpc_call *c, rpc_code code)
 {
@@ -369,6 +432,8 @@ reply(rpc_call *c, rpc_code code)
 		 * message if it set one for this code, else name the code. */
 		c->st.code = code;
 	}
+	if (code != RPC_OK)
+		log_failed(c, code);
 	slot_send(c, build_reply(c, code));
 }
 

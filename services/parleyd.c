@@ -117,6 +117,7 @@ usage(FILE *out)
 		"  --max-user-sessions N  cap on one user's open messaging sessions (default 100)   [PARLEY_MAX_USER_SESSIONS]\n"
 		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
 		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
+		"  --log-format FORMAT    text (default) or json, one object per line   [PARLEY_LOG_FORMAT]\n"
 		"  --version              print the version and git commit, and exit\n"
 		"  --help\n"
 		"or: parleyd SUBCOMMAND ...\n");
@@ -167,7 +168,7 @@ main(int argc, char **argv)
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HELP,
-		OPT_VERSION,
+		OPT_VERSION, OPT_LOG_FORMAT,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -196,10 +197,11 @@ main(int argc, char **argv)
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
 		{"help", no_argument, NULL, OPT_HELP},
 		{"version", no_argument, NULL, OPT_VERSION},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 		{NULL, 0, NULL, 0},
 	};
 	static char all[256];
-	const char *list;
+	const char *list, *log_format;
 	unsigned long map_mb;
 	void *handles[NSERVICES] = {0};
 	store_opts sopts = {0};
@@ -238,6 +240,7 @@ main(int argc, char **argv)
 	cfg.tls_cert = env_or("PARLEY_TLS_CERT", NULL);
 	cfg.tls_key = env_or("PARLEY_TLS_KEY", NULL);
 	cfg.tls_ca = env_or("PARLEY_TLS_CA", NULL);
+	log_format = env_or("PARLEY_LOG_FORMAT", "text");
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -267,6 +270,7 @@ main(int argc, char **argv)
 		case OPT_TLS_CA: cfg.tls_ca = optarg; break;
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
+		case OPT_LOG_FORMAT: log_format = optarg; break;
 		case OPT_VERSION: printf("parleyd %s (commit %s)\n", parley_version, parley_commit); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -276,6 +280,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	check_service_list(list);
+	if (!plog_set_format(log_format)) {
+		fprintf(stderr, "parleyd: --log-format: '%s' is neither text nor json\n", log_format);
+		return 2;
+	}
 	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
 	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0) {
 		fprintf(stderr, "parleyd: sizes, counts and durations must be at least 1\n");
