@@ -7,6 +7,7 @@
     compose.py FILE env SERVICE           its environment, NAME=VALUE a line
     compose.py FILE volumes SERVICE       VOLUME PATH [ro] a line
     compose.py FILE health SERVICE        its healthcheck command, one argument a line
+    compose.py FILE depends SERVICE       the services it waits for, one a line
     compose.py FILE networks SERVICE      NETWORK [ALIAS...] a line
     compose.py FILE ports SERVICE         HOST_IP HOST_PORT CONTAINER_PORT a line
     compose.py FILE check                 the deployment rules (exit 1 naming each breach)
@@ -162,6 +163,8 @@ def main():
         print("\n".join(order(services)))
     elif what == "argv":
         print("\n".join(argv(svc)))
+    elif what == "depends":
+        print("\n".join(depends(svc)))
     elif what == "health":
         print("\n".join(as_list(svc["healthcheck"]["test"])[1:]))
     elif what == "env":
