@@ -19,6 +19,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "version.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
@@ -45,6 +46,7 @@ struct service {
 	const ProtobufCServiceDescriptor *desc;
 	const rpc_method *methods;
 	void *ctx;
+	rpc_call_metrics **metrics; /* per method, in descriptor order */
 };
 
 struct rpc_call {
@@ -60,6 +62,8 @@ struct rpc_call {
 	/* The call in progress; all reset by call_reset. */
 	nng_msg *msg;
 	int64_t arrived_ms;
+	int64_t arrived_ns;	/* monotonic, for the latency metrics */
+	rpc_call_metrics *metrics; /* the method's, once dispatch found it */
 	int64_t deadline_ms;
 	uint64_t request_id;
 	Parley__V1__RpcRequest *env;
@@ -80,6 +84,7 @@ struct rpc_server {
 	int nservices;
 	rpc_authn_fn authn;
 	void *authn_ctx;
+	rpc_call_metrics *unknown_metrics; /* calls that named no method here */
 
 	rpc_call *slots;
 	int nslots;
@@ -175,6 +180,7 @@ call_reset(rpc_call *c)
 	c->req = NULL;
 	c->resp = NULL;
 	c->method = NULL;
+	c->metrics = NULL;
 	c->token = NULL;
 	c->caller[0] = '\0';
 	c->request_id = 0;
@@ -245,6 +251,15 @@ rpc_server_stopping(const rpc_server *srv)
 	return __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE);
 }
 
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* ---- slot state machine ------------------------------------------------ */
 
 /* Called with srv->mtx held. */
@@ -312,6 +327,7 @@ slot_cb(void *arg)
 		c->msg = nng_aio_get_msg(c->aio);
 		c->refuse = srv->refusing;
 		c->arrived_ms = rpc_now_ms();
+		c->arrived_ns = now_ns();
 		srv->last_arrival_ms = c->arrived_ms;
 		c->state = SLOT_QUEUED;
 		c->next_queued = NULL;
@@ -434,6 +450,8 @@ reply(rpc_call *c, rpc_code code)
 	}
 	if (code != RPC_OK)
 		log_failed(c, code);
+	rpc_metrics_call_done(c->metrics != NULL ? c->metrics : c->srv->unknown_metrics, code,
+			      now_ns() - c->arrived_ns);
 	slot_send(c, build_reply(c, code));
 }
 
@@ -528,6 +546,7 @@ dispatch(rpc_call *c)
 		return rpc_call_fail(c, RPC_UNIMPLEMENTED, "unknown method '%.128s'",
 				     c->env->method);
 	idx = (unsigned)(c->method - svc->desc->methods);
+	c->metrics = svc->metrics[idx];
 	if (svc->methods[idx].fn == NULL)
 		return rpc_call_fail(c, RPC_UNIMPLEMENTED, "method '%.128s' is not served here",
 				     c->env->method);
@@ -699,6 +718,7 @@ rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg *
 	c->state = SLOT_RUN;
 	c->msg = request;
 	c->arrived_ms = rpc_now_ms();
+	c->arrived_ns = now_ns();
 	pthread_mutex_lock(&srv->mtx);
 	c->refuse = srv->refusing;
 	srv->local_running++;
@@ -772,6 +792,7 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	snprintf(srv->name, sizeof(srv->name), "%s", opts && opts->name ? opts->name : "rpc");
 	snprintf(srv->url, sizeof(srv->url), "%s", url);
+	srv->unknown_metrics = rpc_metrics_for_method(srv->name, NULL);
 	srv->nslots = opts && opts->contexts > 0 ? opts->contexts : 256;
 	srv->nworkers = opts && opts->workers > 0 ? opts->workers : 16;
 	pthread_mutex_init(&srv->mtx, NULL);
@@ -817,9 +838,20 @@ int
 rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *svc,
 		       const rpc_method *methods, void *svc_ctx)
 {
+	rpc_call_metrics **metrics;
+
 	if (srv->nservices == MAX_SERVICES)
 		return RPC_RESOURCE_EXHAUSTED;
-	srv->services[srv->nservices++] = (struct service){svc, methods, svc_ctx};
+	metrics = calloc(svc->n_methods ? svc->n_methods : 1, sizeof(*metrics));
+	if (metrics == NULL)
+		return RPC_RESOURCE_EXHAUSTED;
+	for (unsigned i = 0; i < svc->n_methods; i++) {
+		char full[256];
+
+		snprintf(full, sizeof(full), "/%s/%s", svc->name, svc->methods[i].name);
+		metrics[i] = rpc_metrics_for_method(srv->name, full);
+	}
+	srv->services[srv->nservices++] = (struct service){svc, methods, svc_ctx, metrics};
 	return RPC_OK;
 }
 
@@ -960,6 +992,8 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 		call_reset(c);
 		nng_aio_free(c->aio);
 	}
+	for (int i = 0; i < srv->nservices; i++)
+		free(srv->services[i].metrics);
 	free(srv->slots);
 	free(srv->workers);
 	pthread_cond_destroy(&srv->idle_cv);

@@ -33,6 +33,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
 #include "ratelimit.h"
@@ -660,6 +661,12 @@ count_failure(struct pw_job *j)
 static rpc_code
 fail_login(rpc_call *call, struct pw_job *j)
 {
+	static rpc_metric *failures;
+
+	rpc_counter_add(rpc_metrics_counter_cached(&failures, "parley_auth_login_failures_total",
+						   "Logins refused: wrong user id or password.",
+						   NULL),
+			1);
 	count_failure(j);
 	return rpc_call_fail(call, RPC_UNAUTHENTICATED, "%s", login_failed);
 }
@@ -675,8 +682,14 @@ reserve_login(rpc_call *call, auth_service *a, const char *user_id)
 {
 	uint32_t wait = ratelimit_reserve(a->login_limit, user_id, rpc_now_ms());
 
+	static rpc_metric *limited;
+
 	if (wait == 0)
 		return RPC_OK;
+	rpc_counter_add(rpc_metrics_counter_cached(&limited, "parley_limits_hit_total",
+						   "Calls refused by a limit, by limit.",
+						   "limit=\"login_attempts\""),
+			1);
 	rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
 		      "too many login attempts for this account; try again in %u s",
 		      (wait + 999) / 1000);
