@@ -240,7 +240,8 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 {
 	Parley__V1__RpcRequest env = PARLEY__V1__RPC_REQUEST__INIT;
 	Parley__V1__RpcRequest__MetadataEntry auth = PARLEY__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
-	Parley__V1__RpcRequest__MetadataEntry *md[1];
+	Parley__V1__RpcRequest__MetadataEntry peer = PARLEY__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
+	Parley__V1__RpcRequest__MetadataEntry *md[2];
 	Parley__V1__RpcResponse *resp;
 	uint32_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : RPC_DEFAULT_TIMEOUT_MS;
 	int64_t deadline = rpc_now_ms() + timeout;
@@ -261,10 +262,14 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 		snprintf(bearer, sizeof(bearer), "Bearer %s", opts->token);
 		auth.key = "authorization";
 		auth.value = bearer;
-		md[0] = &auth;
-		env.metadata = md;
-		env.n_metadata = 1;
+		md[env.n_metadata++] = &auth;
 	}
+	if (opts && opts->peer) {
+		peer.key = "peer";
+		peer.value = (char *)opts->peer;
+		md[env.n_metadata++] = &peer;
+	}
+	env.metadata = env.n_metadata ? md : NULL;
 	code = roundtrip(cli, &env, deadline, &resp, st);
 	if (code != RPC_OK)
 		return code;

@@ -20,6 +20,8 @@ typedef struct rpc_call_opts {
 	uint32_t timeout_ms;	/* 0 = RPC_DEFAULT_TIMEOUT_MS */
 	int64_t deadline_ms;	/* monotonic; if set, the call ends by then (min with timeout) */
 	const char *token;	/* sent as "authorization: Bearer <token>" if not NULL */
+	const char *peer;	/* sent as metadata "peer" if not NULL: the address of the
+				 * end client a gateway calls for (trusted in-process only) */
 } rpc_call_opts;
 
 /* Opens a client for url (e.g. "tcp://127.0.0.1:5201"). Does not wait for

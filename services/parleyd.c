@@ -16,6 +16,7 @@
 
 #include "admin.h"
 #include "auth/auth.h"
+#include "gateway/gateway.h"
 #include "history/history.h"
 #include "messaging/messaging.h"
 #include "log.h"
@@ -47,6 +48,30 @@ SERVICE_ADAPTER(messaging)
 SERVICE_ADAPTER(history)
 
 static parley_config cfg;
+static const char *service_list;
+static bool http_explicit; /* --http-listen or PARLEY_HTTP_LISTEN was given */
+
+static bool wanted(const char *list, const char *name);
+
+/* The HTTP face: the services of this process are called in-process; in
+ * the gateway role, the others at their --auth/--rooms/... addresses. */
+static int
+gateway_start_any(const parley_config *c, void **h, rpc_status *st)
+{
+	bool remote = wanted(service_list, "gateway");
+	gateway_targets t = {
+	    .auth = wanted(service_list, "auth") ? c->auth_listen : remote ? c->auth_addr : NULL,
+	    .rooms = wanted(service_list, "rooms") ? c->rooms_listen : remote ? c->rooms_addr : NULL,
+	    .history = wanted(service_list, "history") ? c->history_listen
+						       : remote ? c->history_addr : NULL,
+	    .messaging = wanted(service_list, "messaging") ? c->messaging_listen
+							   : remote ? c->messaging_addr : NULL,
+	};
+
+	return gateway_start(c, &t, (gateway **)h, st);
+}
+static void gateway_shutdown_any(void *h) { gateway_shutdown(h); }
+static void gateway_stop_any(void *h) { gateway_stop(h); }
 
 static const service_def services[] = {
 	{"auth", auth_start_any, auth_shutdown_any, auth_stop_any, &cfg.auth_listen},
@@ -55,8 +80,18 @@ static const service_def services[] = {
 	 &cfg.messaging_listen},
 	{"history", history_start_any, history_shutdown_any, history_stop_any,
 	 &cfg.history_listen},
+	/* Last: it calls the others, so it starts after and stops before them. */
+	{"gateway", gateway_start_any, gateway_shutdown_any, gateway_stop_any, &cfg.http_listen},
 };
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+/* The gateway is a role run when named (or for the HTTP face of the
+ * all-in-one daemon), never part of "all". */
+static bool
+is_role(const service_def *d)
+{
+	return d->start == gateway_start_any;
+}
 
 static const char *
 env_or(const char *name, const char *dflt)
@@ -88,9 +123,12 @@ usage(FILE *out)
 		"usage: parleyd [options]\n"
 		"  --services LIST        services to run, comma-separated (default: all:");
 	for (size_t i = 0; i < NSERVICES; i++)
-		fprintf(out, "%s%s", i ? "," : " ", services[i].name);
+		if (!is_role(&services[i]))
+			fprintf(out, "%s%s", i ? "," : " ", services[i].name);
 	fprintf(out,
 		")   [PARLEY_SERVICES]\n"
+		"                         'gateway': serve over HTTP the services not run here, at\n"
+		"                         their --auth/--rooms/--history/--messaging addresses\n"
 		"  --data-dir DIR         data directory (default ./data)   [PARLEY_DATA_DIR]\n"
 		"  --map-size MIB         LMDB map size (default 1024)     [PARLEY_MAP_SIZE_MB]\n"
 		"  --auth-listen URL      (default " PARLEY_DEFAULT_AUTH ")   [PARLEY_AUTH_LISTEN]\n"
@@ -107,7 +145,13 @@ usage(FILE *out)
 		"  --rooms URL            where other services reach rooms (default: --rooms-listen)   [PARLEY_ROOMS]\n"
 		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
 		"  --rooms-internal URL   where messaging reaches RoomsFeed (default: --rooms-internal-listen)   [PARLEY_ROOMS_INTERNAL]\n"
-		"  --http-listen URL      HTTP face: Connect protocol, web page (default http://127.0.0.1:8080)   [PARLEY_HTTP_LISTEN]\n"
+		"  --history URL          where the gateway reaches history (default: --history-listen)   [PARLEY_HISTORY]\n"
+		"  --messaging URL        where the gateway reaches messaging (default: --messaging-listen)   [PARLEY_MESSAGING]\n"
+		"  --http-listen URL      HTTP face: Connect protocol, web page; 'none' turns it off (default\n"
+		"                         http://127.0.0.1:8080 when running all services or the gateway;\n"
+		"                         a process running some services serves HTTP only when given it)   [PARLEY_HTTP_LISTEN]\n"
+		"  --http-max-connections N  open HTTP connections at most (default 1000)   [PARLEY_HTTP_MAX_CONNECTIONS]\n"
+		"  --http-max-per-ip N    HTTP connections from one address at most (default 100)   [PARLEY_HTTP_MAX_PER_IP]\n"
 		"  --tls-cert FILE        certificate (PEM) for tls+tcp://, wss:// and https:// listeners   [PARLEY_TLS_CERT]\n"
 		"  --tls-key FILE         its private key (PEM)   [PARLEY_TLS_KEY]\n"
 		"  --tls-ca FILE          CA (PEM): listeners require client certificates it signed   [PARLEY_TLS_CA]\n"
@@ -140,6 +184,38 @@ wanted(const char *list, const char *name)
 	return false;
 }
 
+/* True if list names a service that keeps data (not only the gateway). */
+static bool
+runs_a_service(const char *list)
+{
+	for (size_t i = 0; i < NSERVICES; i++)
+		if (!is_role(&services[i]) && wanted(list, services[i].name))
+			return true;
+	return false;
+}
+
+/*
+ * Whether this process serves HTTP: never with --http-listen none; always
+ * in the gateway role; otherwise by default only when it runs every
+ * service (the all-in-one daemon), so that several single-service
+ * processes on one host do not all claim the default port; a process
+ * running some services serves them when given --http-listen.
+ */
+static bool
+http_wanted(const char *list)
+{
+	bool all = true;
+
+	if (gateway_http_disabled(cfg.http_listen))
+		return false;
+	if (wanted(list, "gateway"))
+		return true;
+	for (size_t i = 0; i < NSERVICES; i++)
+		if (!is_role(&services[i]))
+			all &= wanted(list, services[i].name);
+	return all || (http_explicit && runs_a_service(list));
+}
+
 static void
 check_service_list(const char *list)
 {
@@ -167,7 +243,7 @@ main(int argc, char **argv)
 		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_RINT_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_RINT,
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
-		OPT_TLS_KEY, OPT_TLS_CA, OPT_HELP,
+		OPT_TLS_KEY, OPT_TLS_CA, OPT_HIST, OPT_MSG, OPT_HTTP_MAXC, OPT_HTTP_MAXIP, OPT_HELP,
 		OPT_VERSION, OPT_LOG_FORMAT,
 	};
 	static const struct option longopts[] = {
@@ -195,6 +271,10 @@ main(int argc, char **argv)
 		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
 		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+		{"history", required_argument, NULL, OPT_HIST},
+		{"messaging", required_argument, NULL, OPT_MSG},
+		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAXC},
+		{"http-max-per-ip", required_argument, NULL, OPT_HTTP_MAXIP},
 		{"help", no_argument, NULL, OPT_HELP},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -214,8 +294,9 @@ main(int argc, char **argv)
 		return rc;
 	rc = 0;
 	for (size_t i = 0; i < NSERVICES; i++)
-		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "",
-			 services[i].name);
+		if (!is_role(&services[i]))
+			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
+				 i ? "," : "", services[i].name);
 	list = env_or("PARLEY_SERVICES", all);
 	cfg.data_dir = env_or("PARLEY_DATA_DIR", "./data");
 	map_mb = parse_number("PARLEY_MAP_SIZE_MB", env_or("PARLEY_MAP_SIZE_MB", "1024"), 1ul << 24);
@@ -230,6 +311,8 @@ main(int argc, char **argv)
 	cfg.rooms_addr = env_or("PARLEY_ROOMS", NULL);
 	cfg.room_events_addr = env_or("PARLEY_ROOM_EVENTS", NULL);
 	cfg.rooms_internal_addr = env_or("PARLEY_ROOMS_INTERNAL", NULL);
+	cfg.history_addr = env_or("PARLEY_HISTORY", NULL);
+	cfg.messaging_addr = env_or("PARLEY_MESSAGING", NULL);
 	cfg.token_ttl_s = (uint32_t)parse_number("PARLEY_TOKEN_TTL", env_or("PARLEY_TOKEN_TTL", "86400"), 1u << 30);
 	cfg.session_idle_s = (uint32_t)parse_number("PARLEY_SESSION_IDLE", env_or("PARLEY_SESSION_IDLE", "60"), 86400);
 	cfg.max_sessions = (uint32_t)parse_number("PARLEY_MAX_SESSIONS", env_or("PARLEY_MAX_SESSIONS", "20000"), 1000000);
@@ -237,6 +320,9 @@ main(int argc, char **argv)
 	cfg.workers = (int)parse_number("PARLEY_WORKERS", env_or("PARLEY_WORKERS", "16"), 1024);
 	cfg.contexts = (int)parse_number("PARLEY_CONTEXTS", env_or("PARLEY_CONTEXTS", "256"), 100000);
 	cfg.http_listen = env_or("PARLEY_HTTP_LISTEN", PARLEY_DEFAULT_HTTP);
+	http_explicit = env_or("PARLEY_HTTP_LISTEN", NULL) != NULL;
+	cfg.http_max_connections = (unsigned)parse_number("PARLEY_HTTP_MAX_CONNECTIONS", env_or("PARLEY_HTTP_MAX_CONNECTIONS", "1000"), 100000);
+	cfg.http_max_per_ip = (unsigned)parse_number("PARLEY_HTTP_MAX_PER_IP", env_or("PARLEY_HTTP_MAX_PER_IP", "100"), 100000);
 	cfg.tls_cert = env_or("PARLEY_TLS_CERT", NULL);
 	cfg.tls_key = env_or("PARLEY_TLS_KEY", NULL);
 	cfg.tls_ca = env_or("PARLEY_TLS_CA", NULL);
@@ -264,7 +350,11 @@ main(int argc, char **argv)
 		case OPT_MAXUS: cfg.max_user_sessions = (uint32_t)parse_number("--max-user-sessions", optarg, 1000000); break;
 		case OPT_WORKERS: cfg.workers = (int)parse_number("--workers", optarg, 1024); break;
 		case OPT_CONTEXTS: cfg.contexts = (int)parse_number("--contexts", optarg, 100000); break;
-		case OPT_HTTP_L: cfg.http_listen = optarg; break;
+		case OPT_HTTP_L: cfg.http_listen = optarg; http_explicit = true; break;
+		case OPT_HIST: cfg.history_addr = optarg; break;
+		case OPT_MSG: cfg.messaging_addr = optarg; break;
+		case OPT_HTTP_MAXC: cfg.http_max_connections = (unsigned)parse_number("--http-max-connections", optarg, 100000); break;
+		case OPT_HTTP_MAXIP: cfg.http_max_per_ip = (unsigned)parse_number("--http-max-per-ip", optarg, 100000); break;
 		case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
 		case OPT_TLS_KEY: cfg.tls_key = optarg; break;
 		case OPT_TLS_CA: cfg.tls_ca = optarg; break;
@@ -285,7 +375,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
-	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0) {
+	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0 ||
+	    cfg.http_max_connections == 0 || cfg.http_max_per_ip == 0) {
 		fprintf(stderr, "parleyd: sizes, counts and durations must be at least 1\n");
 		return 2;
 	}
@@ -297,6 +388,13 @@ main(int argc, char **argv)
 		cfg.room_events_addr = cfg.room_events_listen;
 	if (cfg.rooms_internal_addr == NULL)
 		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
+	if (cfg.history_addr == NULL)
+		cfg.history_addr = cfg.history_listen;
+	if (cfg.messaging_addr == NULL)
+		cfg.messaging_addr = cfg.messaging_listen;
+	service_list = list;
+	if (!http_wanted(list))
+		cfg.http_listen = "none";
 
 	/* Signals go to the main thread only: block them before any thread
 	 * starts, then wait for them here. */
@@ -311,7 +409,9 @@ main(int argc, char **argv)
 	sopts.map_size = (size_t)map_mb << 20;
 	sopts.read_only = wanted(list, "history") && !wanted(list, "messaging") &&
 			  !wanted(list, "auth") && !wanted(list, "rooms");
-	serr = store_open(&cfg.env, cfg.data_dir, &sopts, detail, sizeof(detail));
+	serr = runs_a_service(list) ? store_open(&cfg.env, cfg.data_dir, &sopts, detail,
+						  sizeof(detail))
+				    : STORE_OK; /* a gateway alone keeps no data */
 	if (serr != STORE_OK) {
 		plog_error("parleyd", "cannot open storage: %s (%s)", store_strerror(serr), detail);
 		return 1;
@@ -320,7 +420,8 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < NSERVICES; i++) {
 		rpc_status st = {0};
 
-		if (!wanted(list, services[i].name))
+		if (is_role(&services[i]) ? gateway_http_disabled(cfg.http_listen)
+					   : !wanted(list, services[i].name))
 			continue;
 		if (services[i].start(&cfg, &handles[i], &st) != RPC_OK) {
 			plog_error("parleyd", "cannot start %s: %s", services[i].name, st.message);

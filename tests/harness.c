@@ -96,10 +96,30 @@ th_free_port(void)
 }
 
 static void
-pick(char *addr)
+pick(char *addr, const char *scheme)
 {
 	if (addr[0] == '\0')
-		snprintf(addr, TH_ADDR_MAX, "tcp://127.0.0.1:%d", th_free_port());
+		snprintf(addr, TH_ADDR_MAX, "%s://127.0.0.1:%d", scheme, th_free_port());
+}
+
+/* An http://127.0.0.1:PORT address accepts connections (the HTTP face
+ * starts after the services). */
+static bool
+http_up(const char *url)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	const char *colon = strrchr(url, ':');
+	int fd, ok;
+
+	if (strcmp(url, "none") == 0 || colon == NULL)
+		return true;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+		return false;
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
 }
 
 bool
@@ -164,6 +184,8 @@ spawn(th_daemon *d)
 	argv[n++] = d->room_events;
 	argv[n++] = "--rooms-internal-listen";
 	argv[n++] = d->rooms_internal;
+	argv[n++] = "--http-listen";
+	argv[n++] = d->http;
 	for (int i = 0; i < 16 && d->extra[i] != NULL && n < 62; i++)
 		argv[n++] = d->extra[i];
 	argv[n] = NULL;
@@ -222,6 +244,22 @@ spawn(th_daemon *d)
 			}
 		}
 	}
+	while (!http_up(d->http)) {
+		int status;
+
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			track(d->pid, false);
+			d->pid = 0;
+			fprintf(stderr, "parleyd exited before its HTTP face came up; see %s\n",
+				d->log);
+			return false;
+		}
+		if (rpc_now_ms() >= until) {
+			fprintf(stderr, "parleyd's HTTP face did not come up; see %s\n", d->log);
+			return false;
+		}
+		usleep(20000);
+	}
 	return true;
 }
 
@@ -255,7 +293,7 @@ th_start(th_daemon *d, const char *services)
 	/* Ports we pick may still be taken by someone else in between (tests
 	 * run in parallel): then pick those again. Ports the test chose stay. */
 	char *addrs[] = {d->auth,   d->rooms,	    d->history,	      d->messaging,
-			 d->events, d->room_events, d->rooms_internal};
+			 d->events, d->room_events, d->rooms_internal, d->http};
 	bool mine[sizeof(addrs) / sizeof(addrs[0])];
 
 	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++)
@@ -264,7 +302,7 @@ th_start(th_daemon *d, const char *services)
 		for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
 			if (mine[i])
 				addrs[i][0] = '\0';
-			pick(addrs[i]);
+			pick(addrs[i], addrs[i] == d->http ? "http" : "tcp");
 		}
 		if (spawn(d))
 			return true;

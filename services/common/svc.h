@@ -46,9 +46,13 @@ typedef struct parley_config {
 	const char *rooms_addr;
 	const char *room_events_addr;
 	const char *rooms_internal_addr;
+	const char *history_addr;	/* for the gateway role */
+	const char *messaging_addr;	/* for the gateway role */
 
-	/* The HTTP face (Connect protocol, web page, /metrics); NULL = none. */
+	/* The HTTP face (Connect protocol, web page, /metrics); "none" = none. */
 	const char *http_listen;
+	unsigned http_max_connections;	/* 0 = the default (rpc/http.h) */
+	unsigned http_max_per_ip;	/* 0 = the default */
 
 	/* TLS for every tls+tcp://, wss:// and https:// listener, and the
 	 * client certificate this process presents when it dials one; tls_ca

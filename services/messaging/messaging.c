@@ -161,17 +161,29 @@ handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *resp
 	return mx_writer_send(m->writer, call, req);
 }
 
+/* Subscribe is a server stream: the HTTP face serves it on top of
+ * Open/Poll/Close; a unary transport cannot carry it. */
+static rpc_code
+handle_subscribe(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		 void *ctx)
+{
+	return rpc_call_fail(call, RPC_UNIMPLEMENTED,
+			     "Subscribe is a server stream, served over HTTP (Connect protocol); "
+			     "over nng use Open and Poll");
+}
+
 static const rpc_method messaging_methods[] = {
 	{.fn = handle_send, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_open, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_poll, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_close, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_subscribe, .auth = RPC_AUTH_NONE},
 };
 
 static bool
 methods_match_descriptor(void)
 {
-	static const char *const names[] = {"Send", "Open", "Poll", "Close"};
+	static const char *const names[] = {"Send", "Open", "Poll", "Close", "Subscribe"};
 	const ProtobufCServiceDescriptor *d = &parley__v1__messaging__descriptor;
 
 	if (d->n_methods != sizeof(messaging_methods) / sizeof(messaging_methods[0]))

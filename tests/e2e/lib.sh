@@ -52,10 +52,11 @@ pick_ports() {
   [[ -z ${port_auth:-} ]] || return 0
   local ports
   # shellcheck disable=SC2207
-  ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 7))
+  ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 8))
   port_auth=${ports[0]} port_rooms=${ports[1]} port_history=${ports[2]}
   port_messaging=${ports[3]} port_events=${ports[4]} port_room_events=${ports[5]}
-  port_rooms_internal=${ports[6]}
+  port_rooms_internal=${ports[6]} port_http=${ports[7]}
+  http_url="http://127.0.0.1:$port_http"
   export PARLEY_AUTH="tcp://127.0.0.1:$port_auth"
   export PARLEY_ROOMS="tcp://127.0.0.1:$port_rooms"
   export PARLEY_HISTORY="tcp://127.0.0.1:$port_history"
@@ -73,6 +74,7 @@ start_parleyd() {
     --events-listen "tcp://127.0.0.1:$port_events" \
     --room-events-listen "tcp://127.0.0.1:$port_room_events" \
     --rooms-internal-listen "tcp://127.0.0.1:$port_rooms_internal" \
+    --http-listen "$http_url" \
     "$@" 2>>"$work/parleyd.log" >&2 &
   daemon_pid=$!
   local services="" prev=""
