@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "opsmetrics.h"
 #include "auth/auth.h"
 #include "gateway/gateway.h"
 #include "history/history.h"
@@ -161,6 +162,8 @@ usage(FILE *out)
 		"  --max-user-sessions N  cap on one user's open messaging sessions (default 100)   [PARLEY_MAX_USER_SESSIONS]\n"
 		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
 		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
+		"  --metrics-listen URL   http(s)://HOST:PORT serving GET /metrics and /healthz only\n"
+		"                         (the HTTP face serves /metrics too)   [PARLEY_METRICS_LISTEN]\n"
 		"  --log-format FORMAT    text (default) or json, one object per line   [PARLEY_LOG_FORMAT]\n"
 		"  --version              print the version and git commit, and exit\n"
 		"  --help\n"
@@ -244,7 +247,7 @@ main(int argc, char **argv)
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HIST, OPT_MSG, OPT_HTTP_MAXC, OPT_HTTP_MAXIP, OPT_HELP,
-		OPT_VERSION, OPT_LOG_FORMAT,
+		OPT_VERSION, OPT_LOG_FORMAT, OPT_METRICS_L,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -278,10 +281,12 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, OPT_HELP},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"metrics-listen", required_argument, NULL, OPT_METRICS_L},
 		{NULL, 0, NULL, 0},
 	};
 	static char all[256];
-	const char *list, *log_format;
+	const char *list, *log_format, *metrics_listen;
+	gateway *metrics_gw = NULL;
 	unsigned long map_mb;
 	void *handles[NSERVICES] = {0};
 	store_opts sopts = {0};
@@ -327,6 +332,7 @@ main(int argc, char **argv)
 	cfg.tls_key = env_or("PARLEY_TLS_KEY", NULL);
 	cfg.tls_ca = env_or("PARLEY_TLS_CA", NULL);
 	log_format = env_or("PARLEY_LOG_FORMAT", "text");
+	metrics_listen = env_or("PARLEY_METRICS_LISTEN", NULL);
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -361,6 +367,7 @@ main(int argc, char **argv)
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
 		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_METRICS_L: metrics_listen = optarg; break;
 		case OPT_VERSION: printf("parleyd %s (commit %s)\n", parley_version, parley_commit); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -430,6 +437,17 @@ main(int argc, char **argv)
 		}
 		plog_info("parleyd", "%s serving on %s", services[i].name, *services[i].listen);
 	}
+	{
+		rpc_status st = {0};
+
+		if (opsmetrics_start(&cfg, metrics_listen, &metrics_gw, &st) != RPC_OK) {
+			plog_error("parleyd", "cannot serve metrics: %s", st.message);
+			rc = 1;
+			goto stop;
+		}
+		if (metrics_listen != NULL)
+			plog_info("parleyd", "metrics on %s", metrics_listen);
+	}
 	plog_info("parleyd", "started (pid %ld, data in %s)", (long)getpid(), cfg.data_dir);
 
 	while (sigwait(&sigs, &sig) != 0)
@@ -445,6 +463,7 @@ stop:
 	for (size_t i = NSERVICES; i-- > 0;)
 		if (handles[i] != NULL)
 			services[i].stop(handles[i]);
+	opsmetrics_stop(&cfg, metrics_gw);
 	store_close(cfg.env);
 	plog_info("parleyd", "stopped");
 	return rc;

@@ -162,4 +162,10 @@ store_err store_backup(const char *data_dir, const char *dest_dir, char *detail,
 store_err store_restore(const char *backup_dir, const char *data_dir, char *detail,
 			size_t detail_len);
 
+/* ---- space (store.c) ---------------------------------------------------- */
+
+/* The map's size and the bytes in use (pages up to the last one written,
+ * as of the last commit), for metrics. Thread-safe, no transaction. */
+store_err store_space(store_env *env, uint64_t *map_bytes, uint64_t *used_bytes);
+
 #endif
