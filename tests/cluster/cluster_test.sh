@@ -160,7 +160,8 @@ healthy() {
   local s=$1
   local -a argv
   mapfile -t argv < <(command_of "$s" health)
-  XDG_CONFIG_HOME=$work/health ip netns exec "$tag-$s" "${argv[@]}" --timeout 1000
+  [[ ${argv[0]} == "$PARLEY" ]] && argv+=(--timeout 1000)
+  XDG_CONFIG_HOME=$work/health ip netns exec "$tag-$s" "${argv[@]}"
 }
 
 for s in "${services[@]}"; do
@@ -185,7 +186,19 @@ ok "compose.yml's services run as processes on their own hosts: ${running[*]}"
 mapfile -t client_env < <(cf env client | grep .)
 as() { local who=$1; shift; env "${client_env[@]}" XDG_CONFIG_HOME="$work/home-$who" ip netns exec "$tag-client" "$PARLEY" "$@"; }
 as nobody health >/dev/null || fail "the client host does not reach every public endpoint: $(as nobody health 2>&1)"
-ok "the client host reaches auth, rooms, history and messaging"
+web=""
+for s in "${running[@]}"; do
+  while read -r _ hport cport; do
+    [[ -n $cport ]] || continue
+    if mapfile -t argv < <(cf argv "$s") && printf '%s\n' "${argv[@]}" | grep -q "^http://.*:$cport\$"; then
+      ip netns exec "$tag-client" curl -fsS "http://$s:$cport/healthz" >"$work/healthz" ||
+        fail "the client host does not reach $s's HTTP face"
+      grep -q '"status":"ok"' "$work/healthz" || fail "$s /healthz: $(cat "$work/healthz")"
+      web+=" $s:$cport"
+    fi
+  done < <(cf ports "$s")
+done
+ok "the client host reaches auth, rooms, history and messaging, and the HTTP face at${web:- nothing}"
 
 # Every internal endpoint of the file, tried from the client host by name,
 # at every address its host has; and a TLS handshake without a client
@@ -219,7 +232,10 @@ for s in "${running[@]}"; do
     # host's certificate but not without one (the server is checked against
     # the CA either way, so only the missing certificate can fail it).
     other=""
-    for o in "${running[@]}"; do [[ $o != "$s" ]] && other=$o; done
+    for o in "${running[@]}"; do
+      [[ $o != "$s" && -z $other ]] && cf argv "$o" | grep -qx -- --tls-cert && other=$o
+    done
+    [[ -n $other ]] || fail "no other service with a certificate to try $url from"
     mapfile -t oargv < <(command_of "$other")
     declare -A tls=()
     for ((j = 0; j < ${#oargv[@]} - 1; j++)); do

@@ -124,13 +124,19 @@ def check(doc):
             if host_ip != "127.0.0.1":
                 errors.append(f"{name}: port published on {host_ip}, not 127.0.0.1")
         if a[:1] == ["parleyd"]:
-            if "healthcheck" not in svc or as_list(svc["healthcheck"]["test"])[1:2] != ["parley"]:
-                errors.append(f"{name}: no `parley health` healthcheck")
+            check_cmd = as_list((svc.get("healthcheck") or {}).get("test"))
+            if check_cmd[1:2] != ["parley"] and not (check_cmd[1:2] == ["curl"] and
+                                                      check_cmd[-1].endswith("/healthz")):
+                errors.append(f"{name}: no healthcheck by `parley health` (or /healthz)")
             for dep, cond in depends(svc).items():
                 if cond == "service_started":
                     errors.append(f"{name}: depends on {dep} without waiting for it")
-            if "backend" not in n:
-                errors.append(f"{name}: not on the backend network")
+            internal_use = any(f in a for f in internal_flags + ("--room-events", "--rooms-internal"))
+            if internal_use and "backend" not in n:
+                errors.append(f"{name}: uses internal endpoints but is not on the backend network")
+            if not internal_use and "backend" in n and "--services" in a and \
+                    a[a.index("--services") + 1] == "gateway":
+                errors.append(f"{name}: the gateway needs no backend network")
             for flag in internal_flags:
                 if flag in a:
                     url = a[a.index(flag) + 1]
