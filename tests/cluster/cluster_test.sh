@@ -190,7 +190,8 @@ web=""
 for s in "${running[@]}"; do
   while read -r _ hport cport; do
     [[ -n $cport ]] || continue
-    if mapfile -t argv < <(cf argv "$s") && printf '%s\n' "${argv[@]}" | grep -q "^http://.*:$cport\$"; then
+    mapfile -t argv < <(cf argv "$s")
+    if printf '%s\n' "${argv[@]}" | grep "^http://.*:$cport\$" >/dev/null; then
       ip netns exec "$tag-client" curl -fsS "http://$s:$cport/healthz" >"$work/healthz" ||
         fail "the client host does not reach $s's HTTP face"
       grep -q '"status":"ok"' "$work/healthz" || fail "$s /healthz: $(cat "$work/healthz")"
@@ -233,7 +234,8 @@ for s in "${running[@]}"; do
     # the CA either way, so only the missing certificate can fail it).
     other=""
     for o in "${running[@]}"; do
-      [[ $o != "$s" && -z $other ]] && cf argv "$o" | grep -qx -- --tls-cert && other=$o
+      # (grep reads to the end: an early exit would break cf's pipe)
+      [[ $o != "$s" && -z $other ]] && cf argv "$o" | grep -x -- --tls-cert >/dev/null && other=$o
     done
     [[ -n $other ]] || fail "no other service with a certificate to try $url from"
     mapfile -t oargv < <(command_of "$other")

@@ -35,9 +35,9 @@ sh "$src/docker/make-certs.sh" "$work/tls" "${hosts[@]}" >/dev/null
 for h in "${hosts[@]}"; do
   openssl verify -CAfile "$work/tls/ca/ca.pem" "$work/tls/$h/cert.pem" >/dev/null ||
     fail "$h's certificate does not verify"
-  openssl x509 -in "$work/tls/$h/cert.pem" -noout -ext subjectAltName | grep -q "DNS:$h, DNS:$h.backend" ||
+  openssl x509 -in "$work/tls/$h/cert.pem" -noout -ext subjectAltName | grep "DNS:$h, DNS:$h.backend" >/dev/null ||
     fail "$h's certificate does not name $h and $h.backend"
-  openssl x509 -in "$work/tls/$h/cert.pem" -noout -ext extendedKeyUsage | grep -q "TLS Web Client Authentication" ||
+  openssl x509 -in "$work/tls/$h/cert.pem" -noout -ext extendedKeyUsage | grep "TLS Web Client Authentication" >/dev/null ||
     fail "$h's certificate is not for clients too (mutual TLS)"
   [[ $(stat -c %a "$work/tls/$h/key.pem") == 600 ]] || fail "$h's key is not 0600"
 done

@@ -56,5 +56,5 @@ echo "ok the package holds parleyd, parley, a hardened unit for the parley user,
 
 out=$("$root/usr/bin/parleyd" --version)
 [[ $out == "parleyd "*" (commit $commit)" ]] || fail "unpacked parleyd --version: $out"
-"$root/usr/bin/parley" --version | grep -q "(commit $commit)" || fail "unpacked parley --version"
+"$root/usr/bin/parley" --version | grep "(commit $commit)" >/dev/null || fail "unpacked parley --version"
 echo "ok the unpacked binaries run: $out"
