@@ -301,9 +301,11 @@ make_empty_dir(const char *dir, char *detail, size_t len)
 		return say(from_errno(errno), detail, len, "%s: %s", dir, strerror(errno));
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+			/* de lives in d: say it before closing. */
+			say(STORE_EXISTS, detail, len, "%s is not empty (found %s)", dir,
+			    de->d_name);
 			closedir(d);
-			return say(STORE_EXISTS, detail, len, "%s is not empty (found %s)", dir,
-				   de->d_name);
+			return STORE_EXISTS;
 		}
 	}
 	closedir(d);
