@@ -1,6 +1,7 @@
 /* log.c — see log.h. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,40 @@ plog_warn(const char *component, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A peer can make calls fail as fast as it can send them: failed calls are
+ * logged at most CALL_LINES_PER_S a second, and how many were left out is
+ * said once the second is over, so the log cannot be used to fill the disk. */
+#define CALL_LINES_PER_S 50
+
+static bool
+call_line_allowed(void)
+{
+	static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+	static time_t second;
+	static unsigned lines, dropped;
+	struct timespec now;
+	unsigned report = 0;
+	bool ok;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&mtx);
+	if (now.tv_sec != second) {
+		report = dropped;
+		second = now.tv_sec;
+		lines = dropped = 0;
+	}
+	ok = lines < CALL_LINES_PER_S;
+	if (ok)
+		lines++;
+	else
+		dropped++;
+	pthread_mutex_unlock(&mtx);
+	if (report > 0)
+		plog_warn("rpc", "%u more failed calls were not logged (at most %d lines a second)",
+			  report, CALL_LINES_PER_S);
+	return ok;
+}
+
 void
 plog_call_failed(const plog_call *c)
 {
@@ -178,6 +213,9 @@ plog_call_failed(const plog_call *c)
 	const char *method = c->method != NULL ? c->method : "";
 	const char *message = c->message != NULL ? c->message : "";
 	const char *peer = c->peer != NULL ? c->peer : "";
+
+	if (!call_line_allowed())
+		return;
 
 	if (format == PLOG_JSON) {
 		json_t *o = json_head(level, c->component);
