@@ -124,6 +124,7 @@ usage(FILE *out)
 		"  --rooms URL            where other services reach rooms (default: --rooms-listen)   [PARLEY_ROOMS]\n"
 		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
 		"  --rooms-internal URL   where messaging reaches RoomsFeed (default: --rooms-internal-listen)   [PARLEY_ROOMS_INTERNAL]\n"
+		"  --messaging URL        where rooms reaches messaging (who is online) (default: --messaging-listen)   [PARLEY_MESSAGING]\n"
 		"  --http-listen URL      HTTP face: Connect protocol, web page (default http://127.0.0.1:8080)   [PARLEY_HTTP_LISTEN]\n"
 		"  --tls-cert FILE        certificate (PEM) for tls+tcp://, wss:// and https:// listeners   [PARLEY_TLS_CERT]\n"
 		"  --tls-key FILE         its private key (PEM)   [PARLEY_TLS_KEY]\n"
@@ -255,7 +256,7 @@ main(int argc, char **argv)
 {
 	enum {
 		OPT_SERVICES = 256, OPT_DATA, OPT_MAP, OPT_AUTH_L, OPT_ROOMS_L, OPT_HIST_L,
-		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_RINT_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_RINT,
+		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_RINT_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_RINT, OPT_MSG,
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HELP,
@@ -276,6 +277,7 @@ main(int argc, char **argv)
 		{"rooms", required_argument, NULL, OPT_ROOMS},
 		{"room-events", required_argument, NULL, OPT_REV},
 		{"rooms-internal", required_argument, NULL, OPT_RINT},
+		{"messaging", required_argument, NULL, OPT_MSG},
 		{"token-ttl", required_argument, NULL, OPT_TTL},
 		{"session-idle", required_argument, NULL, OPT_IDLE},
 		{"max-sessions", required_argument, NULL, OPT_MAXS},
@@ -325,6 +327,7 @@ main(int argc, char **argv)
 	cfg.rooms_addr = env_or("PARLEY_ROOMS", NULL);
 	cfg.room_events_addr = env_or("PARLEY_ROOM_EVENTS", NULL);
 	cfg.rooms_internal_addr = env_or("PARLEY_ROOMS_INTERNAL", NULL);
+	cfg.messaging_addr = env_or("PARLEY_MESSAGING", NULL);
 	cfg.token_ttl_s = (uint32_t)parse_number("PARLEY_TOKEN_TTL", env_or("PARLEY_TOKEN_TTL", "86400"), 1u << 30);
 	cfg.session_idle_s = (uint32_t)parse_number("PARLEY_SESSION_IDLE", env_or("PARLEY_SESSION_IDLE", "60"), 86400);
 	cfg.max_sessions = (uint32_t)parse_number("PARLEY_MAX_SESSIONS", env_or("PARLEY_MAX_SESSIONS", "20000"), 1000000);
@@ -356,6 +359,7 @@ main(int argc, char **argv)
 		case OPT_ROOMS: cfg.rooms_addr = optarg; break;
 		case OPT_REV: cfg.room_events_addr = optarg; break;
 		case OPT_RINT: cfg.rooms_internal_addr = optarg; break;
+		case OPT_MSG: cfg.messaging_addr = optarg; break;
 		case OPT_TTL: cfg.token_ttl_s = (uint32_t)parse_number("--token-ttl", optarg, 1u << 30); break;
 		case OPT_IDLE: cfg.session_idle_s = (uint32_t)parse_number("--session-idle", optarg, 86400); break;
 		case OPT_MAXS: cfg.max_sessions = (uint32_t)parse_number("--max-sessions", optarg, 1000000); break;
@@ -394,6 +398,8 @@ main(int argc, char **argv)
 		cfg.room_events_addr = cfg.room_events_listen;
 	if (cfg.rooms_internal_addr == NULL)
 		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
+	if (cfg.messaging_addr == NULL)
+		cfg.messaging_addr = cfg.messaging_listen;
 	if (wanted(list, "rooms")) {
 		check_internal("--room-events-listen", "PARLEY_ROOM_EVENTS_LISTEN",
 			       cfg.room_events_listen);

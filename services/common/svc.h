@@ -49,6 +49,7 @@ typedef struct parley_config {
 	const char *rooms_addr;
 	const char *room_events_addr;
 	const char *rooms_internal_addr;
+	const char *messaging_addr;	 /* rooms: Presence/Online for ListMembers */
 
 	/* The HTTP face (Connect protocol, web page, /metrics); NULL = none. */
 	const char *http_listen;
