@@ -71,9 +71,10 @@ daemon() {
 }
 
 # --- the services, one host each (messaging and history share a host) --------
-daemon auth auth --services auth --data-dir "$work/auth" --auth-listen "$auth"
+daemon auth auth --services auth --data-dir "$work/auth" --auth-listen "$auth" --rooms "$rooms"
 daemon rooms rooms --services rooms --data-dir "$work/rooms" --rooms-listen "$rooms" \
-  --room-events-listen "$room_events" --rooms-internal-listen "$rooms_internal" --auth "$auth"
+  --room-events-listen "$room_events" --rooms-internal-listen "$rooms_internal" --auth "$auth" \
+  --messaging "$messaging"
 daemon store messaging --services messaging --data-dir "$work/store" \
   --messaging-listen "$messaging" --auth "$auth" \
   --rooms "$rooms" --room-events "$room_events" --rooms-internal "$rooms_internal"
