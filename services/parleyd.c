@@ -220,7 +220,7 @@ usage(FILE *out)
 		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
 		"  --rooms-internal URL   where messaging reaches RoomsFeed (default: --rooms-internal-listen)   [PARLEY_ROOMS_INTERNAL]\n"
 		"  --history URL          where the gateway reaches history (default: --history-listen)   [PARLEY_HISTORY]\n"
-		"  --messaging URL        where the gateway reaches messaging (default: --messaging-listen)   [PARLEY_MESSAGING]\n"
+		"  --messaging URL        where the gateway and rooms (who is online) reach messaging (default: --messaging-listen)   [PARLEY_MESSAGING]\n"
 		"  --http-listen URL      HTTP face: Connect protocol, web page; 'none' turns it off (default\n"
 		"                         http://127.0.0.1:8080 when running all services or the gateway;\n"
 		"                         a process running some services serves HTTP only when given it)   [PARLEY_HTTP_LISTEN]\n"
@@ -416,6 +416,7 @@ main(int argc, char **argv)
 		{"rooms", required_argument, NULL, OPT_ROOMS},
 		{"room-events", required_argument, NULL, OPT_REV},
 		{"rooms-internal", required_argument, NULL, OPT_RINT},
+		{"messaging", required_argument, NULL, OPT_MSG},
 		{"token-ttl", required_argument, NULL, OPT_TTL},
 		{"session-idle", required_argument, NULL, OPT_IDLE},
 		{"max-sessions", required_argument, NULL, OPT_MAXS},
@@ -431,7 +432,6 @@ main(int argc, char **argv)
 		{"max-conn-calls", required_argument, NULL, OPT_MAXCC},
 		{"conn-idle", required_argument, NULL, OPT_CONN_IDLE},
 		{"history", required_argument, NULL, OPT_HIST},
-		{"messaging", required_argument, NULL, OPT_MSG},
 		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAXC},
 		{"http-max-per-ip", required_argument, NULL, OPT_HTTP_MAXIP},
 		{"help", no_argument, NULL, OPT_HELP},
@@ -515,6 +515,7 @@ main(int argc, char **argv)
 		case OPT_ROOMS: cfg.rooms_addr = optarg; break;
 		case OPT_REV: cfg.room_events_addr = optarg; break;
 		case OPT_RINT: cfg.rooms_internal_addr = optarg; break;
+		case OPT_MSG: cfg.messaging_addr = optarg; break;
 		case OPT_TTL: cfg.token_ttl_s = (uint32_t)parse_number("--token-ttl", optarg, 1u << 30); break;
 		case OPT_IDLE: cfg.session_idle_s = (uint32_t)parse_number("--session-idle", optarg, 86400); break;
 		case OPT_MAXS: cfg.max_sessions = (uint32_t)parse_number("--max-sessions", optarg, 1000000); break;
@@ -523,7 +524,6 @@ main(int argc, char **argv)
 		case OPT_CONTEXTS: cfg.contexts = (int)parse_number("--contexts", optarg, 100000); break;
 		case OPT_HTTP_L: cfg.http_listen = optarg; http_explicit = true; break;
 		case OPT_HIST: cfg.history_addr = optarg; break;
-		case OPT_MSG: cfg.messaging_addr = optarg; break;
 		case OPT_HTTP_MAXC: cfg.http_max_connections = (unsigned)parse_number("--http-max-connections", optarg, 100000); break;
 		case OPT_HTTP_MAXIP: cfg.http_max_per_ip = (unsigned)parse_number("--http-max-per-ip", optarg, 100000); break;
 		case OPT_TLS_CERT: cfg.tls_cert = optarg; break;

@@ -137,6 +137,8 @@ drop_room(mx_session *s, unsigned room)
 	sess_room *r = &s->rooms[room];
 
 	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE);
+	/* The user left: the LEFT event says it, no OFFLINE after it. */
+	mx_presence_leave(s->m->presence, r->id, s->user, false);
 	mx_router_drop_room(s->m->router, s, room);
 	buf_remove_room(s, room);
 	plog_info("messaging", "session of %s: no longer a member of %s; room dropped", s->user,
@@ -533,8 +535,9 @@ reply_ready_at(const mx_session *s)
 	return s->last_reply + SESSION_REPLY_GAP_MS;
 }
 
-/* OFFLINE into every room the user is still in, as far as the mirror
- * knows: a room left meanwhile hears nothing more of this user. */
+/* The session no longer covers its rooms: OFFLINE into those where it
+ * was the user's last session and the user is still a member, as far as
+ * the mirror knows (a room left meanwhile hears nothing more of them). */
 static void
 say_offline(mx_session *s)
 {
@@ -549,9 +552,7 @@ say_offline(mx_session *s)
 			continue;
 		if (txn != NULL)
 			mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user, &member);
-		if (member)
-			mx_publish_presence(s->m, s->rooms[i].id, s->user,
-					    PARLEY__V1__PRESENCE_CHANGE__STATE__OFFLINE);
+		mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, member);
 	}
 	store_abort(txn);
 }
@@ -765,6 +766,14 @@ session_run(mx_session *s)
 	pthread_t t;
 	int rv;
 
+	/* Counted before the worker can end it: the worker leaves each room
+	 * exactly once (drop_room or say_offline). */
+	for (unsigned i = 0; i < s->nrooms; i++)
+		if (!mx_presence_enter(s->m->presence, s->rooms[i].id, s->user)) {
+			while (i-- > 0)
+				mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, true);
+			return false;
+		}
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, WORKER_STACK);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -772,6 +781,8 @@ session_run(mx_session *s)
 	rv = pthread_create(&t, &attr, worker_main, s);
 	pthread_attr_destroy(&attr);
 	if (rv != 0) {
+		for (unsigned i = 0; i < s->nrooms; i++)
+			mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, true);
 		session_unref(s);
 		plog_error("messaging", "cannot start a session worker: %s", strerror(rv));
 		return false;

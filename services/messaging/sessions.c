@@ -298,9 +298,6 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot start a session now");
 		goto unreserve;
 	}
-	for (size_t i = 0; i < req->n_rooms; i++)
-		mx_publish_presence(m, req->rooms[i]->room_id, rpc_call_caller(call),
-				    PARLEY__V1__PRESENCE_CHANGE__STATE__ONLINE);
 
 	resp->session_id = rpc_call_strdup(call, s->id);
 	resp->n_heads = req->n_rooms;

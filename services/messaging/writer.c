@@ -321,13 +321,17 @@ apply_send(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	return STORE_OK;
 }
 
+/* The rooms log's changes: membership (JOINED ... INVITED) or room_update. */
 static bool
 valid_change(const Parley__V1__Event *c)
 {
-	return svc_valid_room_id(c->room_id) && svc_valid_user_id(c->sender) &&
-	       c->body_case == PARLEY__V1__EVENT__BODY_MEMBERSHIP && c->membership != NULL &&
-	       (c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED ||
-		c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT);
+	if (!svc_valid_room_id(c->room_id) || !svc_valid_user_id(c->sender))
+		return false;
+	if (c->body_case == PARLEY__V1__EVENT__BODY_ROOM_UPDATE)
+		return c->room_update != NULL;
+	return c->body_case == PARLEY__V1__EVENT__BODY_MEMBERSHIP && c->membership != NULL &&
+	       c->membership->kind >= PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED &&
+	       c->membership->kind <= PARLEY__V1__MEMBERSHIP_CHANGE__KIND__INVITED;
 }
 
 static store_err
@@ -350,6 +354,7 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 		const Parley__V1__Event *c = it->changes[i];
 		Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
 		Parley__V1__MembershipChange mc = PARLEY__V1__MEMBERSHIP_CHANGE__INIT;
+		Parley__V1__RoomUpdate ru = PARLEY__V1__ROOM_UPDATE__INIT;
 
 		if (c->seq <= cursor)
 			continue; /* applied before */
@@ -363,12 +368,20 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 		}
 		if ((err = mx_mirror_apply(w->m, txn, c)) != STORE_OK)
 			return err;
-		mc.kind = c->membership->kind;
 		ev.room_id = c->room_id;
 		ev.ts_ms = now;
 		ev.sender = c->sender;
-		ev.body_case = PARLEY__V1__EVENT__BODY_MEMBERSHIP;
-		ev.membership = &mc;
+		ev.body_case = c->body_case;
+		if (c->body_case == PARLEY__V1__EVENT__BODY_ROOM_UPDATE) {
+			ru.name = c->room_update->name;
+			ru.topic = c->room_update->topic;
+			ev.room_update = &ru;
+		} else {
+			mc.kind = c->membership->kind;
+			mc.actor = c->membership->actor;
+			mc.reason = c->membership->reason;
+			ev.membership = &mc;
+		}
 		if ((err = append_event(w, txn, &ev)) != STORE_OK)
 			return err;
 	}
