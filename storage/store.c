@@ -10,6 +10,8 @@
 
 #include <lmdb.h>
 
+#include "store_int.h"
+
 struct store_env {
 	MDB_env *env;
 	size_t map_size;	 /* [gate_mtx] */
@@ -556,4 +558,18 @@ store_del1(store_env *e, store_table tbl, const void *key, size_t klen)
 		return err;
 	}
 	return store_commit(t);
+}
+
+/* ---- for the other files of storage/ (store_int.h) ---------------------- */
+
+MDB_env *
+store_env_mdb(store_env *e)
+{
+	return e->env;
+}
+
+MDB_txn *
+store_txn_mdb(store_txn *t)
+{
+	return t->txn;
 }
