@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -267,6 +268,7 @@ store_wipe(store_env *env, const store_val *needles, size_t n, store_wipe_stats 
 {
 	struct wipe w = {.env = store_env_mdb(env), .st = st};
 	struct oldest oldest;
+	void *map = MAP_FAILED;
 	store_txn *wtxn = NULL, *rtxn = NULL;
 	MDB_envinfo info;
 	MDB_stat stat;
@@ -290,11 +292,20 @@ store_wipe(store_env *env, const store_val *needles, size_t n, store_wipe_stats 
 	    (rc = mdb_env_stat(w.env, &stat)) != 0 || (rc = fstat(w.fd, &sb)) != 0 ||
 	    (rc = load_free(&w, store_txn_mdb(rtxn), oldest.txnid)) != 0)
 		goto mdb_fail;
-	w.map = info.me_mapaddr;
 	w.psize = stat.ms_psize;
 	w.last_pgno = info.me_last_pgno;
 	w.file_size = (size_t)sb.st_size < info.me_mapsize ? (size_t)sb.st_size : info.me_mapsize;
 	w.file_size -= w.file_size % w.psize;
+	if (w.file_size == 0)
+		goto done;
+	/* A map of our own (LMDB does not say where its map is); the page
+	 * cache keeps it in step with what pwrite writes. */
+	map = mmap(NULL, w.file_size, PROT_READ, MAP_SHARED, w.fd, 0);
+	if (map == MAP_FAILED) {
+		rc = errno;
+		goto mdb_fail;
+	}
+	w.map = map;
 	if ((w.zeros = calloc(1, w.psize)) == NULL) {
 		rc = ENOMEM;
 		goto mdb_fail;
@@ -313,6 +324,8 @@ mdb_fail:
 	err = rc == ENOMEM ? STORE_IO : rc == MDB_CORRUPTED ? STORE_CORRUPT
 			   : rc == ENOSPC ? STORE_NOSPACE : STORE_IO;
 done:
+	if (map != MAP_FAILED)
+		munmap(map, w.file_size);
 	if (rtxn != NULL)
 		store_abort(rtxn);
 	store_abort(wtxn);
