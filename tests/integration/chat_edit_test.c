@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "mx_util.h"
+#include "parley/v1/rooms.pb-c.h"
 
 static rpc_code
 edit(const mx_user *u, const char *room, uint64_t seq, const char *text, const char *cmid,
@@ -203,6 +204,37 @@ main(void)
 	REFUSED(del(&bob, room, s1, "b2", &s_, &st_), RPC_PERMISSION_DENIED,
 		"only its sender or a moderator or admin");
 	REFUSED(del(&carol, room, s1, "c2", &s_, &st_), RPC_PERMISSION_DENIED, "not a member");
+
+	/* A MODERATOR (made one by alice, the room's ADMIN) may delete anyone's
+	 * message; made a MEMBER again, no longer. */
+	{
+		Parley__V1__SetRoleRequest sr = PARLEY__V1__SET_ROLE_REQUEST__INIT;
+		ProtobufCMessage *resp = NULL;
+		uint64_t target, dseq;
+
+		TH_CODE(mx_send(&alice, room, "a moderator removes this", "mod-1", &target, NULL, &st),
+			RPC_OK, &st);
+		sr.room_id = room;
+		sr.user_id = bob.name;
+		sr.role = PARLEY__V1__ROLE__MODERATOR;
+		TH_CODE(mx_call(mx_rooms, &parley__v1__rooms__descriptor, "SetRole", &alice,
+				&sr.base, &resp, &st),
+			RPC_OK, &st);
+		protobuf_c_message_free_unpacked(resp, NULL);
+		TH_CODE(del(&bob, room, target, "mod-b3", &dseq, &st), RPC_OK, &st);
+		TH_CHECK(dseq > target, "the moderator's delete is an event of its own (%llu)",
+			 (unsigned long long)dseq);
+		sr.role = PARLEY__V1__ROLE__MEMBER;
+		TH_CODE(mx_call(mx_rooms, &parley__v1__rooms__descriptor, "SetRole", &alice,
+				&sr.base, &resp, &st),
+			RPC_OK, &st);
+		protobuf_c_message_free_unpacked(resp, NULL);
+		TH_CODE(mx_send(&alice, room, "and keeps this", "mod-2", &target, NULL, &st), RPC_OK,
+			&st);
+		REFUSED(del(&bob, room, target, "mod-b4", &s_, &st_), RPC_PERMISSION_DENIED,
+			"only its sender or a moderator or admin");
+		printf("ok a moderator deletes another's message; a member again, no longer\n");
+	}
 	REFUSED(del(&alice, room, 99999, "a2", &s_, &st_), RPC_NOT_FOUND, "no event at seq");
 	REFUSED(del(&alice, room, joined, "a1", &s_, &st_), RPC_FAILED_PRECONDITION,
 		"not a chat message");
