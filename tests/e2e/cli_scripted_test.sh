@@ -4,7 +4,6 @@
 # "error: STATUS: ..." line when the server says no. Also: a hostile
 # message cannot put escape sequences on a terminal.
 source "$(dirname "$0")/lib.sh"
-need_services auth rooms history messaging
 start_parleyd
 
 expect 0 nobody health

@@ -6,7 +6,6 @@
 # a hostile message shows inert; /quit ends the program.
 source "$(dirname "$0")/lib.sh"
 command -v tmux >/dev/null || { echo "missing tmux (bash .ci/deps installs it)"; exit 1; }
-need_services auth rooms history messaging
 start_parleyd
 
 tmx() { tmux -S "$work/tmux.sock" -f /dev/null "$@"; }
