@@ -260,6 +260,37 @@ parley_endpoint(const parley_conn *c, parley_service s)
 	return (unsigned)s < PARLEY_NSERVICES ? c->ep.url[s] : "";
 }
 
+/*
+ * Whether a call may be sent again after the connection carrying it
+ * dropped (rpc_call_opts.resend). Only when running it twice is the same
+ * as once: reads, Close, and a Send that
+ * carries a client_msg_id (the server stores that message once). Anything
+ * else (Register, Login, CreateRoom, JoinRoom, an Open that would leave a
+ * second session, ...) runs at most once: a dropped connection fails it
+ * UNAVAILABLE ("... may already have taken effect"), and the caller
+ * decides. Unknown methods are not resent.
+ */
+static bool
+resendable(const ProtobufCServiceDescriptor *svc, const char *method, const ProtobufCMessage *req)
+{
+	static const char *const idempotent[] = {
+		"parley.v1.Health/Check",	"parley.v1.Rooms/ListRooms",
+		"parley.v1.Rooms/GetRoom",	"parley.v1.Rooms/ListMyRooms",
+		"parley.v1.History/GetHistory", "parley.v1.Messaging/Close",
+	};
+	char name[128];
+
+	snprintf(name, sizeof(name), "%s/%s", svc->name, method);
+	if (strcmp(name, "parley.v1.Messaging/Send") == 0) {
+		const Parley__V1__SendRequest *send = (const void *)req;
+		return send->client_msg_id != NULL && send->client_msg_id[0] != '\0';
+	}
+	for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+		if (strcmp(name, idempotent[i]) == 0)
+			return true;
+	return false;
+}
+
 /* One call: attaches the token, waits at most timeout_ms (0 = the
  * connection's), and checks the reply's bytes (every string valid UTF-8
  * without NUL) before unpacking them. */
@@ -270,7 +301,8 @@ call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
 {
 	const ProtobufCMethodDescriptor *m;
 	char token[PARLEY_TOKEN_MAX], full[256], msg[RPC_STATUS_MESSAGE_MAX];
-	rpc_call_opts o = {.timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms};
+	rpc_call_opts o = {.timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms,
+			   .resend = resendable(svc, method, req)};
 	uint8_t stackbuf[1024], *body = stackbuf;
 	void *reply;
 	size_t len, reply_len;

@@ -8,6 +8,12 @@
  * token is guarded by the connection's lock and every rpc call has its own
  * nng context.
  *
+ * A call whose connection drops before the answer is sent again on the
+ * next connection only if running it twice is the same as once (reads,
+ * Close, a Send with its client_msg_id). Any other call (Register, Login,
+ * CreateRoom, JoinRoom, LeaveRoom, Open, ...) then fails UNAVAILABLE with
+ * a message saying it may already have taken effect: never run twice.
+ *
  * Every reply is checked before it is handed out: strings are valid UTF-8,
  * messages a reply cannot do without are present, history comes in seq order
  * for the room asked. A reply that fails a check is RPC_INTERNAL. Strings are

@@ -20,6 +20,11 @@ typedef struct rpc_call_opts {
 	uint32_t timeout_ms;	/* 0 = RPC_DEFAULT_TIMEOUT_MS */
 	int64_t deadline_ms;	/* monotonic; if set, the call ends by then (min with timeout) */
 	const char *token;	/* sent as "authorization: Bearer <token>" if not NULL */
+	/* The call is idempotent: if the connection carrying it drops before
+	 * the answer, send it again on the next connection, within the
+	 * deadline. false (the default): a dropped connection fails the call
+	 * UNAVAILABLE, saying it may have taken effect; it is never sent twice. */
+	bool resend;
 } rpc_call_opts;
 
 /* Opens a client for url (e.g. "tcp://127.0.0.1:5201"). Does not wait for
