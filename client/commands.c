@@ -604,6 +604,47 @@ cmd_health(cli_ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
+/* whoami / version ----------------------------------------------------------- */
+
+/* The saved login, checked with the server: a session that has ended says
+ * so (and what to do) instead of printing a user it no longer is. */
+static int
+cmd_whoami(cli_ctx *ctx, int argc, char **argv)
+{
+	Parley__V1__ListMyRoomsResponse *mine;
+	strbuf sb = {0};
+	rpc_status st;
+	rpc_code code = parley_rooms_mine(ctx->conn, &mine, &st);
+	int rc = CLI_EXIT_OK;
+
+	if (code == RPC_UNAUTHENTICATED)
+		return cli_fail(code, "the saved session has ended; run 'parley login USER'");
+	if (code != RPC_OK)
+		return fail(code, &st);
+	if (ctx->json) {
+		sb_puts(&sb, "{\"user_id\":");
+		sb_json_string(&sb, ctx->session.user);
+		sb_printf(&sb, ",\"expires_at_ms\":%llu,\"rooms\":%zu,\"auth\":",
+			  (unsigned long long)ctx->session.expires_ms, mine->n_rooms);
+		sb_json_string(&sb, parley_endpoint(ctx->conn, PARLEY_AUTH));
+		sb_putc(&sb, '}');
+	} else {
+		sb_sanitized(&sb, ctx->session.user, 0);
+	}
+	if (!emit(&sb))
+		rc = CLI_EXIT_LOCAL;
+	sb_free(&sb);
+	parley_free(mine);
+	return rc;
+}
+
+static int
+cmd_version(cli_ctx *ctx, int argc, char **argv)
+{
+	printf("parley %s\n", PARLEY_VERSION);
+	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_LOCAL;
+}
+
 /* The table ------------------------------------------------------------------ */
 
 const cli_command cli_commands[] = {
@@ -660,6 +701,13 @@ const cli_command cli_commands[] = {
 	 "  --since SEQ           instead, everything after sequence number SEQ\n"
 	 "  --json                one JSON object per event and line (as history;\n"
 	 "                        presence events have type online or offline, seq 0)\n"},
+	{"whoami", cmd_whoami, OPT_JSON, 0, 0, true, false, "",
+	 "show who you are logged in as",
+	 "Prints the user of the saved session after checking with the server that\n"
+	 "it is still valid (exit 1 and a hint to log in again if not).\n"
+	 "  --json                {\"user_id\",\"expires_at_ms\",\"rooms\",\"auth\"}\n"},
+	{"version", cmd_version, 0, 0, 0, false, false, "", "show parley's version",
+	 "The same as parley --version.\n"},
 	{"health", cmd_health, OPT_JSON, 0, PARLEY_NSERVICES, false, false, "[SERVICE...]",
 	 "check that the services answer",
 	 "Asks each service (auth, rooms, history, messaging; default all) for its\n"

@@ -71,35 +71,82 @@ host_char(char ch)
 	       ch == '.' || ch == '-' || ch == '_' || ch == ':' || ch == '%';
 }
 
-rpc_code
-parley_endpoints_for_host(parley_endpoints *ep, const char *host, rpc_status *st)
+/* Splits "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address
+ * into h (unbracketed) and *port (0 when none). */
+static bool
+split_host_port(const char *s, char *h, size_t hlen, long *port)
 {
-	char h[200];
+	const char *end, *colon = NULL;
 	size_t len;
-	bool v6;
 
-	if (host == NULL || host[0] == '\0')
-		host = "127.0.0.1";
-	len = strlen(host);
-	if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-		host++;
-		len -= 2;
+	*port = 0;
+	if (s[0] == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			return false;
+		s++;
+		len = (size_t)(end - s);
+		if (end[1] == ':')
+			colon = end + 1;
+		else if (end[1] != '\0')
+			return false;
+	} else {
+		colon = strchr(s, ':');
+		if (colon != NULL && strchr(colon + 1, ':') != NULL)
+			colon = NULL; /* two colons: a bare IPv6 address */
+		len = colon != NULL ? (size_t)(colon - s) : strlen(s);
 	}
-	if (len == 0 || len >= sizeof(h))
-		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "server host must be 1-%zu characters",
-				      sizeof(h) - 1);
-	memcpy(h, host, len);
+	if (len == 0 || len >= hlen)
+		return false;
+	memcpy(h, s, len);
 	h[len] = '\0';
 	for (size_t i = 0; i < len; i++)
 		if (!host_char(h[i]))
+			return false;
+	if (colon != NULL) {
+		char *stop;
+
+		if (colon[1] < '0' || colon[1] > '9')
+			return false;
+		*port = strtol(colon + 1, &stop, 10);
+		if (*stop != '\0' && strcmp(stop, "/") != 0)
+			return false;
+		if (*port < 1 || *port > 65535 - (PARLEY_NSERVICES - 1))
+			return false;
+	}
+	return true;
+}
+
+rpc_code
+parley_endpoints_for_host(parley_endpoints *ep, const char *server, rpc_status *st)
+{
+	const char *rest, *scheme = "tcp";
+	char h[200];
+	long port;
+
+	if (server == NULL || server[0] == '\0')
+		server = "127.0.0.1";
+	if ((rest = strstr(server, "://")) != NULL) {
+		size_t n = (size_t)(rest - server);
+
+		if (n == 3 && strncmp(server, "tcp", 3) == 0)
+			scheme = "tcp";
+		else if (n == 7 && strncmp(server, "tls+tcp", 7) == 0)
+			scheme = "tls+tcp";
+		else
 			return rpc_status_set(st, RPC_INVALID_ARGUMENT,
-					      "'%s' is not a host name or address (give a host, "
-					      "not a URL; per-service URLs have their own flags)",
-					      host);
-	v6 = strchr(h, ':') != NULL;
+					      "'%.64s': --server takes tcp:// or tls+tcp:// URLs; "
+					      "give other transports per service (--auth URL, ...)",
+					      server);
+		server = rest + 3;
+	}
+	if (!split_host_port(server, h, sizeof(h), &port))
+		return rpc_status_set(st, RPC_INVALID_ARGUMENT,
+				      "'%.64s' is not HOST or HOST:PORT (PORT the base port, 1-%d: "
+				      "auth at PORT, rooms PORT+1, history PORT+2, messaging PORT+3)",
+				      server, 65535 - (PARLEY_NSERVICES - 1));
 	for (int s = 0; s < PARLEY_NSERVICES; s++)
-		snprintf(ep->url[s], PARLEY_URL_MAX, v6 ? "tcp://[%s]:%d" : "tcp://%s:%d", h,
-			 default_ports[s]);
+		snprintf(ep->url[s], PARLEY_URL_MAX, strchr(h, ':') ? "%s://[%s]:%ld" : "%s://%s:%ld",
+			 scheme, h, port ? port + s : (long)default_ports[s]);
 	return rpc_status_set(st, RPC_OK, NULL);
 }
 

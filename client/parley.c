@@ -4,7 +4,7 @@
  * interactive chat (interactive.c).
  *
  * Where to connect, strongest first: a service's flag (--auth URL), its
- * environment variable (PARLEY_AUTH), --server HOST, PARLEY_SERVER, the
+ * environment variable (PARLEY_AUTH), --server SERVER, PARLEY_SERVER, the
  * endpoints saved with the login, and 127.0.0.1 at the default ports.
  *
  * Exit status: 0 success; 1 a call failed ("error: STATUS_NAME: message" on
@@ -179,7 +179,9 @@ static const char connection_help[] =
 	"Where to connect (strongest first: a service's flag, its environment\n"
 	"variable, --server, PARLEY_SERVER, the servers of the saved login,\n"
 	"127.0.0.1):\n"
-	"  --server HOST       every service at its default port on HOST   [PARLEY_SERVER]\n"
+	"  --server SERVER     HOST (every service at its default port), HOST:PORT\n"
+	"                      (auth at PORT, rooms PORT+1, history PORT+2, messaging\n"
+	"                      PORT+3), or tcp://HOST[:PORT]                [PARLEY_SERVER]\n"
 	"  --auth URL          the auth service, e.g. tcp://10.0.0.5:5201   [PARLEY_AUTH]\n"
 	"  --rooms URL         the rooms service (default port 5202)        [PARLEY_ROOMS]\n"
 	"  --history URL       the history service (default port 5203)      [PARLEY_HISTORY]\n"

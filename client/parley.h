@@ -81,9 +81,12 @@ typedef struct parley_endpoints {
 	char url[PARLEY_NSERVICES][PARLEY_URL_MAX];
 } parley_endpoints;
 
-/* Sets every service to its default port on host ("127.0.0.1" when host is
- * NULL or empty). host is a name or an address; an IPv6 address may be
- * bracketed or not. INVALID_ARGUMENT for anything else. */
+/* Sets every service from one server: "HOST" (each service at its default
+ * port), "HOST:PORT" (PORT is the base: auth at PORT, rooms PORT+1, history
+ * PORT+2, messaging PORT+3), or either as a tcp:// or tls+tcp:// URL.
+ * NULL or "" means 127.0.0.1. An IPv6 address may be bracketed, and must be
+ * to carry a port. INVALID_ARGUMENT, saying what is accepted, for anything
+ * else. */
 rpc_code parley_endpoints_for_host(parley_endpoints *ep, const char *host, rpc_status *st);
 
 /* Sets one service's address (an nng URL such as tcp://10.0.0.5:5204). */

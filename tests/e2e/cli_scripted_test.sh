@@ -14,6 +14,19 @@ signup alice
 signup bob
 signup carol
 
+# whoami: the saved user, checked with the server.
+expect 0 alice whoami
+out_has "^alice$"
+expect 0 alice whoami --json
+out_has '^\{"user_id":"alice","expires_at_ms":[0-9]+,"rooms":0,"auth":"tcp://127.0.0.1:'
+mkdir -p "$work/home-carol2/parley" && chmod 700 "$work/home-carol2/parley"
+cp -p "$work/home-carol/parley/session" "$work/home-carol2/parley/session"
+expect 0 carol2 logout
+expect_err 1 UNAUTHENTICATED carol whoami
+grep -q "has ended; run 'parley login USER'" "$work/err" || fail "whoami after the end: $(cat "$work/err")"
+echo "pw-carol-secret" | as carol login carol --password-stdin >/dev/null
+ok "whoami"
+
 # rooms / create -------------------------------------------------------------
 expect 0 alice rooms
 expect 0 alice create lobby "The Lobby" --topic "say hi"

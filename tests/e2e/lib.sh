@@ -43,10 +43,14 @@ pick_ports() {
   [[ -z ${port_auth:-} ]] || return 0
   local ports
   # shellcheck disable=SC2207
-  ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 7))
+  # The four public services on neighbouring ports: --server 127.0.0.1:$port_auth
+  # reaches them all.
+  ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 4 --consecutive))
   port_auth=${ports[0]} port_rooms=${ports[1]} port_history=${ports[2]}
-  port_messaging=${ports[3]} port_events=${ports[4]} port_room_events=${ports[5]}
-  port_rooms_internal=${ports[6]}
+  port_messaging=${ports[3]}
+  # shellcheck disable=SC2207
+  ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 3))
+  port_events=${ports[0]} port_room_events=${ports[1]} port_rooms_internal=${ports[2]}
   export PARLEY_AUTH="tcp://127.0.0.1:$port_auth"
   export PARLEY_ROOMS="tcp://127.0.0.1:$port_rooms"
   export PARLEY_HISTORY="tcp://127.0.0.1:$port_history"
