@@ -55,10 +55,30 @@ say(const char *prefix, const char *arg)
 	return CLI_EXIT_OK;
 }
 
+/* Set for commands that act with the saved session: an UNAUTHENTICATED
+ * then means that session has ended, and the way on is to log in again. */
+static bool session_command;
+
 static int
 fail(rpc_code code, const rpc_status *st)
 {
+	if (code == RPC_UNAUTHENTICATED && session_command) {
+		strbuf sb = {0};
+		int rc;
+
+		sb_puts(&sb, st->message);
+		sb_puts(&sb, " (the saved session has ended; run 'parley login USER' to log in again)");
+		rc = cli_fail(code, sb_str(&sb));
+		sb_free(&sb);
+		return rc;
+	}
 	return cli_fail(code, st->message);
+}
+
+void
+cli_commands_init(const cli_command *cmd)
+{
+	session_command = cmd->needs_login;
 }
 
 /* register / login / logout ---------------------------------------------- */
@@ -422,6 +442,21 @@ tail_signal(int sig, void *arg)
 	pthread_mutex_unlock(&t->mtx);
 }
 
+/* A room left from elsewhere, or joined again: said on stderr at once; its
+ * events resume from where they stopped when the user is a member again. */
+static void
+tail_member(const char *room_id, bool member, void *arg)
+{
+	strbuf sb = {0};
+
+	sb_puts(&sb, member ? "parley: a member of " : "parley: no longer a member of ");
+	sb_sanitized(&sb, room_id, 64);
+	sb_puts(&sb, member ? " again; resuming"
+			    : "; waiting until you are a member again (parley join ROOM)");
+	cli_write_line(stderr, &sb);
+	sb_free(&sb);
+}
+
 static void
 tail_event(const Parley__V1__Event *ev, void *arg)
 {
@@ -493,6 +528,7 @@ cmd_tail(cli_ctx *ctx, int argc, char **argv)
 	if (t.stop)
 		parley_follow_cancel(f);
 	pthread_mutex_unlock(&t.mtx);
+	parley_follow_watch(f, 0, tail_member, &t);
 
 	for (;;) {
 		code = parley_follow_poll(f, TAIL_POLL_MS, tail_event, &t, &st);
@@ -511,9 +547,7 @@ cmd_tail(cli_ctx *ctx, int argc, char **argv)
 				strbuf sb = {0};
 
 				sb_puts(&sb, "parley: connection lost (");
-				sb_puts(&sb, rpc_code_name(code));
-				sb_puts(&sb, ": ");
-				sb_sanitized(&sb, st.message, 200);
+				sb_humanized(&sb, st.message, 200);
 				sb_puts(&sb, "); resuming when the server is back");
 				cli_write_line(stderr, &sb);
 				sb_free(&sb);

@@ -674,13 +674,13 @@ sleep_ms(int64_t ms)
 }
 
 rpc_code
-parley_send(parley_conn *c, const char *room_id, const char *text, const char *client_msg_id,
-	    Parley__V1__SendResponse **out, rpc_status *st)
+parley_send_until(parley_conn *c, const char *room_id, const char *text,
+		  const char *client_msg_id, int64_t deadline, const bool *cancel,
+		  Parley__V1__SendResponse **out, rpc_status *st)
 {
 	Parley__V1__SendRequest req = PARLEY__V1__SEND_REQUEST__INIT;
 	Parley__V1__SendResponse *resp;
 	char id[PARLEY_CLIENT_MSG_ID_LEN + 1];
-	int64_t deadline = rpc_now_ms() + c->timeout_ms;
 	int64_t backoff = 50;
 	rpc_code code;
 
@@ -695,10 +695,13 @@ parley_send(parley_conn *c, const char *room_id, const char *text, const char *c
 	for (;;) {
 		int64_t left = deadline - rpc_now_ms();
 
+		if (cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE))
+			return rpc_status_set(st, RPC_CANCELLED, "sending stopped");
 		if (left <= 0)
 			return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "send not acknowledged in time");
 		code = call(c, PARLEY_MESSAGING, &parley__v1__messaging__descriptor, "Send",
-			    &req.base, (ProtobufCMessage **)&resp, (uint32_t)left, st);
+			    &req.base, (ProtobufCMessage **)&resp,
+			    (uint32_t)(left < PARLEY_SEND_TRY_MS ? left : PARLEY_SEND_TRY_MS), st);
 		if (code == RPC_OK)
 			break;
 		if (!parley_code_transient(code))
@@ -716,6 +719,28 @@ parley_send(parley_conn *c, const char *room_id, const char *text, const char *c
 	if (resp->seq == 0)
 		return bad_reply(resp, PARLEY_MESSAGING, "Send without a seq", st);
 	return deliver(resp, out, st);
+}
+
+rpc_code
+parley_send(parley_conn *c, const char *room_id, const char *text, const char *client_msg_id,
+	    Parley__V1__SendResponse **out, rpc_status *st)
+{
+	return parley_send_until(c, room_id, text, client_msg_id, rpc_now_ms() + c->timeout_ms,
+				 NULL, out, st);
+}
+
+bool
+parley_user_id_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 3 || n > 32 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '.' || s[i] == '-'))
+			return false;
+	return true;
 }
 
 rpc_code

@@ -81,6 +81,7 @@ cli_block_signals(void)
 	sigaddset(&handled, SIGTERM);
 	sigaddset(&handled, SIGHUP);
 	sigaddset(&handled, SIGWINCH);
+	sigaddset(&handled, SIGCONT); /* back from Ctrl-Z: redraw */
 	pthread_sigmask(SIG_BLOCK, &handled, NULL);
 }
 
@@ -509,6 +510,8 @@ run(int argc, char **argv, char **pos)
 			rc = cli_local_error("the saved session is damaged; log in again");
 		ctx.have_session = false;
 	}
+	if (current != NULL)
+		cli_commands_init(current);
 	if (rc == CLI_EXIT_OK)
 		rc = current != NULL ? current->run(&ctx, npos - 1, pos + 1) : cli_interactive(&ctx);
 	disconnect_bounded(ctx.conn);
