@@ -92,6 +92,11 @@ cmd_register(cli_ctx *ctx, int argc, char **argv)
 	rpc_code code;
 	int rc;
 
+	/* Before the password prompts: nobody should type a password twice
+	 * for an id the server refuses. */
+	if (!parley_user_id_valid(argv[0]))
+		return cli_usage_error(ctx, "'%s' is not a user id: a user id is %s", argv[0],
+				       PARLEY_USER_ID_RULE);
 	if ((rc = cli_read_password(ctx, true, pw, sizeof(pw))) != CLI_EXIT_OK)
 		return rc;
 	code = parley_register(ctx->conn, argv[0], pw, ctx->display_name, ctx->email, &resp, &st);
@@ -333,8 +338,8 @@ message_text(const cli_ctx *ctx, int argc, char **argv, strbuf *text)
 	}
 	if (text->oom)
 		return cli_local_error("out of memory");
-	if (text->len == 0)
-		return cli_usage_error(ctx, "nothing to send");
+	if (text->len == 0 || strspn(text->p, " \t\r\n\v\f") == text->len)
+		return cli_usage_error(ctx, "nothing to send (the message is empty or only spaces)");
 	if (text->len > TEXT_MAX)
 		return cli_usage_error(ctx, "message longer than %d bytes", TEXT_MAX);
 	if (strlen(text->p) != text->len)
@@ -404,9 +409,10 @@ cmd_history(cli_ctx *ctx, int argc, char **argv)
 	if ((ctx->given & OPT_BEFORE) && (ctx->given & OPT_AFTER))
 		return cli_usage_error(ctx, "--before and --after do not go together");
 	/* 0 would mean "unset" on the wire, and so the latest events. */
-	if (((ctx->given & OPT_BEFORE) && ctx->before == 0) ||
-	    ((ctx->given & OPT_AFTER) && ctx->after == 0) || n == 0)
-		return cli_usage_error(ctx, "-n, --before and --after must be at least 1");
+	if ((ctx->given & OPT_BEFORE) && ctx->before == 0)
+		return cli_usage_error(ctx, "--before: '0' is not a sequence number from 1 up");
+	if ((ctx->given & OPT_AFTER) && ctx->after == 0)
+		return cli_usage_error(ctx, "--after: '0' is not a sequence number from 1 up");
 	code = parley_history(ctx->conn, argv[0], ctx->before, ctx->after, n, &resp, &st);
 	if (code != RPC_OK)
 		return fail(code, &st);

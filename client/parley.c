@@ -374,6 +374,7 @@ run(int argc, char **argv, char **pos)
 	cli_ctx ctx = {.cmd_name = NULL};
 	const char *server = NULL, *flags[PARLEY_NSERVICES] = {0};
 	int npos = 0, opt, rc;
+	const char *lines_arg = NULL;
 	bool help = false;
 	char err[512];
 	rpc_status st;
@@ -402,11 +403,10 @@ run(int argc, char **argv, char **pos)
 		case LO_JSON: ctx.json = true; break;
 		case 'n':
 		case LO_LINES:
+			/* The range depends on the command (history 1-500, tail
+			 * 0-500), which may come later: checked there. */
 			opt = LO_LINES;
-			if (!parse_u64(optarg, PARLEY_HISTORY_MAX, &v))
-				return cli_usage_error(NULL, "-n: '%s' is not a number from 0 to %d",
-						       optarg, PARLEY_HISTORY_MAX);
-			ctx.lines = (uint32_t)v;
+			lines_arg = optarg;
 			break;
 		case LO_BEFORE:
 		case LO_AFTER:
@@ -470,6 +470,15 @@ run(int argc, char **argv, char **pos)
 			rc = cli_usage_error(&ctx, "%s arguments (usage: parley %s %s)",
 					     nargs < current->min_args ? "missing" : "too many",
 					     current->name, current->args);
+		}
+		if (rc == CLI_EXIT_OK && lines_arg != NULL) {
+			uint64_t min = strcmp(current->name, "tail") == 0 ? 0 : 1;
+
+			if (!parse_u64(lines_arg, PARLEY_HISTORY_MAX, &v) || v < min)
+				rc = cli_usage_error(&ctx, "-n: '%s' is not a number from %llu to %d",
+						     lines_arg, (unsigned long long)min,
+						     PARLEY_HISTORY_MAX);
+			ctx.lines = (uint32_t)v;
 		}
 		if (rc != CLI_EXIT_OK)
 			return rc;

@@ -28,6 +28,15 @@ expect_err 2 usage nobody join a b
 expect_err 2 usage nobody rooms --before 3
 expect_err 2 usage nobody history lobby -n abc
 expect_err 2 usage nobody history lobby -n 501
+cp "$work/err" "$work/err501"
+expect_err 2 usage nobody history lobby -n 0
+# -n 0 and -n 501 say the same thing, and point to the command's help.
+for f in "$work/err" "$work/err501"; do
+  grep -q "^parley history: -n: '[0-9]*' is not a number from 1 to 500$" "$f" || fail "-n message: $(cat "$f")"
+  grep -q "^Try 'parley history --help'.$" "$f" || fail "-n hint: $(cat "$f")"
+done
+expect_err 2 usage nobody tail lobby -n 501
+grep -q "is not a number from 0 to 500" "$work/err" || fail "tail -n message: $(cat "$work/err")"
 expect_err 2 usage nobody rooms --timeout 0
 expect_err 2 usage nobody rooms --no-such-option
 expect_err 2 usage nobody history lobby --before
@@ -54,7 +63,11 @@ echo "pw-alice-secret" | expect_err 1 ALREADY_EXISTS alice register alice --pass
 echo "short" >"$work/pw"
 as alice register shorty --password-stdin <"$work/pw" 2>"$work/err" && fail "short password accepted"
 grep -q "^error: INVALID_ARGUMENT: " "$work/err" || fail "short password: $(cat "$work/err")"
-expect_err 1 INVALID_ARGUMENT alice register "Bad User!" --password-stdin <<<"pw-long-enough"
+# A bad user id is refused before any password is asked for.
+expect_err 2 usage alice register "Bad User!" --password-stdin <<<"pw-long-enough"
+grep -q "is not a user id: a user id is 3 to 32 characters" "$work/err" || fail "register id: $(cat "$work/err")"
+expect_err 2 usage alice register "x" </dev/null
+grep -q "password" "$work/err" && fail "asked for a password for a bad id: $(cat "$work/err")"
 expect_err 2 usage alice register carol </dev/null   # stdin is not a terminal
 expect_err 2 usage alice login alice --password-stdin </dev/null  # nothing on stdin
 ok "register"
