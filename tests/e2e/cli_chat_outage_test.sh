@@ -26,8 +26,10 @@ login_person bob
 login_person carol
 enter bob lobby
 enter carol lobby
-spawn alice tail lobby -n 0 >"$work/tail.out" 2>"$work/tail.err"
+spawn alice tail lobby -n 1 >"$work/tail.out" 2>"$work/tail.err"
 tail_pid=$spawned
+# Its session is open once it has shown the room's last event (-n 1).
+wait_for "tail to start" 10 test -s "$work/tail.out"
 as alice send lobby "before the outage"
 sees bob "alice: before the outage$"
 wait_for "tail to show the first message" 10 grep -q "before the outage" "$work/tail.out"

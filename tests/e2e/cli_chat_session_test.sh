@@ -21,8 +21,10 @@ login_person bob
 enter bob lobby
 # bob's other shell: the same config home, so the same session.
 other() { as bob --server "127.0.0.1:$port_auth" "$@"; }
-spawn bob tail lobby -n 0 >"$work/tail.out" 2>"$work/tail.err"
+spawn bob tail lobby -n 1 >"$work/tail.out" 2>"$work/tail.err"
 tail_pid=$spawned
+# Its session is open once it has shown the room's last event (-n 1).
+wait_for "tail to start" 10 test -s "$work/tail.out"
 as alice send lobby "hello all"
 sees bob "alice: hello all$"
 wait_for "tail" 10 grep -q "hello all" "$work/tail.out"

@@ -11,12 +11,13 @@ kill_tmux() { tmx kill-server 2>/dev/null || true; }
 cleanup_hooks+=(kill_tmux)
 
 # person NAME [COLS ROWS]: a terminal running `parley --server HOST:PORT`
-# as NAME; parley's pid is left in $work/NAME.pid.
+# as NAME (no per-service variables: --server alone finds the services);
+# parley's pid is left in $work/NAME.pid.
 person() {
   local who=$1 cols=${2:-80} rows=${3:-24}
   mkdir -p "$work/home-$who"
   tmx new-session -d -s "$who" -x "$cols" -y "$rows" \
-    "sh -c 'echo \$\$ >\"$work/$who.pid\"; exec env XDG_CONFIG_HOME=\"$work/home-$who\" TZ=UTC \
+    "sh -c 'echo \$\$ >\"$work/$who.pid\"; exec env -u PARLEY_AUTH -u PARLEY_ROOMS -u PARLEY_HISTORY -u PARLEY_MESSAGING XDG_CONFIG_HOME=\"$work/home-$who\" TZ=UTC \
        \"$PARLEY\" --server 127.0.0.1:$port_auth ${PERSON_ARGS:-} 2>\"$work/$who.stderr\"'; \
      echo '[parley exited]'; sleep 600"
   tmx set-option -t "$who" history-limit 5000 >/dev/null
