@@ -139,7 +139,11 @@ back_off(parley_follow *f, rpc_code code, const rpc_status *st)
 {
 	int64_t wait = f->backoff;
 
-	if (st != NULL && st->retry_after_ms > wait)
+	/* A server over its limits (RESOURCE_EXHAUSTED) is given the time it
+	 * asks for. One that is stopping asks too, but the next try waits for
+	 * the connection to come back by itself: honouring the hint would
+	 * delay the reconnect after a quick restart. */
+	if (code == RPC_RESOURCE_EXHAUSTED && st != NULL && st->retry_after_ms > wait)
 		wait = st->retry_after_ms > 5000 ? 5000 : st->retry_after_ms;
 	f->need_open = true;
 	f->last_code = code;

@@ -32,7 +32,7 @@ complete_words() {
   XDG_CONFIG_HOME="$work/home-alice" PATH="$(dirname "$PARLEY"):$PATH" bash -c '
     source "$1"; shift
     COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1))
-    _parley; printf "%s\n" "${COMPREPLY[@]}"' _ "$completion" "$@" | sort | tr '\n' ' '
+    _parley; printf "%s\n" "${COMPREPLY[@]}"' _ "$completion" "$@" | grep . | sort | tr '\n' ' ' || true
 }
 [[ $(complete_words parley hi) == "history " ]] || fail "command: $(complete_words parley hi)"
 [[ $(complete_words parley wh) == "whoami who " || $(complete_words parley wh) == "who whoami " ]] ||
@@ -41,5 +41,7 @@ complete_words() {
 [[ $(complete_words parley join lo) == "lobby lounge " ]] || fail "rooms: $(complete_words parley join lo)"
 [[ $(complete_words parley --server x:1 send lou) == "lounge " ]] || fail "after an option: $(complete_words parley --server x:1 send lou)"
 [[ $(complete_words parley health me) == "messaging " ]] || fail "services"
+[[ $(complete_words parley history -n 5 lo) == "lobby lounge " ]] || fail "after -n N: $(complete_words parley history -n 5 lo)"
+[[ -z $(complete_words parley history lobby lo) ]] || fail "history takes one room"
 ok "bash completion"
 ok "cli docs test"
