@@ -26,6 +26,14 @@
 
 static ui *the_ui; /* for libedit's callbacks, which have no argument */
 
+/*
+ * libedit (3.1-20221030) points rl_line_buffer at a conversion buffer once
+ * and writes a NUL at rl_end into it after every key, also after it has
+ * reallocated that buffer for a long line: a write to freed memory. It
+ * writes here instead; nothing reads it (see screen.c).
+ */
+static char line_buffer[1 << 20];
+
 /* The editor --------------------------------------------------------------- */
 
 void
@@ -91,31 +99,16 @@ editor_on(ui *u)
 	rl_callback_handler_install(u->prompt, on_line);
 	u->rl_active = true;
 	u->edit_w = 0;
-	free(u->inserted);
-	u->inserted = NULL;
+	rl_line_buffer = line_buffer;
 	if (u->restore != NULL) {
 		rl_insert_text(u->restore);
 		u->edit_w = (int)cli_display_width(u->restore);
 		fputs("\r\033[J", stdout);
 		rl_forced_update_display();
 		fflush(stdout);
-		u->inserted = u->restore; /* what the editor holds until a key */
+		free(u->restore);
 		u->restore = NULL;
 	}
-}
-
-/* What is being typed (malloc'd, NULL if nothing): libedit's buffer is
- * only current after a key (see screen.c). */
-static char *
-editor_text(ui *u)
-{
-	if (!u->rl_active)
-		return NULL;
-	if (u->edit_w >= 0)
-		return u->inserted != NULL ? strdup(u->inserted) : NULL;
-	if (rl_line_buffer != NULL && rl_end > 0)
-		return strndup(rl_line_buffer, (size_t)rl_end);
-	return NULL;
 }
 
 /* Takes the prompt off the screen (the pending lines stay). */
@@ -199,12 +192,17 @@ ui_ask(ui *u, const char *prompt, bool echo, char *buf, size_t len)
 	if (u->tty || (u->in_len == 0 && isatty(STDIN_FILENO))) {
 		/* From the terminal (also when only stdout is redirected, so that
 		 * a password never shows), below the pending lines. */
+		bool ok;
+
 		screen_clear_live(u);
-		if (cli_read_line(STDIN_FILENO, stdout, prompt, echo, buf, len, &too_long) < 0) {
-			screen_draw_live(u);
-			return false;
-		}
+		if (u->rl_active)
+			rl_deprep_terminal(); /* the editor keeps what was typed */
+		ok = cli_read_line(STDIN_FILENO, stdout, prompt, echo, buf, len, &too_long) >= 0;
+		if (u->rl_active)
+			rl_prep_terminal(1);
 		screen_draw_live(u);
+		if (!ok)
+			return false;
 	} else {
 		char *line = pipe_line(u, true);
 		if (line == NULL)
@@ -294,15 +292,10 @@ handle_typed(ui *u)
 		t = inq_pop(u);
 		if (is_command(p)) {
 			char *line = strdup(p);
-			bool was_on = u->rl_active;
 
-			/* The command may ask for a password: the editor is off
-			 * while it runs, and what was typed comes back after. */
-			if (was_on) {
-				free(u->restore);
-				u->restore = editor_text(u);
-				editor_off(u);
-			}
+			/* With the editor on (a command that waited), its output
+			 * goes above the prompt, which keeps what is being typed;
+			 * a question it asks is put below (ui_ask). */
 			if (u->tty) {
 				strbuf sb = {0};
 
@@ -319,8 +312,6 @@ handle_typed(ui *u)
 				u->session_lost = false;
 				chat_session_ended(u);
 			}
-			if (was_on)
-				editor_on(u);
 		} else if (p[0] != '\0' || t->text[0] != '\0') {
 			message(u, t->text);
 		}
@@ -411,13 +402,11 @@ resumed(ui *u)
 {
 	if (!u->rl_active)
 		return;
-	free(u->restore);
-	u->restore = editor_text(u);
-	rl_callback_handler_remove();
-	u->rl_active = false;
+	rl_deprep_terminal();
+	rl_prep_terminal(1);
 	fputs("\r\n", stdout);
 	u->live_rows = 0;
-	editor_on(u);
+	screen_draw_live(u);
 }
 
 static void
@@ -441,17 +430,8 @@ woken(ui *u)
 		rl_resize_terminal();
 	drain(u);
 	if (u->session_lost && !u->quit) {
-		bool was_on = u->rl_active;
-
 		u->session_lost = false;
-		if (was_on) {
-			free(u->restore);
-			u->restore = editor_text(u);
-			editor_off(u);
-		}
 		chat_session_ended(u);
-		if (was_on)
-			editor_on(u);
 	}
 	handle_typed(u);
 	redraw_prompt(u);
@@ -469,6 +449,10 @@ pipe_done(ui *u)
 static void
 read_keys(ui *u)
 {
+	/* libedit updates rl_point and rl_end after a key only when the line
+	 * is not empty afterwards (rl_callback_read_char returns early on an
+	 * empty line): zero first, so that an emptied line reads as one. */
+	rl_point = rl_end = 0;
 	rl_callback_read_char();
 	u->edit_w = -1;
 	if (u->want_clear) {
@@ -564,7 +548,6 @@ out:
 		free(inq_pop(&u));
 	free(u.typed);
 	free(u.restore);
-	free(u.inserted);
 	if (u.wake[0] >= 0) {
 		close(u.wake[0]);
 		close(u.wake[1]);

@@ -144,7 +144,7 @@ outbox_pending(ui *u)
 
 	pthread_mutex_lock(&u->mtx);
 	for (outmsg *m = u->out; m != NULL; m = m->next)
-		n++;
+		n += m->state != OUT_HELD;
 	pthread_mutex_unlock(&u->mtx);
 	return n;
 }

@@ -13,8 +13,11 @@
  * key, and still hold the previous line right after a new prompt is
  * installed (which made each incoming line overwrite the one before after
  * a wrapped line was sent): so ui.edit_w holds the width while it is known
- * (0 for a fresh prompt) and the libedit variables are read only after a
- * key. Main thread only.
+ * (0 for a fresh prompt), and after a key the text comes from
+ * rl_copy_text (only for a line that is not empty: for an empty one it
+ * hands back an unterminated byte). rl_line_buffer itself is never read: libedit leaves it
+ * pointing at a buffer it has reallocated once a line grows long
+ * (interactive.c points it at a buffer of ours). Main thread only.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +39,21 @@ screen_editor_rows(const ui *u)
 	w = cli_display_width(u->prompt);
 	if (u->edit_w >= 0) {
 		w += (size_t)u->edit_w;
-	} else if (rl_line_buffer != NULL && rl_point > 0 && rl_point <= rl_end) {
-		char *before = strndup(rl_line_buffer, (size_t)rl_point);
+	} else if (rl_point > 0 && rl_end > 0 && rl_point <= rl_end) {
+		/* libedit's rl_copy_text copies one byte less than asked, and
+		 * never past the end: ask one past the cursor. At the end of the
+		 * line the last byte is missing: its character counts 1. */
+		char *before = rl_copy_text(0, rl_point + 1);
+		size_t got = before != NULL ? strlen(before) : 0;
 
+		if (before != NULL && got < (size_t)rl_point) {
+			while (got > 0 && ((unsigned char)before[got - 1] & 0xc0) == 0x80)
+				got--; /* a character cut short */
+			if (got > 0 && (unsigned char)before[got - 1] >= 0xc0)
+				got--;
+			before[got] = '\0';
+			w += 1;
+		}
 		if (before != NULL)
 			w += cli_display_width(before);
 		free(before);

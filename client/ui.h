@@ -92,7 +92,6 @@ typedef struct ui {
 	char prompt[4 * (ROOM_ID_MAX + RPC_USER_ID_MAX) + 24]; /* terminal-safe */
 	char *typed;		/* a line from libedit, not yet handled */
 	char *restore;		/* text to put back in the editor when it is on */
-	char *inserted;		/* the text put back, while edit_w >= 0 */
 	bool typed_eof;
 	bool want_clear;	/* Ctrl-L */
 	typed_line *inq, *inq_tail;
@@ -163,7 +162,8 @@ bool outbox_start(ui *u);
 void outbox_stop(ui *u);
 /* Queues text for room; shown pending until its copy comes back. */
 bool outbox_add(ui *u, const char *room, const char *text);
-/* Messages typed and not yet settled (stored and shown, or failed). */
+/* Messages typed and not yet settled (stored and shown, or failed); held
+ * ones (the session ended) do not count: they wait for a login. */
 size_t outbox_pending(ui *u);
 /* Settles what the sender finished and what came back (msg_id of a line
  * just shown, or NULL); prints failures. Main thread. */
