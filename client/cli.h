@@ -121,6 +121,11 @@ bool cli_session_remove(char *err, size_t errlen);
 long cli_read_line(int fd, FILE *out, const char *prompt, bool echo, char *buf, size_t len,
 		   bool *too_long);
 
+/* Turns the terminal's echo on or off (nothing else); false if fd is not
+ * a terminal or it failed. What is typed meanwhile stays in the input
+ * queue. */
+bool cli_term_echo(int fd, bool on);
+
 /* Columns of the terminal on fd, or 0 if it is not one. */
 int cli_term_columns(int fd);
 

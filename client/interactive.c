@@ -96,6 +96,9 @@ editor_on(ui *u)
 	screen_clear_live(u);
 	screen_draw_live(u);
 	set_prompt(u);
+	/* Back on before libedit takes the terminal: it adopts the cooked
+	 * mode it finds, and puts that back when parley ends. */
+	cli_term_echo(STDIN_FILENO, true);
 	rl_callback_handler_install(u->prompt, on_line);
 	u->rl_active = true;
 	u->edit_w = 0;
@@ -197,7 +200,11 @@ ui_ask(ui *u, const char *prompt, bool echo, char *buf, size_t len)
 		screen_clear_live(u);
 		if (u->rl_active)
 			rl_deprep_terminal(); /* the editor keeps what was typed */
+		if (echo)
+			cli_term_echo(STDIN_FILENO, true);
 		ok = cli_read_line(STDIN_FILENO, stdout, prompt, echo, buf, len, &too_long) >= 0;
+		if (echo && !u->rl_active)
+			cli_term_echo(STDIN_FILENO, false);
 		if (u->rl_active)
 			rl_prep_terminal(1);
 		screen_draw_live(u);
@@ -326,6 +333,9 @@ typed(ui *u, char *line)
 		screen_erase_typed(u, line);
 		rl_callback_handler_remove();
 		u->rl_active = false;
+		/* Keys typed while a command runs wait for the editor instead of
+		 * showing where its output goes. */
+		cli_term_echo(STDIN_FILENO, false);
 		if (line[0] != '\0')
 			add_history(line);
 	}
@@ -536,8 +546,10 @@ cli_interactive(cli_ctx *ctx)
 	if (u.tty && outbox_pending(&u) > 0)
 		ui_show(&u, "* leaving with messages still on their way; they may not have been sent");
 	editor_off(&u);
-	if (u.tty)
+	if (u.tty) {
+		cli_term_echo(STDIN_FILENO, true);
 		fputc('\n', stdout);
+	}
 
 out:
 	outbox_stop(&u);
