@@ -522,13 +522,21 @@ parley_new_client_msg_id(char id[PARLEY_CLIENT_MSG_ID_LEN + 1])
 	id[PARLEY_CLIENT_MSG_ID_LEN] = '\0';
 }
 
+/* Sleeps ms on the monotonic clock (the one timed-wait helper). */
 static void
 sleep_ms(int64_t ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;
+	int64_t until = rpc_now_ms() + ms;
 
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	rpc_cond_init(&cv);
+	pthread_mutex_lock(&mtx);
+	while (rpc_now_ms() < until)
+		rpc_cond_wait_until(&cv, &mtx, until);
+	pthread_mutex_unlock(&mtx);
+	pthread_cond_destroy(&cv);
+	pthread_mutex_destroy(&mtx);
 }
 
 rpc_code
