@@ -319,8 +319,10 @@ handle_typed(ui *u)
 				u->session_lost = false;
 				chat_session_ended(u);
 			}
-		} else if (p[0] != '\0' || t->text[0] != '\0') {
-			message(u, t->text);
+		} else if (p[0] != '\0') {
+			/* Leading blanks go, as before a command; a line of blanks
+			 * only is not a message and is passed over without a word. */
+			message(u, p);
 		}
 		free(t);
 	}
