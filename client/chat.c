@@ -445,15 +445,6 @@ chat_command(ui *u, char *line)
 	}
 }
 
-static bool
-blank(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\v' && *s != '\f')
-			return false;
-	return true;
-}
-
 const char *
 chat_message_problem(ui *u, const char *text)
 {
@@ -463,7 +454,7 @@ chat_message_problem(ui *u, const char *text)
 		return "not in a room; /join ROOM first";
 	if (u->away)
 		return "you are no longer a member of this room; /join it to return";
-	if (blank(text))
+	if (cli_text_blank(text))
 		return "nothing to send (only spaces)";
 	if (strlen(text) > TEXT_MAX)
 		return "a message is at most 4096 bytes; this one is longer (it is kept in the "

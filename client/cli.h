@@ -129,6 +129,10 @@ bool cli_term_echo(int fd, bool on);
 /* Columns of the terminal on fd, or 0 if it is not one. */
 int cli_term_columns(int fd);
 
+/* True if s is empty or only white space, Unicode's included (no-break,
+ * ideographic, zero-width spaces...): nothing worth sending. */
+bool cli_text_blank(const char *s);
+
 /* Display columns taken by UTF-8 s (wide characters count twice). */
 size_t cli_display_width(const char *s);
 

@@ -338,7 +338,7 @@ message_text(const cli_ctx *ctx, int argc, char **argv, strbuf *text)
 	}
 	if (text->oom)
 		return cli_local_error("out of memory");
-	if (text->len == 0 || strspn(text->p, " \t\r\n\v\f") == text->len)
+	if (text->len == 0 || cli_text_blank(text->p))
 		return cli_usage_error(ctx, "nothing to send (the message is empty or only spaces)");
 	if (text->len > TEXT_MAX)
 		return cli_usage_error(ctx, "message longer than %d bytes", TEXT_MAX);

@@ -319,7 +319,7 @@ handle_typed(ui *u)
 				u->session_lost = false;
 				chat_session_ended(u);
 			}
-		} else if (p[0] != '\0') {
+		} else if (!cli_text_blank(p)) {
 			/* Leading blanks go, as before a command; a line of blanks
 			 * only is not a message and is passed over without a word. */
 			message(u, p);

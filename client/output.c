@@ -480,6 +480,28 @@ cli_write_line(FILE *out, const strbuf *sb)
 	return fflush(out) == 0 && !ferror(out);
 }
 
+bool
+cli_text_blank(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	while (n > 0) {
+		uint32_t cp;
+		size_t len = utf8_decode(p, n, &cp);
+
+		if (len == 0)
+			return false;
+		if (!(cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0x85 || cp == 0xa0 ||
+		      cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200b) || cp == 0x2028 ||
+		      cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000 || cp == 0xfeff))
+			return false;
+		p += len;
+		n -= len;
+	}
+	return true;
+}
+
 /* East Asian wide and fullwidth ranges, emoji: two columns. */
 static bool
 wide(uint32_t cp)

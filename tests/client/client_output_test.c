@@ -255,6 +255,16 @@ test_session(void)
 }
 
 static void
+test_blank(void)
+{
+	TH_CHECK(cli_text_blank(""), "empty");
+	TH_CHECK(cli_text_blank(" \t \r\n"), "ascii");
+	TH_CHECK(cli_text_blank("\xc2\xa0\xe3\x80\x80\xe2\x80\x8b \xef\xbb\xbf"), "nbsp, ideographic, zwsp, bom");
+	TH_CHECK(!cli_text_blank("  x "), "a letter");
+	TH_CHECK(!cli_text_blank(" \xff "), "invalid UTF-8 is not blank");
+}
+
+static void
 test_endpoints(void)
 {
 	parley_endpoints ep;
@@ -336,6 +346,7 @@ main(void)
 	test_rooms_and_errors();
 	test_session();
 	test_endpoints();
+	test_blank();
 	test_client_msg_id();
 	printf("ok client output test\n");
 	return 0;

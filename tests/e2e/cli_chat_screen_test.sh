@@ -71,6 +71,7 @@ ok "a pasted /who prints in its place"
 
 # Spaces only: nothing is sent.
 keys carol "     "
+keys carol $'\u00a0 \u3000'
 keys carol "after the spaces"
 sees carol "carol: after the spaces$"
 expect 0 alice history lobby -n 2 --json

@@ -107,6 +107,8 @@ expect_err 2 usage bob history lobby --before 3 --after 1
 expect_err 2 usage bob history lobby -n 0
 expect_err 2 usage alice send lobby "   "
 grep -q "only spaces" "$work/err" || fail "spaces-only send: $(cat "$work/err")"
+expect_err 2 usage alice send lobby $'\u00a0\u3000'
+grep -q "only spaces" "$work/err" || fail "unicode-spaces-only send: $(cat "$work/err")"
 expect_err 2 usage bob history lobby --after 0
 expect_err 1 NOT_FOUND bob history no-such-room
 ok "send and history"
