@@ -75,7 +75,11 @@ keys carol $'\u00a0 \u3000'
 keys carol "after the spaces"
 sees carol "carol: after the spaces$"
 expect 0 alice history lobby -n 2 --json
-grep -q '"text":" *"' "$work/out" && fail "a spaces-only message was sent"
+python3 - "$work/out" <<'PY' || fail "a blank message was sent: $(cat "$work/out")"
+import json, sys
+texts = [json.loads(l).get("text") for l in open(sys.argv[1])]
+assert texts == ["pasted second", "after the spaces"], texts
+PY
 ok "spaces-only line not sent"
 
 # Errors in words.
