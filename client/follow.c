@@ -371,8 +371,8 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 				back_off(f, code, st);
 			return code;
 		}
-		if (!any_followed(f))
-			return rpc_status_set(st, RPC_OK, NULL);
+		/* Back: say so now (RPC_OK) rather than after a long poll. */
+		return rpc_status_set(st, RPC_OK, NULL);
 	}
 
 	pthread_mutex_lock(&f->mtx);

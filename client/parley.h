@@ -240,7 +240,8 @@ rpc_code parley_follow_new(parley_follow **fp, parley_conn *c, const parley_curs
  * A transient failure (parley_code_transient, or NOT_FOUND for a session the
  * server no longer knows, e.g. after a restart) is returned as it is, and
  * the next call opens a new session from the last seq delivered per room,
- * after a short back-off: keep calling. Any other failure (PERMISSION_DENIED
+ * after a short back-off: keep calling. The call that reopens it returns
+ * RPC_OK at once (no events), so a caller can say it is back. Any other failure (PERMISSION_DENIED
  * after leaving a room, UNAUTHENTICATED, ...) is final. CANCELLED after
  * parley_follow_cancel. A gap in a room's seqs (which a correct server never
  * sends) is filled from History before later events are delivered.
