@@ -104,6 +104,10 @@ pd_start(pd_daemon *d, const bench_opts *o, const char *services, const char *co
 	argv[n++] = d->room_events;
 	argv[n++] = "--rooms-internal-listen";
 	argv[n++] = d->rooms_internal;
+	/* No HTTP face unless a scenario asks (extra comes later and wins):
+	 * the default port may be taken. */
+	argv[n++] = "--http-listen";
+	argv[n++] = "none";
 	for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;

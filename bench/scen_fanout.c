@@ -210,7 +210,7 @@ scen_fanout(const bench_opts *o)
 	int ncases = o->quick ? 2 : 4, maxn = 0;
 	fo_case custom[8];
 	char contexts[32], max_sessions[32], why[300];
-	const char *extra[8];
+	const char *extra[12];
 	static fo_users users;
 	pd_daemon d;
 	breport r;
@@ -248,7 +248,12 @@ scen_fanout(const bench_opts *o)
 	 * no per-user cap beyond the global one. */
 	extra[4] = "--max-user-sessions";
 	extra[5] = max_sessions;
-	extra[6] = NULL;
+	/* Every receiver is a connection of its own, all from 127.0.0.1. */
+	extra[6] = "--max-conns-per-peer";
+	extra[7] = contexts;
+	extra[8] = "--max-conns";
+	extra[9] = contexts;
+	extra[10] = NULL;
 	if (!pd_start(&d, o, "auth,rooms,messaging", extra)) {
 		rep_fail(&r, "parleyd did not start");
 		return rep_finish(&r);

@@ -11,6 +11,8 @@
 
 #include <nng/nng.h>
 
+#include "tls.h"
+
 struct parley_conn {
 	parley_endpoints ep;
 	uint32_t timeout_ms;
@@ -77,6 +79,15 @@ parley_connect(parley_conn **cp, const parley_endpoints *ep, rpc_status *st)
 	}
 	*cp = c;
 	return rpc_status_set(st, RPC_OK, NULL);
+}
+
+rpc_code
+parley_tls_configure(const char *ca_file, const char *cert_file, const char *key_file,
+		     rpc_status *st)
+{
+	rpc_tls_opts o = {.cert_file = cert_file, .key_file = key_file, .ca_file = ca_file};
+
+	return rpc_tls_configure(&o, st);
 }
 
 /* The client of service s, opened on first use. */

@@ -187,7 +187,9 @@ static const char connection_help[] =
 	"  --rooms URL         the rooms service (default port 5202)        [PARLEY_ROOMS]\n"
 	"  --history URL       the history service (default port 5203)      [PARLEY_HISTORY]\n"
 	"  --messaging URL     the messaging service (default port 5204)    [PARLEY_MESSAGING]\n"
-	"  --timeout MS        how long a call may take (default 10000)\n";
+	"  --timeout MS        how long a call may take (default 10000)\n"
+	"  --tls-ca FILE       CA (PEM) that tls+tcp:// servers' certificates must chain to\n"
+	"                      (default: the system's CA bundle)            [PARLEY_TLS_CA]\n";
 
 static void
 usage(FILE *out)
@@ -220,7 +222,7 @@ command_usage(FILE *out, const cli_command *c)
 enum {
 	LO_SERVER = 256, LO_AUTH, LO_ROOMS, LO_HISTORY, LO_MESSAGING, LO_TIMEOUT, LO_HELP,
 	LO_VERSION, LO_JSON, LO_LINES, LO_BEFORE, LO_AFTER, LO_SINCE, LO_PWSTDIN, LO_DISPLAY,
-	LO_EMAIL, LO_NAME, LO_TOPIC, LO_MINE,
+	LO_EMAIL, LO_NAME, LO_TOPIC, LO_MINE, LO_TLS_CA,
 };
 
 static const struct option longopts[] = {
@@ -230,6 +232,7 @@ static const struct option longopts[] = {
 	{"history", required_argument, NULL, LO_HISTORY},
 	{"messaging", required_argument, NULL, LO_MESSAGING},
 	{"timeout", required_argument, NULL, LO_TIMEOUT},
+	{"tls-ca", required_argument, NULL, LO_TLS_CA},
 	{"help", no_argument, NULL, LO_HELP},
 	{"version", no_argument, NULL, LO_VERSION},
 	{"json", no_argument, NULL, LO_JSON},
@@ -373,6 +376,7 @@ run(int argc, char **argv, char **pos)
 	};
 	cli_ctx ctx = {.cmd_name = NULL};
 	const char *server = NULL, *flags[PARLEY_NSERVICES] = {0};
+	const char *tls_ca = getenv("PARLEY_TLS_CA");
 	int npos = 0, opt, rc;
 	const char *lines_arg = NULL;
 	bool help = false;
@@ -387,6 +391,7 @@ run(int argc, char **argv, char **pos)
 		switch (opt) {
 		case 1: pos[npos++] = optarg; continue;
 		case LO_SERVER: server = optarg; break;
+		case LO_TLS_CA: tls_ca = optarg; break;
 		case LO_AUTH: flags[PARLEY_AUTH] = optarg; break;
 		case LO_ROOMS: flags[PARLEY_ROOMS] = optarg; break;
 		case LO_HISTORY: flags[PARLEY_HISTORY] = optarg; break;
@@ -510,6 +515,9 @@ run(int argc, char **argv, char **pos)
 	if (current == NULL || current->handles_signals)
 		cli_block_signals();
 	signal(SIGPIPE, SIG_IGN);
+	if (parley_tls_configure(tls_ca != NULL && tls_ca[0] != '\0' ? tls_ca : NULL, NULL, NULL,
+				 &st) != RPC_OK)
+		return cli_local_error("%s", st.message);
 	if (parley_connect(&ctx.conn, &ctx.ep, &st) != RPC_OK)
 		return st.code == RPC_INVALID_ARGUMENT ? cli_usage_error(&ctx, "%s", st.message)
 						       : cli_fail(st.code, st.message);

@@ -108,6 +108,19 @@ typedef struct parley_conn parley_conn;
  * with parley_disconnect. */
 rpc_code parley_connect(parley_conn **cp, const parley_endpoints *ep, rpc_status *st);
 
+/*
+ * TLS for tls+tcp:// and wss:// endpoints, for the whole process (rpc's
+ * tls.h): servers must present a certificate that ca_file (PEM; NULL: the
+ * system's CA bundle) trusts and that names the URL's host; cert_file and
+ * key_file (both or neither) are a client certificate for servers that
+ * require one. Applies to connections made after it. INVALID_ARGUMENT,
+ * naming the file, for one that cannot be used. A server that fails the
+ * checks makes calls fail FAILED_PRECONDITION saying why. Starts nng's
+ * threads: a program that waits for signals blocks them before.
+ */
+rpc_code parley_tls_configure(const char *ca_file, const char *cert_file, const char *key_file,
+			      rpc_status *st);
+
 /* Closes the clients. Does not log out. No call may be running. */
 void parley_disconnect(parley_conn *c);
 

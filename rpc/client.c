@@ -11,6 +11,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "local.h"
+#include "tls.h"
 #include "parley/v1/rpc.pb-c.h"
 
 struct rpc_client {
@@ -41,6 +42,7 @@ int
 rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 {
 	rpc_client *cli = calloc(1, sizeof(*cli));
+	rpc_status why = {0};
 	int rv;
 
 	if (cli == NULL)
@@ -53,11 +55,12 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 		goto fail;
 	nng_pipe_notify(cli->sock, NNG_PIPE_EV_ADD_POST, pipe_event, cli);
 	nng_pipe_notify(cli->sock, NNG_PIPE_EV_REM_POST, pipe_event, cli);
-	nng_socket_set_size(cli->sock, NNG_OPT_RECVMAXSZ, RPC_MAX_RESPONSE);
+	if ((rv = rpc_socket_cap(cli->sock, RPC_MAX_RESPONSE)) != 0)
+		goto fail;
 	/* Redial quickly after a server restart. */
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMINT, 20);
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMAXT, 500);
-	if ((rv = nng_dial(cli->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0)
+	if ((rv = rpc_tls_dial(cli->sock, url, NNG_FLAG_NONBLOCK, &why)) != 0)
 		goto fail;
 	*clip = cli;
 	return RPC_OK;
@@ -69,7 +72,8 @@ fail:
 	free(cli);
 	return rpc_status_set(st, rpc_code_from_nng(rv) == RPC_UNAVAILABLE ? RPC_UNAVAILABLE
 									   : RPC_INVALID_ARGUMENT,
-			      "cannot use address '%s': %s", url, nng_strerror(rv));
+			      "cannot use address '%s': %s", url,
+			      why.message[0] != '\0' ? why.message : nng_strerror(rv));
 }
 
 void
@@ -186,7 +190,7 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline, bool r
 		return roundtrip_local(cli, local, env, deadline, out, st);
 	if (!wait_connected(cli, rpc_now_ms() + (left < RPC_CONNECT_GRACE_MS ? left
 									 : RPC_CONNECT_GRACE_MS)))
-		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
+		return rpc_tls_diagnose(cli->url, deadline, st);
 	left = deadline - rpc_now_ms();
 	if (left <= 0)
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
@@ -249,7 +253,8 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 {
 	Parley__V1__RpcRequest env = PARLEY__V1__RPC_REQUEST__INIT;
 	Parley__V1__RpcRequest__MetadataEntry auth = PARLEY__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
-	Parley__V1__RpcRequest__MetadataEntry *md[1];
+	Parley__V1__RpcRequest__MetadataEntry peer = PARLEY__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
+	Parley__V1__RpcRequest__MetadataEntry *md[2];
 	Parley__V1__RpcResponse *resp;
 	uint32_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : RPC_DEFAULT_TIMEOUT_MS;
 	int64_t deadline = rpc_now_ms() + timeout;
@@ -270,10 +275,14 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 		snprintf(bearer, sizeof(bearer), "Bearer %s", opts->token);
 		auth.key = "authorization";
 		auth.value = bearer;
-		md[0] = &auth;
-		env.metadata = md;
-		env.n_metadata = 1;
+		md[env.n_metadata++] = &auth;
 	}
+	if (opts && opts->peer) {
+		peer.key = "peer";
+		peer.value = (char *)opts->peer;
+		md[env.n_metadata++] = &peer;
+	}
+	env.metadata = env.n_metadata ? md : NULL;
 	code = roundtrip(cli, &env, deadline, opts && opts->resend, &resp, st);
 	if (code != RPC_OK)
 		return code;

@@ -20,6 +20,8 @@ typedef struct rpc_call_opts {
 	uint32_t timeout_ms;	/* 0 = RPC_DEFAULT_TIMEOUT_MS */
 	int64_t deadline_ms;	/* monotonic; if set, the call ends by then (min with timeout) */
 	const char *token;	/* sent as "authorization: Bearer <token>" if not NULL */
+	const char *peer;	/* sent as metadata "peer" if not NULL: the address of the
+				 * end client a gateway calls for (trusted in-process only) */
 	/* The call is idempotent: if the connection carrying it drops before
 	 * the answer, send it again on the next connection, within the
 	 * deadline. false (the default): a dropped connection fails the call
@@ -28,7 +30,8 @@ typedef struct rpc_call_opts {
 } rpc_call_opts;
 
 /* Opens a client for url (e.g. "tcp://127.0.0.1:5201"). Does not wait for
- * the server to be up. */
+ * the server to be up. A TLS url (tls+tcp://, wss://) is dialled with the
+ * process's TLS setting (tls.h). */
 int rpc_client_open(rpc_client **clip, const char *url, rpc_status *st);
 void rpc_client_close(rpc_client *cli);
 const char *rpc_client_url(const rpc_client *cli);
@@ -39,8 +42,9 @@ const char *rpc_client_url(const rpc_client *cli);
  * free it with protobuf_c_message_free_unpacked(*resp, NULL). On failure
  * *resp is NULL and st says why. A server with no connection up gets
  * RPC_CONNECT_GRACE_MS to (re)connect, then the call fails UNAVAILABLE
- * without waiting out its timeout; a call that outlives its timeout gets
- * DEADLINE_EXCEEDED.
+ * without waiting out its timeout, or FAILED_PRECONDITION when a TLS check
+ * keeps the connection down; the message says which (rpc_tls_diagnose). A
+ * call that outlives its timeout gets DEADLINE_EXCEEDED.
  */
 rpc_code rpc_client_call(rpc_client *cli, const ProtobufCServiceDescriptor *svc,
 			 const char *method, const ProtobufCMessage *req,

@@ -47,3 +47,13 @@ plog_error(const char *component, const char *fmt, ...)
 	plog("error", component, fmt, ap);
 	va_end(ap);
 }
+
+void
+plog_warn(const char *component, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	plog("warn", component, fmt, ap);
+	va_end(ap);
+}

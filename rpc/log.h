@@ -6,6 +6,7 @@
 #define PARLEY_LOG_H
 
 void plog_info(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void plog_warn(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void plog_error(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

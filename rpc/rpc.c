@@ -1,8 +1,10 @@
 /* rpc.c — status codes, clocks and input checks shared by server and client. */
 #include "rpc.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <nng/nng.h>
@@ -39,12 +41,16 @@ rpc_code
 rpc_status_vset(rpc_status *st, rpc_code code, const char *fmt, va_list ap)
 {
 	if (st != NULL) {
+		/* Formatted aside first: a caller that passes st->message as
+		 * an argument would otherwise read it while it is overwritten
+		 * (vsnprintf with overlapping buffers is undefined). */
+		char msg[RPC_STATUS_MESSAGE_MAX] = "";
+
+		if (fmt != NULL)
+			vsnprintf(msg, sizeof(msg), fmt, ap);
 		st->code = code;
 		st->retry_after_ms = 0;
-		if (fmt != NULL)
-			vsnprintf(st->message, sizeof(st->message), fmt, ap);
-		else
-			st->message[0] = '\0';
+		memcpy(st->message, msg, sizeof(msg));
 	}
 	return code;
 }
@@ -286,6 +292,11 @@ rpc_check_wire(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
 	char path[128] = "";
 	const uint8_t *p = buf;
 
+	/* An empty body arrives as (NULL, 0): protobuf-c leaves the bytes
+	 * field unset. NULL + 0 is undefined behaviour in C, so an empty
+	 * message (all fields default, always valid) stops here. */
+	if (len == 0)
+		return RPC_OK;
 	return check_wire(d, p, p + len, 0, path, sizeof(path), 0, st);
 }
 
@@ -294,4 +305,67 @@ rpc_full_method(char *buf, size_t len, const ProtobufCServiceDescriptor *svc,
 		const ProtobufCMethodDescriptor *m)
 {
 	return snprintf(buf, len, "/%s/%s", svc->name, m->name);
+}
+
+/* Set once at start (rpc_set_limits), read when sockets open. */
+static pthread_mutex_t limits_mtx = PTHREAD_MUTEX_INITIALIZER;
+static rpc_limits limits;
+
+void
+rpc_set_limits(const rpc_limits *l)
+{
+	pthread_mutex_lock(&limits_mtx);
+	limits = *l;
+	pthread_mutex_unlock(&limits_mtx);
+}
+
+void
+rpc_get_limits(rpc_limits *l)
+{
+	pthread_mutex_lock(&limits_mtx);
+	*l = limits;
+	pthread_mutex_unlock(&limits_mtx);
+	if (l->max_conns <= 0)
+		l->max_conns = 4096;
+	if (l->max_per_peer <= 0)
+		l->max_per_peer = 512;
+	if (l->max_calls <= 0)
+		l->max_calls = 128;
+	/* A client may have max_calls replies on their way, all at once (a
+	 * fan-out ends every long poll together): only more than that means
+	 * a peer sends without reading. */
+	if (l->max_replies <= 0)
+		l->max_replies = l->max_calls + 32;
+	if (l->max_reply_bytes == 0)
+		l->max_reply_bytes = 32u << 20;
+	if (l->idle_ms < 0)
+		l->idle_ms = 0;
+	else if (l->idle_ms == 0)
+		l->idle_ms = 300000;
+	if (l->send_timeout_ms <= 0)
+		l->send_timeout_ms = 10000;
+}
+
+long
+rpc_raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = was;
+	}
+	return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)1 << 30 ? 1L << 30
+									 : (long)rl.rlim_cur;
+}
+
+int
+rpc_socket_cap(nng_socket sock, size_t max_frame)
+{
+	return nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, max_frame);
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <nng/nng.h>
 #include <protobuf-c/protobuf-c.h>
 
 /* gRPC's canonical codes, same names and numbers as parley.v1.Code. */
@@ -48,6 +49,10 @@ typedef enum rpc_code {
 #define RPC_MAX_FRAME (4 * RPC_MAX_REQUEST)
 /* Clients accept responses up to this size. */
 #define RPC_MAX_RESPONSE (16 * 1024 * 1024)
+/* A PUB socket's subscribers never send: one that does is cut off past this. */
+#define RPC_MAX_PUB_INBOUND 1024
+/* A SUB socket drops its publisher on a frame larger than any event. */
+#define RPC_MAX_EVENT_FRAME RPC_MAX_FRAME
 /* Deadline used when a request carries timeout_ms = 0, and the longest one
  * a server honours. */
 #define RPC_DEFAULT_TIMEOUT_MS 30000
@@ -58,6 +63,45 @@ typedef enum rpc_code {
 #define RPC_USER_ID_MAX 64
 
 #define RPC_STATUS_MESSAGE_MAX 256
+
+/*
+ * Limits on what one peer can hold of a listening socket (see conns.h).
+ * Process-wide: rpc_set_limits before servers and sockets are opened; each
+ * field 0 means its default.
+ */
+typedef struct rpc_limits {
+	int max_conns;		/* connections per listening socket (default 4096) */
+	int max_per_peer;	/* connections from one IP address (default 512) */
+	int max_calls;		/* calls in flight on one connection (default 128) */
+	int max_replies;	/* replies left unread before the connection is closed
+				 * (default max_calls + 32) */
+	size_t max_reply_bytes;	/* bytes of them (default 32 MiB) */
+	int idle_ms;		/* a connection with no call this long is closed (300000;
+				 * -1: never) */
+	int send_timeout_ms;	/* longest wait to hand one reply to a connection (10000) */
+} rpc_limits;
+
+/* Descriptors kept for the process's own use (store, logs, outgoing
+ * connections) when connection caps are derived from RLIMIT_NOFILE. */
+#define RPC_FD_RESERVE 256
+
+/* Sets the process-wide limits (0 fields take defaults). Not thread-safe
+ * with servers opening: call at start. */
+void rpc_set_limits(const rpc_limits *l);
+/* The limits in force, defaults filled in. */
+void rpc_get_limits(rpc_limits *l);
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit (nng 1.5 has no cap on
+ * connections of its own: descriptors are what runs out). Returns the soft
+ * limit now in force. */
+long rpc_raise_fd_limit(void);
+
+/* Caps frames a socket accepts (NNG_OPT_RECVMAXSZ: nng 1.5 accepts any size
+ * a peer declares, and allocates it). Every nng socket is given one:
+ * request/reply sockets their protocol's limit, PUB/SUB ones theirs (a PUB
+ * socket discards what it receives, but only after reading it whole).
+ * Returns an nng error. */
+int rpc_socket_cap(nng_socket sock, size_t max_frame);
 
 typedef struct rpc_status {
 	rpc_code code;

@@ -5,10 +5,23 @@
  * RECV -> QUEUED -> RUN -> SEND -> RECV. nng's callbacks only move a slot
  * along and queue it; the worker threads decode, dispatch and reply.
  * srv->mtx guards slot states, the run queue and the counters.
+ *
+ * `contexts` slots receive at all times. A call that is deferred
+ * (rpc_call_defer) keeps its slot, since its reply must go out on its
+ * context, and a spare slot starts receiving in its place: deferred calls
+ * have their own budget (max_deferred) and never take the slots that cheap
+ * calls (Validate, Health) are answered through. A deferred slot whose
+ * reply has gone becomes a spare again.
+ *
+ * Connections are tracked by conns.c: a call from a connection over its
+ * limits is answered RESOURCE_EXHAUSTED from the callback, without a
+ * worker; a reply that the peer leaves unread closes its connection.
  */
 #include "server.h"
+#include "conns.h"
 #include "local.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,15 +31,16 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "log.h"
+#include "tls.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
 #define MAX_SERVICES 8
-#define RPC_CLOSE_LINGER_MS 100
 #define ARENA_BLOCK 4096
 
 typedef enum slot_state {
 	SLOT_IDLE,	/* not receiving: before start or once closing */
+	SLOT_SPARE,	/* not receiving: waits to stand in for a deferred call */
 	SLOT_RECV,
 	SLOT_QUEUED,
 	SLOT_RUN,	/* in a handler, or deferred */
@@ -50,10 +64,14 @@ struct rpc_call {
 	nng_ctx ctx;
 	nng_aio *aio;
 	slot_state state;
-	bool deferred;
+	bool deferred;	/* set by rpc_call_defer under srv->mtx, before the hand-off */
 	bool refuse;	/* arrived after shutdown began: answer UNAVAILABLE */
+	bool counted;	/* conns_call_begin was called for it */
+	uint32_t pipe;	/* the connection it came on */
+	size_t reply_len; /* of the reply being sent */
+	bool wipe;	/* rpc_call_wipe_after_reply: zero what the call held */
 	struct local_call *local; /* an in-process call (not a slot), or NULL */
-	rpc_call *next_queued;
+	rpc_call *next_queued;	/* run queue, or the spare list */
 
 	/* The call in progress; all reset by call_reset. */
 	nng_msg *msg;
@@ -66,6 +84,7 @@ struct rpc_call {
 	ProtobufCMessage *resp;
 	const char *token;
 	char caller[RPC_USER_ID_MAX];
+	char peer[RPC_PEER_MAX];	/* rpc_call_peer's answer, "" until asked */
 	rpc_status st;
 	struct arena_block *arena;
 };
@@ -79,8 +98,14 @@ struct rpc_server {
 	rpc_authn_fn authn;
 	void *authn_ctx;
 
-	rpc_call *slots;
-	int nslots;
+	rpc_call **slots;	/* nslots made so far, of at most cap_slots */
+	int nslots, cap_slots;
+	int contexts;		/* slots receiving at all times */
+	int max_deferred;	/* deferred calls at once */
+	int ndeferred;
+	rpc_call *spares;	/* made, not receiving */
+	rpc_conns *conns;
+	rpc_limits lim;
 	pthread_t *workers;
 	int nworkers;
 
@@ -154,9 +179,32 @@ rpc_call_strdup(rpc_call *c, const char *s)
 	return p;
 }
 
+void
+rpc_call_wipe_after_reply(rpc_call *c)
+{
+	c->wipe = true;
+}
+
+/* The request frame, the envelope's copy of the body and the arena (the
+ * reply's fields and its packed body) of a call that carried secrets.
+ * explicit_bzero: rpc/ does not link libsodium, and the compiler must not
+ * drop the stores to memory about to be freed. */
+static void
+call_wipe(rpc_call *c)
+{
+	if (c->msg != NULL)
+		explicit_bzero(nng_msg_body(c->msg), nng_msg_len(c->msg));
+	if (c->env != NULL && c->env->body.data != NULL)
+		explicit_bzero(c->env->body.data, c->env->body.len);
+	for (struct arena_block *b = c->arena; b != NULL; b = b->next)
+		explicit_bzero(b->data, b->used);
+}
+
 static void
 call_reset(rpc_call *c)
 {
+	if (c->wipe)
+		call_wipe(c);
 	while (c->arena != NULL) {
 		struct arena_block *next = c->arena->next;
 		free(c->arena);
@@ -175,10 +223,13 @@ call_reset(rpc_call *c)
 	c->method = NULL;
 	c->token = NULL;
 	c->caller[0] = '\0';
+	c->peer[0] = '\0';
 	c->request_id = 0;
-	c->deferred = false;
 	c->refuse = false;
+	c->wipe = false;
 	memset(&c->st, 0, sizeof(c->st));
+	/* deferred, counted and pipe are the slot's accounting: cleared by
+	 * slot_done_locked, under srv->mtx. */
 }
 
 /* ---- accessors for handlers -------------------------------------------- */
@@ -243,7 +294,83 @@ rpc_server_stopping(const rpc_server *srv)
 	return __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE);
 }
 
+/* ---- the caller's address ------------------------------------------------- */
+
+/* An IP address in text, normalised (an IPv4-mapped IPv6 address is written
+ * as IPv4); false if text is no IP address. */
+static bool
+peer_normalise(const char *text, char out[RPC_PEER_MAX])
+{
+	unsigned char a[16];
+
+	if (inet_pton(AF_INET, text, a) == 1)
+		return inet_ntop(AF_INET, a, out, RPC_PEER_MAX) != NULL;
+	if (inet_pton(AF_INET6, text, a) != 1)
+		return false;
+	if (memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+		return inet_ntop(AF_INET, a + 12, out, RPC_PEER_MAX) != NULL;
+	return inet_ntop(AF_INET6, a, out, RPC_PEER_MAX) != NULL;
+}
+
+/* The remote address of the connection msg came on, without its port. */
+static void
+peer_of_pipe(nng_msg *msg, char out[RPC_PEER_MAX])
+{
+	nng_sockaddr sa;
+	char text[RPC_PEER_MAX];
+
+	snprintf(out, RPC_PEER_MAX, "unknown"); /* e.g. the peer hung up already */
+	if (msg == NULL || nng_pipe_get_addr(nng_msg_get_pipe(msg), NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	switch (sa.s_family) {
+	case NNG_AF_INET:
+		if (inet_ntop(AF_INET, &sa.s_in.sa_addr, text, sizeof(text)) != NULL)
+			peer_normalise(text, out);
+		break;
+	case NNG_AF_INET6:
+		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, text, sizeof(text)) != NULL)
+			peer_normalise(text, out);
+		break;
+	case NNG_AF_IPC:
+	case NNG_AF_ABSTRACT:
+		snprintf(out, RPC_PEER_MAX, "ipc");
+		break;
+	case NNG_AF_INPROC:
+		snprintf(out, RPC_PEER_MAX, "inproc");
+		break;
+	default:
+		break;
+	}
+}
+
+const char *
+rpc_call_peer(const rpc_call *call)
+{
+	rpc_call *c = (rpc_call *)call; /* the answer is worked out once, on first use */
+
+	if (c->peer[0] != '\0')
+		return c->peer;
+	if (c->local == NULL) {
+		peer_of_pipe(c->msg, c->peer);
+		return c->peer;
+	}
+	/* In process: whoever called us (the HTTP face) may say for whom.
+	 * Over a socket the same metadata is ignored: a peer could claim
+	 * any address. */
+	snprintf(c->peer, sizeof(c->peer), "local");
+	for (size_t i = 0; c->env != NULL && i < c->env->n_metadata; i++) {
+		const char *k = c->env->metadata[i]->key, *v = c->env->metadata[i]->value;
+
+		if (k != NULL && v != NULL && strcasecmp(k, "peer") == 0 &&
+		    !peer_normalise(v, c->peer))
+			snprintf(c->peer, sizeof(c->peer), "local");
+	}
+	return c->peer;
+}
+
 /* ---- slot state machine ------------------------------------------------ */
+
+static void slot_cb(void *arg);
 
 /* Called with srv->mtx held. */
 static void
@@ -255,15 +382,107 @@ slot_recv_locked(rpc_call *c)
 		return;
 	}
 	c->state = SLOT_RECV;
+	/* The aio carried a send timeout: a receive waits as long as it takes. */
+	nng_aio_set_timeout(c->aio, NNG_DURATION_INFINITE);
 	nng_ctx_recv(c->ctx, c->aio);
 }
 
+static void
+spare_put_locked(rpc_server *srv, rpc_call *c)
+{
+	c->state = SLOT_SPARE;
+	c->next_queued = srv->spares;
+	srv->spares = c;
+}
+
+/* A spare slot, made now if none is left and the budget allows; NULL when
+ * out of memory. Called with srv->mtx held. */
+static rpc_call *
+spare_take_locked(rpc_server *srv)
+{
+	rpc_call *c = srv->spares;
+
+	if (c != NULL) {
+		srv->spares = c->next_queued;
+		c->next_queued = NULL;
+		return c;
+	}
+	if (srv->nslots == srv->cap_slots || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->srv = srv;
+	if (nng_ctx_open(&c->ctx, srv->sock) != 0) {
+		free(c);
+		return NULL;
+	}
+	if (nng_aio_alloc(&c->aio, slot_cb, c) != 0) {
+		nng_ctx_close(c->ctx);
+		free(c);
+		return NULL;
+	}
+	srv->slots[srv->nslots++] = c;
+	return c;
+}
+
+/* The call of slot c is over (its reply gone or dropped): give back what
+ * it counted, then receive again, or become a spare if it was deferred
+ * (a spare has been receiving in its place). Called with srv->mtx held. */
+static void
+slot_done_locked(rpc_call *c)
+{
+	rpc_server *srv = c->srv;
+
+	if (c->counted)
+		conns_call_end(srv->conns, c->pipe);
+	c->counted = false;
+	c->pipe = 0;
+	if (c->deferred) {
+		c->deferred = false;
+		srv->ndeferred--;
+		spare_put_locked(srv, c);
+		pthread_cond_broadcast(&srv->idle_cv);
+		return;
+	}
+	slot_recv_locked(c);
+}
+
 static void local_answer(struct local_call *lc, nng_msg *reply);
+
+/* Hands reply (NULL: none) to nng; returns a pipe to close (outside the
+ * lock), or 0. Called with srv->mtx held. */
+static uint32_t
+slot_send_locked(rpc_call *c, nng_msg *reply)
+{
+	rpc_server *srv = c->srv;
+	uint32_t doomed = 0;
+
+	if (reply != NULL && !conns_send_begin(srv->conns, c->pipe, nng_msg_len(reply))) {
+		/* Its peer leaves replies unread while it sends more: every
+		 * reply to it would hold a slot. It goes; the calls it still
+		 * has in flight end as their replies are dropped. */
+		nng_msg_free(reply);
+		reply = NULL;
+		doomed = c->pipe;
+	}
+	if (reply == NULL) {
+		slot_done_locked(c);
+		return doomed;
+	}
+	c->state = SLOT_SEND;
+	c->reply_len = nng_msg_len(reply);
+	srv->last_reply_ms = rpc_now_ms();
+	/* A connection that takes no reply in this long is stalled: the slot
+	 * must not wait for it (nng queues the reply until the peer reads). */
+	nng_aio_set_timeout(c->aio, srv->lim.send_timeout_ms);
+	nng_aio_set_msg(c->aio, reply);
+	nng_ctx_send(c->ctx, c->aio);
+	return 0;
+}
 
 static void
 slot_send(rpc_call *c, nng_msg *reply)
 {
 	rpc_server *srv = c->srv;
+	uint32_t doomed;
 
 	call_reset(c);
 	if (c->local != NULL) {
@@ -271,15 +490,55 @@ slot_send(rpc_call *c, nng_msg *reply)
 		return;
 	}
 	pthread_mutex_lock(&srv->mtx);
-	if (reply == NULL) {
-		slot_recv_locked(c);
-	} else {
-		c->state = SLOT_SEND;
-		srv->last_reply_ms = rpc_now_ms();
-		nng_aio_set_msg(c->aio, reply);
-		nng_ctx_send(c->ctx, c->aio);
-	}
+	doomed = slot_send_locked(c, reply);
 	pthread_mutex_unlock(&srv->mtx);
+	if (doomed != 0)
+		conns_close_pipe(srv->conns, doomed, "it leaves its replies unread");
+}
+
+static nng_msg *build_reply(rpc_call *c, rpc_code code);
+
+/* A call arrived on slot c; returns a pipe to close, or 0. Called with
+ * srv->mtx held, from nng's callback. */
+static uint32_t
+slot_arrived_locked(rpc_call *c)
+{
+	rpc_server *srv = c->srv;
+	char why[RPC_STATUS_MESSAGE_MAX];
+	conn_verdict verdict;
+	uint32_t doomed;
+
+	c->msg = nng_aio_get_msg(c->aio);
+	c->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(c->msg));
+	c->counted = true;
+	verdict = conns_call_begin(srv->conns, c->pipe, why, sizeof(why));
+	if (verdict == CONN_CUT) {
+		call_reset(c);
+		doomed = c->pipe;
+		slot_done_locked(c);
+		return doomed;
+	}
+	if (verdict == CONN_REFUSE) {
+		/* Answered here, nothing decoded or run: the connection is
+		 * over its limits, and a worker must not be spent on it. */
+		rpc_status_set(&c->st, RPC_RESOURCE_EXHAUSTED, "%s", why);
+		c->st.retry_after_ms = 100;
+		nng_msg *reply = build_reply(c, RPC_RESOURCE_EXHAUSTED);
+		call_reset(c);
+		return slot_send_locked(c, reply);
+	}
+	c->refuse = srv->refusing;
+	c->arrived_ms = rpc_now_ms();
+	srv->last_arrival_ms = c->arrived_ms;
+	c->state = SLOT_QUEUED;
+	c->next_queued = NULL;
+	if (srv->queue_tail != NULL)
+		srv->queue_tail->next_queued = c;
+	else
+		srv->queue_head = c;
+	srv->queue_tail = c;
+	pthread_cond_signal(&srv->cv);
+	return 0;
 }
 
 static void
@@ -288,6 +547,8 @@ slot_cb(void *arg)
 	rpc_call *c = arg;
 	rpc_server *srv = c->srv;
 	int rv = nng_aio_result(c->aio);
+	uint32_t doomed = 0;
+	const char *why = NULL;
 
 	pthread_mutex_lock(&srv->mtx);
 	switch (c->state) {
@@ -307,28 +568,27 @@ slot_cb(void *arg)
 			pthread_cond_broadcast(&srv->idle_cv);
 			break;
 		}
-		c->msg = nng_aio_get_msg(c->aio);
-		c->refuse = srv->refusing;
-		c->arrived_ms = rpc_now_ms();
-		srv->last_arrival_ms = c->arrived_ms;
-		c->state = SLOT_QUEUED;
-		c->next_queued = NULL;
-		if (srv->queue_tail != NULL)
-			srv->queue_tail->next_queued = c;
-		else
-			srv->queue_head = c;
-		srv->queue_tail = c;
-		pthread_cond_signal(&srv->cv);
+		doomed = slot_arrived_locked(c);
+		why = "it leaves its replies unread";
 		break;
 	case SLOT_SEND:
-		if (rv != 0)
+		conns_send_end(srv->conns, c->pipe, c->reply_len);
+		if (rv != 0) {
 			nng_msg_free(nng_aio_get_msg(c->aio));
-		slot_recv_locked(c);
+			nng_aio_set_msg(c->aio, NULL);
+			if (rv == NNG_ETIMEDOUT) {
+				doomed = c->pipe;
+				why = "it took no reply in the send timeout";
+			}
+		}
+		slot_done_locked(c);
 		break;
 	default:
 		break;
 	}
 	pthread_mutex_unlock(&srv->mtx);
+	if (doomed != 0)
+		conns_close_pipe(srv->conns, doomed, why);
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -371,9 +631,46 @@ reply(rpc_call *c, rpc_code code)
 	slot_send(c, build_reply(c, code));
 }
 
+rpc_code
+rpc_call_defer(rpc_call *c)
+{
+	rpc_server *srv = c->srv;
+	rpc_call *stand_in;
+
+	if (c->local != NULL) {
+		/* An in-process call holds no slot: its caller's thread waits. */
+		c->deferred = true;
+		return RPC_OK;
+	}
+	pthread_mutex_lock(&srv->mtx);
+	if (srv->ndeferred >= srv->max_deferred) {
+		pthread_mutex_unlock(&srv->mtx);
+		rpc_call_fail(c, RPC_RESOURCE_EXHAUSTED,
+			      "%s: too many calls waiting to be answered (limit %d); try again "
+			      "shortly",
+			      srv->name, srv->max_deferred);
+		rpc_call_retry_after(c, 200);
+		return RPC_RESOURCE_EXHAUSTED;
+	}
+	stand_in = srv->closing ? NULL : spare_take_locked(srv);
+	if (stand_in == NULL && !srv->closing) {
+		pthread_mutex_unlock(&srv->mtx);
+		return rpc_call_fail(c, RPC_RESOURCE_EXHAUSTED, "%s: out of memory", srv->name);
+	}
+	c->deferred = true;
+	srv->ndeferred++;
+	if (stand_in != NULL)
+		slot_recv_locked(stand_in);
+	pthread_mutex_unlock(&srv->mtx);
+	return RPC_OK;
+}
+
 void
 rpc_call_finish(rpc_call *c, rpc_code code)
 {
+	if (!c->deferred)
+		plog_error(c->srv->name, "a handler finished a call it never deferred "
+			   "(rpc_call_defer before the hand-off)");
 	reply(c, code);
 }
 
@@ -485,6 +782,12 @@ dispatch(rpc_call *c)
 			c->caller[0] = '\0';
 			return code;
 		}
+		/* Handlers rely on a caller for these methods: an authenticator
+		 * that says yes without naming one is a fault, not a user. */
+		c->caller[RPC_USER_ID_MAX - 1] = '\0';
+		if (c->caller[0] == '\0')
+			return rpc_call_fail(c, RPC_INTERNAL,
+					     "the authenticator accepted the token but named no user");
 	}
 
 	c->req = protobuf_c_message_unpack(c->method->input, NULL, c->env->body.len,
@@ -498,10 +801,9 @@ dispatch(rpc_call *c)
 
 	c->resp = rpc_call_alloc(c, c->method->output->sizeof_message);
 	c->method->output->message_init(c->resp);
-	code = svc->methods[idx].fn(c, c->req, c->resp, svc->ctx);
-	if (code == RPC_DEFERRED)
-		c->deferred = true;
-	return code;
+	/* After RPC_DEFERRED the call belongs to whoever it was handed to
+	 * (rpc_call_defer marked it before): not one more touch here. */
+	return svc->methods[idx].fn(c, c->req, c->resp, svc->ctx);
 }
 
 static void *
@@ -692,11 +994,21 @@ local_unregister(rpc_server *srv)
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
+static void
+free_slot(rpc_call *c)
+{
+	call_reset(c);
+	if (c->aio != NULL)
+		nng_aio_free(c->aio);
+	free(c);
+}
+
 int
 rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 		rpc_status *st)
 {
 	rpc_server *srv;
+	rpc_status why = {0};
 	int rv;
 
 	srv = calloc(1, sizeof(*srv));
@@ -704,30 +1016,43 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	snprintf(srv->name, sizeof(srv->name), "%s", opts && opts->name ? opts->name : "rpc");
 	snprintf(srv->url, sizeof(srv->url), "%s", url);
-	srv->nslots = opts && opts->contexts > 0 ? opts->contexts : 256;
+	srv->contexts = opts && opts->contexts > 0 ? opts->contexts : 256;
+	srv->max_deferred = opts && opts->deferred > 0 ? opts->deferred : srv->contexts;
+	srv->cap_slots = srv->contexts + srv->max_deferred;
 	srv->nworkers = opts && opts->workers > 0 ? opts->workers : 16;
+	rpc_get_limits(&srv->lim);
 	pthread_mutex_init(&srv->mtx, NULL);
 	rpc_cond_init(&srv->cv);
 	rpc_cond_init(&srv->idle_cv);
 
 	if ((rv = nng_rep0_open(&srv->sock)) != 0)
 		goto fail;
-	if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, RPC_MAX_FRAME)) != 0)
+	if ((rv = rpc_socket_cap(srv->sock, RPC_MAX_FRAME)) != 0)
 		goto fail;
-	srv->slots = calloc((size_t)srv->nslots, sizeof(rpc_call));
+	if (conns_open(&srv->conns, srv->sock, &srv->lim, srv->name, st) != RPC_OK) {
+		rv = NNG_ENOMEM;
+		goto fail;
+	}
+	srv->slots = calloc((size_t)srv->cap_slots, sizeof(rpc_call *));
 	if (srv->slots == NULL) {
 		rv = NNG_ENOMEM;
 		goto fail;
 	}
-	for (int i = 0; i < srv->nslots; i++) {
-		rpc_call *c = &srv->slots[i];
+	/* The receiving slots now; spares as deferred calls need them. */
+	for (int i = 0; i < srv->contexts; i++) {
+		rpc_call *c = calloc(1, sizeof(*c));
 
+		if (c == NULL) {
+			rv = NNG_ENOMEM;
+			goto fail;
+		}
 		c->srv = srv;
+		srv->slots[srv->nslots++] = c;
 		if ((rv = nng_ctx_open(&c->ctx, srv->sock)) != 0 ||
 		    (rv = nng_aio_alloc(&c->aio, slot_cb, c)) != 0)
 			goto fail;
 	}
-	if ((rv = nng_listen(srv->sock, url, NULL, 0)) != 0)
+	if ((rv = rpc_tls_listen(srv->sock, url, &why)) != 0)
 		goto fail;
 	rpc_server_add_service(srv, &parley__v1__health__descriptor, health_methods, srv);
 	*srvp = srv;
@@ -735,11 +1060,11 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 
 fail:
 	rpc_status_set(st, rpc_code_from_nng(rv), "%s: cannot listen on %s: %s", srv->name, url,
-		       nng_strerror(rv));
+		       why.message[0] != '\0' ? why.message : nng_strerror(rv));
 	nng_close(srv->sock);
-	for (int i = 0; srv->slots != NULL && i < srv->nslots; i++)
-		if (srv->slots[i].aio != NULL)
-			nng_aio_free(srv->slots[i].aio);
+	conns_free(srv->conns);
+	for (int i = 0; i < srv->nslots; i++)
+		free_slot(srv->slots[i]);
 	free(srv->slots);
 	free(srv);
 	return st ? st->code : RPC_INTERNAL;
@@ -777,23 +1102,32 @@ rpc_server_start(rpc_server *srv, rpc_status *st)
 	}
 	pthread_mutex_lock(&srv->mtx);
 	for (int i = 0; i < srv->nslots; i++)
-		slot_recv_locked(&srv->slots[i]);
+		slot_recv_locked(srv->slots[i]);
 	pthread_mutex_unlock(&srv->mtx);
 	local_register(srv);
 	return RPC_OK;
 }
 
+/*
+ * True when no call is in a handler or queued for one (deferred ones too
+ * if count_deferred). A reply on its way (SEND) counts only if
+ * count_sending: it holds no service state, and waits at most the send
+ * timeout, after which its connection is closed.
+ */
 static bool
-drained_locked(rpc_server *srv, bool count_deferred)
+drained_locked(rpc_server *srv, bool count_deferred, bool count_sending)
 {
 	if (srv->local_running > 0)
 		return false;
 	for (int i = 0; i < srv->nslots; i++) {
-		rpc_call *c = &srv->slots[i];
+		rpc_call *c = srv->slots[i];
 
 		/* Refused calls touch no service state: a stream of them
 		 * must not hold the shutdown up. */
-		if (c->state == SLOT_IDLE || c->state == SLOT_RECV || c->refuse)
+		if (c->state == SLOT_IDLE || c->state == SLOT_SPARE || c->state == SLOT_RECV ||
+		    c->refuse)
+			continue;
+		if (c->state == SLOT_SEND && !count_sending)
 			continue;
 		if (c->state == SLOT_RUN && c->deferred && !count_deferred)
 			continue;
@@ -803,12 +1137,12 @@ drained_locked(rpc_server *srv, bool count_deferred)
 }
 
 static void
-wait_drained(rpc_server *srv, bool count_deferred, int max_ms)
+wait_drained(rpc_server *srv, bool count_deferred, bool count_sending, int max_ms)
 {
 	int64_t until = rpc_now_ms() + max_ms;
 
 	pthread_mutex_lock(&srv->mtx);
-	while (!drained_locked(srv, count_deferred) && rpc_now_ms() < until)
+	while (!drained_locked(srv, count_deferred, count_sending) && rpc_now_ms() < until)
 		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx, rpc_now_ms() + 50);
 	pthread_mutex_unlock(&srv->mtx);
 }
@@ -830,7 +1164,7 @@ settle(rpc_server *srv)
 	for (;;) {
 		int64_t now = rpc_now_ms(), quiet_at = srv->last_arrival_ms + RPC_SHUTDOWN_QUIET_MS;
 
-		if (now >= until || (now >= quiet_at && drained_locked(srv, false)))
+		if (now >= until || (now >= quiet_at && drained_locked(srv, false, false)))
 			break;
 		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx,
 				    quiet_at > now && quiet_at < until ? quiet_at : now + 50);
@@ -855,14 +1189,93 @@ rpc_server_shutdown(rpc_server *srv)
 	pthread_mutex_lock(&srv->mtx);
 	srv->refusing = true;
 	pthread_mutex_unlock(&srv->mtx);
-	wait_drained(srv, false, RPC_MAX_TIMEOUT_MS);
+	wait_drained(srv, false, false, RPC_MAX_TIMEOUT_MS);
+}
+
+/*
+ * nng_close with a bound. In nng 1.5 a pipe torn down while the transport
+ * completes a partial read or write never finishes its teardown
+ * (nanomsg/nng#1636, fixed in 1.6), and nng_close waits for it forever.
+ * The connections were cut at their sockets first (conns.c), which leaves
+ * that race a narrow window; should it still be hit, the close goes on
+ * without it: a thread waits in nng_close, and after RPC_CLOSE_BOUND_MS the
+ * server is left to the exiting process instead of hanging it.
+ */
+struct closer {
+	nng_socket sock;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool done;
+	int refs;	/* the closing thread and the waiter; the last frees */
+};
+
+static void
+closer_rele(struct closer *k)
+{
+	bool last;
+
+	pthread_mutex_lock(&k->mtx);
+	last = --k->refs == 0;
+	pthread_mutex_unlock(&k->mtx);
+	if (last) {
+		pthread_cond_destroy(&k->cv);
+		pthread_mutex_destroy(&k->mtx);
+		free(k);
+	}
+}
+
+static void *
+closer_main(void *arg)
+{
+	struct closer *k = arg;
+
+	nng_close(k->sock);
+	pthread_mutex_lock(&k->mtx);
+	k->done = true;
+	pthread_cond_signal(&k->cv);
+	pthread_mutex_unlock(&k->mtx);
+	closer_rele(k);
+	return NULL;
+}
+
+static bool
+close_bounded(nng_socket sock, int bound_ms)
+{
+	struct closer *k = calloc(1, sizeof(*k));
+	int64_t until = rpc_now_ms() + bound_ms;
+	pthread_t t;
+	bool done;
+
+	if (k == NULL) {
+		nng_close(sock);
+		return true;
+	}
+	k->sock = sock;
+	k->refs = 2;
+	pthread_mutex_init(&k->mtx, NULL);
+	rpc_cond_init(&k->cv);
+	if (pthread_create(&t, NULL, closer_main, k) != 0) {
+		k->refs = 1;
+		nng_close(sock);
+		closer_rele(k);
+		return true;
+	}
+	pthread_detach(t);
+	pthread_mutex_lock(&k->mtx);
+	while (!k->done && rpc_now_ms() < until)
+		rpc_cond_wait_until(&k->cv, &k->mtx, until);
+	done = k->done;
+	pthread_mutex_unlock(&k->mtx);
+	closer_rele(k);
+	return done;
 }
 
 void
 rpc_server_close(rpc_server *srv, int drain_ms)
 {
 	rpc_server_shutdown(srv);
-	wait_drained(srv, true, drain_ms);
+	/* Replies still on their way get drain_ms to go out. */
+	wait_drained(srv, true, true, drain_ms);
 	local_unregister(srv);
 	pthread_mutex_lock(&srv->mtx);
 	srv->closing = true;
@@ -874,7 +1287,25 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx,
 				    srv->last_reply_ms + RPC_CLOSE_LINGER_MS);
 	pthread_mutex_unlock(&srv->mtx);
-	nng_close(srv->sock);
+	/* Every connection goes first, so that nng_close has none left whose
+	 * peer stopped reading (its queued replies are dropped: rep0 then
+	 * completes the contexts waiting on it, and no slot waits on a send
+	 * that cannot finish). */
+	conns_close_all(srv->conns);
+	for (int64_t until = rpc_now_ms() + RPC_CLOSE_BOUND_MS / 2;
+	     conns_count(srv->conns) > 0 && rpc_now_ms() < until;) {
+		pthread_mutex_lock(&srv->mtx);
+		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx, rpc_now_ms() + 10);
+		pthread_mutex_unlock(&srv->mtx);
+	}
+	if (!close_bounded(srv->sock, RPC_CLOSE_BOUND_MS)) {
+		/* Everything nng may still touch stays allocated: the process
+		 * is on its way out, and a leak is better than a hang. */
+		plog_error(srv->name, "the socket did not close within %d ms (an nng 1.5 "
+			   "teardown stuck on a connection); going on without it",
+			   RPC_CLOSE_BOUND_MS);
+		return;
+	}
 	/* Workers empty the run queue before they exit; their replies fail
 	 * on the closed socket and the slots go idle. Only then may the aios
 	 * stop, with no worker left to start another operation on one. */
@@ -885,13 +1316,11 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 	for (int i = 0; srv->workers != NULL && i < srv->nworkers; i++)
 		pthread_join(srv->workers[i], NULL);
 	for (int i = 0; i < srv->nslots; i++)
-		nng_aio_stop(srv->slots[i].aio);
+		nng_aio_stop(srv->slots[i]->aio);
+	conns_free(srv->conns);
 
-	for (int i = 0; i < srv->nslots; i++) {
-		rpc_call *c = &srv->slots[i];
-		call_reset(c);
-		nng_aio_free(c->aio);
-	}
+	for (int i = 0; i < srv->nslots; i++)
+		free_slot(srv->slots[i]);
 	free(srv->slots);
 	free(srv->workers);
 	pthread_cond_destroy(&srv->idle_cv);

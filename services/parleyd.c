@@ -6,6 +6,7 @@
  * win. SIGINT/SIGTERM: stop taking calls, answer those in flight, close
  * LMDB, exit 0.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -15,11 +16,14 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "check.h"
+#include "gateway/gateway.h"
 #include "history/history.h"
 #include "messaging/messaging.h"
 #include "log.h"
 #include "rooms/rooms.h"
 #include "svc.h"
+#include "tls.h"
 
 /* Each service the daemon can run: typed start/shutdown/stop behind one
  * shape. Later services add a row. */
@@ -45,6 +49,30 @@ SERVICE_ADAPTER(messaging)
 SERVICE_ADAPTER(history)
 
 static parley_config cfg;
+static const char *service_list;
+static bool http_explicit; /* --http-listen or PARLEY_HTTP_LISTEN was given */
+
+static bool wanted(const char *list, const char *name);
+
+/* The HTTP face: the services of this process are called in-process; in
+ * the gateway role, the others at their --auth/--rooms/... addresses. */
+static int
+gateway_start_any(const parley_config *c, void **h, rpc_status *st)
+{
+	bool remote = wanted(service_list, "gateway");
+	gateway_targets t = {
+	    .auth = wanted(service_list, "auth") ? c->auth_listen : remote ? c->auth_addr : NULL,
+	    .rooms = wanted(service_list, "rooms") ? c->rooms_listen : remote ? c->rooms_addr : NULL,
+	    .history = wanted(service_list, "history") ? c->history_listen
+						       : remote ? c->history_addr : NULL,
+	    .messaging = wanted(service_list, "messaging") ? c->messaging_listen
+							   : remote ? c->messaging_addr : NULL,
+	};
+
+	return gateway_start(c, &t, (gateway **)h, st);
+}
+static void gateway_shutdown_any(void *h) { gateway_shutdown(h); }
+static void gateway_stop_any(void *h) { gateway_stop(h); }
 
 static const service_def services[] = {
 	{"auth", auth_start_any, auth_shutdown_any, auth_stop_any, &cfg.auth_listen},
@@ -53,8 +81,33 @@ static const service_def services[] = {
 	 &cfg.messaging_listen},
 	{"history", history_start_any, history_shutdown_any, history_stop_any,
 	 &cfg.history_listen},
+	/* Last: it calls the others, so it starts after and stops before them. */
+	{"gateway", gateway_start_any, gateway_shutdown_any, gateway_stop_any, &cfg.http_listen},
 };
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+/* Reads and checks the TLS files now, so that a bad one stops the start
+ * with its name instead of failing every handshake later. */
+static bool
+tls_setup(void)
+{
+	rpc_tls_opts o = {.cert_file = cfg.tls_cert, .key_file = cfg.tls_key, .ca_file = cfg.tls_ca};
+	rpc_status st;
+
+	if (rpc_tls_configure(&o, &st) != RPC_OK) {
+		plog_error("parleyd", "%s", st.message);
+		return false;
+	}
+	return true;
+}
+
+/* The gateway is a role run when named (or for the HTTP face of the
+ * all-in-one daemon), never part of "all". */
+static bool
+is_role(const service_def *d)
+{
+	return d->start == gateway_start_any;
+}
 
 static const char *
 env_or(const char *name, const char *dflt)
@@ -84,11 +137,15 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: parleyd [options]\n"
+		"       parleyd check [--data-dir DIR]   report damaged data, exit 1 if any\n"
 		"  --services LIST        services to run, comma-separated (default: all:");
 	for (size_t i = 0; i < NSERVICES; i++)
-		fprintf(out, "%s%s", i ? "," : " ", services[i].name);
+		if (!is_role(&services[i]))
+			fprintf(out, "%s%s", i ? "," : " ", services[i].name);
 	fprintf(out,
 		")   [PARLEY_SERVICES]\n"
+		"                         'gateway': serve over HTTP the services not run here, at\n"
+		"                         their --auth/--rooms/--history/--messaging addresses\n"
 		"  --data-dir DIR         data directory (default ./data)   [PARLEY_DATA_DIR]\n"
 		"  --map-size MIB         LMDB map size (default 1024)     [PARLEY_MAP_SIZE_MB]\n"
 		"  --auth-listen URL      (default " PARLEY_DEFAULT_AUTH ")   [PARLEY_AUTH_LISTEN]\n"
@@ -105,17 +162,101 @@ usage(FILE *out)
 		"  --rooms URL            where other services reach rooms (default: --rooms-listen)   [PARLEY_ROOMS]\n"
 		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
 		"  --rooms-internal URL   where messaging reaches RoomsFeed (default: --rooms-internal-listen)   [PARLEY_ROOMS_INTERNAL]\n"
-		"  --http-listen URL      HTTP face: Connect protocol, web page (default http://127.0.0.1:8080)   [PARLEY_HTTP_LISTEN]\n"
+		"  --history URL          where the gateway reaches history (default: --history-listen)   [PARLEY_HISTORY]\n"
+		"  --messaging URL        where the gateway reaches messaging (default: --messaging-listen)   [PARLEY_MESSAGING]\n"
+		"  --http-listen URL      HTTP face: Connect protocol, web page; 'none' turns it off (default\n"
+		"                         http://127.0.0.1:8080 when running all services or the gateway;\n"
+		"                         a process running some services serves HTTP only when given it)   [PARLEY_HTTP_LISTEN]\n"
+		"  --http-max-connections N  open HTTP connections at most (default 1000)   [PARLEY_HTTP_MAX_CONNECTIONS]\n"
+		"  --http-max-per-ip N    HTTP connections from one address at most (default 100)   [PARLEY_HTTP_MAX_PER_IP]\n"
 		"  --tls-cert FILE        certificate (PEM) for tls+tcp://, wss:// and https:// listeners   [PARLEY_TLS_CERT]\n"
 		"  --tls-key FILE         its private key (PEM)   [PARLEY_TLS_KEY]\n"
-		"  --tls-ca FILE          CA (PEM): listeners require client certificates it signed   [PARLEY_TLS_CA]\n"
+		"  --tls-ca FILE          CA (PEM): listeners require client certificates it signed; dialled servers must chain to it (default: system CAs)   [PARLEY_TLS_CA]\n"
 		"  --token-ttl SECONDS    session token lifetime (default 86400)   [PARLEY_TOKEN_TTL]\n"
 		"  --session-idle SECONDS messaging session expiry without Poll (default 60)   [PARLEY_SESSION_IDLE]\n"
 		"  --max-sessions N       cap on open messaging sessions (default 20000)   [PARLEY_MAX_SESSIONS]\n"
 		"  --max-user-sessions N  cap on one user's open messaging sessions (default 100)   [PARLEY_MAX_USER_SESSIONS]\n"
 		"  --workers N            handler threads per endpoint (default 16)   [PARLEY_WORKERS]\n"
 		"  --contexts N           calls in flight per endpoint (default 256)   [PARLEY_CONTEXTS]\n"
+		"  --max-conns N          connections per endpoint; when full the idlest gives way (default 4096,\n"
+		"                         lowered to fit the descriptor limit)   [PARLEY_MAX_CONNS]\n"
+		"  --max-conns-per-peer N connections per endpoint from one IP address (default 512)   [PARLEY_MAX_CONNS_PER_PEER]\n"
+		"  --max-conn-calls N     calls in flight on one connection (default 128)   [PARLEY_MAX_CONN_CALLS]\n"
+		"  --conn-idle SECONDS    close connections with no call this long (default 300)   [PARLEY_CONN_IDLE]\n"
 		"  --help\n");
+}
+
+/* True if host (no brackets) is a loopback address or "localhost". */
+static bool
+loopback_host(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/*
+ * Internal endpoints (the events PUB, the rooms PUB, RoomsFeed) carry every
+ * room's messages and memberships to whoever connects, with no login: they
+ * are for Parley's own services only. Accepted: inproc:// and ipc://;
+ * tcp:// and ws:// on a loopback host; tls+tcp:// and wss:// only with
+ * --tls-ca (every peer must present a certificate that CA signed). Anything
+ * else ends the daemon here, naming the flag.
+ */
+static void
+check_internal(const char *flag, const char *env, const char *url)
+{
+	static const char *const plain[] = {"tcp://", "tcp4://", "tcp6://", "ws://"};
+	char host[256];
+	const char *h, *end;
+	size_t n;
+
+	if (url == NULL || strncmp(url, "inproc://", 9) == 0 || strncmp(url, "ipc://", 6) == 0)
+		return;
+	if (strncmp(url, "tls+tcp://", 10) == 0 || strncmp(url, "tls+tcp4://", 11) == 0 ||
+	    strncmp(url, "tls+tcp6://", 11) == 0 || strncmp(url, "wss://", 6) == 0) {
+		if (cfg.tls_ca != NULL)
+			return;
+		fprintf(stderr,
+			"parleyd: %s (%s) %s: an internal endpoint over TLS needs --tls-ca, so "
+			"that only Parley's own services (with certificates that CA signed) "
+			"connect\n",
+			flag, env, url);
+		exit(2);
+	}
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		if (strncmp(url, plain[i], strlen(plain[i])) != 0)
+			continue;
+		h = url + strlen(plain[i]);
+		n = strcspn(h, "/"); /* the authority, before any ws path */
+		if (*h == '[') { /* [v6]:port */
+			h++;
+			end = memchr(h, ']', n - 1);
+		} else {
+			for (end = h + n; end > h && *end != ':';)
+				end--;
+			end = *end == ':' ? end : NULL;
+		}
+		n = end != NULL ? (size_t)(end - h) : 0;
+		if (n > 0 && n < sizeof(host)) {
+			memcpy(host, h, n);
+			host[n] = '\0';
+			if (loopback_host(host))
+				return;
+		}
+		break;
+	}
+	fprintf(stderr,
+		"parleyd: %s (%s) %s: internal endpoints carry every room's events to anyone who "
+		"connects; use inproc:// or ipc://, tcp:// or ws:// on a loopback address "
+		"(127.0.0.0/8, ::1, localhost), or tls+tcp:// with --tls-ca (mutual TLS)\n",
+		flag, env, url);
+	exit(2);
 }
 
 static bool
@@ -132,6 +273,38 @@ wanted(const char *list, const char *name)
 		p += len + (comma ? 1 : 0);
 	}
 	return false;
+}
+
+/* True if list names a service that keeps data (not only the gateway). */
+static bool
+runs_a_service(const char *list)
+{
+	for (size_t i = 0; i < NSERVICES; i++)
+		if (!is_role(&services[i]) && wanted(list, services[i].name))
+			return true;
+	return false;
+}
+
+/*
+ * Whether this process serves HTTP: never with --http-listen none; always
+ * in the gateway role; otherwise by default only when it runs every
+ * service (the all-in-one daemon), so that several single-service
+ * processes on one host do not all claim the default port; a process
+ * running some services serves them when given --http-listen.
+ */
+static bool
+http_wanted(const char *list)
+{
+	bool all = true;
+
+	if (gateway_http_disabled(cfg.http_listen))
+		return false;
+	if (wanted(list, "gateway"))
+		return true;
+	for (size_t i = 0; i < NSERVICES; i++)
+		if (!is_role(&services[i]))
+			all &= wanted(list, services[i].name);
+	return all || (http_explicit && runs_a_service(list));
 }
 
 static void
@@ -161,7 +334,8 @@ main(int argc, char **argv)
 		OPT_MSG_L, OPT_EV_L, OPT_REV_L, OPT_RINT_L, OPT_AUTH, OPT_ROOMS, OPT_REV, OPT_RINT,
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
-		OPT_TLS_KEY, OPT_TLS_CA, OPT_HELP,
+		OPT_TLS_KEY, OPT_TLS_CA, OPT_HIST, OPT_MSG, OPT_HTTP_MAXC, OPT_HTTP_MAXIP,
+		OPT_MAXC, OPT_MAXCP, OPT_MAXCC, OPT_CONN_IDLE, OPT_HELP,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -188,6 +362,14 @@ main(int argc, char **argv)
 		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
 		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+		{"max-conns", required_argument, NULL, OPT_MAXC},
+		{"max-conns-per-peer", required_argument, NULL, OPT_MAXCP},
+		{"max-conn-calls", required_argument, NULL, OPT_MAXCC},
+		{"conn-idle", required_argument, NULL, OPT_CONN_IDLE},
+		{"history", required_argument, NULL, OPT_HIST},
+		{"messaging", required_argument, NULL, OPT_MSG},
+		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAXC},
+		{"http-max-per-ip", required_argument, NULL, OPT_HTTP_MAXIP},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -200,10 +382,16 @@ main(int argc, char **argv)
 	store_err serr;
 	sigset_t sigs;
 	int sig, opt, rc = 0;
+	rpc_limits lim = {0};
+	unsigned long conn_idle_s;
+	long nofile, fd_budget;
 
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return parley_check_main(argc - 1, argv + 1);
 	for (size_t i = 0; i < NSERVICES; i++)
-		snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "",
-			 services[i].name);
+		if (!is_role(&services[i]))
+			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
+				 i ? "," : "", services[i].name);
 	list = env_or("PARLEY_SERVICES", all);
 	cfg.data_dir = env_or("PARLEY_DATA_DIR", "./data");
 	map_mb = parse_number("PARLEY_MAP_SIZE_MB", env_or("PARLEY_MAP_SIZE_MB", "1024"), 1ul << 24);
@@ -218,6 +406,8 @@ main(int argc, char **argv)
 	cfg.rooms_addr = env_or("PARLEY_ROOMS", NULL);
 	cfg.room_events_addr = env_or("PARLEY_ROOM_EVENTS", NULL);
 	cfg.rooms_internal_addr = env_or("PARLEY_ROOMS_INTERNAL", NULL);
+	cfg.history_addr = env_or("PARLEY_HISTORY", NULL);
+	cfg.messaging_addr = env_or("PARLEY_MESSAGING", NULL);
 	cfg.token_ttl_s = (uint32_t)parse_number("PARLEY_TOKEN_TTL", env_or("PARLEY_TOKEN_TTL", "86400"), 1u << 30);
 	cfg.session_idle_s = (uint32_t)parse_number("PARLEY_SESSION_IDLE", env_or("PARLEY_SESSION_IDLE", "60"), 86400);
 	cfg.max_sessions = (uint32_t)parse_number("PARLEY_MAX_SESSIONS", env_or("PARLEY_MAX_SESSIONS", "20000"), 1000000);
@@ -225,9 +415,16 @@ main(int argc, char **argv)
 	cfg.workers = (int)parse_number("PARLEY_WORKERS", env_or("PARLEY_WORKERS", "16"), 1024);
 	cfg.contexts = (int)parse_number("PARLEY_CONTEXTS", env_or("PARLEY_CONTEXTS", "256"), 100000);
 	cfg.http_listen = env_or("PARLEY_HTTP_LISTEN", PARLEY_DEFAULT_HTTP);
+	http_explicit = env_or("PARLEY_HTTP_LISTEN", NULL) != NULL;
+	cfg.http_max_connections = (unsigned)parse_number("PARLEY_HTTP_MAX_CONNECTIONS", env_or("PARLEY_HTTP_MAX_CONNECTIONS", "1000"), 100000);
+	cfg.http_max_per_ip = (unsigned)parse_number("PARLEY_HTTP_MAX_PER_IP", env_or("PARLEY_HTTP_MAX_PER_IP", "100"), 100000);
 	cfg.tls_cert = env_or("PARLEY_TLS_CERT", NULL);
 	cfg.tls_key = env_or("PARLEY_TLS_KEY", NULL);
 	cfg.tls_ca = env_or("PARLEY_TLS_CA", NULL);
+	lim.max_conns = (int)parse_number("PARLEY_MAX_CONNS", env_or("PARLEY_MAX_CONNS", "4096"), 1000000);
+	lim.max_per_peer = (int)parse_number("PARLEY_MAX_CONNS_PER_PEER", env_or("PARLEY_MAX_CONNS_PER_PEER", "512"), 1000000);
+	lim.max_calls = (int)parse_number("PARLEY_MAX_CONN_CALLS", env_or("PARLEY_MAX_CONN_CALLS", "128"), 1000000);
+	conn_idle_s = parse_number("PARLEY_CONN_IDLE", env_or("PARLEY_CONN_IDLE", "300"), 86400);
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -251,10 +448,18 @@ main(int argc, char **argv)
 		case OPT_MAXUS: cfg.max_user_sessions = (uint32_t)parse_number("--max-user-sessions", optarg, 1000000); break;
 		case OPT_WORKERS: cfg.workers = (int)parse_number("--workers", optarg, 1024); break;
 		case OPT_CONTEXTS: cfg.contexts = (int)parse_number("--contexts", optarg, 100000); break;
-		case OPT_HTTP_L: cfg.http_listen = optarg; break;
+		case OPT_HTTP_L: cfg.http_listen = optarg; http_explicit = true; break;
+		case OPT_HIST: cfg.history_addr = optarg; break;
+		case OPT_MSG: cfg.messaging_addr = optarg; break;
+		case OPT_HTTP_MAXC: cfg.http_max_connections = (unsigned)parse_number("--http-max-connections", optarg, 100000); break;
+		case OPT_HTTP_MAXIP: cfg.http_max_per_ip = (unsigned)parse_number("--http-max-per-ip", optarg, 100000); break;
 		case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
 		case OPT_TLS_KEY: cfg.tls_key = optarg; break;
 		case OPT_TLS_CA: cfg.tls_ca = optarg; break;
+		case OPT_MAXC: lim.max_conns = (int)parse_number("--max-conns", optarg, 1000000); break;
+		case OPT_MAXCP: lim.max_per_peer = (int)parse_number("--max-conns-per-peer", optarg, 1000000); break;
+		case OPT_MAXCC: lim.max_calls = (int)parse_number("--max-conn-calls", optarg, 1000000); break;
+		case OPT_CONN_IDLE: conn_idle_s = parse_number("--conn-idle", optarg, 86400); break;
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -266,7 +471,9 @@ main(int argc, char **argv)
 	}
 	check_service_list(list);
 	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
-	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0) {
+	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0 ||
+	    lim.max_conns == 0 || lim.max_per_peer == 0 || lim.max_calls == 0 || conn_idle_s == 0 ||
+	    cfg.http_max_connections == 0 || cfg.http_max_per_ip == 0) {
 		fprintf(stderr, "parleyd: sizes, counts and durations must be at least 1\n");
 		return 2;
 	}
@@ -278,6 +485,40 @@ main(int argc, char **argv)
 		cfg.room_events_addr = cfg.room_events_listen;
 	if (cfg.rooms_internal_addr == NULL)
 		cfg.rooms_internal_addr = cfg.rooms_internal_listen;
+	if (wanted(list, "rooms")) {
+		check_internal("--room-events-listen", "PARLEY_ROOM_EVENTS_LISTEN",
+			       cfg.room_events_listen);
+		check_internal("--rooms-internal-listen", "PARLEY_ROOMS_INTERNAL_LISTEN",
+			       cfg.rooms_internal_listen);
+	}
+	if (wanted(list, "messaging")) {
+		check_internal("--events-listen", "PARLEY_EVENTS_LISTEN", cfg.events_listen);
+		check_internal("--room-events", "PARLEY_ROOM_EVENTS", cfg.room_events_addr);
+		check_internal("--rooms-internal", "PARLEY_ROOMS_INTERNAL", cfg.rooms_internal_addr);
+	}
+
+	/* Descriptors are what a flood of connections exhausts: take all the
+	 * system allows, and cap every endpoint's connections so that all of
+	 * them full still leave RPC_FD_RESERVE for the store, logs and our own
+	 * outgoing connections (8 endpoints at most). */
+	nofile = rpc_raise_fd_limit();
+	fd_budget = (nofile - RPC_FD_RESERVE) / 8;
+	if (fd_budget < 16)
+		fd_budget = 16;
+	if (lim.max_conns > fd_budget) {
+		plog_info("parleyd", "connections per endpoint lowered from %d to %ld to fit the "
+			  "descriptor limit (%ld)", lim.max_conns, fd_budget, nofile);
+		lim.max_conns = (int)fd_budget;
+	}
+	lim.idle_ms = (int)(conn_idle_s * 1000);
+	rpc_set_limits(&lim);
+	if (cfg.history_addr == NULL)
+		cfg.history_addr = cfg.history_listen;
+	if (cfg.messaging_addr == NULL)
+		cfg.messaging_addr = cfg.messaging_listen;
+	service_list = list;
+	if (!http_wanted(list))
+		cfg.http_listen = "none";
 
 	/* Signals go to the main thread only: block them before any thread
 	 * starts, then wait for them here. */
@@ -286,13 +527,18 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* After the mask: checking the files starts nng's threads. */
+	if (!tls_setup())
+		return 1;
 
 	/* Only a history service on its own opens the store read-only: the
 	 * writer is a messaging service in another process. */
 	sopts.map_size = (size_t)map_mb << 20;
 	sopts.read_only = wanted(list, "history") && !wanted(list, "messaging") &&
 			  !wanted(list, "auth") && !wanted(list, "rooms");
-	serr = store_open(&cfg.env, cfg.data_dir, &sopts, detail, sizeof(detail));
+	serr = runs_a_service(list) ? store_open(&cfg.env, cfg.data_dir, &sopts, detail,
+						  sizeof(detail))
+				    : STORE_OK; /* a gateway alone keeps no data */
 	if (serr != STORE_OK) {
 		plog_error("parleyd", "cannot open storage: %s (%s)", store_strerror(serr), detail);
 		return 1;
@@ -301,7 +547,8 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < NSERVICES; i++) {
 		rpc_status st = {0};
 
-		if (!wanted(list, services[i].name))
+		if (is_role(&services[i]) ? gateway_http_disabled(cfg.http_listen)
+					   : !wanted(list, services[i].name))
 			continue;
 		if (services[i].start(&cfg, &handles[i], &st) != RPC_OK) {
 			plog_error("parleyd", "cannot start %s: %s", services[i].name, st.message);

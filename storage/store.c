@@ -12,10 +12,23 @@
 
 struct store_env {
 	MDB_env *env;
-	size_t map_size;
+	size_t map_size;	 /* [gate_mtx] */
 	bool read_only;
 	pthread_mutex_t dbi_mtx; /* mdb_dbi_open is not thread-safe */
+
+	/* The resize gate. LMDB lets a process change its map only while no
+	 * transaction of the process is open: every transaction is counted
+	 * here, and the thread adopting a map another process grew waits for
+	 * the count to reach 0 while new transactions wait for it. */
+	pthread_mutex_t gate_mtx;
+	pthread_cond_t gate_cv;
+	unsigned txns;		 /* [gate_mtx] transactions open in this process */
+	bool resizing;		 /* [gate_mtx] a thread waits to adopt the map */
 };
+
+/* Transactions the calling thread holds (on any environment): a thread
+ * that holds one never waits at the gate, or it would wait for itself. */
+static __thread unsigned thread_txns;
 
 struct store_txn {
 	MDB_txn *txn;
@@ -37,6 +50,7 @@ from_mdb(int rc)
 	case MDB_DBS_FULL:
 		return STORE_FULL;
 	case MDB_READERS_FULL:
+	case MDB_MAP_RESIZED:
 		return STORE_BUSY;
 	case MDB_CORRUPTED:
 	case MDB_PAGE_NOTFOUND:
@@ -47,8 +61,13 @@ from_mdb(int rc)
 	case EINVAL:
 		return STORE_INVALID;
 	case EACCES:
+	case EPERM:
+		return STORE_DENIED;
 	case EROFS:
-		return STORE_READONLY;
+		return STORE_ROFS;
+	case ENOSPC:
+	case EDQUOT:
+		return STORE_NOSPACE;
 	default:
 		return STORE_IO;
 	}
@@ -68,8 +87,14 @@ store_strerror(store_err err)
 		return "storage is full (raise the map size)";
 	case STORE_READONLY:
 		return "storage is read-only";
+	case STORE_ROFS:
+		return "storage is on a read-only file system (EROFS)";
+	case STORE_DENIED:
+		return "storage permission denied (EACCES/EPERM)";
+	case STORE_NOSPACE:
+		return "the disk is full (ENOSPC)";
 	case STORE_BUSY:
-		return "too many concurrent readers";
+		return "storage is busy (no free reader slot, or the map is being resized)";
 	case STORE_CORRUPT:
 		return "storage is damaged or not an LMDB file";
 	case STORE_INVALID:
@@ -102,6 +127,47 @@ mkdir_p(const char *dir)
 	return 0;
 }
 
+/*
+ * LMDB maps the file and trusts it: a page the meta page counts but the
+ * file no longer holds (a truncated or half-copied data.mdb) is a SIGBUS
+ * at the first read that touches it. So the file must reach the end of
+ * the last page in use before anyone reads. MDB_CORRUPTED, with the sizes
+ * in detail, when it does not.
+ */
+static int
+check_file_size(store_env *e, const char *dir, char *detail, size_t detail_len)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	struct stat fst;
+	mdb_filehandle_t fd;
+	int rc;
+
+	if ((rc = mdb_env_info(e->env, &info)) != 0 || (rc = mdb_env_stat(e->env, &st)) != 0 ||
+	    (rc = mdb_env_get_fd(e->env, &fd)) != 0)
+		goto fail;
+	if (fstat(fd, &fst) != 0) {
+		rc = errno;
+		goto fail;
+	}
+	if ((uint64_t)fst.st_size < ((uint64_t)info.me_last_pgno + 1) * st.ms_psize) {
+		if (detail != NULL)
+			snprintf(detail, detail_len,
+				 "%s/data.mdb is %llu bytes but its pages in use end at byte %llu: "
+				 "the file was truncated; restore it from a backup",
+				 dir, (unsigned long long)fst.st_size,
+				 ((unsigned long long)info.me_last_pgno + 1) * st.ms_psize);
+		return MDB_CORRUPTED;
+	}
+	e->map_size = info.me_mapsize;
+	return 0;
+
+fail:
+	if (detail != NULL)
+		snprintf(detail, detail_len, "%s: %s", dir, mdb_strerror(rc));
+	return rc;
+}
+
 store_err
 store_open(store_env **envp, const char *dir, const store_opts *opts, char *detail,
 	   size_t detail_len)
@@ -117,6 +183,8 @@ store_open(store_env **envp, const char *dir, const store_opts *opts, char *deta
 	e->map_size = opts && opts->map_size ? opts->map_size : STORE_DEFAULT_MAP_SIZE;
 	e->read_only = opts && opts->read_only;
 	pthread_mutex_init(&e->dbi_mtx, NULL);
+	pthread_mutex_init(&e->gate_mtx, NULL);
+	pthread_cond_init(&e->gate_cv, NULL);
 	if (e->read_only)
 		flags |= MDB_RDONLY;
 	else if ((rc = mkdir_p(dir)) != 0)
@@ -130,6 +198,8 @@ store_open(store_env **envp, const char *dir, const store_opts *opts, char *deta
 		goto fail;
 	if ((rc = mdb_env_open(e->env, dir, flags, 0600)) != 0)
 		goto fail;
+	if ((rc = check_file_size(e, dir, detail, detail_len)) != 0)
+		goto fail_detailed;
 	/* A process that died holding a read transaction leaves its slot
 	 * taken; clear those before anyone counts on free slots. */
 	mdb_reader_check(e->env, &dead);
@@ -139,8 +209,11 @@ store_open(store_env **envp, const char *dir, const store_opts *opts, char *deta
 fail:
 	if (detail != NULL)
 		snprintf(detail, detail_len, "%s: %s", dir, mdb_strerror(rc));
+fail_detailed:
 	if (e->env != NULL)
 		mdb_env_close(e->env);
+	pthread_cond_destroy(&e->gate_cv);
+	pthread_mutex_destroy(&e->gate_mtx);
 	pthread_mutex_destroy(&e->dbi_mtx);
 	free(e);
 	return rc == ENOENT && opts && opts->read_only ? STORE_NOTFOUND : from_mdb(rc);
@@ -152,6 +225,8 @@ store_close(store_env *e)
 	if (e == NULL)
 		return;
 	mdb_env_close(e->env);
+	pthread_cond_destroy(&e->gate_cv);
+	pthread_mutex_destroy(&e->gate_mtx);
 	pthread_mutex_destroy(&e->dbi_mtx);
 	free(e);
 }
@@ -159,7 +234,20 @@ store_close(store_env *e)
 size_t
 store_map_size(const store_env *e)
 {
-	return e->map_size;
+	store_info info;
+
+	store_get_info((store_env *)e, &info);
+	return info.map_size;
+}
+
+void
+store_get_info(store_env *e, store_info *out)
+{
+	pthread_mutex_lock(&e->gate_mtx);
+	out->map_size = e->map_size;
+	out->txns_open = e->txns;
+	out->resize_waiting = e->resizing;
+	pthread_mutex_unlock(&e->gate_mtx);
 }
 
 bool
@@ -168,17 +256,79 @@ store_read_only(const store_env *e)
 	return e->read_only;
 }
 
+/* Counts a transaction in (the caller then begins it). Waits while a
+ * resize is pending, unless this thread holds a transaction already. */
+static void
+gate_enter(store_env *e)
+{
+	pthread_mutex_lock(&e->gate_mtx);
+	while (e->resizing && thread_txns == 0)
+		pthread_cond_wait(&e->gate_cv, &e->gate_mtx);
+	e->txns++;
+	pthread_mutex_unlock(&e->gate_mtx);
+	thread_txns++;
+}
+
+static void
+gate_leave(store_env *e)
+{
+	thread_txns--;
+	pthread_mutex_lock(&e->gate_mtx);
+	if (--e->txns == 0 && e->resizing)
+		pthread_cond_broadcast(&e->gate_cv);
+	pthread_mutex_unlock(&e->gate_mtx);
+}
+
+/*
+ * Another process grew the map beyond ours (MDB_MAP_RESIZED). LMDB allows
+ * mdb_env_set_mapsize only while no transaction of this process is open:
+ * stop new ones at the gate, wait for the open ones to end, adopt the size,
+ * let everyone go. One thread does it; others that hit the same error wait
+ * for it. A thread that itself holds a transaction cannot wait for the
+ * count to reach 0: MDB_MAP_RESIZED for it (STORE_BUSY: try again).
+ */
+static int
+adopt_map(store_env *e)
+{
+	MDB_envinfo info;
+	int rc = 0;
+
+	if (thread_txns > 0)
+		return MDB_MAP_RESIZED;
+	pthread_mutex_lock(&e->gate_mtx);
+	if (e->resizing) {
+		while (e->resizing)
+			pthread_cond_wait(&e->gate_cv, &e->gate_mtx);
+	} else {
+		e->resizing = true;
+		while (e->txns > 0)
+			pthread_cond_wait(&e->gate_cv, &e->gate_mtx);
+		rc = mdb_env_set_mapsize(e->env, 0);
+		if (rc == 0 && mdb_env_info(e->env, &info) == 0)
+			e->map_size = info.me_mapsize;
+		e->resizing = false;
+		pthread_cond_broadcast(&e->gate_cv);
+	}
+	pthread_mutex_unlock(&e->gate_mtx);
+	return rc;
+}
+
+/* Begins an LMDB transaction counted at the gate; on failure nothing is
+ * counted. */
 static int
 txn_begin(store_env *e, unsigned flags, MDB_txn **txn)
 {
-	int rc = mdb_txn_begin(e->env, NULL, flags, txn);
+	int rc;
 
-	if (rc == MDB_MAP_RESIZED) {
-		/* Another process grew the map: adopt its size and go on. */
-		mdb_env_set_mapsize(e->env, 0);
+	for (int tries = 0;; tries++) {
+		gate_enter(e);
 		rc = mdb_txn_begin(e->env, NULL, flags, txn);
+		if (rc == 0)
+			return 0;
+		gate_leave(e);
+		if (rc != MDB_MAP_RESIZED || tries == 3 || (rc = adopt_map(e)) != 0)
+			return rc;
 	}
-	return rc;
 }
 
 store_err
@@ -196,6 +346,7 @@ store_table_open(store_env *e, const char *name, store_table *out)
 			rc = mdb_txn_commit(txn);
 		else
 			mdb_txn_abort(txn);
+		gate_leave(e);
 	}
 	pthread_mutex_unlock(&e->dbi_mtx);
 	if (rc == 0)
@@ -225,10 +376,43 @@ store_begin(store_env *e, bool write, store_txn **txnp)
 }
 
 store_err
+store_list_tables(store_env *e, store_table_fn fn, void *arg)
+{
+	char name[STORE_MAX_KEY + 1];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_dbi main_dbi;
+	store_txn *t;
+	store_err err;
+	int rc;
+
+	if ((err = store_begin(e, false, &t)) != STORE_OK)
+		return err;
+	if ((rc = mdb_dbi_open(t->txn, NULL, 0, &main_dbi)) != 0 ||
+	    (rc = mdb_cursor_open(t->txn, main_dbi, &cur)) != 0) {
+		store_abort(t);
+		return from_mdb(rc);
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size > STORE_MAX_KEY || memchr(k.mv_data, '\0', k.mv_size) != NULL)
+			continue; /* not a name we could have made */
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		if (!fn(arg, name))
+			break;
+	}
+	mdb_cursor_close(cur);
+	store_abort(t);
+	return rc == 0 || rc == MDB_NOTFOUND ? STORE_OK : from_mdb(rc);
+}
+
+store_err
 store_commit(store_txn *t)
 {
 	int rc = mdb_txn_commit(t->txn);
 
+	gate_leave(t->env);
 	free(t);
 	return from_mdb(rc);
 }
@@ -239,6 +423,7 @@ store_abort(store_txn *t)
 	if (t == NULL)
 		return;
 	mdb_txn_abort(t->txn);
+	gate_leave(t->env);
 	free(t);
 }
 

@@ -10,7 +10,13 @@
  * read transactions are not tied to threads.
  *
  * Errors are store_err values; storage knows nothing of RPC status codes.
- * The services translate them (STORE_FULL is RESOURCE_EXHAUSTED).
+ * The services translate them (svc_fail_store: STORE_FULL and STORE_NOSPACE
+ * are RESOURCE_EXHAUSTED, STORE_CORRUPT is DATA_LOSS).
+ *
+ * Locks: the environment counts the transactions open in the process (its
+ * resize gate, see txn_begin in store.c) so that a map another process grew
+ * is adopted only when none is open, as LMDB requires. A transaction ends
+ * on the thread that began it.
  */
 #ifndef PARLEY_STORE_H
 #define PARLEY_STORE_H
@@ -24,11 +30,14 @@ typedef enum store_err {
 	STORE_NOTFOUND,	 /* no such key, or no such table in a read-only env */
 	STORE_EXISTS,	 /* key exists and STORE_NOOVERWRITE was given */
 	STORE_FULL,	 /* the map is full: raise the map size */
-	STORE_READONLY,	 /* write on a read-only environment */
+	STORE_READONLY,	 /* write on an environment opened read-only */
 	STORE_BUSY,	 /* too many readers */
 	STORE_CORRUPT,	 /* the file is damaged or not an LMDB file */
 	STORE_INVALID,	 /* bad argument (key too long, bad name) */
-	STORE_IO,	 /* an operating system error */
+	STORE_IO,	 /* another operating system error */
+	STORE_NOSPACE,	 /* the file system is full (ENOSPC, EDQUOT) */
+	STORE_DENIED,	 /* the file system refused access (EACCES, EPERM) */
+	STORE_ROFS,	 /* the file system is mounted read-only (EROFS) */
 } store_err;
 
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB */
@@ -53,11 +62,24 @@ const char *store_strerror(store_err err);
 
 /* Opens (creating if needed, unless read_only) the environment in dir and
  * clears reader slots left by dead processes. opts may be NULL. The detail
- * buffer, if given, receives the operating system's reason on failure. */
+ * buffer, if given, receives the operating system's reason on failure.
+ * A data file shorter than the pages its meta page counts (truncated) is
+ * STORE_CORRUPT, refused before any page is read. Errors: STORE_CORRUPT,
+ * STORE_NOTFOUND (read-only and no environment), STORE_DENIED, STORE_ROFS,
+ * STORE_NOSPACE, STORE_INVALID, STORE_IO. */
 store_err store_open(store_env **envp, const char *dir, const store_opts *opts,
 		     char *detail, size_t detail_len);
 void store_close(store_env *env);
 size_t store_map_size(const store_env *env);
+
+/* What the environment is doing now, for diagnostics and tests. */
+typedef struct store_info {
+	size_t map_size;	/* the map this process uses */
+	unsigned txns_open;	/* transactions open in this process */
+	bool resize_waiting;	/* a thread waits for them to end to adopt a
+				 * map another process grew */
+} store_info;
+void store_get_info(store_env *env, store_info *out);
 bool store_read_only(const store_env *env);
 
 /* Opens a named table, creating it in a writable environment. Thread-safe.
@@ -65,7 +87,17 @@ bool store_read_only(const store_env *env);
  * STORE_NOTFOUND: try again later. */
 store_err store_table_open(store_env *env, const char *name, store_table *out);
 
+/* Begins a transaction; may wait while the map is adopted (see above).
+ * Errors: STORE_READONLY (write on a read-only env), STORE_BUSY (no reader
+ * slot, or the map grew while this thread holds another transaction),
+ * STORE_CORRUPT, STORE_IO. */
 store_err store_begin(store_env *env, bool write, store_txn **txnp);
+
+/* Calls fn with the name of every table in env, in name order, inside one
+ * read transaction; fn returns false to stop. For tools (parleyd check).
+ * Errors: those of store_begin, STORE_CORRUPT. */
+typedef bool (*store_table_fn)(void *arg, const char *name);
+store_err store_list_tables(store_env *env, store_table_fn fn, void *arg);
 /* Commits (and frees) txn. For a write transaction, durable on return: the
  * environment syncs on commit. */
 store_err store_commit(store_txn *txn);

@@ -28,8 +28,13 @@ typedef struct th_daemon {
 	char events[TH_ADDR_MAX];
 	char room_events[TH_ADDR_MAX];
 	char rooms_internal[TH_ADDR_MAX];
+	char http[TH_ADDR_MAX];	/* --http-listen: http://127.0.0.1:PORT, or "none" */
 	char services[128];
 	const char *extra[16];	/* extra parleyd arguments, NULL-terminated */
+	bool default_internal;	/* leave the internal endpoints (events, room
+				 * events, rooms feed) at parleyd's defaults */
+	const char *wrap[12];	/* a command parleyd runs under (argv, before
+				 * parleyd's own), NULL-terminated */
 	char log[300];		/* parleyd's stderr goes here */
 } th_daemon;
 

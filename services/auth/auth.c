@@ -12,12 +12,14 @@
  * do their cheap checks on the rpc worker thread, then hand the call to a
  * work pool of one thread per core (workpool.h) and answer from there: at
  * most one Argon2id hash per core runs at a time, a login storm queues (up
- * to a bound, then RESOURCE_EXHAUSTED) instead of exhausting memory, and
- * the rpc workers stay free for Validate, which every other service calls.
- * A password check takes a slot in the account's login limit before it is
- * queued, so a burst of calls gets no more checks than the limit allows.
- * Shared mutable state: LMDB (its own locking), the rate limiter (locks
- * itself) and the pool (locks itself).
+ * to a bound well below the call slots, then RESOURCE_EXHAUSTED) instead of
+ * exhausting memory or slots, the queue serves callers' addresses in turn,
+ * and the rpc workers stay free for Validate, which every other service
+ * calls. A password check takes its place in the limits (guard.h: per
+ * account and address, per address) before it is queued, so a burst of
+ * calls gets no more checks than the limits allow.
+ * Shared mutable state: LMDB (its own locking), the limits (lock
+ * themselves) and the pool (locks itself).
  */
 #include "auth.h"
 
@@ -35,7 +37,7 @@
 #include "log.h"
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
-#include "ratelimit.h"
+#include "guard.h"
 #include "workpool.h"
 
 #define TOKEN_BYTES 32
@@ -45,10 +47,8 @@
 #define PASSWORD_MAX 1024
 #define EMAIL_MAX 254
 #define DISPLAY_NAME_MAX 64
-#define LOGIN_FAILURES_PER_WINDOW 5
-#define LOGIN_WINDOW_MS 60000
-#define RATELIMIT_ENTRIES 65536
-#define HASH_QUEUE_MAX 512
+#define HASH_QUEUE_MAX 64	/* password checks waiting, at most ... */
+#define HASH_QUEUE_SHARE 4	/* ... and at most 1/4 of the call slots */
 #define SWEEP_BATCH 512			/* expired sessions deleted per transaction */
 #define SWEEP_INTERVAL_MAX_MS 600000	/* sweep at least every 10 minutes */
 
@@ -63,7 +63,7 @@ struct auth_service {
 	unsigned char token_key[crypto_generichash_KEYBYTES];
 	char *dummy_hash;	/* verified against when the user does not exist */
 	workpool *hashers;
-	ratelimit *login_limit;
+	guard *guard;		/* limits on password checks */
 	uint64_t token_ttl_ms;
 
 	/* The sweeper: deletes expired sessions nobody presents again. */
@@ -123,7 +123,7 @@ load_or_create_key(const char *dir, unsigned char key[crypto_generichash_KEYBYTE
 /* ---- passwords ------------------------------------------------------------ */
 
 /* Password hashing runs on the pool threads only (and once at start). */
-static bool
+static __attribute__((warn_unused_result)) bool
 hash_password(auth_service *a, const char *pw, char out[crypto_pwhash_STRBYTES])
 {
 	return crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
@@ -136,7 +136,7 @@ verify_password(auth_service *a, const char *hash, const char *pw)
 	return crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
 }
 
-static bool
+static __attribute__((warn_unused_result)) bool
 valid_email(const char *s)
 {
 	size_t n = strlen(s);
@@ -156,7 +156,7 @@ valid_email(const char *s)
 
 /* Reads user_id's record; *out is freed by the caller with
  * parley__store__v1__user_record__free_unpacked. */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 get_user(auth_service *a, const char *user_id, Parley__Store__V1__UserRecord **out)
 {
 	void *buf;
@@ -211,7 +211,7 @@ token_hash(auth_service *a, const unsigned char token[TOKEN_BYTES],
 }
 
 /* Decodes a wire token into its hash; false if it cannot be one of ours. */
-static bool
+static __attribute__((warn_unused_result)) bool
 decode_token(auth_service *a, const char *wire, unsigned char hash[TOKEN_HASH_BYTES])
 {
 	unsigned char raw[TOKEN_BYTES];
@@ -241,7 +241,7 @@ user_token_key(uint8_t *key, size_t *klen, const char *user_id,
 }
 
 /* Stores a new session of user_id; writes the wire token (TOKEN_B64_LEN+1). */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 issue_token(auth_service *a, const char *user_id, uint64_t now, char *wire,
 	    uint64_t *expires)
 {
@@ -275,26 +275,34 @@ issue_token(auth_service *a, const char *user_id, uint64_t now, char *wire,
 	return store_commit(txn);
 }
 
-static void
+/* Deletes one session of user_id, durably. STORE_OK (also when it was
+ * gone already), or the store's error: the session may still be valid. */
+static __attribute__((warn_unused_result)) store_err
 revoke_token(auth_service *a, const char *user_id, const unsigned char hash[TOKEN_HASH_BYTES])
 {
 	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
 	size_t uklen;
 	store_txn *txn;
+	store_err err;
 
 	user_token_key(ukey, &uklen, user_id, hash);
-	if (store_begin(a->env, true, &txn) != STORE_OK)
-		return;
-	store_del(txn, a->tokens, hash, TOKEN_HASH_BYTES);
-	store_del(txn, a->user_tokens, ukey, uklen);
-	store_commit(txn);
+	if ((err = store_begin(a->env, true, &txn)) != STORE_OK)
+		return err;
+	err = store_del(txn, a->tokens, hash, TOKEN_HASH_BYTES);
+	if (err == STORE_OK || err == STORE_NOTFOUND)
+		err = store_del(txn, a->user_tokens, ukey, uklen);
+	if (err != STORE_OK && err != STORE_NOTFOUND) {
+		store_abort(txn);
+		return err;
+	}
+	return store_commit(txn);
 }
 
 /*
  * Resolves a wire token. RPC_OK with user_id and expiry, or UNAUTHENTICATED.
  * An expired token is deleted on the way.
  */
-static rpc_code
+static __attribute__((warn_unused_result)) rpc_code
 lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MAX],
 	     uint64_t *expires, unsigned char hash[TOKEN_HASH_BYTES], rpc_status *st)
 {
@@ -323,7 +331,10 @@ lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MAX],
 	if (!ok)
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	if (*expires <= rpc_wall_ms()) {
-		revoke_token(a, user_id, hash);
+		/* Expired whether or not this delete succeeds; the sweeper
+		 * takes what is left. */
+		if (revoke_token(a, user_id, hash) != STORE_OK)
+			plog_error("auth", "cannot delete an expired session of %s", user_id);
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	}
 	return RPC_OK;
@@ -372,7 +383,7 @@ collect_user_tokens(void *arg, store_val key, store_val val)
 }
 
 /* In txn: deletes every session of user_id except keep. */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
 		   const unsigned char *keep)
 {
@@ -513,7 +524,7 @@ sweeper_stop(auth_service *a)
 
 /* ---- handlers -------------------------------------------------------------------- */
 
-static rpc_code
+static __attribute__((warn_unused_result)) rpc_code
 check_password_size(rpc_call *call, const char *field, const char *pw)
 {
 	size_t n = strlen(pw);
@@ -527,52 +538,93 @@ check_password_size(rpc_call *call, const char *field, const char *pw)
 
 /*
  * What a handler hands to the pool: the request (alive until the call is
- * finished), for Login and ChangePassword the user's record (owned) and
- * the account whose login-limit reservation the job holds ("" = none; a
- * copy, as pw_job_free runs after the call is finished).
+ * finished), for Login and ChangePassword the user's record (owned), and
+ * the limit reservations the check holds (guard.h). pw_job_free runs after
+ * the call is finished.
  */
 struct pw_job {
 	auth_service *a;
+	workpool_fn fn;		/* the check itself (run_pw_job runs it) */
 	const void *req;
 	Parley__Store__V1__UserRecord *rec;
-	char limit_key[RPC_USER_ID_MAX];
+	guard_hold account, address;
 };
 
 /* A job that never ran, or ended without judging a password, gives its
- * reservation back here: none is ever leaked. */
+ * reservations back here: none is ever leaked. */
 static void
 pw_job_free(void *arg)
 {
 	struct pw_job *j = arg;
 
-	if (j->limit_key[0] != '\0')
-		ratelimit_release(j->a->login_limit, j->limit_key);
+	guard_release(&j->account);
+	guard_release(&j->address);
 	if (j->rec != NULL)
 		parley__store__v1__user_record__free_unpacked(j->rec, NULL);
 	free(j);
 }
 
+/* Zeroes the passwords of an unpacked Register, Login or ChangePassword
+ * request before the runtime frees it (the runtime wipes the frame and the
+ * reply: rpc_call_wipe_after_reply). */
+static void
+wipe_passwords(const ProtobufCMessage *req)
+{
+	char *pw[2] = {NULL, NULL};
+
+	if (req->descriptor == &parley__v1__login_request__descriptor) {
+		pw[0] = ((Parley__V1__LoginRequest *)req)->password;
+	} else if (req->descriptor == &parley__v1__register_request__descriptor) {
+		pw[0] = ((Parley__V1__RegisterRequest *)req)->password;
+	} else if (req->descriptor == &parley__v1__change_password_request__descriptor) {
+		pw[0] = ((Parley__V1__ChangePasswordRequest *)req)->old_password;
+		pw[1] = ((Parley__V1__ChangePasswordRequest *)req)->new_password;
+	}
+	for (int i = 0; i < 2; i++)
+		if (pw[i] != NULL)
+			sodium_memzero(pw[i], strlen(pw[i]));
+}
+
+/* Every password job: the check, then the passwords go, while the call
+ * (and its request) is still this thread's. */
+static rpc_code
+run_pw_job(rpc_call *call, void *arg)
+{
+	struct pw_job *j = arg;
+	rpc_code code = j->fn(call, j);
+
+	wipe_passwords(j->req);
+	return code;
+}
+
 /*
- * Queues fn on the hashing pool; takes ownership of rec and of the
- * reservation for limit_key (NULL = none) in every case.
+ * Queues fn on the hashing pool, in the caller's address's turn; takes
+ * ownership of rec and of the reservations in every case (holds may be
+ * NULL: none).
  */
 static rpc_code
 defer_to_hashers(auth_service *a, rpc_call *call, workpool_fn fn, const void *req,
-		 Parley__Store__V1__UserRecord *rec, const char *limit_key)
+		 Parley__Store__V1__UserRecord *rec, guard_hold *account, guard_hold *address)
 {
-	struct pw_job *j = malloc(sizeof(*j));
+	struct pw_job *j = calloc(1, sizeof(*j));
+	char flow[GUARD_PEER_MAX];
 
 	if (j == NULL) {
-		if (limit_key != NULL)
-			ratelimit_release(a->login_limit, limit_key);
+		if (account != NULL)
+			guard_release(account);
+		if (address != NULL)
+			guard_release(address);
 		if (rec != NULL)
 			parley__store__v1__user_record__free_unpacked(rec, NULL);
 		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
-	*j = (struct pw_job){.a = a, .req = req, .rec = rec};
-	if (limit_key != NULL)
-		snprintf(j->limit_key, sizeof(j->limit_key), "%s", limit_key);
-	return workpool_defer(a->hashers, call, fn, j, pw_job_free);
+	*j = (struct pw_job){.a = a, .fn = fn, .req = req, .rec = rec};
+	if (account != NULL)
+		j->account = *account;
+	if (address != NULL)
+		j->address = *address;
+	guard_peer(call, flow);
+	return workpool_defer(a->hashers, call, flow, run_pw_job, j, pw_job_free);
 }
 
 static rpc_code
@@ -599,24 +651,28 @@ register_job(rpc_call *call, void *arg)
 			 STORE_NOOVERWRITE);
 	if (err != STORE_OK) {
 		store_abort(txn);
-		if (err == STORE_EXISTS)
+		if (err == STORE_EXISTS) {
+			guard_fail(&j->address);
 			return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
 					     req->user_id);
+		}
 		return svc_fail_store(call, err, "register");
 	}
 	if ((err = store_commit(txn)) != STORE_OK)
 		return svc_fail_store(call, err, "register");
+	guard_release(&j->address);
 	resp->user = user_to_wire(call, &rec);
 	plog_info("auth", "registered user %s", req->user_id);
 	return RPC_OK;
 }
 
 static rpc_code
-handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+start_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		void *ctx)
 {
 	const Parley__V1__RegisterRequest *req = (const void *)reqm;
 	auth_service *a = ctx;
+	guard_hold address;
 	void *buf;
 	size_t len;
 	store_err err;
@@ -637,51 +693,31 @@ handle_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "email must be at most %d bytes with exactly one '@'",
 				     EMAIL_MAX);
+	/* Every try that gets this far says whether a name is taken: each
+	 * taken one counts against the caller's address, so listing accounts
+	 * is slow. */
+	if ((code = guard_reserve_register(a->guard, call, &address)) != RPC_OK)
+		return code;
 
 	/* Cheap check first so a taken name costs no hash; the insert in
 	 * register_job is the authority. */
 	err = store_get_copy(a->env, a->users, req->user_id, strlen(req->user_id), &buf, &len);
 	free(buf);
-	if (err == STORE_OK)
+	if (err == STORE_OK) {
+		guard_fail(&address);
 		return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
 				     req->user_id);
-	return defer_to_hashers(a, call, register_job, req, NULL, NULL);
-}
-
-/* A wrong password: the job's reservation becomes a failure. */
-static void
-count_failure(struct pw_job *j)
-{
-	ratelimit_fail(j->a->login_limit, j->limit_key, rpc_now_ms());
-	j->limit_key[0] = '\0';
+	}
+	return defer_to_hashers(a, call, register_job, req, NULL, NULL, &address);
 }
 
 /* Counts a failed login and answers the one failure reply. */
 static rpc_code
 fail_login(rpc_call *call, struct pw_job *j)
 {
-	count_failure(j);
+	guard_fail(&j->account);
+	guard_fail(&j->address);
 	return rpc_call_fail(call, RPC_UNAUTHENTICATED, "%s", login_failed);
-}
-
-/*
- * Reserves one password check for user_id before it is queued, so at most
- * LOGIN_FAILURES_PER_WINDOW checks are failed or in flight per account and
- * window however many arrive at once. On RPC_OK the caller holds the
- * reservation and hands it to defer_to_hashers (or releases it).
- */
-static rpc_code
-reserve_login(rpc_call *call, auth_service *a, const char *user_id)
-{
-	uint32_t wait = ratelimit_reserve(a->login_limit, user_id, rpc_now_ms());
-
-	if (wait == 0)
-		return RPC_OK;
-	rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
-		      "too many login attempts for this account; try again in %u s",
-		      (wait + 999) / 1000);
-	rpc_call_retry_after(call, wait);
-	return RPC_RESOURCE_EXHAUSTED;
 }
 
 /* Upgrades a hash made with older parameters; best effort. */
@@ -727,40 +763,46 @@ login_job(rpc_call *call, void *arg)
 	}
 	if (!verify_password(j->a, j->rec->password_hash, req->password))
 		return fail_login(call, j);
-	ratelimit_reset(j->a->login_limit, j->limit_key);
-	j->limit_key[0] = '\0';
+	guard_succeed(&j->account);
+	guard_succeed(&j->address);
 	maybe_rehash(j->a, j->rec, req->password);
 
 	err = issue_token(j->a, j->rec->user_id, rpc_wall_ms(), wire, &expires);
+	if (err == STORE_OK)
+		resp->token = rpc_call_strdup(call, wire); /* the arena is wiped too */
+	sodium_memzero(wire, sizeof(wire));
 	if (err != STORE_OK)
 		return svc_fail_store(call, err, "login");
-	resp->token = rpc_call_strdup(call, wire);
-	sodium_memzero(wire, sizeof(wire));
 	resp->expires_at_ms = expires;
 	resp->user = user_to_wire(call, j->rec);
 	return RPC_OK;
 }
 
 static rpc_code
-handle_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+start_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
 {
 	const Parley__V1__LoginRequest *req = (const void *)reqm;
 	Parley__Store__V1__UserRecord *rec = NULL;
 	auth_service *a = ctx;
+	guard_hold account, address;
 	store_err err;
 	rpc_code code;
 
 	if (strlen(req->user_id) > 32 || strlen(req->password) > PASSWORD_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "user_id or password is too long");
-	if ((code = reserve_login(call, a, req->user_id)) != RPC_OK)
+	/* Any user_id, "" included, takes its turn: an unknown account is
+	 * limited exactly like a known one. */
+	if ((code = guard_reserve_login(a->guard, call, req->user_id, &account, &address)) !=
+	    RPC_OK)
 		return code;
 	err = svc_valid_user_id(req->user_id) ? get_user(a, req->user_id, &rec) : STORE_NOTFOUND;
 	if (err != STORE_OK && err != STORE_NOTFOUND) {
-		ratelimit_release(a->login_limit, req->user_id);
+		guard_release(&account);
+		guard_release(&address);
 		return svc_fail_store(call, err, "login");
 	}
-	return defer_to_hashers(a, call, login_job, req, rec, req->user_id);
+	return defer_to_hashers(a, call, login_job, req, rec, &account, &address);
 }
 
 static rpc_code
@@ -768,11 +810,15 @@ handle_logout(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *re
 {
 	auth_service *a = ctx;
 	unsigned char hash[TOKEN_HASH_BYTES];
+	store_err err;
 
 	/* The runtime has validated the token; it decodes. */
 	if (!decode_token(a, rpc_call_token(call), hash))
 		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
-	revoke_token(a, rpc_call_caller(call), hash);
+	/* OK only once the session is gone for good: a client told OK
+	 * forgets its token, and must not leave a live one behind. */
+	if ((err = revoke_token(a, rpc_call_caller(call), hash)) != STORE_OK)
+		return svc_fail_store(call, err, "logout");
 	return RPC_OK;
 }
 
@@ -807,12 +853,14 @@ change_password_job(rpc_call *call, void *arg)
 	store_err err;
 
 	if (!verify_password(j->a, j->rec->password_hash, req->old_password)) {
-		count_failure(j);
+		guard_fail(&j->account);
+		guard_fail(&j->address);
 		return rpc_call_fail(call, RPC_PERMISSION_DENIED, "old password is wrong");
 	}
-	/* Right: give the reservation back now (failures stay, as before). */
-	ratelimit_release(j->a->login_limit, j->limit_key);
-	j->limit_key[0] = '\0';
+	/* Right: give the reservations back now (failures stay: proving the
+	 * password to change it is not a login). */
+	guard_release(&j->account);
+	guard_release(&j->address);
 	if (!hash_password(j->a, req->new_password, hash))
 		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
 	if (!decode_token(j->a, rpc_call_token(call), keep))
@@ -838,13 +886,14 @@ change_password_job(rpc_call *call, void *arg)
 }
 
 static rpc_code
-handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+start_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		       void *ctx)
 {
 	const Parley__V1__ChangePasswordRequest *req = (const void *)reqm;
 	auth_service *a = ctx;
 	const char *user_id = rpc_call_caller(call);
 	Parley__Store__V1__UserRecord *rec = NULL;
+	guard_hold account, address;
 	store_err err;
 	rpc_code code;
 
@@ -852,13 +901,51 @@ handle_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMe
 		return code;
 	if (strlen(req->old_password) > PASSWORD_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "old_password is too long");
-	if ((code = reserve_login(call, a, user_id)) != RPC_OK)
+	if ((code = guard_reserve_login(a->guard, call, user_id, &account, &address)) != RPC_OK)
 		return code;
 	if ((err = get_user(a, user_id, &rec)) != STORE_OK) {
-		ratelimit_release(a->login_limit, user_id);
+		guard_release(&account);
+		guard_release(&address);
 		return svc_fail_store(call, err, "change password");
 	}
-	return defer_to_hashers(a, call, change_password_job, req, rec, user_id);
+	return defer_to_hashers(a, call, change_password_job, req, rec, &account, &address);
+}
+
+/*
+ * The password methods: the call carries secrets from the start. A call
+ * handed to the pool is the pool's at once (its job wipes the passwords);
+ * any other outcome is answered from here, so wipe them here.
+ */
+static rpc_code
+with_secrets(rpc_handler_fn start, rpc_call *call, const ProtobufCMessage *req,
+	     ProtobufCMessage *resp, void *ctx)
+{
+	rpc_code code;
+
+	rpc_call_wipe_after_reply(call);
+	code = start(call, req, resp, ctx);
+	if (code != RPC_DEFERRED)
+		wipe_passwords(req);
+	return code;
+}
+
+static rpc_code
+handle_register(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp, void *ctx)
+{
+	return with_secrets(start_register, call, req, resp, ctx);
+}
+
+static rpc_code
+handle_login(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp, void *ctx)
+{
+	return with_secrets(start_login, call, req, resp, ctx);
+}
+
+static rpc_code
+handle_change_password(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+		       void *ctx)
+{
+	return with_secrets(start_change_password, call, req, resp, ctx);
 }
 
 static const rpc_method auth_methods[] = {
@@ -887,6 +974,21 @@ methods_match_descriptor(void)
 
 /* ---- lifecycle ------------------------------------------------------------------- */
 
+/*
+ * A queued password check keeps its call slot until it is answered. The
+ * queue stays well below the slots, so that Validate, Health and the rest
+ * always find one during a login storm; beyond it Login, Register and
+ * ChangePassword answer RESOURCE_EXHAUSTED with retry_after_ms at once.
+ */
+static int
+hash_queue_max(const parley_config *cfg)
+{
+	int slots = cfg->contexts > 0 ? cfg->contexts : 256;
+	int n = slots / HASH_QUEUE_SHARE;
+
+	return n < 1 ? 1 : n > HASH_QUEUE_MAX ? HASH_QUEUE_MAX : n;
+}
+
 int
 auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 {
@@ -914,11 +1016,10 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	    !svc_open_table(a->env, "auth.tokens", &a->tokens, st) ||
 	    !svc_open_table(a->env, "auth.user_tokens", &a->user_tokens, st))
 		goto fail;
-	a->login_limit = ratelimit_new(LOGIN_FAILURES_PER_WINDOW, LOGIN_WINDOW_MS,
-				       RATELIMIT_ENTRIES);
+	a->guard = guard_new();
 	a->dummy_hash = malloc(crypto_pwhash_STRBYTES);
-	a->hashers = workpool_new(cores > 0 ? (int)cores : 1, HASH_QUEUE_MAX);
-	if (a->login_limit == NULL || a->dummy_hash == NULL || a->hashers == NULL) {
+	a->hashers = workpool_new(cores > 0 ? (int)cores : 1, hash_queue_max(cfg));
+	if (a->guard == NULL || a->dummy_hash == NULL || a->hashers == NULL) {
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto fail;
 	}
@@ -927,9 +1028,11 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	for (size_t i = 0; i + 1 < sizeof(dummy_pw); i++)
 		dummy_pw[i] = (char)('a' + ((unsigned char)dummy_pw[i] % 26));
 	if (!hash_password(a, dummy_pw, a->dummy_hash)) {
+		sodium_memzero(dummy_pw, sizeof(dummy_pw));
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot compute the dummy hash");
 		goto fail;
 	}
+	sodium_memzero(dummy_pw, sizeof(dummy_pw));
 
 	if (rpc_server_open(&a->srv, cfg->auth_listen, &opts, st) != RPC_OK)
 		goto fail;
@@ -978,7 +1081,7 @@ auth_service_stop(auth_service *a)
 	sweeper_stop(a);
 	pthread_cond_destroy(&a->sweep_cv);
 	pthread_mutex_destroy(&a->sweep_mtx);
-	ratelimit_free(a->login_limit);
+	guard_free(a->guard);
 	free(a->dummy_hash);
 	sodium_memzero(a->token_key, sizeof(a->token_key));
 	free(a);

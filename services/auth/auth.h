@@ -1,7 +1,8 @@
 /*
  * auth.h — the Auth service: accounts, Argon2id password hashes, session
- * tokens (only a keyed BLAKE2b of each token is stored), per-account rate
- * limiting of failed logins. Serves parley.v1.Auth on cfg->auth_listen.
+ * tokens (only a keyed BLAKE2b of each token is stored), limits on password
+ * guessing per account and address and per address (guard.h). Serves
+ * parley.v1.Auth on cfg->auth_listen.
  */
 #ifndef PARLEY_AUTH_H
 #define PARLEY_AUTH_H

@@ -2,7 +2,6 @@
 #include "ratelimit.h"
 
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,27 +9,27 @@
 #include <sodium.h>
 
 #define WAYS 4
-#define KEY_MAX 64
 #define PENDING_WAIT_MS 1000 /* the most a key waits for tries in flight */
 
 struct entry {
-	char key[KEY_MAX];	/* "" = free */
-	int64_t window_start;
+	bool used;		/* false = free ("" is a key like any other) */
+	char key[RATELIMIT_KEY_MAX + 1];
+	int64_t touched;	/* last reserve or failure: the eviction order */
+	int64_t last_failure;
 	unsigned failures;
 	unsigned pending;	/* reserved, not yet settled */
 };
 
 struct ratelimit {
 	pthread_mutex_t mtx;
-	unsigned max_tries;
-	uint32_t window_ms;
+	ratelimit_policy policy;
 	size_t nbuckets; /* power of two */
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
 	struct entry *entries; /* nbuckets * WAYS */
 };
 
 ratelimit *
-ratelimit_new(unsigned max_tries, uint32_t window_ms, size_t capacity)
+ratelimit_new(const ratelimit_policy *policy, size_t capacity)
 {
 	ratelimit *rl = calloc(1, sizeof(*rl));
 	size_t n = 1;
@@ -45,8 +44,9 @@ ratelimit_new(unsigned max_tries, uint32_t window_ms, size_t capacity)
 		return NULL;
 	}
 	rl->nbuckets = n;
-	rl->max_tries = max_tries;
-	rl->window_ms = window_ms;
+	rl->policy = *policy;
+	if (rl->policy.max_in_flight == 0)
+		rl->policy.max_in_flight = 1;
 	randombytes_buf(rl->hash_key, sizeof(rl->hash_key));
 	pthread_mutex_init(&rl->mtx, NULL);
 	return rl;
@@ -68,51 +68,49 @@ bucket(ratelimit *rl, const char *key)
 	unsigned char h[crypto_shorthash_BYTES];
 	uint64_t v;
 
-	crypto_shorthash(h, (const unsigned char *)key, strlen(key), rl->hash_key);
+	crypto_shorthash(h, (const unsigned char *)key, strnlen(key, RATELIMIT_KEY_MAX),
+			 rl->hash_key);
 	memcpy(&v, h, sizeof(v));
 	return &rl->entries[(v & (rl->nbuckets - 1)) * WAYS];
 }
 
-/* key's entry, live or not, or NULL. Called with the lock held. */
+/* key's entry or NULL. Called with the lock held. */
 static struct entry *
 find(ratelimit *rl, const char *key)
 {
 	struct entry *b = bucket(rl, key);
 
 	for (int i = 0; i < WAYS; i++)
-		if (b[i].key[0] != '\0' && strncmp(b[i].key, key, KEY_MAX) == 0)
+		if (b[i].used && strncmp(b[i].key, key, RATELIMIT_KEY_MAX) == 0)
 			return &b[i];
 	return NULL;
 }
 
 static bool
-expired(ratelimit *rl, const struct entry *e, int64_t now)
+forgotten(const ratelimit *rl, const struct entry *e, int64_t now)
 {
-	return now - e->window_start >= rl->window_ms;
+	return e->failures > 0 && now - e->last_failure >= rl->policy.forget_ms;
 }
 
-/*
- * The live entry for key, or NULL. An expired entry is forgotten, unless
- * tries are still in flight: those move into a fresh window. Called with
- * the lock held.
- */
+/* The live entry for key, or NULL; failures past forget_ms are dropped on
+ * the way. Called with the lock held. */
 static struct entry *
 lookup(ratelimit *rl, const char *key, int64_t now)
 {
 	struct entry *e = find(rl, key);
 
-	if (e == NULL || !expired(rl, e, now))
+	if (e == NULL || !forgotten(rl, e, now))
 		return e;
+	e->failures = 0;
 	if (e->pending == 0) {
-		e->key[0] = '\0';
+		e->used = false;
 		return NULL;
 	}
-	e->window_start = now;
-	e->failures = 0;
 	return e;
 }
 
-/* A fresh entry for key, evicting the oldest window of a full bucket.
+/* A fresh entry for key. A full bucket gives up an entry with nothing
+ * left to remember if it has one, else the one touched longest ago.
  * Called with the lock held. */
 static struct entry *
 insert(ratelimit *rl, const char *key, int64_t now)
@@ -120,18 +118,34 @@ insert(ratelimit *rl, const char *key, int64_t now)
 	struct entry *b = bucket(rl, key), *e = &b[0];
 
 	for (int i = 0; i < WAYS; i++) {
-		if (b[i].key[0] == '\0' || (b[i].pending == 0 && expired(rl, &b[i], now))) {
+		if (!b[i].used || (b[i].pending == 0 && forgotten(rl, &b[i], now))) {
 			e = &b[i];
 			break;
 		}
-		if (b[i].window_start < e->window_start)
+		if (b[i].touched < e->touched)
 			e = &b[i];
 	}
+	memset(e, 0, sizeof(*e));
+	e->used = true;
 	snprintf(e->key, sizeof(e->key), "%s", key);
-	e->window_start = now;
-	e->failures = 0;
-	e->pending = 0;
+	e->touched = now;
 	return e;
+}
+
+/* How long after its last failure a key with this many failures waits. */
+static int64_t
+wait_after(const ratelimit_policy *p, unsigned failures)
+{
+	unsigned doublings;
+	uint64_t w;
+
+	if (failures < p->free_failures)
+		return 0;
+	doublings = failures - p->free_failures;
+	if (doublings >= 32)
+		return p->max_wait_ms;
+	w = (uint64_t)p->base_wait_ms << doublings;
+	return w < p->max_wait_ms ? (int64_t)w : p->max_wait_ms;
 }
 
 /* Settles one reservation of e; frees e once it holds nothing. Called
@@ -142,27 +156,45 @@ settle(struct entry *e)
 	if (e->pending > 0)
 		e->pending--;
 	if (e->pending == 0 && e->failures == 0)
-		e->key[0] = '\0';
+		e->used = false;
 }
 
 uint32_t
-ratelimit_reserve(ratelimit *rl, const char *key, int64_t now)
+ratelimit_reserve(ratelimit *rl, const char *key, int64_t now, bool *in_flight)
 {
+	const ratelimit_policy *p = &rl->policy;
 	struct entry *e;
+	int64_t next_try;
+	unsigned cap;
 	uint32_t wait = 0;
+	bool flight = false;
 
 	pthread_mutex_lock(&rl->mtx);
 	e = lookup(rl, key, now);
 	if (e == NULL)
 		e = insert(rl, key, now);
-	if (e->failures + e->pending < rl->max_tries) {
-		e->pending++;
+	e->touched = now;
+	if (e->failures < p->free_failures) {
+		/* In-flight tries count as failures until they are judged. */
+		cap = p->free_failures - e->failures;
+		if (cap > p->max_in_flight)
+			cap = p->max_in_flight;
+		next_try = now;
 	} else {
-		wait = (uint32_t)(e->window_start + rl->window_ms - now);
-		if (e->failures < rl->max_tries && wait > PENDING_WAIT_MS)
-			wait = PENDING_WAIT_MS;
+		cap = 1;
+		next_try = e->last_failure + wait_after(p, e->failures);
+	}
+	if (now < next_try) {
+		wait = (uint32_t)(next_try - now);
+	} else if (e->pending >= cap) {
+		wait = PENDING_WAIT_MS;
+		flight = true;
+	} else {
+		e->pending++;
 	}
 	pthread_mutex_unlock(&rl->mtx);
+	if (in_flight != NULL)
+		*in_flight = flight;
 	return wait;
 }
 
@@ -174,10 +206,12 @@ ratelimit_fail(ratelimit *rl, const char *key, int64_t now)
 	pthread_mutex_lock(&rl->mtx);
 	e = lookup(rl, key, now);
 	if (e == NULL)
-		e = insert(rl, key, now); /* evicted or expired meanwhile */
+		e = insert(rl, key, now); /* evicted or forgotten meanwhile */
 	if (e->pending > 0)
 		e->pending--;
-	e->failures++;
+	if (e->failures < UINT32_MAX)
+		e->failures++;
+	e->last_failure = e->touched = now;
 	pthread_mutex_unlock(&rl->mtx);
 }
 

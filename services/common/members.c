@@ -1,6 +1,8 @@
 /* members.c — see members.h. */
 #include "members.h"
 
+#include <stdio.h>
+
 #include "parley/v1/rooms.pb-c.h"
 
 rpc_code
@@ -11,9 +13,12 @@ members_check(rpc_client *rooms, const char *room, const char *user, const char 
 	Parley__V1__IsMemberResponse *resp;
 	int64_t cap = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
 	rpc_call_opts opts = {.token = token};
+	char why[RPC_STATUS_MESSAGE_MAX];
 	rpc_code code;
 
 	*member = false;
+	if (user == NULL || user[0] == '\0')
+		return rpc_status_set(st, RPC_INTERNAL, "membership check without a user id");
 	opts.deadline_ms = deadline_ms != 0 && deadline_ms < cap ? deadline_ms : cap;
 	req.room_id = (char *)room;
 	req.user_id = (char *)user;
@@ -34,11 +39,13 @@ members_check(rpc_client *rooms, const char *room, const char *user, const char 
 		return RPC_OK;
 	case RPC_DEADLINE_EXCEEDED:
 	case RPC_UNAVAILABLE:
-		return rpc_status_set(st, RPC_UNAVAILABLE, "rooms service unavailable: %s",
-				      st->message);
+		/* st->message is the reason: quoted, never formatted from itself. */
+		snprintf(why, sizeof(why), "%s", st->message);
+		return rpc_status_set(st, RPC_UNAVAILABLE, "rooms service unavailable: %s", why);
 	default:
+		snprintf(why, sizeof(why), "%s", st->message);
 		return rpc_status_set(st, RPC_INTERNAL, "rooms service error: %s %s",
-				      rpc_code_name(code), st->message);
+				      rpc_code_name(code), why);
 	}
 }
 

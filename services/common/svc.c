@@ -74,6 +74,13 @@ svc_fail_store(rpc_call *call, store_err err, const char *what)
 	case STORE_BUSY:
 		return rpc_call_fail(call, RPC_UNAVAILABLE, "%s: storage is busy, try again",
 				     what);
+	case STORE_NOSPACE:
+		plog_error("store", "%s: %s", what, store_strerror(err));
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "%s: the server's disk is full",
+				     what);
+	case STORE_CORRUPT:
+		plog_error("store", "%s: %s", what, store_strerror(err));
+		return rpc_call_fail(call, RPC_DATA_LOSS, "%s: stored data is damaged", what);
 	default:
 		plog_error("store", "%s: %s", what, store_strerror(err));
 		return rpc_call_fail(call, RPC_INTERNAL, "%s: %s", what, store_strerror(err));
@@ -129,21 +136,37 @@ svc_authn_validate(void *arg, const char *token, int64_t deadline_ms,
 	Parley__V1__ValidateRequest req = PARLEY__V1__VALIDATE_REQUEST__INIT;
 	Parley__V1__ValidateResponse *resp;
 	rpc_call_opts opts = {.deadline_ms = deadline_ms};
+	char why[RPC_STATUS_MESSAGE_MAX];
 	rpc_code code;
 
 	req.token = (char *)token;
 	code = rpc_client_call(a->auth, &parley__v1__auth__descriptor, "Validate", &req.base,
 			       (ProtobufCMessage **)&resp, &opts, st);
 	if (code == RPC_OK) {
-		snprintf(user_id, RPC_USER_ID_MAX, "%s", resp->user_id);
+		/* Services trust no reply blindly: a user id that is not one
+		 * (empty, too long, odd characters) would become the caller
+		 * of every handler, so the call fails instead. */
+		bool valid = resp->user_id != NULL && svc_valid_user_id(resp->user_id);
+
+		if (valid)
+			snprintf(user_id, RPC_USER_ID_MAX, "%s", resp->user_id);
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		if (!valid) {
+			user_id[0] = '\0';
+			plog_error("authn", "auth service at %s answered Validate without a "
+			           "valid user id", rpc_client_url(a->auth));
+			return rpc_status_set(st, RPC_INTERNAL,
+					      "auth service answered Validate without a valid "
+					      "user id");
+		}
 		return RPC_OK;
 	}
 	if (code == RPC_UNAUTHENTICATED)
 		return code; /* auth's own message says why */
+	/* st->message is the reason; it is quoted, never formatted from itself. */
+	snprintf(why, sizeof(why), "%s", st->message);
 	if (code == RPC_DEADLINE_EXCEEDED || code == RPC_UNAVAILABLE)
-		return rpc_status_set(st, RPC_UNAVAILABLE,
-				      "auth service unavailable: %s", st->message);
+		return rpc_status_set(st, RPC_UNAVAILABLE, "auth service unavailable: %s", why);
 	return rpc_status_set(st, RPC_INTERNAL, "auth service error: %s %s",
-			      rpc_code_name(code), st->message);
+			      rpc_code_name(code), why);
 }

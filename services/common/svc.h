@@ -23,9 +23,12 @@
 #define PARLEY_DEFAULT_ROOMS "tcp://127.0.0.1:5202"
 #define PARLEY_DEFAULT_HISTORY "tcp://127.0.0.1:5203"
 #define PARLEY_DEFAULT_MESSAGING "tcp://127.0.0.1:5204"
-#define PARLEY_DEFAULT_EVENTS "tcp://127.0.0.1:5205"
-#define PARLEY_DEFAULT_ROOM_EVENTS "tcp://127.0.0.1:5206"
-#define PARLEY_DEFAULT_ROOMS_INTERNAL "tcp://127.0.0.1:5207"
+/* Internal endpoints: in one parleyd they are in process, on no network.
+ * Across processes: ipc://, tcp:// or ws:// on loopback, or tls+tcp://
+ * with mutual TLS (--tls-ca); parleyd refuses anything else. */
+#define PARLEY_DEFAULT_EVENTS "inproc://parley-events"
+#define PARLEY_DEFAULT_ROOM_EVENTS "inproc://parley-room-events"
+#define PARLEY_DEFAULT_ROOMS_INTERNAL "inproc://parley-rooms-internal"
 #define PARLEY_DEFAULT_HTTP "http://127.0.0.1:8080"
 
 typedef struct parley_config {
@@ -46,9 +49,13 @@ typedef struct parley_config {
 	const char *rooms_addr;
 	const char *room_events_addr;
 	const char *rooms_internal_addr;
+	const char *history_addr;	/* for the gateway role */
+	const char *messaging_addr;	/* for the gateway role */
 
-	/* The HTTP face (Connect protocol, web page, /metrics); NULL = none. */
+	/* The HTTP face (Connect protocol, web page, /metrics); "none" = none. */
 	const char *http_listen;
+	unsigned http_max_connections;	/* 0 = the default (rpc/http.h) */
+	unsigned http_max_per_ip;	/* 0 = the default */
 
 	/* TLS for every tls+tcp://, wss:// and https:// listener, and the
 	 * client certificate this process presents when it dials one; tls_ca

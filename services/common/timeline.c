@@ -1,6 +1,7 @@
 /* timeline.c — see timeline.h. */
 #include "timeline.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void
@@ -150,4 +151,78 @@ timeline_unpack_for_call(rpc_call *call, const void *data, size_t len)
 	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
 
 	return parley__v1__event__unpack(&a, len, data);
+}
+
+/* The checks of an unpacked event against its key; false with why. */
+static bool
+event_fits_key(const Parley__V1__Event *ev, const char *room, uint64_t seq, char *why,
+	       size_t why_len)
+{
+	size_t n;
+
+	if (strcmp(ev->room_id, room) != 0 || ev->seq != seq) {
+		snprintf(why, why_len, "the record names room '%.64s' seq %llu", ev->room_id,
+			 (unsigned long long)ev->seq);
+		return false;
+	}
+	switch (ev->body_case) {
+	case PARLEY__V1__EVENT__BODY_MESSAGE:
+		n = strlen(ev->message->text);
+		if (n == 0 || n > TIMELINE_TEXT_MAX) {
+			snprintf(why, why_len, "message text of %zu bytes", n);
+			return false;
+		}
+		return true;
+	case PARLEY__V1__EVENT__BODY_MEMBERSHIP:
+		return true;
+	default:
+		snprintf(why, why_len, "no message or membership body");
+		return false;
+	}
+}
+
+/* Strings first: protobuf-c checks no UTF-8 and ends C strings at a NUL. */
+static bool
+wire_ok(const void *data, size_t len, char *why, size_t why_len)
+{
+	rpc_status st = {0};
+
+	if (rpc_check_wire(&parley__v1__event__descriptor, data, len, &st) != RPC_OK) {
+		snprintf(why, why_len, "%s", st.message);
+		return false;
+	}
+	return true;
+}
+
+Parley__V1__Event *
+timeline_decode_for_call(rpc_call *call, const char *room, uint64_t seq, const void *data,
+			 size_t len, char *why, size_t why_len)
+{
+	Parley__V1__Event *ev;
+
+	if (!wire_ok(data, len, why, why_len))
+		return NULL;
+	if ((ev = timeline_unpack_for_call(call, data, len)) == NULL) {
+		snprintf(why, why_len, "the record does not decode as an Event");
+		return NULL;
+	}
+	return event_fits_key(ev, room, seq, why, why_len) ? ev : NULL;
+}
+
+bool
+timeline_check_event(const char *room, uint64_t seq, const void *data, size_t len, char *why,
+		     size_t why_len)
+{
+	Parley__V1__Event *ev;
+	bool ok;
+
+	if (!wire_ok(data, len, why, why_len))
+		return false;
+	if ((ev = parley__v1__event__unpack(NULL, len, data)) == NULL) {
+		snprintf(why, why_len, "the record does not decode as an Event");
+		return false;
+	}
+	ok = event_fits_key(ev, room, seq, why, why_len);
+	parley__v1__event__free_unpacked(ev, NULL);
+	return ok;
 }

@@ -75,4 +75,20 @@ store_err timeline_read(store_txn *txn, const timeline *t, const char *room, uin
  * NULL if it does not decode. */
 Parley__V1__Event *timeline_unpack_for_call(rpc_call *call, const void *data, size_t len);
 
+/*
+ * A stored event is trusted by nobody: the file may be damaged. These check
+ * the record of (room, seq) before it is served: it decodes, every string
+ * is UTF-8 without NUL, its room_id and seq are those of its key, it has a
+ * body, and a message's text is 1..TIMELINE_TEXT_MAX bytes. On failure
+ * they write the reason into why (why_len bytes) and return NULL / false.
+ *
+ * timeline_decode_for_call decodes into call's arena (freed with the reply).
+ */
+#define TIMELINE_TEXT_MAX 4096
+Parley__V1__Event *timeline_decode_for_call(rpc_call *call, const char *room, uint64_t seq,
+					    const void *data, size_t len, char *why,
+					    size_t why_len);
+bool timeline_check_event(const char *room, uint64_t seq, const void *data, size_t len,
+			  char *why, size_t why_len);
+
 #endif

@@ -30,19 +30,26 @@ struct history_service {
 
 struct page {
 	rpc_call *call;
+	const char *room;
 	Parley__V1__Event **events;
 	size_t n;
-	bool bad;
+	bool bad;		/* a stored event failed its checks */
+	uint64_t bad_seq;
+	char why[160];
 };
 
+/* Every event is checked before it is served: a damaged record is DATA_LOSS,
+ * never a crash or invalid UTF-8 on the wire. */
 static bool
 collect(void *arg, uint64_t seq, store_val v)
 {
 	struct page *p = arg;
-	Parley__V1__Event *ev = timeline_unpack_for_call(p->call, v.data, v.len);
+	Parley__V1__Event *ev = timeline_decode_for_call(p->call, p->room, seq, v.data, v.len,
+							 p->why, sizeof(p->why));
 
 	if (ev == NULL) {
 		p->bad = true;
+		p->bad_seq = seq;
 		return false;
 	}
 	p->events[p->n++] = ev;
@@ -57,7 +64,7 @@ handle_get_history(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	Parley__V1__GetHistoryResponse *resp = (void *)respm;
 	history_service *h = ctx;
 	uint32_t limit = req->limit ? req->limit : HISTORY_DEFAULT_LIMIT;
-	struct page p = {.call = call};
+	struct page p = {.call = call, .room = req->room_id};
 	uint64_t head = 0, from, to;
 	store_txn *txn;
 	store_err err;
@@ -108,13 +115,22 @@ handle_get_history(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 		err = timeline_read(txn, &h->tl, req->room_id, from, to, collect, &p);
 	}
 	store_abort(txn);
-	if (err != STORE_OK || p.bad) {
+	if (p.bad) {
+		plog_error("history", "room %s, seq %llu is damaged: %s", req->room_id,
+			   (unsigned long long)p.bad_seq, p.why);
+		return rpc_call_fail(call, RPC_DATA_LOSS,
+				     "room '%s' has damaged history: the event at seq %llu cannot "
+				     "be read",
+				     req->room_id, (unsigned long long)p.bad_seq);
+	}
+	if (err == STORE_CORRUPT) {
 		plog_error("history", "room %s, seqs %llu..%llu: %s", req->room_id,
-			   (unsigned long long)from, (unsigned long long)to,
-			   p.bad ? "an event does not decode" : store_strerror(err));
+			   (unsigned long long)from, (unsigned long long)to, store_strerror(err));
 		return rpc_call_fail(call, RPC_DATA_LOSS, "room '%s' has damaged history",
 				     req->room_id);
 	}
+	if (err != STORE_OK)
+		return svc_fail_store(call, err, "history");
 	if (from > to)
 		resp->has_more = false;
 	resp->events = p.events;

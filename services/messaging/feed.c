@@ -30,6 +30,7 @@
 #include <nng/protocol/pubsub0/sub.h>
 
 #include "log.h"
+#include "tls.h"
 #include "messaging_int.h"
 #include "parley/internal/v1/feed.pb-c.h"
 
@@ -53,6 +54,7 @@ struct mx_feed {
 	uint64_t round_started, round_done, round_ok;
 	uint64_t round_wanted; /* the latest round a barrier waits for */
 	bool kick, stop;
+	rpc_status round_error; /* why the last failed round failed */
 
 	/* Feed thread only. */
 	uint64_t cursor;
@@ -229,6 +231,8 @@ feed_main(void *arg)
 		f->round_done = round;
 		if (ok)
 			f->round_ok = round;
+		else /* last_error is the feed thread's; waiters read this copy */
+			f->round_error = f->last_error;
 		pthread_cond_broadcast(&f->done_cv);
 	}
 	pthread_cond_broadcast(&f->done_cv);
@@ -254,7 +258,7 @@ mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
 		code = RPC_OK;
 	else if (f->round_done >= mine)
 		code = rpc_status_set(st, RPC_UNAVAILABLE, "rooms service: %s",
-				      f->last_error.message);
+				      f->round_error.message);
 	else
 		code = rpc_status_set(st, RPC_UNAVAILABLE,
 				      "rooms service did not answer in time");
@@ -268,6 +272,7 @@ int
 mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 {
 	mx_feed *f = calloc(1, sizeof(*f));
+	rpc_status why = {0};
 	int rv;
 
 	if (f == NULL)
@@ -279,16 +284,21 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 	rpc_cond_init(&f->done_cv);
 	if ((rv = nng_sub0_open(&f->sub)) == 0) {
 		f->sub_open = true;
+		rv = rpc_socket_cap(f->sub, RPC_MAX_EVENT_FRAME);
 		nng_socket_set(f->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+		/* Only a wake-up: frames are never read, their size is capped. */
+		nng_socket_set_size(f->sub, NNG_OPT_RECVMAXSZ, MX_FRAME_MAX);
 		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMINT, 50);
 		nng_socket_set_ms(f->sub, NNG_OPT_RECONNMAXT, 1000);
 		/* The rooms service may come up later: dial in the background. */
-		if ((rv = nng_dial(f->sub, m->room_events_addr, NULL, NNG_FLAG_NONBLOCK)) == 0)
+		if (rv == 0 &&
+		    (rv = rpc_tls_dial(f->sub, m->room_events_addr, NNG_FLAG_NONBLOCK, &why)) == 0)
 			rv = nng_aio_alloc(&f->aio, sub_cb, f);
 	}
 	if (rv != 0) {
 		rpc_status_set(st, RPC_INVALID_ARGUMENT, "cannot subscribe to %s: %s",
-			       m->room_events_addr, nng_strerror(rv));
+			       m->room_events_addr,
+			       why.message[0] != '\0' ? why.message : nng_strerror(rv));
 		mx_feed_stop(f);
 		return st->code;
 	}
@@ -316,7 +326,7 @@ mx_feed_stop(mx_feed *f)
 	if (f->aio != NULL)
 		nng_aio_stop(f->aio);
 	if (f->sub_open)
-		nng_close(f->sub);
+		mx_close_bounded(f->sub, "the rooms feed SUB socket");
 	if (f->aio != NULL) {
 		nng_msg *left = nng_aio_get_msg(f->aio);
 

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "tls.h"
 
 /* Calls in flight on the endpoint at most (waiting Polls included). */
 #define MAX_CALL_SLOTS 200000
@@ -113,9 +114,81 @@ mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms)
 	pthread_mutex_unlock(&m->pipe_mtx);
 }
 
+struct bounded_close {
+	nng_socket sock;
+	const char *what;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool done;	/* [mtx] */
+	bool abandoned;	/* [mtx] the caller went on: the helper frees this */
+};
+
+static void *
+close_main(void *arg)
+{
+	struct bounded_close *c = arg;
+	bool free_it;
+
+	nng_close(c->sock);
+	pthread_mutex_lock(&c->mtx);
+	c->done = true;
+	free_it = c->abandoned;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mtx);
+	if (free_it) {
+		plog_info("messaging", "closing %s finished late", c->what);
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mtx);
+		free(c);
+	}
+	return NULL;
+}
+
+bool
+mx_close_bounded(nng_socket sock, const char *what)
+{
+	struct bounded_close *c = calloc(1, sizeof(*c));
+	int64_t until = rpc_now_ms() + MX_CLOSE_WAIT_MS;
+	bool done;
+	pthread_t t;
+
+	if (c == NULL) {
+		nng_close(sock);
+		return true;
+	}
+	c->sock = sock;
+	c->what = what;
+	pthread_mutex_init(&c->mtx, NULL);
+	rpc_cond_init(&c->cv);
+	if (pthread_create(&t, NULL, close_main, c) != 0) {
+		nng_close(sock);
+		c->done = true;
+	} else {
+		pthread_mutex_lock(&c->mtx);
+		while (!c->done && rpc_now_ms() < until)
+			rpc_cond_wait_until(&c->cv, &c->mtx, until);
+		done = c->done;
+		c->abandoned = !done;
+		pthread_mutex_unlock(&c->mtx);
+		if (!done) {
+			plog_error("messaging", "closing %s did not finish in %d ms; shutting down "
+						"without waiting for it",
+				   what, MX_CLOSE_WAIT_MS);
+			pthread_detach(t);
+			return false;
+		}
+		pthread_join(t, NULL);
+	}
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mtx);
+	free(c);
+	return true;
+}
+
 static int
 pub_open(messaging_service *m, const char *listen, rpc_status *st)
 {
+	rpc_status why = {0};
 	int rv;
 
 	snprintf(m->inproc_url, sizeof(m->inproc_url), "inproc://parley-messaging-%p", (void *)m);
@@ -123,11 +196,16 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 		return rpc_status_set(st, RPC_INTERNAL, "cannot open the PUB socket: %s",
 				      nng_strerror(rv));
 	m->pub_open = true;
+	if ((rv = rpc_socket_cap(m->pub, RPC_MAX_PUB_INBOUND)) != 0)
+		return rpc_status_set(st, RPC_INTERNAL, "PUB socket: %s", nng_strerror(rv));
 	nng_socket_set_int(m->pub, NNG_OPT_SENDBUF, PUB_SEND_BUFFER);
+	/* A subscriber has nothing to send: a frame it declares is refused
+	 * by size before nng allocates it (unbounded by default). */
+	nng_socket_set_size(m->pub, NNG_OPT_RECVMAXSZ, MX_PUB_RECV_MAX);
 	nng_pipe_notify(m->pub, NNG_PIPE_EV_REM_POST, pub_pipe_event, m);
-	if ((rv = nng_listen(m->pub, listen, NULL, 0)) != 0)
+	if ((rv = rpc_tls_listen(m->pub, listen, &why)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s", listen,
-				      nng_strerror(rv));
+				      why.message[0] != '\0' ? why.message : nng_strerror(rv));
 	if ((rv = nng_listen(m->pub, m->inproc_url, NULL, 0)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s",
 				      m->inproc_url, nng_strerror(rv));
@@ -161,17 +239,29 @@ handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *resp
 	return mx_writer_send(m->writer, call, req);
 }
 
+/* Subscribe is a server stream: the HTTP face serves it on top of
+ * Open/Poll/Close; a unary transport cannot carry it. */
+static rpc_code
+handle_subscribe(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		 void *ctx)
+{
+	return rpc_call_fail(call, RPC_UNIMPLEMENTED,
+			     "Subscribe is a server stream, served over HTTP (Connect protocol); "
+			     "over nng use Open and Poll");
+}
+
 static const rpc_method messaging_methods[] = {
 	{.fn = handle_send, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_open, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_poll, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_close, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_subscribe, .auth = RPC_AUTH_NONE},
 };
 
 static bool
 methods_match_descriptor(void)
 {
-	static const char *const names[] = {"Send", "Open", "Poll", "Close"};
+	static const char *const names[] = {"Send", "Open", "Poll", "Close", "Subscribe"};
 	const ProtobufCServiceDescriptor *d = &parley__v1__messaging__descriptor;
 
 	if (d->n_methods != sizeof(messaging_methods) / sizeof(messaging_methods[0]))
@@ -187,11 +277,11 @@ methods_match_descriptor(void)
 int
 messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_status *st)
 {
-	/* Every session may hold a waiting Poll; other calls keep their own
-	 * slots on top of that. */
-	uint64_t slots = (uint64_t)(cfg->contexts > 0 ? cfg->contexts : 256) +
-			 (cfg->max_sessions ? cfg->max_sessions : 20000);
-	rpc_server_opts opts = {.contexts = slots > MAX_CALL_SLOTS ? MAX_CALL_SLOTS : (int)slots,
+	/* Every session may hold a waiting Poll and the writer 4096 Sends:
+	 * they wait in the deferred budget; other calls keep the contexts. */
+	uint64_t slots = (uint64_t)(cfg->max_sessions ? cfg->max_sessions : 20000) + 4096;
+	rpc_server_opts opts = {.contexts = cfg->contexts,
+				.deferred = slots > MAX_CALL_SLOTS ? MAX_CALL_SLOTS : (int)slots,
 				.workers = cfg->workers, .name = "messaging"};
 	messaging_service *m;
 	store_err err;
@@ -277,12 +367,14 @@ messaging_service_stop(messaging_service *m)
 	messaging_service_shutdown(m);
 	if (m->srv != NULL)
 		rpc_server_close(m->srv, 5000);
-	if (m->pub_open)
-		nng_close(m->pub);
 	rpc_client_close(m->rooms_feed);
 	rpc_client_close(m->rooms);
 	svc_authn_close(m->authn);
 	timeline_fini(&m->tl);
+	/* The PUB socket's pipe callback uses m: if its close could not
+	 * finish, m stays (the process is on its way out). */
+	if (m->pub_open && !mx_close_bounded(m->pub, "the events PUB socket"))
+		return;
 	pthread_mutex_destroy(&m->pub_mtx);
 	pthread_cond_destroy(&m->pipe_cv);
 	pthread_mutex_destroy(&m->pipe_mtx);

@@ -108,6 +108,24 @@ nng_msg *mx_presence_frame(const char *room, const char *user,
 void mx_publish_presence(messaging_service *m, const char *room, const char *user,
 			 Parley__V1__PresenceChange__State state);
 
+/*
+ * Closes sock, but waits at most MX_CLOSE_WAIT_MS: nng_close waits for
+ * every pipe of the socket to be torn down by nng's one reaper thread, and
+ * a peer that misbehaved on a tcp endpoint has been seen to keep that from
+ * finishing for minutes, hanging SIGTERM. Past the wait the close goes on
+ * in a detached thread and shutdown carries on without it (logged); false
+ * then, and whatever the socket's callbacks use must stay allocated.
+ * `what` names the socket in that log line.
+ */
+#define MX_CLOSE_WAIT_MS 3000
+bool mx_close_bounded(nng_socket sock, const char *what);
+
+/* Largest frame a messaging socket takes in: a room id, a zero byte and a
+ * packed Event (4 KiB of text and small fields), with room to spare. What
+ * peers send to the PUB socket is never read at all. */
+#define MX_FRAME_MAX (16 * 1024)
+#define MX_PUB_RECV_MAX 64
+
 /* ---- the writer (writer.c) -------------------------------------------------- */
 
 int mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st);

@@ -143,7 +143,8 @@ mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 	if ((rv = nng_sub0_open(&r->sub)) != 0)
 		goto fail;
 	nng_socket_set_int(r->sub, NNG_OPT_RECVBUF, ROUTER_RECVBUF);
-	if ((rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
+	if ((rv = rpc_socket_cap(r->sub, RPC_MAX_EVENT_FRAME)) != 0 ||
+	    (rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
 	    (rv = nng_dial(r->sub, m->inproc_url, NULL, 0)) != 0 ||
 	    (rv = nng_aio_alloc(&r->aio, router_cb, r)) != 0) {
 		nng_close(r->sub);
@@ -190,7 +191,7 @@ mx_router_stop(mx_router *r)
 	pthread_mutex_unlock(&r->mtx);
 	nng_aio_stop(r->aio);
 	gone = mx_pub_pipes_gone(m);
-	nng_close(r->sub);
+	mx_close_bounded(r->sub, "the sessions' router SUB socket");
 	mx_pub_wait_pipe_gone(m, gone, rpc_now_ms() + ROUTER_MARKER_WAIT_MS);
 	pthread_mutex_unlock(&m->pub_mtx);
 	if ((msg = nng_aio_get_msg(r->aio)) != NULL)

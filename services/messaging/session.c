@@ -234,6 +234,9 @@ struct reply {
 	Parley__V1__Event **events;
 	size_t n, max, bytes;
 	sess_room *room;
+	sess_room *bad_room;	/* a stored event of this room failed its checks */
+	uint64_t bad_seq;
+	char why[160];
 };
 
 static bool
@@ -247,13 +250,24 @@ reply_add(struct reply *r, const void *data, size_t len)
 	return r->n < r->max && r->bytes < POLL_REPLY_BYTES;
 }
 
+/* An event read from LMDB: checked before it is served (the file may be
+ * damaged); a bad one stops the read with the cursor before it. */
 static bool
 reply_visit(void *arg, uint64_t seq, store_val v)
 {
 	struct reply *r = arg;
+	Parley__V1__Event *ev = timeline_decode_for_call(r->call, r->room->id, seq, v.data,
+							 v.len, r->why, sizeof(r->why));
 
+	if (ev == NULL) {
+		r->bad_room = r->room;
+		r->bad_seq = seq;
+		return false;
+	}
 	r->room->cursor = seq;
-	return reply_add(r, v.data, v.len);
+	r->events[r->n++] = ev;
+	r->bytes += v.len;
+	return r->n < r->max && r->bytes < POLL_REPLY_BYTES;
 }
 
 /*
@@ -323,7 +337,8 @@ reply_from_store(mx_session *s, struct reply *r, const bool *checked)
 
 	if ((err = store_begin(s->m->env, false, &txn)) != STORE_OK)
 		return; /* the rooms stay behind; next Poll */
-	for (unsigned k = 0; k < s->nrooms && r->n < r->max && r->bytes < POLL_REPLY_BYTES;
+	for (unsigned k = 0; k < s->nrooms && r->n < r->max && r->bytes < POLL_REPLY_BYTES &&
+			     r->bad_room == NULL;
 	     k++) {
 		unsigned i = (s->rr + k) % s->nrooms;
 		sess_room *room = &s->rooms[i];
@@ -350,6 +365,42 @@ reply_from_store(mx_session *s, struct reply *r, const bool *checked)
 	s->rr++;
 }
 
+/* Is the Poll's token (the session's own) still valid? Asked of auth just
+ * before events go out, so that a Logout ends delivery at once. */
+static rpc_code
+token_still_valid(mx_session *s, rpc_call *call, rpc_status *st)
+{
+	int64_t deadline = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
+	char user[RPC_USER_ID_MAX];
+	rpc_code code;
+
+	if (rpc_call_deadline(call) < deadline)
+		deadline = rpc_call_deadline(call);
+	code = svc_authn_validate(s->m->authn, rpc_call_token(call), deadline, user, st);
+	if (code == RPC_UNAUTHENTICATED || (code == RPC_OK && strcmp(user, s->user) != 0))
+		return rpc_status_set(st, RPC_UNAUTHENTICATED,
+				      "your login ended (logged out, expired or revoked); this "
+				      "session is closed");
+	return code;
+}
+
+/* The reply could not go out: the rooms it took events from go back to
+ * where they were and are read again from LMDB. */
+static void
+untake(mx_session *s, const uint64_t *saved)
+{
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		sess_room *r = &s->rooms[i];
+
+		if (r->cursor == saved[i])
+			continue;
+		buf_remove_room(s, i);
+		if (r->known_head < r->cursor)
+			r->known_head = r->cursor;
+		r->cursor = saved[i];
+	}
+}
+
 /*
  * Builds and sends the reply to call. Returns false, without answering,
  * when there turned out to be nothing to send (rooms dropped) and the
@@ -361,6 +412,7 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	Parley__V1__PollResponse *resp = (Parley__V1__PollResponse *)rpc_call_response(call);
 	bool checked[SESSION_MAX_ROOMS];
 	struct reply r = {.call = call, .max = max};
+	uint64_t saved[SESSION_MAX_ROOMS];
 	rpc_status st = {0};
 
 	if (s->buf_len > 0 || rooms_behind(s) > 0) {
@@ -373,6 +425,8 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	if (s->buf_len == 0 && rooms_behind(s) == 0 && may_wait)
 		return false;
 
+	for (unsigned i = 0; i < s->nrooms; i++)
+		saved[i] = s->rooms[i].cursor;
 	r.events = rpc_call_alloc(call, max * sizeof(*r.events));
 	while (s->buf_len > 0 && r.n < r.max && r.bytes < POLL_REPLY_BYTES) {
 		sess_event *e = &s->buf[s->buf_head];
@@ -383,6 +437,33 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	}
 	if (r.n < r.max && r.bytes < POLL_REPLY_BYTES && rooms_behind(s) > 0)
 		reply_from_store(s, &r, checked);
+	if (r.bad_room != NULL) {
+		plog_error("messaging", "room %s, seq %llu is damaged: %s", r.bad_room->id,
+			   (unsigned long long)r.bad_seq, r.why);
+		if (r.n == 0) {
+			/* What came before went out already; this is where the
+			 * room stops. The next Poll meets it again. */
+			rpc_call_fail(call, RPC_DATA_LOSS,
+				      "room '%s' has damaged history: the event at seq %llu "
+				      "cannot be read; reopen the session after it",
+				      r.bad_room->id, (unsigned long long)r.bad_seq);
+			rpc_call_finish(call, RPC_DATA_LOSS);
+			return true;
+		}
+	}
+	if (r.n > 0 && token_still_valid(s, call, &st) != RPC_OK) {
+		if (st.code == RPC_UNAUTHENTICATED) {
+			sessions_unregister(s->ss, s); /* no one finds it again */
+			pthread_mutex_lock(&s->mtx);
+			s->closing = true; /* the worker ends it next */
+			pthread_mutex_unlock(&s->mtx);
+		} else {
+			untake(s, saved);
+		}
+		rpc_call_fail_status(call, &st);
+		rpc_call_finish(call, st.code);
+		return true;
+	}
 	resp->events = r.events;
 	resp->n_events = r.n;
 	rpc_call_finish(call, RPC_OK);
@@ -392,6 +473,25 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 }
 
 /* ---- the worker ---------------------------------------------------------------------- */
+
+/* Takes the rewinds Polls left (s->mtx held) for apply_rewinds. */
+static void
+take_rewinds(mx_session *s, bool *rewind, uint64_t *rewinds)
+{
+	for (unsigned i = 0; i < s->nrooms; i++) {
+		rewind[i] = s->rooms[i].rewind_set;
+		rewinds[i] = s->rooms[i].rewind;
+		s->rooms[i].rewind_set = false;
+	}
+}
+
+static void
+apply_rewinds(mx_session *s, const bool *rewind, const uint64_t *rewinds)
+{
+	for (unsigned i = 0; i < s->nrooms; i++)
+		if (rewind[i])
+			rewind_room(s, i, rewinds[i]);
+}
 
 /* When a waiting Poll should be answered for the events at hand: at once,
  * unless the last answer went out less than SESSION_REPLY_GAP_MS ago; then
@@ -508,11 +608,7 @@ worker_main(void *arg)
 			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
 			s->inbox_len--;
 		}
-		for (unsigned i = 0; i < s->nrooms; i++) {
-			rewind[i] = s->rooms[i].rewind_set;
-			rewinds[i] = s->rooms[i].rewind;
-			s->rooms[i].rewind_set = false;
-		}
+		take_rewinds(s, rewind, rewinds);
 		if (s->inbox_overflow || s->poll_new)
 			s->check_heads = true;
 		if (s->poll_new)
@@ -527,9 +623,7 @@ worker_main(void *arg)
 
 		/* 2. Rewind rooms a reply was lost for; sort the frames;
 		 * re-read heads when asked. */
-		for (unsigned i = 0; i < s->nrooms; i++)
-			if (rewind[i])
-				rewind_room(s, i, rewinds[i]);
+		apply_rewinds(s, rewind, rewinds);
 		for (unsigned i = 0; i < nframes; i++)
 			take_frame(s, frames[i]);
 		if (ending)
@@ -545,10 +639,15 @@ worker_main(void *arg)
 			max = s->poll_max;
 			deadline = s->poll_deadline;
 			s->poll = NULL;
+			/* A Poll that came after step 1 brought its rewind
+			 * along: its reply must start from it, or the rewind,
+			 * applied late, sends this reply's events again. */
+			take_rewinds(s, rewind, rewinds);
 		}
 		pthread_mutex_unlock(&s->mtx);
 		if (call == NULL)
 			continue;
+		apply_rewinds(s, rewind, rewinds);
 		if (!answer_poll(s, call, max, now < deadline)) {
 			/* Nothing after all: wait on, unless a newer Poll came. */
 			pthread_mutex_lock(&s->mtx);
@@ -572,8 +671,27 @@ worker_main(void *arg)
 
 /* ---- life ------------------------------------------------------------------------------- */
 
+void
+session_token_hash(const char *token, uint8_t out[SESSION_TOKEN_HASH])
+{
+	crypto_generichash(out, SESSION_TOKEN_HASH, (const unsigned char *)token, strlen(token),
+			   NULL, 0);
+}
+
+bool
+session_token_matches(const mx_session *s, const char *token)
+{
+	uint8_t h[SESSION_TOKEN_HASH];
+	bool same;
+
+	session_token_hash(token != NULL ? token : "", h);
+	same = sodium_memcmp(h, s->token_hash, sizeof(h)) == 0;
+	sodium_memzero(h, sizeof(h));
+	return same;
+}
+
 mx_session *
-session_create(messaging_service *m, mx_sessions *ss, const char *user,
+session_create(messaging_service *m, mx_sessions *ss, const char *user, const char *token,
 	       const Parley__V1__OpenRequest *req, const uint64_t *heads, rpc_status *st)
 {
 	unsigned char raw[SESSION_ID_LEN / 2];
@@ -590,6 +708,7 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user,
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(s->id, sizeof(s->id), raw, sizeof(raw));
 	snprintf(s->user, sizeof(s->user), "%s", user);
+	session_token_hash(token != NULL ? token : "", s->token_hash);
 	s->nrooms = (unsigned)req->n_rooms;
 	for (unsigned i = 0; i < s->nrooms; i++) {
 		snprintf(s->rooms[i].id, sizeof(s->rooms[i].id), "%s", req->rooms[i]->room_id);
@@ -664,11 +783,17 @@ session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t ma
 	int64_t now = rpc_now_ms(), until = now + wait_ms;
 	int64_t latest = rpc_call_deadline(call) - POLL_REPLY_MARGIN_MS;
 	rpc_call *old;
+	rpc_code code;
 
 	pthread_mutex_lock(&s->mtx);
 	if (s->dead || s->closing) {
 		pthread_mutex_unlock(&s->mtx);
 		return RPC_NOT_FOUND;
+	}
+	/* Marked deferred before the worker can see it (rpc_call_defer). */
+	if ((code = rpc_call_defer(call)) != RPC_OK) {
+		pthread_mutex_unlock(&s->mtx);
+		return code;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		s->rooms[room[i]].rewind = acked[i];

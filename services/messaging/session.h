@@ -14,6 +14,13 @@
  * answered. Heads are re-read from LMDB when a Poll arrives and every
  * SESSION_HEAL_MS while one waits, which heals frames PUB dropped silently.
  *
+ * Logging out: before a reply carrying events goes out, the worker asks
+ * auth to validate the token of the Poll (the session's own token, checked
+ * when the Poll was taken). Revoked: the Poll gets UNAUTHENTICATED, the
+ * events stay unsent and the session closes. So nothing sent after a
+ * Logout reaches a Poll that was already waiting. Any other failure of the
+ * check puts the rooms back where they were, to be read again.
+ *
  * Leaving a room: before a reply carries any event of a room, the worker
  * passes the membership barrier (mx_feed_sync: every change the rooms
  * service committed before the barrier began is in the mirror) and looks
@@ -69,11 +76,17 @@ typedef struct sess_event {
 	uint64_t seq;		/* 0 for presence */
 } sess_event;
 
+#define SESSION_TOKEN_HASH 32	/* BLAKE2b-256 of the token that opened it */
+
 struct mx_session {
 	messaging_service *m;
 	mx_sessions *ss;
 	char id[SESSION_ID_LEN + 1];
 	char user[RPC_USER_ID_MAX];
+	/* The session belongs to the login (token) that opened it: only that
+	 * token may Poll or Close it, and a reply with events goes out only
+	 * while that token is still valid. Only a hash is kept. */
+	uint8_t token_hash[SESSION_TOKEN_HASH];
 	int refs;			/* atomic */
 	mx_session *next;		/* registry bucket chain, under the registry lock */
 	bool registered;		/* under the registry lock */
@@ -115,8 +128,15 @@ struct mx_session {
  * the worker is not running yet. NULL with st set on failure.
  */
 mx_session *session_create(messaging_service *m, mx_sessions *ss, const char *user,
-			   const Parley__V1__OpenRequest *req, const uint64_t *heads,
-			   rpc_status *st);
+			   const char *token, const Parley__V1__OpenRequest *req,
+			   const uint64_t *heads, rpc_status *st);
+
+/* Hashes a token as sessions keep it. */
+void session_token_hash(const char *token, uint8_t out[SESSION_TOKEN_HASH]);
+
+/* True if token is the one that opened s (constant time). */
+bool session_token_matches(const mx_session *s, const char *token)
+	__attribute__((warn_unused_result));
 
 /* Starts the worker (it takes its own reference). false if it cannot. */
 bool session_run(mx_session *s);

@@ -248,7 +248,7 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		return code;
 	if ((code = read_open_heads(call, m, req, heads)) != RPC_OK)
 		goto unreserve;
-	s = session_create(m, ss, rpc_call_caller(call), req, heads, &st);
+	s = session_create(m, ss, rpc_call_caller(call), rpc_call_token(call), req, heads, &st);
 	if (s == NULL) {
 		code = rpc_call_fail_status(call, &st);
 		goto unreserve;
@@ -305,6 +305,14 @@ own_session(rpc_call *call, mx_sessions *ss, const char *id, rpc_code *code)
 		session_unref(s);
 		*code = rpc_call_fail(call, RPC_PERMISSION_DENIED,
 				      "session '%s' belongs to another user", id);
+		return NULL;
+	}
+	if (!session_token_matches(s, rpc_call_token(call))) {
+		session_unref(s);
+		*code = rpc_call_fail(call, RPC_PERMISSION_DENIED,
+				      "session '%s' belongs to another login of yours; open a "
+				      "session with this token",
+				      id);
 		return NULL;
 	}
 	return s;

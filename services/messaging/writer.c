@@ -218,6 +218,10 @@ lookup_client_id(mx_writer *w, store_txn *txn, struct wr_item *it, bool *found)
 		return STORE_OK;
 	if (err != STORE_OK)
 		return err;
+	/* A damaged record is DATA_LOSS for this Send, not a crash. */
+	if (rpc_check_wire(&parley__store__v1__client_msg_record__descriptor, v.data, v.len,
+			   &(rpc_status){0}) != RPC_OK)
+		return STORE_CORRUPT;
 	rec = parley__store__v1__client_msg_record__unpack(NULL, v.len, v.data);
 	if (rec == NULL)
 		return STORE_CORRUPT;
@@ -511,6 +515,7 @@ rpc_code
 mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req)
 {
 	struct wr_item *it = rpc_call_alloc(call, sizeof(*it));
+	rpc_code code;
 
 	it->kind = ITEM_SEND;
 	it->call = call;
@@ -530,6 +535,11 @@ mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req)
 			      "too many messages waiting to be written; try again shortly");
 		rpc_call_retry_after(call, 100);
 		return RPC_RESOURCE_EXHAUSTED;
+	}
+	/* Marked deferred before the writer can see it (rpc_call_defer). */
+	if ((code = rpc_call_defer(call)) != RPC_OK) {
+		pthread_mutex_unlock(&w->mtx);
+		return code;
 	}
 	w->queued++;
 	enqueue_locked(w, it);

@@ -9,11 +9,11 @@
 #include <nng/protocol/pubsub0/pub.h>
 
 #include "log.h"
+#include "tls.h"
 #include "parley/internal/v1/feed.pb-c.h"
 
 #define LIST_DEFAULT 500
 #define LIST_MAX 1000
-#define PUB_RECV_MAX 1024 /* subscribers never send; cut off any that do */
 
 static const char head_key[] = "changes.head";
 
@@ -196,6 +196,7 @@ int
 changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
 {
 	changes *c = calloc(1, sizeof(*c));
+	rpc_status why = {0};
 	int rv;
 
 	if (c == NULL)
@@ -210,10 +211,10 @@ changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
 		goto fail;
 	}
 	c->pub_open = true;
-	if ((rv = nng_socket_set_size(c->pub, NNG_OPT_RECVMAXSZ, PUB_RECV_MAX)) != 0 ||
-	    (rv = nng_listen(c->pub, pub_url, NULL, 0)) != 0) {
+	if ((rv = rpc_socket_cap(c->pub, RPC_MAX_PUB_INBOUND)) != 0 ||
+	    (rv = rpc_tls_listen(c->pub, pub_url, &why)) != 0) {
 		rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB: cannot listen on %s: %s",
-			       pub_url, nng_strerror(rv));
+			       pub_url, why.message[0] != '\0' ? why.message : nng_strerror(rv));
 		goto fail;
 	}
 	*out = c;

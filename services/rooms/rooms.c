@@ -327,6 +327,28 @@ list_suffixes(store_txn *txn, store_table t, rpc_call *call, const char *id, siz
 	return err;
 }
 
+/* In txn: whether user belongs to room_id (which the caller checked).
+ * STORE_OK with *member set, or the store's error. */
+static store_err
+is_member(rooms_service *r, store_txn *txn, const char *room_id, const char *user,
+	  bool *member)
+{
+	uint8_t key[PAIR_KEY_MAX];
+	store_val v;
+	store_err err = store_get(txn, r->members, key, pair_key(key, room_id, user), &v);
+
+	*member = err == STORE_OK;
+	return err == STORE_NOTFOUND ? STORE_OK : err;
+}
+
+/* In txn: whether the authenticated caller belongs to room_id. */
+static __attribute__((warn_unused_result)) store_err
+caller_is_member(rooms_service *r, store_txn *txn, rpc_call *call, const char *room_id,
+		 bool *member)
+{
+	return is_member(r, txn, room_id, rpc_call_caller(call), member);
+}
+
 static rpc_code
 handle_get_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		void *ctx)
@@ -338,13 +360,17 @@ handle_get_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 	store_txn *txn;
 	store_err err;
 	rpc_code code;
+	bool member = false;
 
 	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
 		return code;
 	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "get room");
 	err = read_room(r, txn, call, req->room_id, &rec);
-	if (err == STORE_OK)
+	/* Who is in a room is for its members; others see what ListRooms
+	 * shows (the count included). */
+	if (err == STORE_OK && (err = caller_is_member(r, txn, call, req->room_id, &member)) ==
+				   STORE_OK && member)
 		err = list_suffixes(txn, r->members, call, req->room_id, ROOM_MEMBERS_MAX,
 				    &resp->members, &resp->n_members);
 	store_abort(txn);
@@ -489,7 +515,7 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	const Parley__V1__IsMemberRequest *req = (const void *)reqm;
 	Parley__V1__IsMemberResponse *resp = (void *)respm;
 	rooms_service *r = ctx;
-	uint8_t key[PAIR_KEY_MAX];
+	bool asker_in = false, member = false;
 	store_txn *txn;
 	store_val v;
 	store_err err;
@@ -504,19 +530,25 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "is member");
 	err = store_get(txn, r->rooms, req->room_id, strlen(req->room_id), &v);
-	if (err == STORE_OK) {
-		err = store_get(txn, r->members, key, pair_key(key, req->room_id, req->user_id),
-				&v);
-		resp->member = err == STORE_OK;
-		if (err == STORE_NOTFOUND)
-			err = STORE_OK;
-	} else if (err == STORE_NOTFOUND) {
-		store_abort(txn);
-		return fail_no_room(call, req->room_id);
-	}
+	/* Anyone may ask about themselves (messaging and history ask for
+	 * the user whose token they carry); only members may ask about
+	 * others, as only they may see the member list. */
+	if (err == STORE_OK && strcmp(req->user_id, rpc_call_caller(call)) != 0)
+		err = caller_is_member(r, txn, call, req->room_id, &asker_in);
+	else
+		asker_in = true;
+	if (err == STORE_OK && asker_in)
+		err = is_member(r, txn, req->room_id, req->user_id, &member);
 	store_abort(txn);
+	if (err == STORE_NOTFOUND)
+		return fail_no_room(call, req->room_id);
 	if (err != STORE_OK)
 		return svc_fail_store(call, err, "is member");
+	if (!asker_in)
+		return rpc_call_fail(call, RPC_PERMISSION_DENIED,
+				     "only members of room '%s' may ask whether others are in it",
+				     req->room_id);
+	resp->member = member;
 	return RPC_OK;
 }
 

@@ -17,16 +17,21 @@
  * false and the log holds the change.
  *
  * Behaviour where the contract leaves room:
- *   - A room is public: any signed-in user may list it, read it (members
- *     included), join it, and ask IsMember about anyone.
+ *   - A room is public: any signed-in user may list it, read it and join
+ *     it. Who is in it is for its members: GetRoom lists members only to
+ *     a member (others get the room as ListRooms shows it, member_count
+ *     included, no members), and IsMember answers a caller about
+ *     themselves, or a member about anyone; a non-member asking about
+ *     someone else gets PERMISSION_DENIED. (Messaging and history ask
+ *     IsMember for the user whose token they carry.)
  *   - name: 1-100 characters (defaults to room_id); topic: 0-500
  *     characters; neither may hold control characters (newlines included).
  *   - ListRooms: page_size 0 means 50; above 500 is INVALID_ARGUMENT. The
  *     page_token is opaque and authenticated (see pagetoken.h), stays valid
  *     across restarts, and pages by room_id: every room that exists for the
  *     whole walk is listed exactly once, even while rooms are created.
- *   - GetRoom lists the first 1000 members in user_id order; member_count
- *     always gives the full size.
+ *   - GetRoom lists (to members) the first 1000 members in user_id order;
+ *     member_count always gives the full size.
  *   - ListMyRooms lists the caller's first 1000 rooms in room_id order.
  *   - JoinRoom, LeaveRoom and IsMember on a room that does not exist are
  *     NOT_FOUND. Joining a room twice, or leaving one you are not in,

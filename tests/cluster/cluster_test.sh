@@ -50,8 +50,14 @@ for h in auth rooms store client; do
 done
 auth=tcp://$net.1:5201
 rooms=tcp://$net.2:5202
-room_events=tcp://$net.2:5206
-rooms_internal=tcp://$net.2:5207
+# Internal endpoints never go on the client's network in plaintext. Until
+# mutual TLS (tls+tcp:// with --tls-ca) is in, the rooms host and the store
+# host reach each other's internal endpoints over ipc:// sockets in a shared
+# directory: network namespaces do not separate path-bound unix sockets, as
+# a volume shared by two containers on one machine does not.
+mkdir -p "$work/internal"
+room_events=ipc://$work/internal/room-events.sock
+rooms_internal=ipc://$work/internal/rooms-internal.sock
 history=tcp://$net.3:5203
 messaging=tcp://$net.3:5204
 
@@ -69,7 +75,7 @@ daemon auth auth --services auth --data-dir "$work/auth" --auth-listen "$auth"
 daemon rooms rooms --services rooms --data-dir "$work/rooms" --rooms-listen "$rooms" \
   --room-events-listen "$room_events" --rooms-internal-listen "$rooms_internal" --auth "$auth"
 daemon store messaging --services messaging --data-dir "$work/store" \
-  --messaging-listen "$messaging" --events-listen "tcp://$net.3:5205" --auth "$auth" \
+  --messaging-listen "$messaging" --auth "$auth" \
   --rooms "$rooms" --room-events "$room_events" --rooms-internal "$rooms_internal"
 # history opens the store read-only once messaging has created it
 for _ in $(seq 100); do [[ -f $work/store/data.mdb ]] && break; sleep 0.1; done

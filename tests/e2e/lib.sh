@@ -48,9 +48,15 @@ pick_ports() {
   ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 4 --consecutive))
   port_auth=${ports[0]} port_rooms=${ports[1]} port_history=${ports[2]}
   port_messaging=${ports[3]}
-  # shellcheck disable=SC2207
-  ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 3))
+  # The others anywhere, but not among those four.
+  while :; do
+    # shellcheck disable=SC2207
+    ports=($(python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 4))
+    [[ " ${ports[*]} " =~ \ ($port_auth|$port_rooms|$port_history|$port_messaging)\  ]] || break
+  done
   port_events=${ports[0]} port_room_events=${ports[1]} port_rooms_internal=${ports[2]}
+  port_http=${ports[3]}
+  http_url="http://127.0.0.1:$port_http"
   export PARLEY_AUTH="tcp://127.0.0.1:$port_auth"
   export PARLEY_ROOMS="tcp://127.0.0.1:$port_rooms"
   export PARLEY_HISTORY="tcp://127.0.0.1:$port_history"
@@ -68,6 +74,7 @@ start_parleyd() {
     --events-listen "tcp://127.0.0.1:$port_events" \
     --room-events-listen "tcp://127.0.0.1:$port_room_events" \
     --rooms-internal-listen "tcp://127.0.0.1:$port_rooms_internal" \
+    --http-listen "$http_url" \
     "$@" 2>>"$work/parleyd.log" >&2 &
   daemon_pid=$!
   local services="" prev=""

@@ -11,7 +11,7 @@
 #include "parley/v1/auth.pb-c.h"
 
 static th_daemon d;
-static rpc_client *auth;
+static rpc_client *auth, *home; /* auth: the one calls use; home: from 127.0.0.1 */
 
 static rpc_code
 call(const char *method, const ProtobufCMessage *req, ProtobufCMessage **resp,
@@ -112,6 +112,54 @@ do_change_password(const char *token, const char *old_pw, const char *new_pw, rp
 	return code;
 }
 
+/* A client whose calls come from source address ip (any 127.x.y.z is this
+ * host), so that each test has an address, and its limits, of its own. */
+static rpc_client *
+client_from(const char *ip)
+{
+	char url[128];
+
+	snprintf(url, sizeof(url), "tcp://%.40s;%.64s", ip, d.auth + strlen("tcp://"));
+	return th_client(url);
+}
+
+/* Makes auth's calls from ip (NULL: home) until the next use_address. */
+static void
+use_address(const char *ip)
+{
+	static rpc_client *mine;
+
+	if (mine != NULL)
+		rpc_client_close(mine);
+	mine = ip != NULL ? client_from(ip) : NULL;
+	auth = mine != NULL ? mine : home;
+}
+
+/*
+ * Logs in as user with the wrong pw `free` times (each UNAUTHENTICATED),
+ * then until the limit refuses: it must within 3 more tries (each failure
+ * past the free ones doubles the wait from 1 s, so only a stall of seconds
+ * between two calls lets one more through). Leaves the refusal in st.
+ */
+static void
+fail_until_refused(const char *user, const char *pw, int free, rpc_status *st)
+{
+	rpc_code code;
+
+	for (int i = 0; i < free; i++)
+		TH_CODE(do_login(user, pw, NULL, st), RPC_UNAUTHENTICATED, st);
+	for (int i = 0;; i++) {
+		code = do_login(user, pw, NULL, st);
+		if (code == RPC_RESOURCE_EXHAUSTED)
+			break;
+		TH_CHECK(code == RPC_UNAUTHENTICATED && i < 3, "try %d past the free ones: %s (%s)",
+			 i, rpc_code_name(code), st->message);
+	}
+	TH_CHECK(st->retry_after_ms > 0 && st->retry_after_ms <= 15 * 60000,
+		 "retry_after_ms=%u (%s)", st->retry_after_ms, st->message);
+	TH_CHECK(strstr(st->message, "; try again in ") != NULL, "says when: %s", st->message);
+}
+
 static void
 test_register_login_validate_logout(void)
 {
@@ -137,6 +185,7 @@ test_register_validation(void)
 	char big[2000];
 	rpc_status st;
 
+	use_address("127.0.0.2"); /* invalid requests do not count against it */
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	TH_CODE(do_register("ab", "password1", "A", "", &st), RPC_INVALID_ARGUMENT, &st);
@@ -174,6 +223,7 @@ test_login_failures_identical_and_limited(void)
 	rpc_call_opts o = {.timeout_ms = 10000};
 	int64_t t0, t_unknown, t_wrong;
 
+	use_address("127.0.0.3");
 	TH_CODE(do_register("carol", "carol-password", "Carol", "", &st1), RPC_OK, &st1);
 
 	/* Unknown user and wrong password: same status, same message. */
@@ -224,26 +274,97 @@ test_login_failures_identical_and_limited(void)
 	TH_CHECK(strcmp(st1.message, st2.message) == 0 && len1 == 0 && len2 == 0,
 		 "same bytes for both failures");
 
-	/* carol has now failed 2 times (one above, one raw); 3 more reach the
-	 * limit of 5. */
-	for (int i = 0; i < 3; i++)
-		TH_CODE(do_login("carol", "wrong-password", NULL, &st1), RPC_UNAUTHENTICATED, &st1);
+	/* carol has now failed 2 times from here (one above, one raw); 3 more
+	 * use up the 5 free failures, then even her password waits. */
+	fail_until_refused("carol", "wrong-password", 3, &st1);
+	TH_CHECK(strstr(st1.message, "too many failed logins for this account from your "
+				     "address") != NULL,
+		 "names the limit: %s", st1.message);
 	TH_CODE(do_login("carol", "carol-password", NULL, &st1), RPC_RESOURCE_EXHAUSTED, &st1);
-	TH_CHECK(st1.retry_after_ms > 0 && st1.retry_after_ms <= 60000, "retry_after_ms=%u",
-		 st1.retry_after_ms);
+	TH_CHECK(st1.retry_after_ms > 0, "retry_after_ms=%u", st1.retry_after_ms);
 	/* Unknown accounts are limited the same way: no enumeration. */
-	for (int i = 0; i < 4; i++)
-		TH_CODE(do_login("nosuchuser", "whatever-pass", NULL, &st1), RPC_UNAUTHENTICATED,
-			&st1);
-	TH_CODE(do_login("nosuchuser", "whatever-pass", NULL, &st1), RPC_RESOURCE_EXHAUSTED,
-		&st1);
+	fail_until_refused("nosuchuser", "whatever-pass", 4, &st1);
+	TH_CHECK(strstr(st1.message, "for this account from your address") != NULL, "%s",
+		 st1.message);
 	/* Another account is not affected. */
 	TH_CODE(do_login("alice", "correct horse", NULL, &st1), RPC_OK, &st1);
-	printf("ok identical login failures, rate limit\n");
+	/* Nor is carol from another address: a stranger cannot lock her out. */
+	use_address("127.0.0.4");
+	TH_CODE(do_login("carol", "carol-password", NULL, &st1), RPC_OK, &st1);
+	printf("ok identical login failures, limited per account and address\n");
+}
+
+/* One address guessing across accounts is slowed down as a whole, the
+ * empty user_id included; other addresses are not. */
+static void
+test_address_limited(void)
+{
+	char user[32];
+	rpc_status st;
+
+	use_address("127.0.0.5");
+	for (int i = 0; i < 29; i++) {
+		snprintf(user, sizeof(user), "spray%d", i);
+		TH_CODE(do_login(user, "whatever-pass", NULL, &st), RPC_UNAUTHENTICATED, &st);
+	}
+	fail_until_refused("spray-last", "whatever-pass", 1, &st);
+	TH_CHECK(strstr(st.message, "too many failed logins from your address") != NULL,
+		 "names the address limit: %s", st.message);
+	TH_CODE(do_login("alice", "correct horse", NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
+	use_address("127.0.0.6");
+	TH_CODE(do_login("alice", "correct horse", NULL, &st), RPC_OK, &st);
+
+	/* The empty user_id is an account like any other to the limits. */
+	use_address("127.0.0.7");
+	fail_until_refused("", "whatever-pass", 5, &st);
+	TH_CHECK(strstr(st.message, "for this account from your address") != NULL, "%s",
+		 st.message);
+	printf("ok one address is limited across accounts, empty user_id too\n");
+}
+
+/* Register is limited per address by its ALREADY_EXISTS answers, so it
+ * cannot list accounts for free; new accounts and invalid requests do not
+ * count. */
+static void
+test_register_limited(void)
+{
+	char user[32];
+	rpc_status st;
+	rpc_code code;
+
+	use_address("127.0.0.9");
+	for (int i = 0; i < 3; i++) {
+		snprintf(user, sizeof(user), "reg%d", i);
+		TH_CODE(do_register(user, "reg-password", "Reg", "", &st), RPC_OK, &st);
+	}
+	for (int i = 0; i < 10; i++)
+		TH_CODE(do_register("reg0", "reg-password", "Reg", "", &st), RPC_ALREADY_EXISTS,
+			&st);
+	TH_CODE(do_register("ab", "reg-password", "Reg", "", &st), RPC_INVALID_ARGUMENT, &st);
+	/* 10 taken names asked for: the next waits (a stall of a second
+	 * between two calls could let one more through, never three). */
+	for (int i = 0;; i++) {
+		code = do_register("reg0", "reg-password", "Reg", "", &st);
+		if (code == RPC_RESOURCE_EXHAUSTED)
+			break;
+		TH_CHECK(code == RPC_ALREADY_EXISTS && i < 3, "try %d: %s (%s)", i,
+			 rpc_code_name(code), st.message);
+	}
+	TH_CHECK(strstr(st.message, "too many taken user ids asked for from your address; try "
+				    "again in ") != NULL &&
+		     st.retry_after_ms > 0,
+		 "%s (retry after %u ms)", st.message, st.retry_after_ms);
+	/* While it waits, the address registers nothing. */
+	TH_CODE(do_register("reg-new", "reg-password", "Reg", "", &st), RPC_RESOURCE_EXHAUSTED,
+		&st);
+	use_address("127.0.0.10");
+	TH_CODE(do_register("reg0", "reg-password", "Reg", "", &st), RPC_ALREADY_EXISTS, &st);
+	TH_CODE(do_register("reg-new", "reg-password", "Reg", "", &st), RPC_OK, &st);
+	printf("ok register limited per address, taken names included\n");
 }
 
 #define BURST 20
-#define LOGIN_LIMIT 5 /* LOGIN_FAILURES_PER_WINDOW in auth.c */
+#define LOGIN_LIMIT 5 /* free failures per account and address (guard.h) */
 
 struct burst {
 	const char *user, *pw;
@@ -264,7 +385,8 @@ burst_login(void *arg)
 	TH_CHECK(code == RPC_OK || code == RPC_UNAUTHENTICATED || code == RPC_RESOURCE_EXHAUSTED,
 		 "got %s (%s)", rpc_code_name(code), st.message);
 	if (code == RPC_RESOURCE_EXHAUSTED)
-		TH_CHECK(st.retry_after_ms > 0 && st.retry_after_ms <= 60000,
+		TH_CHECK(st.retry_after_ms > 0 && st.retry_after_ms <= 15 * 60000 &&
+				 strstr(st.message, "too many ") != NULL,
 			 "retry_after_ms=%u (%s)", st.retry_after_ms, st.message);
 	pthread_mutex_lock(&b->mtx);
 	if (code == RPC_OK)
@@ -301,21 +423,21 @@ test_login_burst_limited(void)
 	rpc_status st;
 
 	/* Concurrent wrong passwords: each check is reserved before it is
-	 * queued, so only LOGIN_LIMIT of them are hashed, not one per call.
-	 * None succeeds and frees its slot, so exactly LOGIN_LIMIT run. */
+	 * queued, so only the LOGIN_LIMIT free ones are hashed, not one per
+	 * call. After them the account waits 1 s, then 2 s: only a caller
+	 * stalled that long could get a sixth or seventh check. */
+	use_address("127.0.0.8");
 	TH_CODE(do_register("frank", "frank-password", "Frank", "", &st), RPC_OK, &st);
 	run_burst(&b, "frank", "wrong-password");
-	TH_CHECK(b.unauthenticated == LOGIN_LIMIT && b.exhausted == BURST - LOGIN_LIMIT &&
-		 b.ok == 0, "%d unauthenticated, %d exhausted, %d ok of %d", b.unauthenticated,
-		 b.exhausted, b.ok, BURST);
-	/* The burst used up the window: even the right password waits. */
-	TH_CODE(do_login("frank", "frank-password", NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
-	TH_CHECK(st.retry_after_ms > 0 && st.retry_after_ms <= 60000, "retry_after_ms=%u",
-		 st.retry_after_ms);
+	TH_CHECK(b.unauthenticated >= LOGIN_LIMIT && b.unauthenticated <= LOGIN_LIMIT + 2 &&
+			 b.exhausted == BURST - b.unauthenticated && b.ok == 0,
+		 "%d unauthenticated, %d exhausted, %d ok of %d", b.unauthenticated, b.exhausted,
+		 b.ok, BURST);
 
 	/* The same for an account that does not exist: no enumeration. */
 	run_burst(&b, "nobody-burst", "whatever-pass");
-	TH_CHECK(b.unauthenticated == LOGIN_LIMIT && b.exhausted == BURST - LOGIN_LIMIT,
+	TH_CHECK(b.unauthenticated >= LOGIN_LIMIT && b.unauthenticated <= LOGIN_LIMIT + 2 &&
+			 b.exhausted == BURST - b.unauthenticated,
 		 "unknown user: %d unauthenticated, %d exhausted", b.unauthenticated,
 		 b.exhausted);
 
@@ -333,10 +455,7 @@ test_login_burst_limited(void)
 	TH_CHECK(b.ok >= 1 && b.unauthenticated == 0 && b.ok + b.exhausted == BURST,
 		 "%d ok, %d exhausted, %d unauthenticated", b.ok, b.exhausted,
 		 b.unauthenticated);
-	for (int i = 0; i < LOGIN_LIMIT; i++)
-		TH_CODE(do_login("grace", "wrong-password", NULL, &st), RPC_UNAUTHENTICATED, &st);
-	TH_CODE(do_login("grace", "grace-password", NULL, &st), RPC_RESOURCE_EXHAUSTED, &st);
-	TH_CHECK(st.retry_after_ms > 0, "retry_after_ms=%u", st.retry_after_ms);
+	fail_until_refused("grace", "wrong-password", LOGIN_LIMIT, &st);
 	printf("ok concurrent logins limited, slots released\n");
 }
 
@@ -346,6 +465,7 @@ test_change_password_revokes_others(void)
 	char t1[64], t2[64];
 	rpc_status st;
 
+	use_address("127.0.0.11");
 	TH_CODE(do_register("dave", "dave-password", "Dave", "", &st), RPC_OK, &st);
 	TH_CODE(do_login("dave", "dave-password", t1, &st), RPC_OK, &st);
 	TH_CODE(do_login("dave", "dave-password", t2, &st), RPC_OK, &st);
@@ -359,7 +479,23 @@ test_change_password_revokes_others(void)
 	TH_CODE(do_validate(t2, NULL, &st), RPC_UNAUTHENTICATED, &st);
 	TH_CODE(do_login("dave", "dave-password", NULL, &st), RPC_UNAUTHENTICATED, &st);
 	TH_CODE(do_login("dave", "new-password", NULL, &st), RPC_OK, &st);
-	printf("ok change password revokes other sessions\n");
+
+	/* A wrong old password counts like a failed login of the account
+	 * from this address (the one above is forgiven by the login). */
+	TH_CODE(do_login("dave", "new-password", t1, &st), RPC_OK, &st);
+	for (int i = 0;; i++) {
+		rpc_code code = do_change_password(t1, "not-the-password", "newer-password", &st);
+		if (code == RPC_RESOURCE_EXHAUSTED)
+			break;
+		TH_CHECK(code == RPC_PERMISSION_DENIED && i < LOGIN_LIMIT + 3, "try %d: %s (%s)", i,
+			 rpc_code_name(code), st.message);
+	}
+	TH_CHECK(strstr(st.message, "too many failed logins for this account from your "
+				    "address") != NULL,
+		 "%s", st.message);
+	use_address("127.0.0.12");
+	TH_CODE(do_login("dave", "new-password", NULL, &st), RPC_OK, &st);
+	printf("ok change password revokes other sessions, is limited like a login\n");
 }
 
 static void
@@ -382,6 +518,7 @@ test_persistence_across_restart(void)
 	char token[64];
 	rpc_status st;
 
+	use_address("127.0.0.13");
 	TH_CODE(do_login("alice", "correct horse", token, &st), RPC_OK, &st);
 	TH_CHECK(th_restart(&d), "restart");
 	TH_CODE(do_validate(token, NULL, &st), RPC_OK, &st);
@@ -467,18 +604,21 @@ int
 main(void)
 {
 	TH_CHECK(th_start(&d, "auth"), "start parleyd");
-	auth = th_client(d.auth);
+	auth = home = th_client(d.auth);
 
 	test_register_login_validate_logout();
 	test_register_validation();
 	test_login_failures_identical_and_limited();
+	test_address_limited();
+	test_register_limited();
 	test_login_burst_limited();
 	test_change_password_revokes_others();
 	test_forged_tokens();
 	test_persistence_across_restart();
 	test_token_expiry();
 
-	rpc_client_close(auth);
+	use_address(NULL);
+	rpc_client_close(home);
 	TH_CHECK(th_stop(&d) == 0, "parleyd exits 0 on SIGTERM");
 	th_cleanup(&d);
 	return 0;

@@ -16,7 +16,7 @@
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
-#define NLOGINS 32
+#define NLOGINS 6 /* with the latecomer, below the 8 checks one address may have in flight */
 
 /* One context of a raw REQ socket: every call on it goes down the same
  * connection, in the order the sends complete. */

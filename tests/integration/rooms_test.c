@@ -233,10 +233,22 @@ test_room_lifecycle(void)
 	TH_CODE(create_room(bob, "lobby", NULL, NULL, NULL, &st), RPC_ALREADY_EXISTS, &st);
 	TH_CODE(create_room(bob, "general", NULL, NULL, NULL, &st), RPC_ALREADY_EXISTS, &st);
 
-	TH_CODE(get_room(bob, "lobby", &g, &st), RPC_OK, &st);
+	TH_CODE(get_room(alice, "lobby", &g, &st), RPC_OK, &st);
 	TH_CHECK(g->n_members == 1 && strcmp(g->members[0], "alice") == 0, "alice alone");
 	TH_CHECK(g->room->member_count == 1, "count 1");
 	free_msg(g);
+	/* Who is in it is for members only: bob sees what ListRooms shows. */
+	TH_CODE(get_room(bob, "lobby", &g, &st), RPC_OK, &st);
+	TH_CHECK(g->n_members == 0 && g->room->member_count == 1 &&
+			 strcmp(g->room->name, "Lobby ☕") == 0,
+		 "a non-member gets the room without members (%zu)", g->n_members);
+	free_msg(g);
+	TH_CODE(is_member(bob, "lobby", "alice", &member, &st), RPC_PERMISSION_DENIED, &st);
+	TH_CHECK(strcmp(st.message, "only members of room 'lobby' may ask whether others are in "
+				    "it") == 0,
+		 "%s", st.message);
+	TH_CODE(is_member(bob, "lobby", "bob", &member, &st), RPC_OK, &st);
+	TH_CHECK(!member, "bob may ask about himself: not a member");
 
 	TH_CODE(join_room(bob, "lobby", &j, &st), RPC_OK, &st);
 	TH_CHECK(j->room->member_count == 2, "count 2 after bob joins, got %u",
@@ -262,9 +274,14 @@ test_room_lifecycle(void)
 	TH_CHECK(!member, "after LeaveRoom returns, IsMember answers false");
 	TH_CODE(leave_room(bob, "lobby", &st), RPC_OK, &st);
 	TH_CODE(leave_room(bob, "general", &st), RPC_OK, &st);
-	TH_CODE(get_room(bob, "lobby", &g, &st), RPC_OK, &st);
+	TH_CODE(get_room(alice, "lobby", &g, &st), RPC_OK, &st);
 	TH_CHECK(g->room->member_count == 1 && g->n_members == 1, "count back to 1");
 	free_msg(g);
+	TH_CODE(get_room(bob, "lobby", &g, &st), RPC_OK, &st);
+	TH_CHECK(g->room->member_count == 1 && g->n_members == 0,
+		 "having left, bob no longer sees the members");
+	free_msg(g);
+	TH_CODE(is_member(bob, "lobby", "alice", &member, &st), RPC_PERMISSION_DENIED, &st);
 
 	TH_CODE(get_room(bob, "nosuchroom", NULL, &st), RPC_NOT_FOUND, &st);
 	TH_CODE(join_room(bob, "nosuchroom", NULL, &st), RPC_NOT_FOUND, &st);

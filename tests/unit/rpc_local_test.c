@@ -26,7 +26,7 @@ validate(rpc_call *c, const ProtobufCMessage *reqm, ProtobufCMessage *respm, voi
 	char *u = rpc_call_alloc(c, n + 1);
 
 	(void)ctx;
-	handler_thread = pthread_self();
+	__atomic_store_n(&handler_thread, pthread_self(), __ATOMIC_SEQ_CST); /* read by the test thread */
 	if (n == 0)
 		return rpc_call_fail(c, RPC_INVALID_ARGUMENT, "empty token");
 	for (size_t i = 0; i < n; i++)
@@ -64,6 +64,10 @@ login(rpc_call *c, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *
 	(void)ctx;
 	TH_CHECK(l != NULL, "alloc");
 	*l = (struct later){.call = c, .delay_ms = atoi(req->user_id)};
+	if (rpc_call_defer(c) != RPC_OK) {
+		free(l);
+		return RPC_RESOURCE_EXHAUSTED;
+	}
 	TH_CHECK(pthread_create(&t, NULL, finish_later, l) == 0, "thread");
 	pthread_detach(t);
 	return RPC_DEFERRED;
@@ -108,7 +112,7 @@ call_validate(rpc_client *cli, const char *token, char *user, size_t len, rpc_st
 	rpc_code code;
 
 	req.token = (char *)token;
-	handler_thread = 0;
+	__atomic_store_n(&handler_thread, (pthread_t)0, __ATOMIC_SEQ_CST);
 	code = rpc_client_call(cli, &parley__v1__auth__descriptor, "Validate", &req.base,
 			       (ProtobufCMessage **)&resp, NULL, st);
 	if (code == RPC_OK) {
@@ -190,10 +194,10 @@ main(void)
 	 * answer. */
 	TH_CODE(call_validate(local, "abc", user, sizeof(user), &st), RPC_OK, &st);
 	TH_CHECK(strcmp(user, "cba") == 0, "user %s", user);
-	TH_CHECK(pthread_equal(handler_thread, pthread_self()), "ran on the caller's thread");
+	TH_CHECK(pthread_equal(__atomic_load_n(&handler_thread, __ATOMIC_SEQ_CST), pthread_self()), "ran on the caller's thread");
 	TH_CODE(call_validate(remote, "abc", user, sizeof(user), &st), RPC_OK, &st);
 	TH_CHECK(strcmp(user, "cba") == 0, "user %s", user);
-	TH_CHECK(!pthread_equal(handler_thread, pthread_self()), "ran on a worker thread");
+	TH_CHECK(!pthread_equal(__atomic_load_n(&handler_thread, __ATOMIC_SEQ_CST), pthread_self()), "ran on a worker thread");
 	printf("ok a client on the server's own URL calls in process\n");
 
 	/* Statuses and messages are those of the socket path. */

@@ -1,8 +1,11 @@
 /* store_test.c — storage/: tables, key order, scans, copies, map full,
  * read-only environments. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -201,14 +204,175 @@ test_map_full(void)
 	printf("ok map full is reported and survivable\n");
 }
 
-int
-main(void)
+/* The child of test_map_grown_elsewhere: another process that opens the
+ * environment with a larger map and fills it past the parent's map. */
+static int
+grow_child(const char *where)
 {
+	store_opts big = {.map_size = 16 * 1024 * 1024};
+	store_env *env;
+	store_table t;
+	uint8_t k[8], val[4000];
+	store_txn *txn;
+	store_err err;
+
+	memset(val, 'g', sizeof(val));
+	if ((err = store_open(&env, where, &big, NULL, 0)) != STORE_OK ||
+	    (err = store_table_open(env, "t", &t)) != STORE_OK) {
+		fprintf(stderr, "grow: open: %s\n", store_strerror(err));
+		return 1;
+	}
+	/* One transaction: the parent's open reader pins every older page. */
+	if ((err = store_begin(env, true, &txn)) != STORE_OK)
+		return 1;
+	for (uint64_t i = 0; i < 1000 && err == STORE_OK; i++) {
+		store_be64_put(k, 1000 + i);
+		err = store_put(txn, t, k, 8, val, sizeof(val), 0);
+	}
+	if (err != STORE_OK || (err = store_commit(txn)) != STORE_OK) {
+		fprintf(stderr, "grow: %s\n", store_strerror(err));
+		return 1;
+	}
+	store_close(env);
+	return 0;
+}
+
+struct begin_arg {
+	store_env *env;
+	store_err err;
+	bool done; /* atomic */
+};
+
+static void *
+begin_thread(void *arg)
+{
+	struct begin_arg *b = arg;
+	store_txn *txn;
+
+	b->err = store_begin(b->env, false, &txn);
+	if (b->err == STORE_OK)
+		store_abort(txn);
+	__atomic_store_n(&b->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Another process grows the map past ours while a thread here holds a
+ * read transaction and a value pointing into the map. The next transaction
+ * begun here must wait until that one ends before the map is replaced
+ * (LMDB: mdb_env_set_mapsize only with no transaction open in the process);
+ * replacing it under the open one left its pointers dangling.
+ */
+static void
+test_map_grown_elsewhere(const char *self)
+{
+	store_opts small = {.map_size = 1024 * 1024};
+	struct begin_arg b = {0};
+	char sub[300];
+	store_env *env;
+	store_table t;
+	store_txn *held;
+	store_val v;
+	store_info info;
+	uint8_t k[8];
+	pthread_t th;
+	pid_t pid;
+	int status;
+
+	snprintf(sub, sizeof(sub), "%s/grow", dir);
+	TH_CHECK(store_open(&env, sub, &small, NULL, 0) == STORE_OK, "open");
+	TH_CHECK(store_table_open(env, "t", &t) == STORE_OK, "table");
+	store_be64_put(k, 1);
+	TH_CHECK(store_put1(env, t, k, 8, "held", 4, 0) == STORE_OK, "put");
+	TH_CHECK(store_begin(env, false, &held) == STORE_OK, "held txn");
+	TH_CHECK(store_get(held, t, k, 8, &v) == STORE_OK && v.len == 4, "held value");
+
+	pid = fork();
+	TH_CHECK(pid >= 0, "fork");
+	if (pid == 0) {
+		execl(self, self, "--grow", sub, (char *)NULL);
+		_exit(127);
+	}
+	TH_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+			 WEXITSTATUS(status) == 0,
+		 "the other process filled the store past our map");
+
+	b.env = env;
+	TH_CHECK(pthread_create(&th, NULL, begin_thread, &b) == 0, "thread");
+	/* Either the begin waits at the gate for `held` to end, or (the bug)
+	 * it replaced the map under `held` and returned. */
+	for (;;) {
+		store_get_info(env, &info);
+		if (info.resize_waiting || __atomic_load_n(&b.done, __ATOMIC_ACQUIRE))
+			break;
+		usleep(1000);
+	}
+	TH_CHECK(!__atomic_load_n(&b.done, __ATOMIC_ACQUIRE),
+		 "a transaction began on a map replaced while another was open (%s)",
+		 store_strerror(b.err));
+	TH_CHECK(info.map_size == small.map_size && info.txns_open == 1,
+		 "map %zu, %u open while the resize waits", info.map_size, info.txns_open);
+	TH_CHECK(memcmp(v.data, "held", 4) == 0, "the held value is intact");
+	store_abort(held);
+	pthread_join(th, NULL);
+	TH_CHECK(b.err == STORE_OK, "begin after the resize: %s", store_strerror(b.err));
+	store_get_info(env, &info);
+	TH_CHECK(info.map_size == 16 * 1024 * 1024 && info.txns_open == 0 && !info.resize_waiting,
+		 "adopted map %zu, %u open", info.map_size, info.txns_open);
+	store_be64_put(k, 1999);
+	{
+		void *copy;
+		size_t len;
+
+		TH_CHECK(store_get_copy(env, t, k, 8, &copy, &len) == STORE_OK && len == 4000,
+			 "reads what the other process wrote");
+		free(copy);
+	}
+	store_close(env);
+	printf("ok a map grown by another process is adopted with no transaction open\n");
+}
+
+/* A data file cut short is refused at open with a message, not mapped. */
+static void
+test_truncated(void)
+{
+	char sub[300], file[400], detail[512] = "";
+	store_env *env;
+	store_table t;
+	uint8_t k[8], val[2000];
+	struct stat st;
+
+	snprintf(sub, sizeof(sub), "%s/trunc", dir);
+	memset(val, 'x', sizeof(val));
+	TH_CHECK(store_open(&env, sub, NULL, NULL, 0) == STORE_OK, "open");
+	TH_CHECK(store_table_open(env, "t", &t) == STORE_OK, "table");
+	for (uint64_t i = 0; i < 200; i++) {
+		store_be64_put(k, i);
+		TH_CHECK(store_put1(env, t, k, 8, val, sizeof(val), 0) == STORE_OK, "put");
+	}
+	store_close(env);
+	snprintf(file, sizeof(file), "%s/data.mdb", sub);
+	TH_CHECK(stat(file, &st) == 0, "stat");
+	TH_CHECK(truncate(file, st.st_size / 2) == 0, "truncate");
+	TH_CHECK(store_open(&env, sub, NULL, detail, sizeof(detail)) == STORE_CORRUPT,
+		 "a truncated file is refused");
+	TH_CHECK(strstr(detail, "truncated") != NULL && strstr(detail, "data.mdb") != NULL,
+		 "the reason names the file and the truncation: %s", detail);
+	printf("ok truncated data file refused: %s\n", detail);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--grow") == 0)
+		return grow_child(argv[2]);
 	make_dir();
 	test_be_encoding();
 	test_put_get_scan();
 	test_read_only();
 	test_map_full();
+	test_map_grown_elsewhere("/proc/self/exe");
+	test_truncated();
 	remove_dir();
 	return 0;
 }

@@ -1,5 +1,8 @@
 /* validation_test.c — the shared id/text rules and the login rate limiter. */
+#include <malloc.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <sodium.h>
 
@@ -44,89 +47,157 @@ test_text(void)
 	printf("ok text\n");
 }
 
+/* 3 free failures, then 1 s doubling to 8 s, forgotten after 60 s. */
+static const ratelimit_policy policy = {
+	.free_failures = 3, .max_in_flight = 2, .base_wait_ms = 1000, .max_wait_ms = 8000,
+	.forget_ms = 60000,
+};
+
+/* One try of key at now that fails; checks it was allowed. */
+static void
+fail_once(ratelimit *rl, const char *key, int64_t now)
+{
+	bool in_flight;
+
+	TH_CHECK(ratelimit_reserve(rl, key, now, &in_flight) == 0, "%s may try at %lld", key,
+		 (long long)now);
+	ratelimit_fail(rl, key, now);
+}
+
+/* Failures slow a key down exponentially; there is never a hard wall. */
 static void
 test_ratelimit(void)
 {
-	ratelimit *rl = ratelimit_new(3, 10000, 16);
+	ratelimit *rl = ratelimit_new(&policy, 16);
 	int64_t t = 1000000;
+	uint32_t wait;
+	bool in_flight;
 
 	TH_CHECK(rl != NULL, "new");
-	for (int i = 0; i < 3; i++) {
-		TH_CHECK(ratelimit_reserve(rl, "alice", t) == 0, "allowed %d", i);
-		ratelimit_fail(rl, "alice", t);
-	}
-	TH_CHECK(ratelimit_reserve(rl, "alice", t + 100) == 9900, "waits out the window");
-	TH_CHECK(ratelimit_reserve(rl, "bob", t + 100) == 0, "others unaffected");
+	for (int i = 0; i < 3; i++)
+		fail_once(rl, "alice", t);
+	/* The last free failure: the first wait, 1 s from that failure. */
+	wait = ratelimit_reserve(rl, "alice", t + 100, &in_flight);
+	TH_CHECK(wait == 900 && !in_flight, "first wait 900 ms left, got %u (%d)", wait, in_flight);
+	TH_CHECK(ratelimit_reserve(rl, "bob", t + 100, NULL) == 0, "others unaffected");
 	ratelimit_release(rl, "bob");
-	TH_CHECK(ratelimit_reserve(rl, "alice", t + 10000) == 0, "window over");
-	ratelimit_fail(rl, "alice", t + 10000);
-	TH_CHECK(ratelimit_reserve(rl, "alice", t + 10000) == 0, "second try");
+	/* Each further failure doubles the wait: 2 s, 4 s, 8 s, then 8 s. */
+	t += 1000;
+	for (uint32_t want = 2000; want <= 16000; want *= 2) {
+		fail_once(rl, "alice", t);
+		wait = ratelimit_reserve(rl, "alice", t, &in_flight);
+		TH_CHECK(wait == (want < 8000 ? want : 8000) && !in_flight, "wait %u, want %u", wait,
+			 want < 8000 ? want : 8000);
+		TH_CHECK(ratelimit_reserve(rl, "alice", t + wait - 1, NULL) == 1, "1 ms left");
+		t += wait;
+	}
+	/* Once its wait is over a key may try, one try at a time. */
+	TH_CHECK(ratelimit_reserve(rl, "alice", t, NULL) == 0, "a try after the wait");
+	wait = ratelimit_reserve(rl, "alice", t, &in_flight);
+	TH_CHECK(wait > 0 && wait <= 1000 && in_flight, "one at a time while waiting: %u", wait);
+	/* A success forgets the failures: the free ones are back. */
 	ratelimit_reset(rl, "alice");
 	for (int i = 0; i < 3; i++)
-		TH_CHECK(ratelimit_reserve(rl, "alice", t + 10000) == 0, "reset %d", i);
-	ratelimit_release(rl, "alice");
-	ratelimit_release(rl, "alice");
-	ratelimit_release(rl, "alice");
+		fail_once(rl, "alice", t);
+	TH_CHECK(ratelimit_reserve(rl, "alice", t, NULL) == 1000, "slowed again after 3");
+	/* So does a quiet forget_ms after the last failure. */
+	TH_CHECK(ratelimit_reserve(rl, "alice", t + 59999, NULL) == 0, "a try before forgetting");
+	ratelimit_fail(rl, "alice", t + 59999);
+	TH_CHECK(ratelimit_reserve(rl, "alice", t + 59999, NULL) == 2000, "4 failures: 2 s");
+	t += 59999 + 60000;
+	for (int i = 0; i < 3; i++)
+		fail_once(rl, "alice", t);
 	ratelimit_free(rl);
-	printf("ok rate limiter\n");
+	printf("ok rate limiter: exponential, forgetting, no wall\n");
 }
 
-/* Tries in flight count: a burst gets max tries, not one per caller. */
+/* Tries in flight count: a burst gets the free tries, not one per caller,
+ * and at most max_in_flight at once. */
 static void
 test_ratelimit_reservations(void)
 {
-	ratelimit *rl = ratelimit_new(3, 10000, 16);
+	ratelimit *rl = ratelimit_new(&policy, 16);
 	int64_t t = 1000000;
 	uint32_t wait;
+	bool in_flight;
 
 	TH_CHECK(rl != NULL, "new");
-	for (int i = 0; i < 3; i++)
-		TH_CHECK(ratelimit_reserve(rl, "carol", t) == 0, "reserve %d", i);
+	TH_CHECK(ratelimit_reserve(rl, "carol", t, NULL) == 0, "reserve 1");
+	TH_CHECK(ratelimit_reserve(rl, "carol", t, NULL) == 0, "reserve 2");
 	/* Only tries in flight block: they may succeed, so a short wait. */
-	wait = ratelimit_reserve(rl, "carol", t);
-	TH_CHECK(wait > 0 && wait <= 1000, "blocked by tries in flight, wait %u", wait);
+	wait = ratelimit_reserve(rl, "carol", t, &in_flight);
+	TH_CHECK(wait > 0 && wait <= 1000 && in_flight, "max_in_flight reached, wait %u", wait);
 
-	/* A released try frees its slot; released twice frees nothing more. */
+	/* A released try frees its slot. */
 	ratelimit_release(rl, "carol");
-	TH_CHECK(ratelimit_reserve(rl, "carol", t) == 0, "slot given back");
-	TH_CHECK(ratelimit_reserve(rl, "carol", t) > 0, "full again");
-
-	/* Failures: the whole window. */
-	for (int i = 0; i < 3; i++)
-		ratelimit_fail(rl, "carol", t + 100);
-	TH_CHECK(ratelimit_reserve(rl, "carol", t + 100) == 9900, "failed: waits the window");
+	TH_CHECK(ratelimit_reserve(rl, "carol", t, NULL) == 0, "slot given back");
+	TH_CHECK(ratelimit_reserve(rl, "carol", t, NULL) > 0, "full again");
+	/* In flight and failed together never pass the free failures. */
+	ratelimit_fail(rl, "carol", t);
+	ratelimit_fail(rl, "carol", t);
+	TH_CHECK(ratelimit_reserve(rl, "carol", t, NULL) == 0, "third free try");
+	wait = ratelimit_reserve(rl, "carol", t, &in_flight);
+	TH_CHECK(wait > 0 && wait <= 1000 && in_flight, "2 failed + 1 in flight = 3: %u", wait);
+	ratelimit_fail(rl, "carol", t);
+	TH_CHECK(ratelimit_reserve(rl, "carol", t, NULL) == 1000, "failed: waits");
 
 	/* A success forgets failures but not the other tries in flight. */
-	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "dan 1");
-	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "dan 2");
-	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "dan 3");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t, NULL) == 0, "dan 1");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t, NULL) == 0, "dan 2");
 	ratelimit_reset(rl, "dan");
-	TH_CHECK(ratelimit_reserve(rl, "dan", t) == 0, "one slot back");
-	TH_CHECK(ratelimit_reserve(rl, "dan", t) > 0, "two still in flight");
-
-	/* Tries in flight outlive their window: they carry into the next. */
-	TH_CHECK(ratelimit_reserve(rl, "dan", t + 10000) > 0, "still in flight");
-	ratelimit_fail(rl, "dan", t + 10000);
-	ratelimit_fail(rl, "dan", t + 10000);
-	ratelimit_fail(rl, "dan", t + 10000);
-	TH_CHECK(ratelimit_reserve(rl, "dan", t + 10000) == 10000, "failed in the new window");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t, NULL) == 0, "one slot back");
+	TH_CHECK(ratelimit_reserve(rl, "dan", t, NULL) > 0, "two in flight");
+	/* Tries in flight outlive forgetting: their failures still count. */
+	ratelimit_fail(rl, "dan", t + 100000);
+	ratelimit_fail(rl, "dan", t + 100000);
+	TH_CHECK(ratelimit_reserve(rl, "dan", t + 100000, NULL) == 0, "third");
+	ratelimit_fail(rl, "dan", t + 100000);
+	TH_CHECK(ratelimit_reserve(rl, "dan", t + 100000, NULL) == 1000, "counted");
 
 	/* Settling what is not reserved never underflows into a lockout. */
 	for (int i = 0; i < 10; i++)
 		ratelimit_release(rl, "erin");
-	for (int i = 0; i < 3; i++)
-		TH_CHECK(ratelimit_reserve(rl, "erin", t) == 0, "erin %d", i);
+	TH_CHECK(ratelimit_reserve(rl, "erin", t, NULL) == 0, "erin 1");
+	TH_CHECK(ratelimit_reserve(rl, "erin", t, NULL) == 0, "erin 2");
 
-	/* A flood of other keys in a tiny table evicts old entries, never
-	 * grows memory, and never crashes; settling an evicted reservation
-	 * is harmless. */
-	for (int i = 0; i < 10000; i++) {
-		char key[32];
-		snprintf(key, sizeof(key), "user%d", i);
-		if (ratelimit_reserve(rl, key, t + i) == 0)
-			ratelimit_fail(rl, key, t + i);
+	/* The empty key is a key like any other. */
+	for (int i = 0; i < 3; i++)
+		fail_once(rl, "", t);
+	TH_CHECK(ratelimit_reserve(rl, "", t, NULL) == 1000, "empty key limited");
+
+	/* A flood of other keys in a tiny table: every new key is taken in
+	 * (the oldest entries make room), memory does not grow, the newest
+	 * keys are still counted, and settling a reservation that was
+	 * evicted is harmless. */
+	{
+		struct mallinfo2 before = mallinfo2(), after;
+		int refused = 0;
+
+		for (int i = 0; i < 10000; i++) {
+			char key[32];
+
+			snprintf(key, sizeof(key), "user%d", i);
+			if (ratelimit_reserve(rl, key, t + i, NULL) == 0)
+				ratelimit_fail(rl, key, t + i);
+			else
+				refused++;
+		}
+		after = mallinfo2();
+		TH_CHECK(refused == 0, "%d new keys refused: a full table must evict", refused);
+		TH_CHECK(after.uordblks == before.uordblks, "the flood allocated %zd bytes",
+			 (ssize_t)(after.uordblks - before.uordblks));
 	}
+	/* The newest key is counted: two more failures slow it down. */
+	for (int i = 0; i < 2; i++) {
+		TH_CHECK(ratelimit_reserve(rl, "user9999", t + 9999, NULL) == 0, "user9999 try %d", i);
+		ratelimit_fail(rl, "user9999", t + 9999);
+	}
+	TH_CHECK(ratelimit_reserve(rl, "user9999", t + 9999, NULL) > 0,
+		 "the newest key keeps its failures through the flood");
+	/* erin's tries in flight went with her evicted entry: settling one is
+	 * a no-op and she may try again at once. */
 	ratelimit_release(rl, "erin");
+	TH_CHECK(ratelimit_reserve(rl, "erin", t + 9999, NULL) == 0, "erin after eviction");
 	ratelimit_fail(rl, "erin", t + 10000);
 	ratelimit_free(rl);
 	printf("ok rate limiter reservations\n");

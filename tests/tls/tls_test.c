@@ -1,0 +1,303 @@
+/*
+ * tls_test.c — TLS between real processes, with certificates made now by
+ * make_certs.sh:
+ *
+ * 1. libparley-client chats with a parleyd whose public endpoints are on
+ *    tls+tcp:// and, for history, wss://; a client trusting another CA is
+ *    refused and told so.
+ * 2. Mutual TLS across processes, the way a cluster runs: parleyd A runs
+ *    auth and rooms with every endpoint (the internal PUB and RoomsFeed
+ *    included) on tls+tcp:// requiring client certificates (--tls-ca);
+ *    parleyd B runs messaging and history and reaches A with the client
+ *    certificate the CA signed. A send through B works (B validates the
+ *    token and checks membership at A), a leave at A stops sends at B.
+ *    B without a client certificate, and clients without one or with one
+ *    from another CA, are refused with a message that says so.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include "harness.h"
+#include "parley.h"
+#include "tls.h"
+
+#ifndef MAKE_CERTS
+#error "MAKE_CERTS must name make_certs.sh"
+#endif
+
+static char certs[300];
+
+/* The path of a file in certs. Each call has its own buffer, kept for the
+ * whole test (daemon arguments point into them). */
+static const char *
+cert(const char *name)
+{
+	static char buf[64][400];
+	static int i;
+	char *p = buf[i++];
+
+	TH_CHECK(i <= 64, "more than 64 paths");
+
+	snprintf(p, sizeof(buf[0]), "%s/%s", certs, name);
+	return p;
+}
+
+/* Uses ca, and the client certificate NAME.pem/NAME.key when name is set. */
+static void
+trust(const char *ca, const char *name)
+{
+	char pem[64], key[64];
+	rpc_status st;
+
+	snprintf(pem, sizeof(pem), "%s.pem", name ? name : "");
+	snprintf(key, sizeof(key), "%s.key", name ? name : "");
+	TH_CODE(parley_tls_configure(cert(ca), name ? cert(pem) : NULL, name ? cert(key) : NULL,
+				     &st),
+		RPC_OK, &st);
+}
+
+static void
+tls_addr(char *addr, const char *scheme, const char *path)
+{
+	snprintf(addr, TH_ADDR_MAX, "%s://127.0.0.1:%d%s", scheme, th_free_port(), path);
+}
+
+static parley_conn *
+connect_to(const char *auth, const char *rooms, const char *history, const char *messaging)
+{
+	const char *urls[PARLEY_NSERVICES] = {
+		[PARLEY_AUTH] = auth,
+		[PARLEY_ROOMS] = rooms,
+		[PARLEY_HISTORY] = history,
+		[PARLEY_MESSAGING] = messaging,
+	};
+	parley_endpoints ep;
+	parley_conn *c;
+	rpc_status st;
+
+	for (int s = 0; s < PARLEY_NSERVICES; s++)
+		TH_CODE(parley_endpoints_set(&ep, s, urls[s], &st), RPC_OK, &st);
+	TH_CODE(parley_connect(&c, &ep, &st), RPC_OK, &st);
+	parley_set_timeout(c, 20000);
+	return c;
+}
+
+static void
+signup(parley_conn *c, const char *user)
+{
+	char pw[64];
+	rpc_status st;
+
+	snprintf(pw, sizeof(pw), "password-%s", user);
+	TH_CODE(parley_register(c, user, pw, NULL, NULL, NULL, &st), RPC_OK, &st);
+	TH_CODE(parley_login(c, user, pw, NULL, &st), RPC_OK, &st);
+}
+
+/* The last event of room's history must be text. */
+static void
+history_ends_with(parley_conn *c, const char *room, const char *text)
+{
+	Parley__V1__GetHistoryResponse *h;
+	rpc_status st;
+
+	TH_CODE(parley_history(c, room, 0, 0, 50, &h, &st), RPC_OK, &st);
+	TH_CHECK(h->n_events > 0 && h->events[h->n_events - 1]->message != NULL &&
+		     strcmp(h->events[h->n_events - 1]->message->text, text) == 0,
+		 "history of %s does not end with '%s' (%zu events)", room, text, h->n_events);
+	parley_free(h);
+}
+
+/* A Health/Check at url must fail with code and a message holding want. */
+static void
+refused(const char *url, rpc_code code, const char *want)
+{
+	parley_conn *c = connect_to(url, url, url, url);
+	Parley__V1__HealthCheckResponse__ServingStatus serving;
+	rpc_status st;
+
+	TH_CODE(parley_health(c, PARLEY_AUTH, 5000, &serving, &st), code, &st);
+	TH_CHECK(strstr(st.message, want) != NULL, "'%s' lacks '%s'", st.message, want);
+	parley_disconnect(c);
+}
+
+static void
+test_client_over_tls_and_wss(void)
+{
+	th_daemon d = {0};
+	parley_conn *c;
+	const char *room = th_name("tlsroom");
+	rpc_status st;
+
+	tls_addr(d.auth, "tls+tcp", "");
+	tls_addr(d.rooms, "tls+tcp", "");
+	tls_addr(d.messaging, "tls+tcp", "");
+	tls_addr(d.history, "wss", "/history");
+	d.extra[0] = "--tls-cert";
+	d.extra[1] = cert("server.pem");
+	d.extra[2] = "--tls-key";
+	d.extra[3] = cert("server.key");
+	trust("ca.pem", NULL);
+	TH_CHECK(th_start(&d, NULL), "parleyd on tls+tcp:// and wss://");
+
+	c = connect_to(d.auth, d.rooms, d.history, d.messaging);
+	signup(c, th_name("tlsuser"));
+	TH_CODE(parley_room_create(c, room, NULL, NULL, NULL, &st), RPC_OK, &st);
+	TH_CODE(parley_room_join(c, room, NULL, &st), RPC_OK, &st);
+	TH_CODE(parley_send(c, room, "sealed", NULL, NULL, &st), RPC_OK, &st);
+	history_ends_with(c, room, "sealed");
+	parley_disconnect(c);
+	printf("ok libparley-client over tls+tcp:// and wss://\n");
+
+	trust("other-ca.pem", NULL);
+	refused(d.auth, RPC_FAILED_PRECONDITION,
+		"TLS: the server's certificate is not trusted (check --tls-ca)");
+	refused(d.history, RPC_FAILED_PRECONDITION,
+		"TLS: the server's certificate is not trusted (check --tls-ca)");
+	printf("ok a server another CA signed is refused over tls+tcp:// and wss://\n");
+	TH_CHECK(th_stop(&d) == 0, "parleyd exits 0");
+	th_cleanup(&d);
+}
+
+/*
+ * A SUB socket on A's rooms PUB over mutual TLS gets membership changes.
+ * PUB drops frames until the subscriber's pipe is up: change c's
+ * membership of room until one arrives (by construction, not by time).
+ */
+static void
+sub_over_mutual_tls(const char *url, parley_conn *c, const char *room)
+{
+	nng_socket sub;
+	rpc_status st;
+	int rv;
+	bool got = false;
+
+	TH_CHECK(nng_sub0_open(&sub) == 0, "sub socket");
+	TH_CHECK(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0) == 0, "subscribe");
+	TH_CHECK(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 100) == 0, "recv timeout");
+	rv = rpc_tls_dial(sub, url, 0, &st);
+	TH_CHECK(rv == 0, "dial %s: %s", url, st.message);
+	for (int i = 0; !got; i++) {
+		void *buf;
+		size_t len;
+
+		TH_CHECK(i < 300, "no frame from %s within 300 changes", url);
+		if (i % 2 == 0)
+			TH_CODE(parley_room_join(c, room, NULL, &st), RPC_OK, &st);
+		else
+			TH_CODE(parley_room_leave(c, room, &st), RPC_OK, &st);
+		if (nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC) == 0) {
+			got = len > strlen(room) && memcmp(buf, room, strlen(room)) == 0;
+			nng_free(buf, len);
+		}
+	}
+	nng_close(sub);
+}
+
+/* Without a client certificate, a blocking dial of url fails. */
+static void
+sub_refused(const char *url)
+{
+	nng_socket sub;
+	rpc_status st;
+	int rv;
+
+	TH_CHECK(nng_sub0_open(&sub) == 0, "sub socket");
+	rv = rpc_tls_dial(sub, url, 0, &st);
+	TH_CHECK(rv != 0, "a SUB without a client certificate connected to %s", url);
+	nng_close(sub);
+}
+
+static void
+test_mutual_tls_between_daemons(void)
+{
+	th_daemon a = {0}, b = {0}, b2 = {0};
+	const char *room = th_name("mtls");
+	parley_conn *c;
+	rpc_status st;
+
+	/* A: auth and rooms, every endpoint on TLS, client certificates required. */
+	tls_addr(a.auth, "tls+tcp", "");
+	tls_addr(a.rooms, "tls+tcp", "");
+	tls_addr(a.room_events, "tls+tcp", "");
+	tls_addr(a.rooms_internal, "tls+tcp", "");
+	const char *a_tls[] = {"--tls-cert", cert("server.pem"), "--tls-key", cert("server.key"),
+			       "--tls-ca",   cert("ca.pem"),	 NULL};
+	memcpy(a.extra, a_tls, sizeof(a_tls));
+	trust("ca.pem", "client");
+	TH_CHECK(th_start(&a, "auth,rooms"), "parleyd A (auth, rooms) on mutual TLS");
+
+	/* B: messaging and history, reaching A with its client certificate. */
+	const char *b_tls[] = {"--auth",      a.auth,	       "--rooms",    a.rooms,
+			       "--room-events", a.room_events, "--rooms-internal", a.rooms_internal,
+			       "--tls-cert",  cert("client.pem"), "--tls-key", cert("client.key"),
+			       "--tls-ca",    cert("ca.pem"),	 NULL};
+	memcpy(b.extra, b_tls, sizeof(b_tls));
+	TH_CHECK(th_start(&b, "messaging,history"), "parleyd B (messaging, history)");
+
+	c = connect_to(a.auth, a.rooms, b.history, b.messaging);
+	signup(c, th_name("mtlsuser"));
+	TH_CODE(parley_room_create(c, room, NULL, NULL, NULL, &st), RPC_OK, &st);
+	TH_CODE(parley_room_join(c, room, NULL, &st), RPC_OK, &st);
+	TH_CODE(parley_send(c, room, "between hosts", NULL, NULL, &st), RPC_OK, &st);
+	history_ends_with(c, room, "between hosts");
+	TH_CODE(parley_room_leave(c, room, &st), RPC_OK, &st);
+	TH_CODE(parley_send(c, room, "after leaving", NULL, NULL, &st), RPC_PERMISSION_DENIED, &st);
+	printf("ok messaging reaches auth and rooms over mutual TLS with its certificate\n");
+	sub_over_mutual_tls(a.room_events, c, room);
+	printf("ok a SUB with a client certificate gets the rooms PUB over mutual TLS\n");
+
+	/* B2: the same without a client certificate. */
+	const char *b2_tls[] = {"--auth",      a.auth,	       "--rooms",    a.rooms,
+				"--room-events", a.room_events, "--rooms-internal", a.rooms_internal,
+				"--tls-ca",    cert("ca.pem"),	 NULL};
+	memcpy(b2.extra, b2_tls, sizeof(b2_tls));
+	TH_CHECK(th_start(&b2, "messaging,history"), "parleyd B2 (no client certificate)");
+	parley_disconnect(c);
+	c = connect_to(a.auth, a.rooms, b2.history, b2.messaging);
+	signup(c, th_name("mtlsuser"));
+	TH_CHECK(parley_send(c, room, "no certificate", NULL, NULL, &st) != RPC_OK,
+		 "a send through a messaging service without a client certificate worked");
+	TH_CHECK(strstr(st.message, "client certificate") != NULL, "'%s' does not say why",
+		 st.message);
+	parley_disconnect(c);
+	printf("ok a service without a client certificate is refused: %s\n", st.message);
+
+	trust("ca.pem", NULL);
+	refused(a.auth, RPC_FAILED_PRECONDITION,
+		"TLS handshake refused: the server may require a client certificate");
+	refused(a.rooms_internal, RPC_FAILED_PRECONDITION,
+		"TLS handshake refused: the server may require a client certificate");
+	sub_refused(a.room_events);
+	trust("ca.pem", "stranger");
+	refused(a.auth, RPC_FAILED_PRECONDITION,
+		"TLS handshake refused: the server does not accept this client certificate");
+	printf("ok clients without a certificate, or with another CA's, are refused\n");
+
+	TH_CHECK(th_stop(&b2) == 0 && th_stop(&b) == 0 && th_stop(&a) == 0, "all exit 0");
+	th_cleanup(&b2);
+	th_cleanup(&b);
+	th_cleanup(&a);
+}
+
+int
+main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char cmd[700];
+
+	snprintf(certs, sizeof(certs), "%s/parley-tls-XXXXXX", tmp ? tmp : "/tmp");
+	TH_CHECK(mkdtemp(certs) != NULL, "mkdtemp");
+	snprintf(cmd, sizeof(cmd), "bash '%s' '%s'", MAKE_CERTS, certs);
+	TH_CHECK(system(cmd) == 0, "%s failed", cmd);
+
+	test_client_over_tls_and_wss();
+	test_mutual_tls_between_daemons();
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", certs);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", certs);
+	return 0;
+}
