@@ -184,8 +184,8 @@ outbox_settle(ui *u, const char *shown_id)
 
 		if (shown_id != NULL && strcmp(m->id, shown_id) == 0)
 			drop = true; /* its copy is on screen now */
-		else if (m->state == OUT_ACKED && !followed)
-			drop = true; /* stored; no copy will come to show */
+		else if (m->state == OUT_ACKED && (!followed || rpc_now_ms() > m->deadline))
+			drop = true; /* stored; no copy will come (in time) to show */
 		if (m->state == OUT_FAILED && !drop) {
 			*pp = m->next;
 			m->next = NULL;
