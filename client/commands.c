@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "version.h"
 
 #define PASSWORD_MAX 1100 /* the server takes 8-1024 bytes */
 #define TEXT_MAX 4096	  /* the server's limit on a message */
@@ -681,7 +682,7 @@ cmd_whoami(cli_ctx *ctx, int argc, char **argv)
 static int
 cmd_version(cli_ctx *ctx, int argc, char **argv)
 {
-	printf("parley %s\n", PARLEY_VERSION);
+	printf("parley %s (commit %s)\n", parley_version, parley_commit);
 	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_LOCAL;
 }
 

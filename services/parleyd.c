@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "opsmetrics.h"
 #include "auth/auth.h"
 #include "check.h"
 #include "gateway/gateway.h"
@@ -24,6 +27,7 @@
 #include "rooms/rooms.h"
 #include "svc.h"
 #include "tls.h"
+#include "version.h"
 
 /* Each service the daemon can run: typed start/shutdown/stop behind one
  * shape. Later services add a row. */
@@ -109,6 +113,47 @@ is_role(const service_def *d)
 	return d->start == gateway_start_any;
 }
 
+/* How long an orderly stop may take after SIGINT/SIGTERM. Past it (or at a
+ * second signal) the process exits at once: every acknowledged write is
+ * already synced, and LMDB needs no close to stay consistent, so what is
+ * lost is only the courtesy of answering calls still in flight. The bound
+ * exists because nng 1.5 can wait forever to close a connection torn down
+ * in the middle of a read or write (fixed upstream in 1.6). */
+#define SHUTDOWN_LIMIT_S 15
+
+static void *
+shutdown_watchdog(void *arg)
+{
+	const sigset_t *sigs = arg;
+	struct timespec limit = {.tv_sec = SHUTDOWN_LIMIT_S};
+	int sig;
+
+	while ((sig = sigtimedwait(sigs, NULL, &limit)) < 0 && errno == EINTR)
+		;
+	if (sig > 0)
+		plog_error("parleyd", "%s again: stopping now, without waiting for calls in flight",
+			   strsignal(sig));
+	else
+		plog_error("parleyd", "shutdown still not finished after %d s: stopping now "
+			   "(acknowledged data is safe on disk)", SHUTDOWN_LIMIT_S);
+	_exit(sig > 0 ? 1 : 0);
+	return NULL;
+}
+
+/* Bounds the stop that follows: see SHUTDOWN_LIMIT_S. */
+static void
+start_shutdown_watchdog(sigset_t *sigs)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, shutdown_watchdog, sigs) != 0)
+		plog_error("parleyd", "cannot start the shutdown watchdog: the stop is unbounded");
+	pthread_attr_destroy(&attr);
+}
+
 static const char *
 env_or(const char *name, const char *dflt)
 {
@@ -183,7 +228,13 @@ usage(FILE *out)
 		"  --max-conns-per-peer N connections per endpoint from one IP address (default 512)   [PARLEY_MAX_CONNS_PER_PEER]\n"
 		"  --max-conn-calls N     calls in flight on one connection (default 128)   [PARLEY_MAX_CONN_CALLS]\n"
 		"  --conn-idle SECONDS    close connections with no call this long (default 300)   [PARLEY_CONN_IDLE]\n"
-		"  --help\n");
+		"  --metrics-listen URL   http(s)://HOST:PORT serving GET /metrics and /healthz only\n"
+		"                         (the HTTP face serves /metrics too)   [PARLEY_METRICS_LISTEN]\n"
+		"  --log-format FORMAT    text (default) or json, one object per line   [PARLEY_LOG_FORMAT]\n"
+		"  --version              print the version and git commit, and exit\n"
+		"  --help\n"
+		"or: parleyd SUBCOMMAND ...\n");
+	parleyd_admin_usage(out);
 }
 
 /* True if host (no brackets) is a loopback address or "localhost". */
@@ -336,6 +387,7 @@ main(int argc, char **argv)
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HIST, OPT_MSG, OPT_HTTP_MAXC, OPT_HTTP_MAXIP,
 		OPT_MAXC, OPT_MAXCP, OPT_MAXCC, OPT_CONN_IDLE, OPT_HELP,
+		OPT_VERSION, OPT_LOG_FORMAT, OPT_METRICS_L,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -371,10 +423,14 @@ main(int argc, char **argv)
 		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAXC},
 		{"http-max-per-ip", required_argument, NULL, OPT_HTTP_MAXIP},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"version", no_argument, NULL, OPT_VERSION},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"metrics-listen", required_argument, NULL, OPT_METRICS_L},
 		{NULL, 0, NULL, 0},
 	};
 	static char all[256];
-	const char *list;
+	const char *list, *log_format, *metrics_listen;
+	gateway *metrics_gw = NULL;
 	unsigned long map_mb;
 	void *handles[NSERVICES] = {0};
 	store_opts sopts = {0};
@@ -388,6 +444,9 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return parley_check_main(argc - 1, argv + 1);
+	if (argc > 1 && argv[1][0] != '-' && (rc = parleyd_admin(argc - 1, argv + 1)) >= 0)
+		return rc;
+	rc = 0;
 	for (size_t i = 0; i < NSERVICES; i++)
 		if (!is_role(&services[i]))
 			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
@@ -425,6 +484,8 @@ main(int argc, char **argv)
 	lim.max_per_peer = (int)parse_number("PARLEY_MAX_CONNS_PER_PEER", env_or("PARLEY_MAX_CONNS_PER_PEER", "512"), 1000000);
 	lim.max_calls = (int)parse_number("PARLEY_MAX_CONN_CALLS", env_or("PARLEY_MAX_CONN_CALLS", "128"), 1000000);
 	conn_idle_s = parse_number("PARLEY_CONN_IDLE", env_or("PARLEY_CONN_IDLE", "300"), 86400);
+	log_format = env_or("PARLEY_LOG_FORMAT", "text");
+	metrics_listen = env_or("PARLEY_METRICS_LISTEN", NULL);
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -462,6 +523,9 @@ main(int argc, char **argv)
 		case OPT_CONN_IDLE: conn_idle_s = parse_number("--conn-idle", optarg, 86400); break;
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
+		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_METRICS_L: metrics_listen = optarg; break;
+		case OPT_VERSION: printf("parleyd %s (commit %s)\n", parley_version, parley_commit); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -470,6 +534,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	check_service_list(list);
+	if (!plog_set_format(log_format)) {
+		fprintf(stderr, "parleyd: --log-format: '%s' is neither text nor json\n", log_format);
+		return 2;
+	}
 	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
 	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0 ||
 	    lim.max_conns == 0 || lim.max_per_peer == 0 || lim.max_calls == 0 || conn_idle_s == 0 ||
@@ -557,11 +625,23 @@ main(int argc, char **argv)
 		}
 		plog_info("parleyd", "%s serving on %s", services[i].name, *services[i].listen);
 	}
+	{
+		rpc_status st = {0};
+
+		if (opsmetrics_start(&cfg, metrics_listen, &metrics_gw, &st) != RPC_OK) {
+			plog_error("parleyd", "cannot serve metrics: %s", st.message);
+			rc = 1;
+			goto stop;
+		}
+		if (metrics_listen != NULL)
+			plog_info("parleyd", "metrics on %s", metrics_listen);
+	}
 	plog_info("parleyd", "started (pid %ld, data in %s)", (long)getpid(), cfg.data_dir);
 
 	while (sigwait(&sigs, &sig) != 0)
 		;
 	plog_info("parleyd", "%s: shutting down", strsignal(sig));
+	start_shutdown_watchdog(&sigs);
 
 stop:
 	/* Stop taking calls everywhere first, then take services apart in
@@ -572,6 +652,7 @@ stop:
 	for (size_t i = NSERVICES; i-- > 0;)
 		if (handles[i] != NULL)
 			services[i].stop(handles[i]);
+	opsmetrics_stop(&cfg, metrics_gw);
 	store_close(cfg.env);
 	plog_info("parleyd", "stopped");
 	return rc;

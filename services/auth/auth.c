@@ -35,6 +35,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
 #include "guard.h"
@@ -715,6 +716,12 @@ start_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 static rpc_code
 fail_login(rpc_call *call, struct pw_job *j)
 {
+	static rpc_metric *failures;
+
+	rpc_counter_add(rpc_metrics_counter_cached(&failures, "parley_auth_login_failures_total",
+						   "Logins refused: wrong user id or password.",
+						   NULL),
+			1);
 	guard_fail(&j->account);
 	guard_fail(&j->address);
 	return rpc_call_fail(call, RPC_UNAUTHENTICATED, "%s", login_failed);

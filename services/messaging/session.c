@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define WORKER_STACK (4 * SESSION_STACK_SIZE) /* ASan's redzones need room */
@@ -19,6 +20,20 @@
 
 
 /* ---- frames from the router (an nng thread) ----------------------------- */
+
+/* Frames a session could not take (parley_messaging_frames_dropped_total)
+ * and events it then read back from LMDB instead (..._refilled_total). */
+static rpc_metric *dropped_metric, *refilled_metric, *delivered_metric;
+
+static rpc_metric *
+dropped(void)
+{
+	return rpc_metrics_counter_cached(
+	    &dropped_metric, "parley_messaging_frames_dropped_total",
+	    "Event frames a session could not take live (inbox or buffer full, or after a gap); "
+	    "it reads them from LMDB.",
+	    NULL);
+}
 
 void
 session_deliver(mx_session *s, nng_msg *msg)
@@ -30,6 +45,7 @@ session_deliver(mx_session *s, nng_msg *msg)
 		if (msg != NULL)
 			nng_msg_free(msg);
 		s->inbox_overflow = true;
+		rpc_counter_add(dropped(), 1);
 	}
 	/* Wake the worker only when a frame may complete an answer, or
 	 * before the inbox fills: frames for an idle client wait in bulk. */
@@ -193,6 +209,9 @@ take_frame(mx_session *s, nng_msg *msg)
 			buf_push(s, msg, off, room, ev->seq);
 			msg = NULL;
 			r->cursor = ev->seq;
+		} else if (ev->seq > r->cursor) {
+			/* After a gap, or no room in the buffer: LMDB has it. */
+			rpc_counter_add(dropped(), 1);
 		}
 		if (ev->seq > r->known_head)
 			r->known_head = ev->seq;
@@ -414,6 +433,7 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	struct reply r = {.call = call, .max = max};
 	uint64_t saved[SESSION_MAX_ROOMS];
 	rpc_status st = {0};
+	size_t from_buffer;
 
 	if (s->buf_len > 0 || rooms_behind(s) > 0) {
 		if (check_rooms(s, call, checked, &st) != RPC_OK) {
@@ -435,6 +455,7 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 			  nng_msg_len(e->msg) - e->off);
 		buf_pop(s);
 	}
+	from_buffer = r.n;
 	if (r.n < r.max && r.bytes < POLL_REPLY_BYTES && rooms_behind(s) > 0)
 		reply_from_store(s, &r, checked);
 	if (r.bad_room != NULL) {
@@ -464,6 +485,14 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 		rpc_call_finish(call, st.code);
 		return true;
 	}
+	rpc_counter_add(rpc_metrics_counter_cached(
+			    &refilled_metric, "parley_messaging_events_refilled_total",
+			    "Events a session read back from LMDB (missed or dropped live).", NULL),
+			r.n - from_buffer);
+	rpc_counter_add(rpc_metrics_counter_cached(&delivered_metric,
+						   "parley_messaging_deliveries_total",
+						   "Events handed to clients in Poll replies.", NULL),
+			r.n);
 	resp->events = r.events;
 	resp->n_events = r.n;
 	rpc_call_finish(call, RPC_OK);

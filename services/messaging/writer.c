@@ -21,11 +21,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
 #include "log.h"
 #include "messaging_int.h"
+#include "metrics.h"
 #include "parley/store/v1/messaging_records.pb-c.h"
 
 #define WRITER_QUEUE_MAX 4096	/* sends waiting; beyond, RESOURCE_EXHAUSTED */
@@ -92,6 +94,9 @@ struct mx_writer {
 	struct map keys;  /* (sender, client_msg_id) -> first item */
 	nng_msg **pubs;
 	size_t npubs, cap_pubs;
+
+	/* Metrics (rpc/metrics.h), made at start. */
+	rpc_metric *m_sends, *m_commits, *m_failed, *m_per_commit, *m_commit_s;
 };
 
 /* ---- scratch maps ------------------------------------------------------ */
@@ -397,7 +402,7 @@ answer_send(struct wr_item *it, store_err err)
 	rpc_call_finish(call, RPC_OK);
 }
 
-static void
+static store_err
 write_batch(mx_writer *w, struct wr_item *batch)
 {
 	uint64_t now = rpc_wall_ms();
@@ -460,6 +465,16 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		mx_publish_locked(w->m, w->pubs[i]);
 	pthread_mutex_unlock(&w->m->pub_mtx);
 	w->npubs = 0;
+	return err;
+}
+
+static int64_t
+clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void *
@@ -470,6 +485,7 @@ writer_main(void *arg)
 	for (;;) {
 		struct wr_item *batch, *last;
 		unsigned n = 1, sends;
+		int64_t t0;
 
 		pthread_mutex_lock(&w->mtx);
 		while (w->head == NULL && !w->stopping)
@@ -492,7 +508,16 @@ writer_main(void *arg)
 		w->queued -= sends;
 		pthread_mutex_unlock(&w->mtx);
 
-		write_batch(w, batch);
+		t0 = clock_ns();
+		if (write_batch(w, batch) == STORE_OK) {
+			rpc_counter_add(w->m_commits, 1);
+			rpc_counter_add(w->m_sends, sends);
+			if (sends > 0)
+				rpc_histogram_observe(w->m_per_commit, sends);
+			rpc_histogram_observe(w->m_commit_s, (double)(clock_ns() - t0) / 1e9);
+		} else {
+			rpc_counter_add(w->m_failed, 1);
+		}
 	}
 	return NULL;
 }
@@ -577,6 +602,19 @@ mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st)
 	pthread_mutex_init(&w->mtx, NULL);
 	rpc_cond_init(&w->cv);
 	rpc_cond_init(&w->done_cv);
+	w->m_sends = rpc_metrics_counter("parley_messaging_sends_total",
+					 "Sends written (committed), retries included.", NULL);
+	w->m_commits = rpc_metrics_counter("parley_messaging_commits_total",
+					   "Synced LMDB commits of the message writer.", NULL);
+	w->m_failed = rpc_metrics_counter("parley_messaging_commit_failures_total",
+					  "Writer batches whose commit failed.", NULL);
+	w->m_per_commit = rpc_metrics_histogram(
+	    "parley_messaging_sends_per_commit", "Sends in one commit (group commit).", NULL,
+	    rpc_metrics_count_bounds, rpc_metrics_count_nbounds);
+	w->m_commit_s = rpc_metrics_histogram(
+	    "parley_messaging_commit_duration_seconds",
+	    "Time to write and sync one batch.", NULL, rpc_metrics_latency_bounds,
+	    rpc_metrics_latency_nbounds);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		mx_writer_stop(w);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the writer");
