@@ -24,7 +24,9 @@ compose=$src/compose.yml
 [[ -x $PARLEY ]] || { echo "FAIL: no parley binary at $PARLEY"; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "FAIL: needs root for network namespaces"; exit 1; }
 
-tag=pc$$
+# Namespace names unique to this run (a pid can be reused while another
+# run's namespaces, or a killed run's, still exist).
+tag=pc$$x$RANDOM
 sub=$(( $$ % 200 + 20 ))
 work=$(mktemp -d "${TMPDIR:-/tmp}/parley-cluster-XXXXXX")
 declare -A pid_of=()
@@ -75,8 +77,13 @@ done
 ((n_nets >= 2)) || fail "compose.yml has $n_nets networks; want a backend and a frontend"
 
 # --- the hosts --------------------------------------------------------------------
+for _ in 1 2 3 4 5; do
+  ip netns add "$tag-sw" 2>/dev/null && break
+  tag=pc$$x$RANDOM
+done
 sw=$tag-sw
-ip netns add "$sw"; namespaces+=("$sw")
+[[ -e /run/netns/$sw ]] || fail "cannot create network namespaces"
+namespaces+=("$sw")
 for net in "${!net_index[@]}"; do
   ip -n "$sw" link add "br${net_index[$net]}" type bridge
   ip -n "$sw" link set "br${net_index[$net]}" up
