@@ -7,7 +7,6 @@
 # the refusals: a non-empty destination, a non-empty data directory, a
 # directory that is no backup or an unfinished one.
 source "$(dirname "$0")/../e2e/lib.sh"
-need_services auth rooms history messaging
 
 users=(alice bob carol)
 rooms=(r1 r2)

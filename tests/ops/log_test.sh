@@ -5,7 +5,6 @@
 # session (register, login, send, a wrong password, logout, a call with the
 # revoked token) neither the password nor the token appears anywhere.
 source "$(dirname "$0")/../e2e/lib.sh"
-need_services auth rooms history messaging
 
 password='Zq8-unique-Passw0rd-4417'
 # A frame with a forged line in its method name, encoded once with protoc.

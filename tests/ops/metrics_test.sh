@@ -6,7 +6,6 @@
 # latencies, sends, commits, sends per commit, deliveries, refilled
 # events, open sessions, login failures, a limit hit, LMDB map size and use.
 source "$(dirname "$0")/../e2e/lib.sh"
-need_services auth rooms history messaging
 
 mport=$(free_port)
 start_parleyd --metrics-listen "http://127.0.0.1:$mport" --max-user-sessions 1
