@@ -94,7 +94,7 @@ sees bob "^error: a message is at most 4096 bytes"
 sees_now bob "x-end$"
 press bob C-u
 keys bob "short again"
-sees bob "bob: short again$"
+sees bob "^\[[0-9:]+\] bob: short again$"
 ok "a line over 4096 bytes is refused and kept"
 
 # Ctrl-Z past the session idle limit, then fg.

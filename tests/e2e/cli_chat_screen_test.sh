@@ -31,7 +31,7 @@ keys carol "$long"
 sees carol "^\[[0-9:]+\] carol: $long"
 short=$(printf 'w%.0s' {1..54})
 keys dave "$short"
-sees dave "dave: $short"
+sees dave "^\[[0-9:]+\] dave: $short"
 for w in three four five; do as alice send lobby "$w"; done
 for who in carol dave; do
   sees "$who" "alice: five$"
@@ -52,7 +52,7 @@ prompted carol "^carol@lobby> half a thou$"
 prompted dave "draft$"
 type_text carol "ght"
 press carol Enter
-sees carol "carol: half a thought$"
+sees carol "^\[[0-9:]+\] carol: half a thought$"
 press dave C-u
 ok "typing while lines arrive"
 
@@ -65,15 +65,15 @@ ok "Ctrl-L"
 
 # 8. A pasted block: a message, a command, a message, in that order.
 tmx send-keys -t carol -l $'pasted first\n/who\npasted second\n'
-sees carol "carol: pasted second$"
-in_order carol "carol: pasted first$" "^\* in lobby \(3\): " "carol: pasted second$"
+sees carol "^\[[0-9:]+\] carol: pasted second$"
+in_order carol "^\[[0-9:]+\] carol: pasted first$" "^\* in lobby \(3\): " "^\[[0-9:]+\] carol: pasted second$"
 ok "a pasted /who prints in its place"
 
 # Spaces only: nothing is sent.
 keys carol "     "
 keys carol $'\u00a0 \u3000'
 keys carol "after the spaces"
-sees carol "carol: after the spaces$"
+sees carol "^\[[0-9:]+\] carol: after the spaces$"
 expect 0 alice history lobby -n 2 --json
 python3 - "$work/out" <<'PY' || fail "a blank message was sent: $(cat "$work/out")"
 import json, sys

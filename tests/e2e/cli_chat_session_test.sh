@@ -71,7 +71,7 @@ prompted bob "^bob@lobby> ?$"
 as alice send lobby "still here?"
 sees bob "alice: still here\?$"
 keys bob "yes"
-sees bob "bob: yes$"
+sees bob "^\[[0-9:]+\] bob: yes$"
 never bob "already logged in"
 ok "an ended session is said, and logging in again in place puts bob back"
 

@@ -47,6 +47,8 @@ show_screen() {
   echo "--- $1's stderr"; cat "$work/$1.stderr" 2>/dev/null || true
 }
 # sees NAME REGEX [SECONDS]: waits until NAME's screen has a matching line.
+# (One's own message is stored when its timed line shows, "[hh:mm] me: ...";
+# "(sending) me: ..." is the pending line: anchor patterns accordingly.)
 sees() {
   local deadline=$((SECONDS + ${3:-15}))
   until screen "$1" | grep -qE -- "$2"; do
