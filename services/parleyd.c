@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -107,6 +108,47 @@ static bool
 is_role(const service_def *d)
 {
 	return d->start == gateway_start_any;
+}
+
+/* How long an orderly stop may take after SIGINT/SIGTERM. Past it (or at a
+ * second signal) the process exits at once: every acknowledged write is
+ * already synced, and LMDB needs no close to stay consistent, so what is
+ * lost is only the courtesy of answering calls still in flight. The bound
+ * exists because nng 1.5 can wait forever to close a connection torn down
+ * in the middle of a read or write (fixed upstream in 1.6). */
+#define SHUTDOWN_LIMIT_S 15
+
+static void *
+shutdown_watchdog(void *arg)
+{
+	const sigset_t *sigs = arg;
+	struct timespec limit = {.tv_sec = SHUTDOWN_LIMIT_S};
+	int sig;
+
+	while ((sig = sigtimedwait(sigs, NULL, &limit)) < 0 && errno == EINTR)
+		;
+	if (sig > 0)
+		plog_error("parleyd", "%s again: stopping now, without waiting for calls in flight",
+			   strsignal(sig));
+	else
+		plog_error("parleyd", "shutdown still not finished after %d s: stopping now "
+			   "(acknowledged data is safe on disk)", SHUTDOWN_LIMIT_S);
+	_exit(sig > 0 ? 1 : 0);
+	return NULL;
+}
+
+/* Bounds the stop that follows: see SHUTDOWN_LIMIT_S. */
+static void
+start_shutdown_watchdog(sigset_t *sigs)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, shutdown_watchdog, sigs) != 0)
+		plog_error("parleyd", "cannot start the shutdown watchdog: the stop is unbounded");
+	pthread_attr_destroy(&attr);
 }
 
 static const char *
@@ -562,6 +604,7 @@ main(int argc, char **argv)
 	while (sigwait(&sigs, &sig) != 0)
 		;
 	plog_info("parleyd", "%s: shutting down", strsignal(sig));
+	start_shutdown_watchdog(&sigs);
 
 stop:
 	/* Stop taking calls everywhere first, then take services apart in

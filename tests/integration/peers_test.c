@@ -291,12 +291,22 @@ test_per_peer_cap(void)
 	d.extra[0] = "--max-conns-per-peer";
 	d.extra[1] = "4";
 	TH_CHECK(th_start(&d, "auth"), "start parleyd");
-	/* th_start's own probe clients are gone; four connections held. */
+	/* Four connections held. th_start's own probe connections may still
+	 * be counted for a moment after they closed (nng reaps them on its
+	 * own thread): a refusal that names the cap is retried until then. */
 	for (int i = 0; i < 4; i++) {
+		int64_t until = rpc_now_ms() + 20000;
+		rpc_code code;
+
 		held[i] = th_client(d.auth);
-		TH_CODE(rpc_client_call(held[i], &parley__v1__health__descriptor, "Check",
-					&req.base, &resp, &opts, &st),
-			RPC_OK, &st);
+		while ((code = rpc_client_call(held[i], &parley__v1__health__descriptor, "Check",
+					       &req.base, &resp, &opts, &st)) == RPC_RESOURCE_EXHAUSTED &&
+		       strstr(st.message, "too many connections") != NULL && rpc_now_ms() < until) {
+			rpc_client_close(held[i]);
+			usleep(50000);
+			held[i] = th_client(d.auth);
+		}
+		TH_CODE(code, RPC_OK, &st);
 		protobuf_c_message_free_unpacked(resp, NULL);
 	}
 	TH_CODE(health(d.auth, &st), RPC_RESOURCE_EXHAUSTED, &st);
@@ -524,13 +534,19 @@ test_deferred_budget(void)
 
 		TH_CHECK(code == RPC_UNAUTHENTICATED || code == RPC_RESOURCE_EXHAUSTED,
 			 "login %d: %s %s", i, rpc_code_name(code), msg);
-		if (code == RPC_RESOURCE_EXHAUSTED && strstr(msg, "too many calls waiting") != NULL)
+		/* Refused by the runtime's deferred budget or, before it, by
+		 * auth's own bounds on password checks (the hash queue, checks
+		 * in flight per address): either way said in words. */
+		if (code == RPC_RESOURCE_EXHAUSTED &&
+		    (strstr(msg, "too many calls waiting") != NULL ||
+		     strstr(msg, "password checks in progress") != NULL ||
+		     strstr(msg, "in progress from your address") != NULL))
 			budget_refusals++;
 	}
 	TH_CHECK(__atomic_load_n(&logins_at_health, __ATOMIC_SEQ_CST) < 4,
 		 "Health answered after %d of %d password checks: it waited behind deferred calls",
 		 logins_at_health, LOGINS);
-	TH_CHECK(budget_refusals > 0, "logins beyond the deferred budget are refused, saying so");
+	TH_CHECK(budget_refusals > 0, "logins beyond the budgets are refused, saying so");
 	nng_close(s);
 	TH_CHECK(th_stop(&d) == 0, "parleyd exits 0");
 	th_cleanup(&d);
