@@ -595,10 +595,10 @@ slot_cb(void *arg)
 	default:
 		break;
 	}
-	rpc_tsan_release(c); /* to rpc_server_close, after nng_aio_stop */
 	pthread_mutex_unlock(&srv->mtx);
 	if (doomed != 0)
 		conns_close_pipe(srv->conns, doomed, why);
+	rpc_tsan_release(c); /* to rpc_server_close, after nng_aio_stop */
 }
 
 /* ---- replies ------------------------------------------------------------ */
