@@ -12,6 +12,7 @@
 
 #include "local.h"
 #include "tls.h"
+#include "tsan.h"
 #include "parley/v1/rpc.pb-c.h"
 
 struct rpc_client {
@@ -30,6 +31,7 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	rpc_client *cli = arg;
 
+	rpc_tsan_acquire(cli);
 	pthread_mutex_lock(&cli->mtx);
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		cli->pipes++;
@@ -38,6 +40,7 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	else if (ev == NNG_PIPE_EV_REM_POST && cli->pipes > 0)
 		cli->pipes--;
 	pthread_mutex_unlock(&cli->mtx);
+	rpc_tsan_release(cli);
 }
 
 int
@@ -55,6 +58,7 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 	cli->next_id = (uint64_t)rpc_wall_ms() << 16;
 	if ((rv = nng_req0_open(&cli->sock)) != 0)
 		goto fail;
+	rpc_tsan_release(cli); /* pipe_event runs on nng's threads */
 	nng_pipe_notify(cli->sock, NNG_PIPE_EV_ADD_POST, pipe_event, cli);
 	nng_pipe_notify(cli->sock, NNG_PIPE_EV_REM_POST, pipe_event, cli);
 	if ((rv = rpc_socket_cap(cli->sock, RPC_MAX_RESPONSE)) != 0)
@@ -87,6 +91,7 @@ rpc_client_close(rpc_client *cli)
 	if (cli == NULL)
 		return;
 	nng_close(cli->sock);
+	rpc_tsan_acquire(cli); /* nng_close returns after the last pipe_event */
 	pthread_cond_destroy(&cli->up);
 	pthread_mutex_destroy(&cli->mtx);
 	free(cli);
@@ -234,6 +239,7 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline, bool r
 	}
 
 	nng_aio_set_timeout(aio, (nng_duration)left);
+	rpc_tsan_release(msg);
 	nng_aio_set_msg(aio, msg);
 	nng_ctx_send(ctx, aio);
 	nng_aio_wait(aio);
@@ -248,6 +254,7 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline, bool r
 	if ((rv = nng_aio_result(aio)) != 0)
 		goto fail;
 	msg = nng_aio_get_msg(aio);
+	rpc_tsan_acquire(msg);
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
 	return unpack_response(cli, msg, out, st);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "tsan.h"
 
 #define NBUCKETS 1024
 /* A refused connection (over the per-address cap) is kept this long after
@@ -224,10 +225,12 @@ pipe_removed(nng_pipe p, rpc_conns *c)
 static void
 pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
+	rpc_tsan_acquire(arg); /* see conns_open */
 	if (ev == NNG_PIPE_EV_ADD_PRE)
 		pipe_added(p, arg);
 	else if (ev == NNG_PIPE_EV_REM_POST)
 		pipe_removed(p, arg);
+	rpc_tsan_release(arg);
 }
 
 /* Closes idle connections, and refused ones once their refusal had time to
@@ -371,6 +374,7 @@ conns_open(rpc_conns **cp, nng_socket sock, const rpc_limits *limits, const char
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start a thread");
 	}
 	c->sweeping = true;
+	rpc_tsan_release(c); /* pipe_event runs on nng's threads */
 	nng_pipe_notify(sock, NNG_PIPE_EV_ADD_PRE, pipe_event, c);
 	nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, pipe_event, c);
 	*cp = c;
@@ -408,6 +412,7 @@ conns_free(rpc_conns *c)
 {
 	if (c == NULL)
 		return;
+	rpc_tsan_acquire(c); /* the socket is closed: no pipe_event runs any more */
 	pthread_mutex_lock(&c->mtx);
 	c->stop = true;
 	pthread_cond_broadcast(&c->cv);

@@ -404,7 +404,8 @@ watchdog_main(void *arg)
 }
 
 
-static void
+/* fmt is libmicrohttpd's own: the attribute tells clang's -Wformat-nonliteral. */
+__attribute__((format(printf, 2, 0))) static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	rpc_http *h = cls;

@@ -34,6 +34,7 @@
 #include "tls.h"
 #include "metrics.h"
 #include "version.h"
+#include "tsan.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
@@ -232,11 +233,11 @@ call_reset(rpc_call *c)
 	c->caller[0] = '\0';
 	c->peer[0] = '\0';
 	c->request_id = 0;
-	c->refuse = false;
 	c->wipe = false;
 	memset(&c->st, 0, sizeof(c->st));
 	/* deferred, counted and pipe are the slot's accounting: cleared by
-	 * slot_done_locked, under srv->mtx. */
+	 * slot_done_locked, under srv->mtx. refuse is read by the drain
+	 * checks under srv->mtx: cleared by slot_send_locked. */
 }
 
 /* ---- accessors for handlers -------------------------------------------- */
@@ -400,6 +401,7 @@ slot_recv_locked(rpc_call *c)
 	c->state = SLOT_RECV;
 	/* The aio carried a send timeout: a receive waits as long as it takes. */
 	nng_aio_set_timeout(c->aio, NNG_DURATION_INFINITE);
+	rpc_tsan_release(c); /* slot_cb runs on nng's thread */
 	nng_ctx_recv(c->ctx, c->aio);
 }
 
@@ -471,6 +473,7 @@ slot_send_locked(rpc_call *c, nng_msg *reply)
 	rpc_server *srv = c->srv;
 	uint32_t doomed = 0;
 
+	c->refuse = false;
 	if (reply != NULL && !conns_send_begin(srv->conns, c->pipe, nng_msg_len(reply))) {
 		/* Its peer leaves replies unread while it sends more: every
 		 * reply to it would hold a slot. It goes; the calls it still
@@ -489,6 +492,8 @@ slot_send_locked(rpc_call *c, nng_msg *reply)
 	/* A connection that takes no reply in this long is stalled: the slot
 	 * must not wait for it (nng queues the reply until the peer reads). */
 	nng_aio_set_timeout(c->aio, srv->lim.send_timeout_ms);
+	rpc_tsan_release(reply); /* an inproc peer reads it on its own thread */
+	rpc_tsan_release(c);
 	nng_aio_set_msg(c->aio, reply);
 	nng_ctx_send(c->ctx, c->aio);
 	return 0;
@@ -525,6 +530,7 @@ slot_arrived_locked(rpc_call *c)
 	uint32_t doomed;
 
 	c->msg = nng_aio_get_msg(c->aio);
+	rpc_tsan_acquire(c->msg); /* an inproc peer wrote it on its own thread */
 	c->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(c->msg));
 	c->counted = true;
 	verdict = conns_call_begin(srv->conns, c->pipe, why, sizeof(why));
@@ -561,11 +567,14 @@ static void
 slot_cb(void *arg)
 {
 	rpc_call *c = arg;
-	rpc_server *srv = c->srv;
-	int rv = nng_aio_result(c->aio);
+	rpc_server *srv;
+	int rv;
 	uint32_t doomed = 0;
 	const char *why = NULL;
 
+	rpc_tsan_acquire(c); /* from the thread that started the operation */
+	srv = c->srv;
+	rv = nng_aio_result(c->aio);
 	pthread_mutex_lock(&srv->mtx);
 	switch (c->state) {
 	case SLOT_RECV:
@@ -606,6 +615,7 @@ slot_cb(void *arg)
 	pthread_mutex_unlock(&srv->mtx);
 	if (doomed != 0)
 		conns_close_pipe(srv->conns, doomed, why);
+	rpc_tsan_release(c); /* to rpc_server_close, after nng_aio_stop */
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -1415,8 +1425,10 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 	pthread_mutex_unlock(&srv->mtx);
 	for (int i = 0; srv->workers != NULL && i < srv->nworkers; i++)
 		pthread_join(srv->workers[i], NULL);
-	for (int i = 0; i < srv->nslots; i++)
+	for (int i = 0; i < srv->nslots; i++) {
 		nng_aio_stop(srv->slots[i]->aio);
+		rpc_tsan_acquire(srv->slots[i]); /* its last slot_cb is over */
+	}
 	conns_free(srv->conns);
 
 	for (int i = 0; i < srv->nslots; i++)

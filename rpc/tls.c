@@ -8,6 +8,7 @@
  * or listener; ours is dropped at once.
  */
 #include "tls.h"
+#include "tsan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -403,10 +404,19 @@ probe_cb(void *arg)
 {
 	struct probe *p = arg;
 
+	rpc_tsan_acquire(p); /* see probe_start */
 	pthread_mutex_lock(&p->mtx);
 	p->done = true;
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mtx);
+	rpc_tsan_release(p);
+}
+
+/* Before an operation on p->aio: probe_cb runs on one of nng's threads. */
+static void
+probe_start(struct probe *p)
+{
+	rpc_tsan_release(p);
 }
 
 /*
@@ -433,6 +443,7 @@ probe_wait(struct probe *p, int64_t deadline)
 		nng_aio_cancel(p->aio);
 	}
 	nng_aio_wait(p->aio);
+	rpc_tsan_acquire(p); /* probe_cb is over */
 	pthread_mutex_lock(&p->mtx);
 	p->done = false;
 	pthread_mutex_unlock(&p->mtx);
@@ -455,6 +466,7 @@ probe_io(struct probe *p, bool send, uint8_t *buf, size_t len, int64_t deadline)
 		nng_aio_set_timeout(p->aio, (nng_duration)left);
 		if ((rv = nng_aio_set_iov(p->aio, 1, &iov)) != 0)
 			return rv;
+		probe_start(p);
 		if (send)
 			nng_stream_send(p->stream, p->aio);
 		else
@@ -496,6 +508,7 @@ probe(const char *url, nng_tls_config *cfg, bool ws, int64_t deadline)
 	if (cfg != NULL && (rv = nng_stream_dialer_set_ptr(p.dialer, NNG_OPT_TLS_CONFIG, cfg)))
 		goto done;
 	nng_aio_set_timeout(p.aio, (nng_duration)left);
+	probe_start(&p);
 	nng_stream_dialer_dial(p.dialer, p.aio);
 	if ((rv = probe_wait(&p, deadline)) != 0)
 		goto done;

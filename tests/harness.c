@@ -352,6 +352,19 @@ th_stop(th_daemon *d)
 	return rc;
 }
 
+int
+th_wait_exit(th_daemon *d, int timeout_ms)
+{
+	int rc;
+
+	if (d->pid <= 0)
+		return -1;
+	rc = reap(d, timeout_ms);
+	if (rc == -1)
+		th_kill9(d);
+	return rc;
+}
+
 void
 th_kill9(th_daemon *d)
 {

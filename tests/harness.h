@@ -76,6 +76,11 @@ bool th_start(th_daemon *d, const char *services);
 /* Stops with SIGTERM and waits; returns the exit status (or -1). */
 int th_stop(th_daemon *d);
 
+/* Waits up to timeout_ms for a daemon already told to stop (a second
+ * SIGTERM would make it stop at once, exit 1); returns its exit status,
+ * or -1 after killing it with -9. */
+int th_wait_exit(th_daemon *d, int timeout_ms);
+
 /* kill -9, and waits for the process. */
 void th_kill9(th_daemon *d);
 

@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "tsan.h"
 #include "messaging_int.h"
 #include "parley/internal/v1/feed.pb-c.h"
 
@@ -199,20 +200,34 @@ catch_up(mx_feed *f)
 	return false;
 }
 
+/* The next receive; f is not touched after the release (see sub_cb). */
+static void
+sub_rearm(mx_feed *f)
+{
+	nng_socket sub = f->sub;
+	nng_aio *aio = f->aio;
+
+	rpc_tsan_release(f);
+	nng_recv_aio(sub, aio);
+}
+
 static void
 sub_cb(void *arg)
 {
 	mx_feed *f = arg;
 
-	if (nng_aio_result(f->aio) != 0)
+	rpc_tsan_acquire(f); /* from the thread that started the receive */
+	if (nng_aio_result(f->aio) != 0) {
+		rpc_tsan_release(f); /* to mx_feed_stop */
 		return; /* closed: the ticks carry on */
+	}
 	nng_msg_free(nng_aio_get_msg(f->aio));
 	nng_aio_set_msg(f->aio, NULL);
 	pthread_mutex_lock(&f->mtx);
 	f->kick = true;
 	pthread_cond_signal(&f->cv);
 	pthread_mutex_unlock(&f->mtx);
-	nng_recv_aio(f->sub, f->aio);
+	sub_rearm(f);
 }
 
 static void *
@@ -312,7 +327,7 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 		mx_feed_stop(f);
 		return st->code;
 	}
-	nng_recv_aio(f->sub, f->aio);
+	sub_rearm(f); /* sub_cb runs on nng's threads */
 	if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
 		mx_feed_stop(f);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the feed thread");
@@ -335,6 +350,7 @@ mx_feed_stop(mx_feed *f)
 		pthread_join(f->thread, NULL);
 	if (f->aio != NULL)
 		nng_aio_stop(f->aio);
+	rpc_tsan_acquire(f); /* sub_cb is over and starts no more */
 	if (f->sub_open)
 		mx_close_bounded(f->sub, "the rooms feed SUB socket");
 	if (f->aio != NULL) {

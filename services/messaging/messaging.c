@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "tsan.h"
 
 /* Calls in flight on the endpoint at most (waiting Polls included). */
 #define MAX_CALL_SLOTS 200000
@@ -48,7 +49,10 @@ mx_event_frame(const Parley__V1__Event *ev)
 void
 mx_publish_locked(messaging_service *m, nng_msg *msg)
 {
-	if (msg != NULL && nng_sendmsg(m->pub, msg, 0) != 0)
+	if (msg == NULL)
+		return;
+	rpc_tsan_release(msg); /* the router's thread takes it out (inproc) */
+	if (nng_sendmsg(m->pub, msg, 0) != 0)
 		nng_msg_free(msg);
 }
 
@@ -88,10 +92,12 @@ pub_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	messaging_service *m = arg;
 
+	rpc_tsan_acquire(m); /* registered in pub_open, run on nng's threads */
 	pthread_mutex_lock(&m->pipe_mtx);
 	m->pipes_gone++;
 	pthread_cond_broadcast(&m->pipe_cv);
 	pthread_mutex_unlock(&m->pipe_mtx);
+	rpc_tsan_release(m);
 }
 
 uint64_t
@@ -202,6 +208,7 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 	/* A subscriber has nothing to send: a frame it declares is refused
 	 * by size before nng allocates it (unbounded by default). */
 	nng_socket_set_size(m->pub, NNG_OPT_RECVMAXSZ, MX_PUB_RECV_MAX);
+	rpc_tsan_release(m);
 	nng_pipe_notify(m->pub, NNG_PIPE_EV_REM_POST, pub_pipe_event, m);
 	if ((rv = rpc_tls_listen(m->pub, listen, &why)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s", listen,
@@ -390,6 +397,7 @@ messaging_service_stop(messaging_service *m)
 	 * finish, m stays (the process is on its way out). */
 	if (m->pub_open && !mx_close_bounded(m->pub, "the events PUB socket"))
 		return;
+	rpc_tsan_acquire(m); /* closed: its last pub_pipe_event is over */
 	pthread_mutex_destroy(&m->pub_mtx);
 	pthread_cond_destroy(&m->pipe_cv);
 	pthread_mutex_destroy(&m->pipe_mtx);

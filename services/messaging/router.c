@@ -25,6 +25,8 @@
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 
+#include "tsan.h"
+
 #define ROUTE_BUCKETS 4096
 #define ROUTER_RECVBUF 1024		/* nng's queue in the router's SUB socket */
 #define ROUTER_MARKER_WAIT_MS 2000	/* stopping: wait for our marker this long */
@@ -106,27 +108,42 @@ deliver_locked(mx_router *r, nng_msg *msg)
 	return true;
 }
 
+/* The next receive; r is not touched after the release (see router_cb). */
+static void
+router_rearm(mx_router *r)
+{
+	nng_socket sub = r->sub;
+	nng_aio *aio = r->aio;
+
+	rpc_tsan_release(r);
+	nng_recv_aio(sub, aio);
+}
+
 static void
 router_cb(void *arg)
 {
 	mx_router *r = arg;
 	nng_msg *msg;
+	int rv;
 
-	int rv = nng_aio_result(r->aio);
-
-	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+	rpc_tsan_acquire(r); /* from the thread that started the receive */
+	rv = nng_aio_result(r->aio);
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+		rpc_tsan_release(r); /* to mx_router_stop */
 		return; /* closed or stopped */
+	}
 	if (rv != 0) {
-		nng_recv_aio(r->sub, r->aio);
+		router_rearm(r);
 		return;
 	}
 	msg = nng_aio_get_msg(r->aio);
 	nng_aio_set_msg(r->aio, NULL);
+	rpc_tsan_acquire(msg); /* published on another thread (mx_publish) */
 	pthread_mutex_lock(&r->mtx);
 	if (!deliver_locked(r, msg))
 		nng_msg_free(msg);
 	pthread_mutex_unlock(&r->mtx);
-	nng_recv_aio(r->sub, r->aio);
+	router_rearm(r);
 }
 
 int
@@ -150,7 +167,7 @@ mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 		nng_close(r->sub);
 		goto fail;
 	}
-	nng_recv_aio(r->sub, r->aio);
+	router_rearm(r); /* router_cb runs on nng's threads */
 	*out = r;
 	return RPC_OK;
 
@@ -190,6 +207,7 @@ mx_router_stop(mx_router *r)
 		rpc_cond_wait_until(&r->cv, &r->mtx, until);
 	pthread_mutex_unlock(&r->mtx);
 	nng_aio_stop(r->aio);
+	rpc_tsan_acquire(r); /* router_cb is over and starts no more */
 	gone = mx_pub_pipes_gone(m);
 	mx_close_bounded(r->sub, "the sessions' router SUB socket");
 	mx_pub_wait_pipe_gone(m, gone, rpc_now_ms() + ROUTER_MARKER_WAIT_MS);

@@ -120,7 +120,15 @@ test_auth(void)
 /* A server that answers every call with what `reply` says: the library
  * must refuse what does not make sense. */
 static nng_socket fake_sock;
+/* Set by the test's thread, read by fake_server's: atomic, since only
+ * the request sent over TCP after the store orders them. */
 static const char *fake_mode;
+
+static const char *
+fake_mode_now(void)
+{
+	return __atomic_load_n(&fake_mode, __ATOMIC_ACQUIRE);
+}
 
 static void
 fake_answer(const Parley__V1__RpcRequest *req, ProtobufCMessage **body)
@@ -153,21 +161,21 @@ fake_answer(const Parley__V1__RpcRequest *req, ProtobufCMessage **body)
 	*body = NULL;
 
 	if (strstr(req->method, "/Login")) {
-		if (strcmp(fake_mode, "bad-token") == 0)
+		if (strcmp(fake_mode_now(), "bad-token") == 0)
 			login.token = "has spaces\x1b";
-		else if (strcmp(fake_mode, "bad-utf8") == 0)
+		else if (strcmp(fake_mode_now(), "bad-utf8") == 0)
 			user.user_id = "fa\xffke";
-		else if (strcmp(fake_mode, "other-user") == 0)
+		else if (strcmp(fake_mode_now(), "other-user") == 0)
 			user.user_id = "someone-else";
-		else if (strcmp(fake_mode, "nul") == 0)
+		else if (strcmp(fake_mode_now(), "nul") == 0)
 			user.user_id = "fake\x01tail"; /* \x01 becomes NUL on the wire */
 		*body = &login.base;
 	} else if (strstr(req->method, "/GetHistory")) {
-		if (strcmp(fake_mode, "out-of-order") == 0)
+		if (strcmp(fake_mode_now(), "out-of-order") == 0)
 			e2.seq = 1;
-		else if (strcmp(fake_mode, "other-room") == 0)
+		else if (strcmp(fake_mode_now(), "other-room") == 0)
 			e2.room_id = "elsewhere";
-		else if (strcmp(fake_mode, "past-head") == 0)
+		else if (strcmp(fake_mode_now(), "past-head") == 0)
 			hist.head_seq = 2;
 		*body = &hist.base;
 	} else if (strstr(req->method, "/Open")) {
@@ -217,7 +225,7 @@ expect_refused(parley_conn *c, const char *mode, const char *what)
 	rpc_status st;
 	rpc_code code;
 
-	fake_mode = mode;
+	__atomic_store_n(&fake_mode, mode, __ATOMIC_RELEASE);
 	if (strcmp(what, "login") == 0) {
 		Parley__V1__LoginResponse *r;
 		code = parley_login(c, "fake", "password", &r, &st);

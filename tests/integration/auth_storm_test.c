@@ -16,6 +16,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "harness.h"
+#include "tsan.h"
 #include "parley/v1/auth.pb-c.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
@@ -67,6 +68,7 @@ storm_send(struct storm_call *c)
 		 "alloc");
 	parley__v1__rpc_request__pack(&env, nng_msg_body(m));
 	c->receiving = false;
+	rpc_tsan_release(c); /* storm_cb runs on nng's thread */
 	nng_aio_set_msg(c->aio, m);
 	nng_ctx_send(c->ctx, c->aio);
 }
@@ -108,6 +110,7 @@ storm_cb(void *arg)
 	struct storm_call *c = arg;
 	bool stop;
 
+	rpc_tsan_acquire(c); /* from whoever started the operation, through nng */
 	if (nng_aio_result(c->aio) != 0) {
 		if (!c->receiving)
 			nng_msg_free(nng_aio_get_msg(c->aio));
@@ -122,6 +125,7 @@ storm_cb(void *arg)
 	}
 	if (!c->receiving) {
 		c->receiving = true;
+		rpc_tsan_release(c);
 		nng_ctx_recv(c->ctx, c->aio);
 		return;
 	}

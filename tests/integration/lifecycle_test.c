@@ -165,7 +165,7 @@ test_sigterm_answers_inflight(void)
 		TH_CHECK(code == RPC_UNAUTHENTICATED, "login %d: %s %s", i, rpc_code_name(code),
 			 msg);
 	}
-	TH_CHECK(th_stop(&d) == 0, "exit status 0 after SIGTERM");
+	TH_CHECK(th_wait_exit(&d, 20000) == 0, "exit status 0 after SIGTERM");
 	nng_close(sock);
 	for (int i = 0; i < NLOGINS; i++)
 		nng_aio_free(logins[i].aio);
