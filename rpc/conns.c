@@ -391,7 +391,8 @@ conns_close_all(rpc_conns *c)
 	ids = malloc(sizeof(*ids) * (size_t)(c->count > 0 ? c->count : 1));
 	for (int b = 0; ids != NULL && b < NBUCKETS; b++)
 		for (struct conn *k = c->buckets[b]; k != NULL; k = k->next)
-			ids[n++] = k->id;
+			if (!k->closing) /* uncounted, and being cut already */
+				ids[n++] = k->id;
 	pthread_mutex_unlock(&c->mtx);
 	/* A closed pipe leaves the table at its REM event, from nng's reaper:
 	 * cut them all, without waiting for that. (Out of memory: nng_close

@@ -70,13 +70,15 @@ read_pem(const char *what, const char *path, char **out, rpc_status *st)
 	}
 	n = fread(buf, 1, TLS_FILE_MAX + 1, f);
 	fclose(f);
+	/* Terminated before strstr reads it: the buffer is not zeroed. */
+	buf[n < TLS_FILE_MAX ? n : TLS_FILE_MAX] = '\0';
 	if (n == 0 || n > TLS_FILE_MAX || strstr(buf, "-----BEGIN") == NULL) {
+		explicit_bzero(buf, n < TLS_FILE_MAX ? n : TLS_FILE_MAX); /* may be a key */
 		free(buf);
 		return rpc_status_set(st, RPC_INVALID_ARGUMENT,
 				      "the TLS %s '%s' is not a PEM file of at most %d bytes", what,
 				      path, TLS_FILE_MAX);
 	}
-	buf[n] = '\0';
 	*out = buf;
 	return RPC_OK;
 }

@@ -534,8 +534,8 @@ pw_job_free(void *arg)
 	free(j);
 }
 
-/* Zeroes the passwords of an unpacked Register, Login or ChangePassword
- * request before the runtime frees it (the runtime wipes the frame and the
+/* Zeroes the passwords of an unpacked Register, Login, ChangePassword or
+ * DeleteAccount request before the runtime frees it (the runtime wipes the frame and the
  * reply: rpc_call_wipe_after_reply). */
 static void
 wipe_passwords(const ProtobufCMessage *req)
@@ -549,6 +549,8 @@ wipe_passwords(const ProtobufCMessage *req)
 	} else if (req->descriptor == &parley__v1__change_password_request__descriptor) {
 		pw[0] = ((Parley__V1__ChangePasswordRequest *)req)->old_password;
 		pw[1] = ((Parley__V1__ChangePasswordRequest *)req)->new_password;
+	} else if (req->descriptor == &parley__v1__delete_account_request__descriptor) {
+		pw[0] = ((Parley__V1__DeleteAccountRequest *)req)->password;
 	}
 	for (int i = 0; i < 2; i++)
 		if (pw[i] != NULL)
@@ -935,6 +937,13 @@ handle_change_password(rpc_call *call, const ProtobufCMessage *req, ProtobufCMes
 	return with_secrets(start_change_password, call, req, resp, ctx);
 }
 
+static rpc_code
+handle_delete_account(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+		      void *ctx)
+{
+	return with_secrets(auth_handle_delete_account, call, req, resp, ctx);
+}
+
 static const rpc_method auth_methods[] = {
 	{.fn = handle_register, .auth = RPC_AUTH_NONE},
 	{.fn = handle_login, .auth = RPC_AUTH_NONE},
@@ -943,7 +952,7 @@ static const rpc_method auth_methods[] = {
 	{.fn = handle_change_password, .auth = RPC_AUTH_REQUIRED},
 	{.fn = auth_handle_update_profile, .auth = RPC_AUTH_REQUIRED},
 	{.fn = auth_handle_get_users, .auth = RPC_AUTH_REQUIRED},
-	{.fn = auth_handle_delete_account, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_delete_account, .auth = RPC_AUTH_REQUIRED},
 };
 
 /* The table above follows the descriptor's method order; check it. */

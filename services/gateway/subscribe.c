@@ -23,6 +23,7 @@ typedef struct sub {
 	rpc_call_opts opts;	/* token and peer of the HTTP caller */
 	pthread_mutex_t mtx;
 	bool cancelled;		/* [mtx] */
+	bool hook_closed;	/* [mtx] the cancel hook closed the session */
 	char session[SESSION_ID_MAX + 1]; /* [mtx] */
 } sub;
 
@@ -53,6 +54,7 @@ sub_cancel(void *arg)
 	pthread_mutex_lock(&b->mtx);
 	b->cancelled = true;
 	memcpy(id, b->session, sizeof(id));
+	b->hook_closed = id[0] != '\0';
 	pthread_mutex_unlock(&b->mtx);
 	if (id[0] != '\0')
 		close_session(b, id);
@@ -160,7 +162,7 @@ gw_subscribe(rpc_http_stream *s, const ProtobufCMessage *reqm, void *ctx, rpc_st
 	sub b = {.cli = ctx};
 	cursor *cur = NULL;
 	char id[SESSION_ID_MAX + 1];
-	bool cancelled;
+	bool cancelled, closed;
 	rpc_code code;
 
 	b.opts.token = rpc_http_stream_token(s);
@@ -205,9 +207,11 @@ gw_subscribe(rpc_http_stream *s, const ProtobufCMessage *reqm, void *ctx, rpc_st
 out_close:
 	rpc_http_stream_on_cancel(s, NULL, NULL);
 	pthread_mutex_lock(&b.mtx);
-	cancelled = b.cancelled;
+	closed = b.hook_closed;
 	pthread_mutex_unlock(&b.mtx);
-	if (!cancelled) /* else the cancel hook closed it */
+	/* A hook that ran while Open was on its way had no session to
+	 * close: this one is still ours to close. */
+	if (!closed)
 		close_session(&b, id);
 out:
 	rpc_http_stream_on_cancel(s, NULL, NULL);
