@@ -24,9 +24,6 @@
 #include "log.h"
 #include "rooms_int.h"
 
-#define NAME_MAX_CHARS 100
-#define TOPIC_MAX_CHARS 500
-
 /* One moderation call's transaction. */
 struct mod {
 	rooms_service *r;
@@ -139,15 +136,8 @@ ROOMS_HANDLER(rooms_handle_update_room)
 
 	if ((code = rooms_check_room_id(call, req->room_id)) != RPC_OK)
 		return code;
-	if (req->name[0] != '\0' && !svc_valid_text(req->name, 1, NAME_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "name must be 1 to %d characters without control characters",
-				     NAME_MAX_CHARS);
-	if (!svc_valid_text(req->topic, 0, TOPIC_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "topic must be at most %d characters without control "
-				     "characters",
-				     TOPIC_MAX_CHARS);
+	if ((code = rooms_check_name_topic(call, req->name, req->topic)) != RPC_OK)
+		return code;
 	if ((code = mod_begin(&m, call, ctx, req->room_id, PARLEY__V1__ROLE__MODERATOR,
 			      "updating the room")) != RPC_OK)
 		return code;

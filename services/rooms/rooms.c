@@ -141,6 +141,21 @@ check_room_id(rpc_call *call, const char *room_id)
 			     ROOM_ID_MAX);
 }
 
+rpc_code
+rooms_check_name_topic(rpc_call *call, const char *name, const char *topic)
+{
+	if (name[0] != '\0' && !svc_valid_text(name, 1, NAME_MAX_CHARS))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "name must be 1 to %d characters without control characters",
+				     NAME_MAX_CHARS);
+	if (!svc_valid_text(topic, 0, TOPIC_MAX_CHARS))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "topic must be at most %d characters without control "
+				     "characters",
+				     TOPIC_MAX_CHARS);
+	return RPC_OK;
+}
+
 static rpc_code
 fail_no_room(rpc_call *call, const char *room_id)
 {
@@ -180,15 +195,8 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "visibility must be PUBLIC or PRIVATE (got %d)",
 				     (int)req->visibility);
-	if (req->name[0] != '\0' && !svc_valid_text(req->name, 1, NAME_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "name must be 1 to %d characters without control characters",
-				     NAME_MAX_CHARS);
-	if (!svc_valid_text(req->topic, 0, TOPIC_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "topic must be at most %d characters without control "
-				     "characters",
-				     TOPIC_MAX_CHARS);
+	if ((code = rooms_check_name_topic(call, req->name, req->topic)) != RPC_OK)
+		return code;
 
 	rec.room_id = req->room_id;
 	rec.name = req->name[0] != '\0' ? req->name : req->room_id;
