@@ -137,14 +137,7 @@ mx_handle_delete(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 static unsigned
 bucket_of(const char *room, const char *user)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *room; room++)
-		h = (h ^ (uint8_t)*room) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (; *user; user++)
-		h = (h ^ (uint8_t)*user) * 16777619u;
-	return h % TYPING_BUCKETS;
+	return mx_pair_hash(room, user) % TYPING_BUCKETS;
 }
 
 /* Publishes user's typing state in room (t->mtx held). */

@@ -212,6 +212,21 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 	return RPC_OK;
 }
 
+/* ---- hashing ---------------------------------------------------------------- */
+
+uint32_t
+mx_pair_hash(const char *a, const char *b)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *a; a++)
+		h = (h ^ (uint8_t)*a) * 16777619u;
+	h = (h ^ 0xff) * 16777619u; /* a separator, so ("ab", "c") and ("a", "bc") differ */
+	for (; b != NULL && *b; b++)
+		h = (h ^ (uint8_t)*b) * 16777619u;
+	return h;
+}
+
 /* ---- Send -------------------------------------------------------------------- */
 
 static rpc_code

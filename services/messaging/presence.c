@@ -41,14 +41,7 @@ struct mx_presence {
 static unsigned
 bucket_of(const char *room, const char *user)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *room; room++)
-		h = (h ^ (uint8_t)*room) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (; *user; user++)
-		h = (h ^ (uint8_t)*user) * 16777619u;
-	return h % PRESENCE_BUCKETS;
+	return mx_pair_hash(room, user) % PRESENCE_BUCKETS;
 }
 
 /* The link pointing at (room, user)'s entry, or at NULL. p->mtx held. */

@@ -78,14 +78,7 @@ struct mx_writer {
 static unsigned
 map_hash(const char *a, const char *b)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *a; a++)
-		h = (h ^ (uint8_t)*a) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (; b && *b; b++)
-		h = (h ^ (uint8_t)*b) * 16777619u;
-	return h & (MAP_SLOTS - 1);
+	return mx_pair_hash(a, b) & (MAP_SLOTS - 1);
 }
 
 /* The entry for (a, b), created empty if absent and create is set. */
