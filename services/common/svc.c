@@ -38,6 +38,16 @@ svc_valid_room_id(const char *s)
 	return valid_id(s, 1, 64);
 }
 
+rpc_code
+svc_check_room_id(rpc_call *call, const char *room_id)
+{
+	if (svc_valid_room_id(room_id))
+		return RPC_OK;
+	return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+			     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
+			     "starting with a letter or digit");
+}
+
 bool
 svc_valid_text(const char *s, size_t min_chars, size_t max_chars)
 {

@@ -238,10 +238,8 @@ handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *resp
 	rpc_code code;
 
 	/* UTF-8 and NUL bytes were refused by the rpc runtime already. */
-	if (!svc_valid_room_id(req->room_id))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
-				     "starting with a letter or digit");
+	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
 	if (text_len == 0 || text_len > MX_TEXT_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "text must be 1 to %d bytes of UTF-8 (got %zu)", MX_TEXT_MAX,

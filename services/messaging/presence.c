@@ -116,10 +116,8 @@ handle_online(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *re
 	messaging_service *m = ctx;
 	rpc_code code;
 
-	if (!svc_valid_room_id(req->room_id))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
-				     "starting with a letter or digit");
+	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
 	if (req->n_user_ids > ONLINE_MAX_USERS)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "user_ids names at most %d users (got %zu)", ONLINE_MAX_USERS,

@@ -133,12 +133,7 @@ key_suffix(rpc_call *call, store_val key, size_t off)
 static rpc_code
 check_room_id(rpc_call *call, const char *room_id)
 {
-	if (svc_valid_room_id(room_id))
-		return RPC_OK;
-	return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-			     "room_id must be 1 to %d characters of a-z 0-9 _ . - starting "
-			     "with a letter or digit",
-			     ROOM_ID_MAX);
+	return svc_check_room_id(call, room_id);
 }
 
 rpc_code
