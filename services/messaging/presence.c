@@ -122,12 +122,8 @@ handle_online(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *re
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "user_ids names at most %d users (got %zu)", ONLINE_MAX_USERS,
 				     req->n_user_ids);
-	for (size_t i = 0; i < req->n_user_ids; i++)
-		if (!svc_valid_user_id(req->user_ids[i]))
-			return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-					     "user_ids[%zu] is not a user id (3 to 32 characters "
-					     "of a-z 0-9 _ . - starting with a letter or digit)",
-					     i);
+	if ((code = svc_check_user_ids(call, "user_ids", req->user_ids, req->n_user_ids)) != RPC_OK)
+		return code;
 	/* Who is online in a room is for its members only. */
 	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;
