@@ -144,27 +144,6 @@ open_target(mx_writer *w, store_txn *txn, struct wr_item *it, store_err *err)
 	return load_target(w, txn, it, err);
 }
 
-/* Appends ev, whose body the caller has set, as the op's event at now. */
-static store_err
-append_op_event(mx_writer *w, store_txn *txn, const struct wr_item *it, Parley__V1__Event *ev,
-		uint64_t now)
-{
-	ev->room_id = (char *)it->room;
-	ev->ts_ms = now;
-	ev->sender = (char *)it->sender;
-	return wr_append_event(w, txn, ev);
-}
-
-/* Answers the op with the event at seq, appended at now. */
-static store_err
-answer_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t seq, uint64_t now)
-{
-	it->seq = seq;
-	it->ts_ms = now;
-	it->code = RPC_OK;
-	it->fresh = true;
-	return wr_key_done(w, txn, it);
-}
 
 struct edits_of {
 	const uint8_t *prefix;
@@ -234,7 +213,7 @@ wr_apply_edit(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	me.text = (char *)it->text;
 	ev.body_case = PARLEY__V1__EVENT__BODY_EDIT;
 	ev.edit = &me;
-	if ((err = append_op_event(w, txn, it, &ev, now)) != STORE_OK)
+	if ((err = wr_append_op_event(w, txn, it, &ev, now)) != STORE_OK)
 		goto done;
 	err = store_put(txn, wr_service(w)->edits, key, edit_key(key, it->room, it->target, ev.seq),
 			target->message->text, strlen(target->message->text), 0);
@@ -244,7 +223,7 @@ wr_apply_edit(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	target->message->edited_at_ms = now;
 	if ((err = rewrite_text(w, txn, target, it->text)) != STORE_OK)
 		goto done;
-	err = answer_op(w, txn, it, ev.seq, now);
+	err = wr_answer_op(w, txn, it, ev.seq, now);
 done:
 	parley__v1__event__free_unpacked(target, NULL);
 	return err;
@@ -331,7 +310,7 @@ wr_apply_delete(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	mr.target_seq = it->target;
 	ev.body_case = PARLEY__V1__EVENT__BODY_REDACTION;
 	ev.redaction = &mr;
-	if ((err = append_op_event(w, txn, it, &ev, now)) != STORE_OK)
+	if ((err = wr_append_op_event(w, txn, it, &ev, now)) != STORE_OK)
 		goto done;
 	text = target->message->text;
 	if ((err = keep_needle(it, text, strlen(text))) != STORE_OK)
@@ -339,7 +318,7 @@ wr_apply_delete(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	target->message->redacted = true;
 	if ((err = rewrite_text(w, txn, target, "")) != STORE_OK)
 		goto done;
-	err = answer_op(w, txn, it, ev.seq, now);
+	err = wr_answer_op(w, txn, it, ev.seq, now);
 done:
 	parley__v1__event__free_unpacked(target, NULL);
 	return err;
