@@ -327,16 +327,7 @@ mx_timeline(const mx_user *u, const char *room, size_t *n)
 long
 mx_rss_kib(pid_t pid)
 {
-	char path[64], line[256];
-	long kib = 0;
-	FILE *f;
+	long kib = th_proc_kib(pid, "VmRSS");
 
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmRSS:", 6) == 0)
-			kib = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return kib;
+	return kib < 0 ? 0 : kib;
 }
