@@ -144,7 +144,6 @@ open_target(mx_writer *w, store_txn *txn, struct wr_item *it, store_err *err)
 	return load_target(w, txn, it, err);
 }
 
-
 struct edits_of {
 	const uint8_t *prefix;
 	size_t prefix_len;
