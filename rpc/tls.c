@@ -308,6 +308,19 @@ dialer_config(const char *url, check_mode mode, nng_tls_config **cfg, rpc_status
 	return rv;
 }
 
+/* The failure path of rpc_tls_listen and rpc_tls_dialer: frees cfg (NULL
+ * when none was made) and sets st from rv, with why's message where the
+ * TLS set-up gave one (it says what is wrong), else nng's. Returns rv. */
+static int
+endpoint_failed(int rv, nng_tls_config *cfg, const rpc_status *why, rpc_status *st)
+{
+	if (cfg != NULL)
+		nng_tls_config_free(cfg);
+	rpc_status_set(st, rpc_code_from_nng(rv), "%s",
+		       why->message[0] != '\0' ? why->message : nng_strerror(rv));
+	return rv;
+}
+
 int
 rpc_tls_listen(nng_socket s, const char *url, rpc_status *st)
 {
@@ -336,11 +349,7 @@ rpc_tls_listen(nng_socket s, const char *url, rpc_status *st)
 	return 0;
 
 fail:
-	if (cfg != NULL)
-		nng_tls_config_free(cfg);
-	rpc_status_set(st, rpc_code_from_nng(rv), "%s",
-		       why.message[0] != '\0' ? why.message : nng_strerror(rv));
-	return rv;
+	return endpoint_failed(rv, cfg, &why, st);
 }
 
 int
@@ -365,11 +374,7 @@ rpc_tls_dialer(nng_socket s, const char *url, nng_dialer *dp, rpc_status *st)
 	return 0;
 
 fail:
-	if (cfg != NULL)
-		nng_tls_config_free(cfg);
-	rpc_status_set(st, rpc_code_from_nng(rv), "%s",
-		       why.message[0] != '\0' ? why.message : nng_strerror(rv));
-	return rv;
+	return endpoint_failed(rv, cfg, &why, st);
 }
 
 int

@@ -103,4 +103,8 @@ void th_register_login(rpc_client *auth, const char *user, char *token, size_t l
 /* A unique-enough name: prefix + pid + counter, lower-case. */
 const char *th_name(const char *prefix);
 
+/* The KiB of a memory field of /proc/<pid>/status ("VmRSS", "RssAnon"), or
+ * -1 when the file or the field cannot be read. */
+long th_proc_kib(pid_t pid, const char *field);
+
 #endif

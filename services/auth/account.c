@@ -106,17 +106,14 @@ auth_handle_get_users(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMes
 	const char *caller = rpc_call_caller(call);
 	store_txn *txn;
 	store_err err = STORE_OK;
+	rpc_code code;
 
 	if (req->n_user_ids > GET_USERS_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "user_ids holds %zu ids; at most %d per call",
 				     req->n_user_ids, GET_USERS_MAX);
-	for (size_t i = 0; i < req->n_user_ids; i++)
-		if (!svc_valid_user_id(req->user_ids[i]))
-			return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-					     "user_ids[%zu] is not a user id (3 to 32 characters "
-					     "of a-z 0-9 _ . - starting with a letter or digit)",
-					     i);
+	if ((code = svc_check_user_ids(call, "user_ids", req->user_ids, req->n_user_ids)) != RPC_OK)
+		return code;
 	resp->users = rpc_call_alloc(call, (req->n_user_ids ? req->n_user_ids : 1) *
 						   sizeof(*resp->users));
 	if (req->n_user_ids == 0)

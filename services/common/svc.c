@@ -38,6 +38,28 @@ svc_valid_room_id(const char *s)
 	return valid_id(s, 1, 64);
 }
 
+rpc_code
+svc_check_room_id(rpc_call *call, const char *room_id)
+{
+	if (svc_valid_room_id(room_id))
+		return RPC_OK;
+	return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+			     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
+			     "starting with a letter or digit");
+}
+
+rpc_code
+svc_check_user_ids(rpc_call *call, const char *field, char *const *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!svc_valid_user_id(ids[i]))
+			return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+					     "%s[%zu] is not a user id (3 to 32 characters of a-z "
+					     "0-9 _ . - starting with a letter or digit)",
+					     field, i);
+	return RPC_OK;
+}
+
 bool
 svc_valid_text(const char *s, size_t min_chars, size_t max_chars)
 {

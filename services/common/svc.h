@@ -77,6 +77,12 @@ typedef struct parley_config {
 bool svc_valid_user_id(const char *s);
 /* room_id: 1-64 chars of [a-z0-9_.-], first a letter or digit. */
 bool svc_valid_room_id(const char *s);
+/* RPC_OK, or INVALID_ARGUMENT (call failed, the message giving the rule)
+ * unless room_id is a valid room id. */
+rpc_code svc_check_room_id(rpc_call *call, const char *room_id);
+/* RPC_OK, or INVALID_ARGUMENT (call failed, naming the first bad one as
+ * "field[i]") unless each of ids[0..n) is a valid user id. */
+rpc_code svc_check_user_ids(rpc_call *call, const char *field, char *const *ids, size_t n);
 /* Valid UTF-8 (already checked by rpc) of min..max code points with no
  * control characters (C0, DEL, C1). */
 bool svc_valid_text(const char *s, size_t min_chars, size_t max_chars);

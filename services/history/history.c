@@ -71,10 +71,8 @@ handle_get_history(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	store_err err;
 	rpc_code code;
 
-	if (!svc_valid_room_id(req->room_id))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
-				     "starting with a letter or digit");
+	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
 	if (req->before_seq != 0 && req->after_seq != 0)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "set before_seq or after_seq, not both");

@@ -53,16 +53,15 @@ struct mx_typing {
 	struct typing_entry *buckets[TYPING_BUCKETS];
 };
 
-static const char room_id_rule[] = "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
-				   "starting with a letter or digit";
-
 /* ---- Edit and Delete ----------------------------------------------------- */
 
 static rpc_code
 check_target(rpc_call *call, const char *room, uint64_t seq, const char *cmid)
 {
-	if (!svc_valid_room_id(room))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "%s", room_id_rule);
+	rpc_code code;
+
+	if ((code = svc_check_room_id(call, room)) != RPC_OK)
+		return code;
 	if (seq == 0)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "seq must name a message (1 or more)");
@@ -137,14 +136,7 @@ mx_handle_delete(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 static unsigned
 bucket_of(const char *room, const char *user)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *room; room++)
-		h = (h ^ (uint8_t)*room) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (; *user; user++)
-		h = (h ^ (uint8_t)*user) * 16777619u;
-	return h % TYPING_BUCKETS;
+	return mx_pair_hash(room, user) % TYPING_BUCKETS;
 }
 
 /* Publishes user's typing state in room (t->mtx held). */
@@ -238,8 +230,8 @@ mx_handle_set_typing(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMess
 	messaging_service *m = ctx;
 	rpc_code code;
 
-	if (!svc_valid_room_id(req->room_id))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "%s", room_id_rule);
+	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
 	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;
 	return set_typing(m->typing, call, req->room_id, rpc_call_caller(call), req->typing);

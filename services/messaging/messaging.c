@@ -219,6 +219,21 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 	return RPC_OK;
 }
 
+/* ---- hashing ---------------------------------------------------------------- */
+
+uint32_t
+mx_pair_hash(const char *a, const char *b)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *a; a++)
+		h = (h ^ (uint8_t)*a) * 16777619u;
+	h = (h ^ 0xff) * 16777619u; /* a separator, so ("ab", "c") and ("a", "bc") differ */
+	for (; b != NULL && *b; b++)
+		h = (h ^ (uint8_t)*b) * 16777619u;
+	return h;
+}
+
 /* ---- Send -------------------------------------------------------------------- */
 
 static rpc_code
@@ -230,10 +245,8 @@ handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *resp
 	rpc_code code;
 
 	/* UTF-8 and NUL bytes were refused by the rpc runtime already. */
-	if (!svc_valid_room_id(req->room_id))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
-				     "starting with a letter or digit");
+	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
 	if (text_len == 0 || text_len > MX_TEXT_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "text must be 1 to %d bytes of UTF-8 (got %zu)", MX_TEXT_MAX,

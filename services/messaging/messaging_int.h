@@ -148,6 +148,10 @@ bool mx_close_bounded(nng_socket sock, const char *what);
 #define MX_FRAME_MAX (16 * 1024)
 #define MX_PUB_RECV_MAX 64
 
+/* The hash of a pair of strings (b NULL reads as ""), for the in-memory
+ * tables keyed by (room, user) and the writer's scratch maps. */
+uint32_t mx_pair_hash(const char *a, const char *b);
+
 /* ---- the writer (writer.c) -------------------------------------------------- */
 
 int mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st);

@@ -41,14 +41,7 @@ struct mx_presence {
 static unsigned
 bucket_of(const char *room, const char *user)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *room; room++)
-		h = (h ^ (uint8_t)*room) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (; *user; user++)
-		h = (h ^ (uint8_t)*user) * 16777619u;
-	return h % PRESENCE_BUCKETS;
+	return mx_pair_hash(room, user) % PRESENCE_BUCKETS;
 }
 
 /* The link pointing at (room, user)'s entry, or at NULL. p->mtx held. */
@@ -123,20 +116,14 @@ handle_online(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *re
 	messaging_service *m = ctx;
 	rpc_code code;
 
-	if (!svc_valid_room_id(req->room_id))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
-				     "starting with a letter or digit");
+	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
 	if (req->n_user_ids > ONLINE_MAX_USERS)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "user_ids names at most %d users (got %zu)", ONLINE_MAX_USERS,
 				     req->n_user_ids);
-	for (size_t i = 0; i < req->n_user_ids; i++)
-		if (!svc_valid_user_id(req->user_ids[i]))
-			return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-					     "user_ids[%zu] is not a user id (3 to 32 characters "
-					     "of a-z 0-9 _ . - starting with a letter or digit)",
-					     i);
+	if ((code = svc_check_user_ids(call, "user_ids", req->user_ids, req->n_user_ids)) != RPC_OK)
+		return code;
 	/* Who is online in a room is for its members only. */
 	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;

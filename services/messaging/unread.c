@@ -258,10 +258,8 @@ mx_handle_mark_read(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessa
 	store_err err;
 	rpc_code code;
 
-	if (!svc_valid_room_id(req->room_id))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "room_id must be 1 to 64 characters of a-z 0-9 _ . - "
-				     "starting with a letter or digit");
+	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
+		return code;
 	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;
 	/* Heads only grow: a seq within the head now stays within it. */

@@ -78,14 +78,7 @@ struct mx_writer {
 static unsigned
 map_hash(const char *a, const char *b)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *a; a++)
-		h = (h ^ (uint8_t)*a) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (; b && *b; b++)
-		h = (h ^ (uint8_t)*b) * 16777619u;
-	return h & (MAP_SLOTS - 1);
+	return mx_pair_hash(a, b) & (MAP_SLOTS - 1);
 }
 
 /* The entry for (a, b), created empty if absent and create is set. */
@@ -291,6 +284,26 @@ wr_key_done(mx_writer *w, store_txn *txn, struct wr_item *it)
 	return STORE_OK;
 }
 
+store_err
+wr_append_op_event(mx_writer *w, store_txn *txn, const struct wr_item *it,
+		   Parley__V1__Event *ev, uint64_t now)
+{
+	ev->room_id = (char *)it->room;
+	ev->ts_ms = now;
+	ev->sender = (char *)it->sender;
+	return wr_append_event(w, txn, ev);
+}
+
+store_err
+wr_answer_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t seq, uint64_t now)
+{
+	it->seq = seq;
+	it->ts_ms = now;
+	it->code = RPC_OK;
+	it->fresh = true;
+	return wr_key_done(w, txn, it);
+}
+
 static store_err
 apply_send(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 {
@@ -303,19 +316,12 @@ apply_send(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 		return err;
 	msg.text = (char *)it->text;
 	msg.client_msg_id = (char *)it->cmid;
-	ev.room_id = (char *)it->room;
-	ev.ts_ms = now;
-	ev.sender = (char *)it->sender;
 	ev.body_case = PARLEY__V1__EVENT__BODY_MESSAGE;
 	ev.message = &msg;
-	if ((err = wr_append_event(w, txn, &ev)) != STORE_OK ||
+	if ((err = wr_append_op_event(w, txn, it, &ev, now)) != STORE_OK ||
 	    (err = mx_unread_note(w->m, txn, it->room, ev.seq, it->sender, it->text)) != STORE_OK)
 		return err;
-	it->seq = ev.seq;
-	it->ts_ms = now;
-	it->code = RPC_OK;
-	it->fresh = true;
-	return wr_key_done(w, txn, it);
+	return wr_answer_op(w, txn, it, ev.seq, now);
 }
 
 /* The rooms log's changes: membership (JOINED ... INVITED) or room_update. */

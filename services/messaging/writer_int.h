@@ -49,6 +49,10 @@ struct wr_item {
 /* Appends ev (its seq assigned here) to its room in txn and keeps its PUB
  * frame for after the commit. */
 store_err wr_append_event(mx_writer *w, store_txn *txn, Parley__V1__Event *ev);
+/* The same for the event of op it (Send, Edit, Delete), whose body the
+ * caller has set: room, sender and time now come from the op. */
+store_err wr_append_op_event(mx_writer *w, store_txn *txn, const struct wr_item *it,
+			     Parley__V1__Event *ev, uint64_t now);
 
 /* For an op with a client_msg_id: finds an earlier op with the same key
  * (in this batch or stored). *answered is true when it decided the op (a
@@ -56,6 +60,10 @@ store_err wr_append_event(mx_writer *w, store_txn *txn, Parley__V1__Event *ev);
  * and wr_key_done records it once it succeeded. */
 store_err wr_key_check(mx_writer *w, store_txn *txn, struct wr_item *it, bool *answered);
 store_err wr_key_done(mx_writer *w, store_txn *txn, struct wr_item *it);
+/* Answers op it as done by the event appended at seq, at now, and records
+ * its key (wr_key_done). */
+store_err wr_answer_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t seq,
+		       uint64_t now);
 
 messaging_service *wr_service(mx_writer *w);
 

@@ -117,6 +117,33 @@ rewrite(mx_writer *w, store_txn *txn, const Parley__V1__Event *ev)
 	return err;
 }
 
+/* Rewrites the chat message target with text in place of its own; target
+ * keeps its own text when this returns. */
+static store_err
+rewrite_text(mx_writer *w, store_txn *txn, Parley__V1__Event *target, const char *text)
+{
+	char *own = target->message->text;
+	store_err err;
+
+	target->message->text = (char *)text;
+	err = rewrite(w, txn, target);
+	target->message->text = own;
+	return err;
+}
+
+/* The target of an Edit or Delete not answered before (see load_target),
+ * or NULL: with *err set, or with *err STORE_OK and the op answered or
+ * refused. */
+static Parley__V1__Event *
+open_target(mx_writer *w, store_txn *txn, struct wr_item *it, store_err *err)
+{
+	bool answered;
+
+	if ((*err = wr_key_check(w, txn, it, &answered)) != STORE_OK || answered)
+		return NULL;
+	return load_target(w, txn, it, err);
+}
+
 struct edits_of {
 	const uint8_t *prefix;
 	size_t prefix_len;
@@ -163,13 +190,9 @@ wr_apply_edit(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	Parley__V1__MessageEdit me = PARLEY__V1__MESSAGE_EDIT__INIT;
 	uint8_t key[EDIT_KEY_MAX];
 	struct edits_of e;
-	bool answered;
-	char *old_text;
 	store_err err;
 
-	if ((err = wr_key_check(w, txn, it, &answered)) != STORE_OK || answered)
-		return err;
-	if ((target = load_target(w, txn, it, &err)) == NULL)
+	if ((target = open_target(w, txn, it, &err)) == NULL)
 		return err;
 	if (strcmp(target->sender, it->sender) != 0) {
 		err = refuse(it, RPC_PERMISSION_DENIED,
@@ -187,30 +210,19 @@ wr_apply_edit(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	}
 	me.target_seq = it->target;
 	me.text = (char *)it->text;
-	ev.room_id = (char *)it->room;
-	ev.ts_ms = now;
-	ev.sender = (char *)it->sender;
 	ev.body_case = PARLEY__V1__EVENT__BODY_EDIT;
 	ev.edit = &me;
-	if ((err = wr_append_event(w, txn, &ev)) != STORE_OK)
+	if ((err = wr_append_op_event(w, txn, it, &ev, now)) != STORE_OK)
 		goto done;
 	err = store_put(txn, wr_service(w)->edits, key, edit_key(key, it->room, it->target, ev.seq),
 			target->message->text, strlen(target->message->text), 0);
 	if (err != STORE_OK)
 		goto done;
 	/* The original reads with the latest text from now on. */
-	old_text = target->message->text;
-	target->message->text = (char *)it->text;
 	target->message->edited_at_ms = now;
-	err = rewrite(w, txn, target);
-	target->message->text = old_text;
-	if (err != STORE_OK)
+	if ((err = rewrite_text(w, txn, target, it->text)) != STORE_OK)
 		goto done;
-	it->seq = ev.seq;
-	it->ts_ms = now;
-	it->code = RPC_OK;
-	it->fresh = true;
-	err = wr_key_done(w, txn, it);
+	err = wr_answer_op(w, txn, it, ev.seq, now);
 done:
 	parley__v1__event__free_unpacked(target, NULL);
 	return err;
@@ -276,13 +288,10 @@ wr_apply_delete(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT, *target;
 	Parley__V1__MessageRedaction mr = PARLEY__V1__MESSAGE_REDACTION__INIT;
 	struct edits_of e;
-	bool answered;
-	char *text;
+	const char *text;
 	store_err err;
 
-	if ((err = wr_key_check(w, txn, it, &answered)) != STORE_OK || answered)
-		return err;
-	if ((target = load_target(w, txn, it, &err)) == NULL)
+	if ((target = open_target(w, txn, it, &err)) == NULL)
 		return err;
 	if (strcmp(target->sender, it->sender) != 0 && !it->may_moderate) {
 		err = refuse(it, RPC_PERMISSION_DENIED,
@@ -298,27 +307,17 @@ wr_apply_delete(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	if (err != STORE_OK)
 		goto done;
 	mr.target_seq = it->target;
-	ev.room_id = (char *)it->room;
-	ev.ts_ms = now;
-	ev.sender = (char *)it->sender;
 	ev.body_case = PARLEY__V1__EVENT__BODY_REDACTION;
 	ev.redaction = &mr;
-	if ((err = wr_append_event(w, txn, &ev)) != STORE_OK)
+	if ((err = wr_append_op_event(w, txn, it, &ev, now)) != STORE_OK)
 		goto done;
 	text = target->message->text;
 	if ((err = keep_needle(it, text, strlen(text))) != STORE_OK)
 		goto done;
-	target->message->text = (char *)"";
 	target->message->redacted = true;
-	err = rewrite(w, txn, target);
-	target->message->text = text;
-	if (err != STORE_OK)
+	if ((err = rewrite_text(w, txn, target, "")) != STORE_OK)
 		goto done;
-	it->seq = ev.seq;
-	it->ts_ms = now;
-	it->code = RPC_OK;
-	it->fresh = true;
-	err = wr_key_done(w, txn, it);
+	err = wr_answer_op(w, txn, it, ev.seq, now);
 done:
 	parley__v1__event__free_unpacked(target, NULL);
 	return err;

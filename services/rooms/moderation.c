@@ -24,9 +24,6 @@
 #include "log.h"
 #include "rooms_int.h"
 
-#define NAME_MAX_CHARS 100
-#define TOPIC_MAX_CHARS 500
-
 /* One moderation call's transaction. */
 struct mod {
 	rooms_service *r;
@@ -114,6 +111,17 @@ outranks(const struct mod *m, const rooms_member *target)
 	return target->role < m->me.role;
 }
 
+/* PERMISSION_DENIED for acting on user_id, whose role (target) is not
+ * below the caller's; what says which act, on whom ("kick only members"). */
+static rpc_code
+refuse_outranked(struct mod *m, const char *what, const char *user_id, const rooms_member *target)
+{
+	return mod_refuse(m, RPC_PERMISSION_DENIED,
+			  "you (%s) may %s whose role is below yours; '%s' is %s",
+			  rooms_role_name(m->me.role), what, user_id,
+			  rooms_role_name(target->role));
+}
+
 static rpc_code
 check_reason(rpc_call *call, const char *reason)
 {
@@ -122,6 +130,19 @@ check_reason(rpc_call *call, const char *reason)
 	return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 			     "reason must be at most %d characters without control characters",
 			     REASON_MAX_CHARS);
+}
+
+/* The arguments of Kick and Ban: a room, the user to remove, a reason. */
+static rpc_code
+check_removal(rpc_call *call, const char *room_id, const char *user_id, const char *reason)
+{
+	rpc_code code;
+
+	if ((code = rooms_check_room_id(call, room_id)) != RPC_OK ||
+	    (code = rooms_check_user_id(call, "user_id", user_id)) != RPC_OK ||
+	    (code = check_reason(call, reason)) != RPC_OK)
+		return code;
+	return RPC_OK;
 }
 
 /* ---- UpdateRoom ---------------------------------------------------------------- */
@@ -139,15 +160,8 @@ ROOMS_HANDLER(rooms_handle_update_room)
 
 	if ((code = rooms_check_room_id(call, req->room_id)) != RPC_OK)
 		return code;
-	if (req->name[0] != '\0' && !svc_valid_text(req->name, 1, NAME_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "name must be 1 to %d characters without control characters",
-				     NAME_MAX_CHARS);
-	if (!svc_valid_text(req->topic, 0, TOPIC_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "topic must be at most %d characters without control "
-				     "characters",
-				     TOPIC_MAX_CHARS);
+	if ((code = rooms_check_name_topic(call, req->name, req->topic)) != RPC_OK)
+		return code;
 	if ((code = mod_begin(&m, call, ctx, req->room_id, PARLEY__V1__ROLE__MODERATOR,
 			      "updating the room")) != RPC_OK)
 		return code;
@@ -228,9 +242,7 @@ ROOMS_HANDLER(rooms_handle_kick)
 	store_err err;
 	rpc_code code;
 
-	if ((code = rooms_check_room_id(call, req->room_id)) != RPC_OK ||
-	    (code = rooms_check_user_id(call, "user_id", req->user_id)) != RPC_OK ||
-	    (code = check_reason(call, req->reason)) != RPC_OK)
+	if ((code = check_removal(call, req->room_id, req->user_id, req->reason)) != RPC_OK)
 		return code;
 	if ((code = mod_begin(&m, call, ctx, req->room_id, PARLEY__V1__ROLE__MODERATOR,
 			      "kicking")) != RPC_OK)
@@ -243,11 +255,7 @@ ROOMS_HANDLER(rooms_handle_kick)
 				  "user '%s' is not a member of room '%s'", req->user_id,
 				  req->room_id);
 	if (!outranks(&m, &target))
-		return mod_refuse(&m, RPC_PERMISSION_DENIED,
-				  "you (%s) may kick only members whose role is below yours; "
-				  "'%s' is %s",
-				  rooms_role_name(m.me.role), req->user_id,
-				  rooms_role_name(target.role));
+		return refuse_outranked(&m, "kick only members", req->user_id, &target);
 	err = rooms_member_remove(m.r, m.txn, call, m.rec, req->user_id, target.role);
 	if (err == STORE_OK)
 		err = rooms_write_room(m.r, m.txn, call, m.rec, 0);
@@ -271,9 +279,7 @@ ROOMS_HANDLER(rooms_handle_ban)
 	store_err err;
 	rpc_code code;
 
-	if ((code = rooms_check_room_id(call, req->room_id)) != RPC_OK ||
-	    (code = rooms_check_user_id(call, "user_id", req->user_id)) != RPC_OK ||
-	    (code = check_reason(call, req->reason)) != RPC_OK)
+	if ((code = check_removal(call, req->room_id, req->user_id, req->reason)) != RPC_OK)
 		return code;
 	if ((code = mod_begin(&m, call, ctx, req->room_id, PARLEY__V1__ROLE__MODERATOR,
 			      "banning")) != RPC_OK)
@@ -284,11 +290,7 @@ ROOMS_HANDLER(rooms_handle_ban)
 	if (err != STORE_OK)
 		return mod_end(&m, err, "ban");
 	if (!outranks(&m, &target))
-		return mod_refuse(&m, RPC_PERMISSION_DENIED,
-				  "you (%s) may ban only users whose role is below yours; "
-				  "'%s' is %s",
-				  rooms_role_name(m.me.role), req->user_id,
-				  rooms_role_name(target.role));
+		return refuse_outranked(&m, "ban only users", req->user_id, &target);
 	if (banned)
 		return mod_end(&m, STORE_OK, "ban"); /* already: nothing to log */
 

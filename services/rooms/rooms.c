@@ -133,12 +133,22 @@ key_suffix(rpc_call *call, store_val key, size_t off)
 static rpc_code
 check_room_id(rpc_call *call, const char *room_id)
 {
-	if (svc_valid_room_id(room_id))
-		return RPC_OK;
-	return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-			     "room_id must be 1 to %d characters of a-z 0-9 _ . - starting "
-			     "with a letter or digit",
-			     ROOM_ID_MAX);
+	return svc_check_room_id(call, room_id);
+}
+
+rpc_code
+rooms_check_name_topic(rpc_call *call, const char *name, const char *topic)
+{
+	if (name[0] != '\0' && !svc_valid_text(name, 1, NAME_MAX_CHARS))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "name must be 1 to %d characters without control characters",
+				     NAME_MAX_CHARS);
+	if (!svc_valid_text(topic, 0, TOPIC_MAX_CHARS))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "topic must be at most %d characters without control "
+				     "characters",
+				     TOPIC_MAX_CHARS);
+	return RPC_OK;
 }
 
 static rpc_code
@@ -180,15 +190,8 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "visibility must be PUBLIC or PRIVATE (got %d)",
 				     (int)req->visibility);
-	if (req->name[0] != '\0' && !svc_valid_text(req->name, 1, NAME_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "name must be 1 to %d characters without control characters",
-				     NAME_MAX_CHARS);
-	if (!svc_valid_text(req->topic, 0, TOPIC_MAX_CHARS))
-		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-				     "topic must be at most %d characters without control "
-				     "characters",
-				     TOPIC_MAX_CHARS);
+	if ((code = rooms_check_name_topic(call, req->name, req->topic)) != RPC_OK)
+		return code;
 
 	rec.room_id = req->room_id;
 	rec.name = req->name[0] != '\0' ? req->name : req->room_id;

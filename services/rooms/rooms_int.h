@@ -68,6 +68,9 @@ size_t rooms_pair_key(uint8_t key[PAIR_KEY_MAX], const char *a, const char *b);
 rpc_code rooms_check_room_id(rpc_call *call, const char *room_id);
 /* INVALID_ARGUMENT (call failed) unless user_id is a valid user id. */
 rpc_code rooms_check_user_id(rpc_call *call, const char *field, const char *user_id);
+/* INVALID_ARGUMENT (call failed) unless name ("" = none given) and topic
+ * are text a room may carry (CreateRoom, UpdateRoom). */
+rpc_code rooms_check_name_topic(rpc_call *call, const char *name, const char *topic);
 /* NOT_FOUND "no room 'x'". */
 rpc_code rooms_fail_no_room(rpc_call *call, const char *room_id);
 /* The room's visibility, older records (UNSPECIFIED) read as PUBLIC. */

@@ -39,23 +39,6 @@ struct fast_view {
 
 static struct fast_view views[FAST];
 
-static long
-rss_anon_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "RssAnon:", 8) == 0)
-			kib = strtol(line + 8, NULL, 10);
-	fclose(f);
-	return kib;
-}
-
 static void
 make_text(char *buf, int i, int k)
 {
@@ -162,14 +145,14 @@ main(void)
 			&st);
 		TH_CHECK(pthread_create(&ft[i], NULL, fast_poller, &views[i]) == 0, "thread");
 	}
-	base = rss_anon_kib(mx_d.pid);
+	base = th_proc_kib(mx_d.pid, "RssAnon");
 	TH_CHECK(base > 0, "RssAnon readable");
 
 	for (int i = 0; i < SENDERS; i++)
 		TH_CHECK(pthread_create(&st_threads[i], NULL, sender, (void *)(intptr_t)i) == 0,
 			 "thread");
 	while (__atomic_load_n(&senders_done, __ATOMIC_ACQUIRE) < SENDERS) {
-		long now = rss_anon_kib(mx_d.pid);
+		long now = th_proc_kib(mx_d.pid, "RssAnon");
 
 		if (now > peak)
 			peak = now;
@@ -186,7 +169,7 @@ main(void)
 		TH_CHECK(views[i].msgs == TOTAL, "%s got %zu messages", fast[i].name, views[i].msgs);
 	}
 	{
-		long now = rss_anon_kib(mx_d.pid);
+		long now = th_proc_kib(mx_d.pid, "RssAnon");
 		if (now > peak)
 			peak = now;
 	}

@@ -76,10 +76,11 @@ mx_users_new(mx_user *u, int n, const char *prefix)
 }
 
 rpc_code
-mx_call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
-     const mx_user *u, const ProtobufCMessage *req, ProtobufCMessage **resp, rpc_status *st)
+mx_call_token(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
+	      const char *token, const ProtobufCMessage *req, ProtobufCMessage **resp,
+	      rpc_status *st)
 {
-	rpc_call_opts o = {.timeout_ms = mx_timeout_ms, .token = u ? u->token : NULL};
+	rpc_call_opts o = {.timeout_ms = mx_timeout_ms, .token = token};
 	ProtobufCMessage *r = NULL;
 	rpc_code code = rpc_client_call(c, svc, method, req, &r, &o, st);
 
@@ -88,6 +89,23 @@ mx_call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method
 	else if (r != NULL)
 		protobuf_c_message_free_unpacked(r, NULL);
 	return code;
+}
+
+rpc_code
+mx_call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
+     const mx_user *u, const ProtobufCMessage *req, ProtobufCMessage **resp, rpc_status *st)
+{
+	return mx_call_token(c, svc, method, u ? u->token : NULL, req, resp, st);
+}
+
+void
+mx_expect(rpc_code got, rpc_code want, const rpc_status *st, const char *msg, const char *what)
+{
+	TH_CHECK(got == want, "%s: got %s (%s), want %s", what, rpc_code_name(got),
+		 got == RPC_OK ? "" : st->message, rpc_code_name(want));
+	if (want != RPC_OK && msg != NULL)
+		TH_CHECK(strstr(st->message, msg) != NULL, "%s: message '%s' lacks '%s'", what,
+			 st->message, msg);
 }
 
 #define call mx_call
@@ -309,16 +327,7 @@ mx_timeline(const mx_user *u, const char *room, size_t *n)
 long
 mx_rss_kib(pid_t pid)
 {
-	char path[64], line[256];
-	long kib = 0;
-	FILE *f;
+	long kib = th_proc_kib(pid, "VmRSS");
 
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmRSS:", 6) == 0)
-			kib = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return kib;
+	return kib < 0 ? 0 : kib;
 }

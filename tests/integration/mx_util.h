@@ -42,6 +42,15 @@ void mx_users_new(mx_user *u, int n, const char *prefix);
 rpc_code mx_call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
 		 const mx_user *u, const ProtobufCMessage *req, ProtobufCMessage **resp,
 		 rpc_status *st);
+/* The same with a raw token (NULL = none), for tokens no mx_user holds. */
+rpc_code mx_call_token(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
+		       const char *token, const ProtobufCMessage *req, ProtobufCMessage **resp,
+		       rpc_status *st);
+
+/* Checks that a call gave want and, when want is an error and msg is not
+ * NULL, that its message holds msg; what names the step in the failure. */
+void mx_expect(rpc_code got, rpc_code want, const rpc_status *st, const char *msg,
+	       const char *what);
 
 rpc_code mx_create_room(const mx_user *u, const char *room, rpc_status *st);
 rpc_code mx_join(const mx_user *u, const char *room, rpc_status *st);

@@ -144,16 +144,9 @@ health(const char *url, rpc_status *st)
 static long
 rss_kib(pid_t pid)
 {
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
+	long kib = th_proc_kib(pid, "VmRSS");
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	TH_CHECK((f = fopen(path, "r")) != NULL, "%s", path);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-			break;
-	fclose(f);
+	TH_CHECK(kib >= 0, "VmRSS of /proc/%d/status", (int)pid);
 	return kib;
 }
 

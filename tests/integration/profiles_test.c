@@ -16,26 +16,7 @@ static rpc_code
 ac(const char *token, const char *method, const ProtobufCMessage *req, ProtobufCMessage **resp,
    rpc_status *st)
 {
-	rpc_call_opts o = {.timeout_ms = mx_timeout_ms, .token = token};
-	ProtobufCMessage *r = NULL;
-	rpc_code code = rpc_client_call(mx_auth, &parley__v1__auth__descriptor, method, req, &r,
-					&o, st);
-
-	if (resp != NULL)
-		*resp = r;
-	else if (r != NULL)
-		protobuf_c_message_free_unpacked(r, NULL);
-	return code;
-}
-
-static void
-expect(rpc_code got, rpc_code want, const rpc_status *st, const char *msg, const char *what)
-{
-	TH_CHECK(got == want, "%s: got %s (%s), want %s", what, rpc_code_name(got),
-		 got == RPC_OK ? "" : st->message, rpc_code_name(want));
-	if (want != RPC_OK && msg != NULL)
-		TH_CHECK(strstr(st->message, msg) != NULL, "%s: message '%s' lacks '%s'", what,
-			 st->message, msg);
+	return mx_call_token(mx_auth, &parley__v1__auth__descriptor, method, token, req, resp, st);
 }
 
 static rpc_code
@@ -97,14 +78,15 @@ test_profiles(const mx_user *a, const mx_user *b)
 		     strcmp(u->user->email, "alice@example.org") == 0,
 		 "an empty email leaves it unchanged");
 	protobuf_c_message_free_unpacked(&u->base, NULL);
-	expect(update_profile(a, "bad\tname", "", NULL, &st), RPC_INVALID_ARGUMENT, &st,
-	       "display_name must be 1 to 64 characters", "a tab in a display name");
-	expect(update_profile(a, "", "two@@at", NULL, &st), RPC_INVALID_ARGUMENT, &st,
-	       "email must be at most 254 bytes with exactly one '@'", "a bad email");
-	expect(update_profile(a, "0123456789012345678901234567890123456789012345678901234567890123"
-				 "4",
-			      "", NULL, &st),
-	       RPC_INVALID_ARGUMENT, &st, "display_name must be", "65 characters");
+	mx_expect(update_profile(a, "bad\tname", "", NULL, &st), RPC_INVALID_ARGUMENT, &st,
+	          "display_name must be 1 to 64 characters", "a tab in a display name");
+	mx_expect(update_profile(a, "", "two@@at", NULL, &st), RPC_INVALID_ARGUMENT, &st,
+	          "email must be at most 254 bytes with exactly one '@'", "a bad email");
+	mx_expect(update_profile(a,
+	                         "0123456789012345678901234567890123456789012345678901234567890123"
+	                         "4",
+	                         "", NULL, &st),
+	          RPC_INVALID_ARGUMENT, &st, "display_name must be", "65 characters");
 
 	ids[0] = (char *)a->name;
 	ids[1] = (char *)b->name;
@@ -123,15 +105,15 @@ test_profiles(const mx_user *a, const mx_user *b)
 	protobuf_c_message_free_unpacked(&g->base, NULL);
 	for (int i = 0; i < 101; i++)
 		ids[i] = (char *)a->name;
-	expect(get_users(a, ids, 101, NULL, &st), RPC_INVALID_ARGUMENT, &st,
-	       "user_ids holds 101 ids; at most 100", "101 ids");
+	mx_expect(get_users(a, ids, 101, NULL, &st), RPC_INVALID_ARGUMENT, &st,
+	          "user_ids holds 101 ids; at most 100", "101 ids");
 	TH_CODE(get_users(a, ids, 100, &g, &st), RPC_OK, &st);
 	protobuf_c_message_free_unpacked(&g->base, NULL);
 	ids[1] = (char *)"Not An Id";
-	expect(get_users(a, ids, 2, NULL, &st), RPC_INVALID_ARGUMENT, &st,
-	       "user_ids[1] is not a user id", "a bad id");
-	expect(get_users(&(mx_user){.token = "bogus"}, ids, 1, NULL, &st), RPC_UNAUTHENTICATED,
-	       &st, NULL, "without a valid token");
+	mx_expect(get_users(a, ids, 2, NULL, &st), RPC_INVALID_ARGUMENT, &st,
+	          "user_ids[1] is not a user id", "a bad id");
+	mx_expect(get_users(&(mx_user){.token = "bogus"}, ids, 1, NULL, &st), RPC_UNAUTHENTICATED,
+	          &st, NULL, "without a valid token");
 	printf("ok UpdateProfile and GetUsers\n");
 }
 
@@ -160,26 +142,26 @@ test_delete(const mx_user *a)
 	TH_CODE(mx_join(&d, r1, &st), RPC_OK, &st);
 	TH_CODE(mx_send(&d, r1, "my last words", NULL, &seq, NULL, &st), RPC_OK, &st);
 
-	expect(delete_account(d.token, "", &st), RPC_INVALID_ARGUMENT, &st,
-	       "password is required", "no password");
-	expect(delete_account(d.token, "wrong-password", &st), RPC_PERMISSION_DENIED, &st,
-	       "password is wrong", "a wrong password");
-	expect(delete_account("bogus", password, &st), RPC_UNAUTHENTICATED, &st, NULL,
-	       "without a session");
+	mx_expect(delete_account(d.token, "", &st), RPC_INVALID_ARGUMENT, &st,
+	          "password is required", "no password");
+	mx_expect(delete_account(d.token, "wrong-password", &st), RPC_PERMISSION_DENIED, &st,
+	          "password is wrong", "a wrong password");
+	mx_expect(delete_account("bogus", password, &st), RPC_UNAUTHENTICATED, &st, NULL,
+	          "without a session");
 	TH_CODE(delete_account(d.token, password, &st), RPC_OK, &st);
 
 	/* Every session revoked, the password gone with the profile. */
 	o.token = d.token;
-	expect(rpc_client_call(mx_rooms, &parley__v1__rooms__descriptor, "ListMyRooms", &mr.base,
-			       &resp, &o, &st),
-	       RPC_UNAUTHENTICATED, &st, NULL, "the old session");
-	expect(login(d.name, password, &st), RPC_UNAUTHENTICATED, &st,
-	       "invalid user id or password", "Login to a deleted account");
+	mx_expect(rpc_client_call(mx_rooms, &parley__v1__rooms__descriptor, "ListMyRooms", &mr.base,
+	                          &resp, &o, &st),
+	          RPC_UNAUTHENTICATED, &st, NULL, "the old session");
+	mx_expect(login(d.name, password, &st), RPC_UNAUTHENTICATED, &st,
+	          "invalid user id or password", "Login to a deleted account");
 	reg.user_id = d.name;
 	reg.password = password;
 	reg.display_name = (char *)"Again";
-	expect(ac(NULL, "Register", &reg.base, NULL, &st), RPC_ALREADY_EXISTS, &st,
-	       "already exists", "registering the id again");
+	mx_expect(ac(NULL, "Register", &reg.base, NULL, &st), RPC_ALREADY_EXISTS, &st,
+	          "already exists", "registering the id again");
 	ids[0] = d.name;
 	TH_CODE(get_users(a, ids, 1, &g, &st), RPC_OK, &st);
 	TH_CHECK(g->n_users == 0, "a deleted profile is left out");
@@ -198,8 +180,8 @@ test_delete(const mx_user *a)
 	protobuf_c_message_free_unpacked(&h->base, NULL);
 
 	reg.user_id = (char *)"parley";
-	expect(ac(NULL, "Register", &reg.base, NULL, &st), RPC_INVALID_ARGUMENT, &st,
-	       "is reserved", "registering 'parley'");
+	mx_expect(ac(NULL, "Register", &reg.base, NULL, &st), RPC_INVALID_ARGUMENT, &st,
+	          "is reserved", "registering 'parley'");
 	printf("ok DeleteAccount: sessions revoked, rooms left, id kept\n");
 }
 
@@ -218,7 +200,7 @@ test_delete_limited(void)
 		if (code != RPC_PERMISSION_DENIED)
 			break;
 	}
-	expect(code, RPC_RESOURCE_EXHAUSTED, &st, NULL, "guess after guess");
+	mx_expect(code, RPC_RESOURCE_EXHAUSTED, &st, NULL, "guess after guess");
 	TH_CHECK(st.retry_after_ms > 0 && tries >= 5, "retry_after_ms %u after %d wrong guesses",
 		 st.retry_after_ms, tries);
 	printf("ok DeleteAccount limited after %d wrong passwords: %s\n", tries, st.message);
