@@ -39,6 +39,8 @@ static const struct scenario {
 	 "rooms x members delivery vs nng PUB/SUB and Mosquitto QoS 0"},
 	{"sessions", scen_sessions, "auth,rooms,messaging", "open sessions: memory, threads, Poll"},
 	{"login", scen_login, "auth", "logins/s vs cores / one Argon2id verify"},
+	{"peers", scen_peers, "auth,rooms,messaging",
+	 "vs Redis Streams (AOF always), InspIRCd and Mosquitto QoS 1"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
