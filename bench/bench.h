@@ -32,6 +32,7 @@ typedef struct bench_opts {
 	const char *self;	/* our own binary, for helper child processes */
 	char tmproot[256];	/* this run's scratch directory */
 	const char *fanout_cases; /* "RxM,RxM": fanout's rooms x members, or NULL */
+	const char *parleyd_b;	/* peers: a second parleyd measured alongside (--ab) */
 } bench_opts;
 
 /* ---- time and samples (util.c) ------------------------------------------ */

@@ -63,21 +63,24 @@ int
 peer_line(peer_lines *l, char *out, size_t max)
 {
 	for (;;) {
-		char *nl = memchr(l->buf, '\n', l->len);
+		char *start = l->buf + l->off, *nl = memchr(start, '\n', l->len - l->off);
 
 		if (nl != NULL) {
-			size_t n = (size_t)(nl - l->buf), keep = n;
+			size_t n = (size_t)(nl - start), keep = n;
 
-			if (keep > 0 && l->buf[keep - 1] == '\r')
+			if (keep > 0 && start[keep - 1] == '\r')
 				keep--;
 			if (keep >= max)
 				keep = max - 1;
-			memcpy(out, l->buf, keep);
+			memcpy(out, start, keep);
 			out[keep] = '\0';
-			l->len -= n + 1;
-			memmove(l->buf, nl + 1, l->len);
+			l->off += n + 1;	/* no move per line: the reader keeps up */
 			return (int)keep;
 		}
+		/* Compact only to refill. */
+		memmove(l->buf, start, l->len - l->off);
+		l->len -= l->off;
+		l->off = 0;
 		if (l->len == sizeof(l->buf))
 			l->len = 0;	/* a line longer than the buffer: drop it */
 		ssize_t got = recv(l->fd, l->buf + l->len, sizeof(l->buf) - l->len, 0);

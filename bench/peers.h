@@ -44,7 +44,7 @@ const char *peer_find(const char *const *paths);
 /* Buffered line reader over a socket (IRC). */
 typedef struct peer_lines {
 	int fd;
-	size_t len;
+	size_t off, len;	/* unread bytes: buf[off, len) */
 	char buf[16384];
 } peer_lines;
 

@@ -29,17 +29,18 @@
 #include "parley/v1/messaging.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
-enum { C_POLL, C_HTTP, C_REDIS, C_IRC, C_MQTT, C_NNG, NCOL };
+/* C_POLLB: Parley Poll on the parleyd given with --ab (before/after). */
+enum { C_POLL, C_HTTP, C_REDIS, C_IRC, C_MQTT, C_POLLB, C_NNG, NCOL };
 
 static const char *const col_names[NCOL] = {
 	"Parley Poll", "Parley Subscribe/HTTP", "Redis Streams", "IRC (InspIRCd)",
-	"Mosquitto QoS1", "raw nng REQ/REP"};
+	"Mosquitto QoS1", "Parley Poll, --ab parleyd", "raw nng REQ/REP"};
 
 /* Parley and Redis persist before they ack: they must lose nothing. */
 static bool
 durable(int c)
 {
-	return c == C_POLL || c == C_HTTP || c == C_REDIS;
+	return c == C_POLL || c == C_HTTP || c == C_REDIS || c == C_POLLB;
 }
 
 #define MAX_MEASURES 40
@@ -58,6 +59,8 @@ typedef struct peers_run {
 	measure m[MAX_MEASURES];
 	int nm;
 	pd_daemon d;
+	pd_daemon db;		/* the --ab parleyd, when given (db.pid > 0) */
+	fo_users users_b;
 	int http_port;
 	peer_server redis, irc;
 	bool redis_on, irc_on;
@@ -252,6 +255,7 @@ setup_systems(peers_run *p, int ci, const fo_case *c, fsys *sys, int n)
 	sys[C_REDIS] = (fsys){.send = rfo_send, .last = rfo_last, .pid = p->redis.pid};
 	sys[C_IRC] = (fsys){.send = ifo_send, .last = ifo_last, .pid = p->irc.pid};
 	sys[C_MQTT] = (fsys){.send = mqtt_send, .last = mqtt_last};
+	sys[C_POLLB] = (fsys){.send = pfo_send, .last = pfo_last, .pid = p->db.pid};
 	for (int s = 0; s < C_NNG; s++) {
 		if ((sys[s].rs = calloc((size_t)n, sizeof(fo_recv))) == NULL)
 			return;
@@ -265,6 +269,10 @@ setup_systems(peers_run *p, int ci, const fo_case *c, fsys *sys, int n)
 	if ((sys[C_HTTP].h = pfo_setup_http(&p->d, &p->users, ci + 50, c, sys[C_HTTP].rs,
 					    p->http_port, why, sizeof(why))) == NULL)
 		rep_fail(&p->r, "%dx%d: Parley Subscribe set-up: %s", c->rooms, c->members, why);
+	if (p->db.pid > 0 &&
+	    (sys[C_POLLB].h = pfo_setup(&p->db, &p->users_b, ci, c, sys[C_POLLB].rs, why,
+					sizeof(why))) == NULL)
+		rep_fail(&p->r, "%dx%d: --ab parleyd set-up: %s", c->rooms, c->members, why);
 	if (p->redis_on &&
 	    (sys[C_REDIS].h = rfo_setup(&p->redis, ci, c, sys[C_REDIS].rs, why, sizeof(why))) ==
 		    NULL)
@@ -286,6 +294,7 @@ teardown_systems(fsys *sys, int n)
 {
 	pfo_teardown(sys[C_POLL].h);
 	pfo_teardown(sys[C_HTTP].h);
+	pfo_teardown(sys[C_POLLB].h);
 	rfo_teardown(sys[C_REDIS].h);
 	ifo_teardown(sys[C_IRC].h);
 	mqtt_teardown(sys[C_MQTT].h);
@@ -304,8 +313,9 @@ check_receivers(peers_run *p, const fo_case *c, fsys *sys)
 	rpc_status st = {0};
 	int n;
 
-	for (int s = C_POLL; s <= C_HTTP; s++)
-		if (sys[s].h != NULL && (n = pfo_poll_errors(sys[s].h, &st)) != 0)
+	for (int s = C_POLL; s <= C_POLLB; s++)
+		if ((s == C_POLL || s == C_HTTP || s == C_POLLB) && sys[s].h != NULL &&
+		    (n = pfo_poll_errors(sys[s].h, &st)) != 0)
 			rep_fail(&p->r, "%dx%d: %s: %d receiver errors, first: %s %s", c->rooms,
 				 c->members, col_names[s], n, rpc_code_name(st.code), st.message);
 	if (sys[C_REDIS].h != NULL && (n = rfo_errors(sys[C_REDIS].h, first, sizeof(first))) != 0)
@@ -466,24 +476,39 @@ cell(char *buf, size_t len, const rstat *s)
 static void
 print_summary(peers_run *p)
 {
-	printf("\n| measure | %s | %s | %s | %s | %s | %s | Poll / Redis (per rep) |\n"
-	       "|---|---|---|---|---|---|---|---|\n",
-	       col_names[0], col_names[1], col_names[2], col_names[3], col_names[4], col_names[5]);
+	bool used[NCOL] = {false};
+
+	for (int i = 0; i < p->nm; i++)
+		for (int s = 0; s < NCOL; s++)
+			used[s] |= p->m[i].v[s].n > 0;
+	printf("\n| measure |");
+	for (int s = 0; s < NCOL; s++)
+		if (used[s])
+			printf(" %s |", col_names[s]);
+	printf(" Poll / Redis (per rep) |\n|---|");
+	for (int s = 0; s < NCOL; s++)
+		if (used[s])
+			printf("---|");
+	printf("---|\n");
 	for (int i = 0; i < p->nm; i++) {
 		measure *m = &p->m[i];
-		char c[NCOL][64], ratio[64] = " ";
+		char c[64], ratio[64] = " ";
 		rstat rr = {0};
 
-		for (int s = 0; s < NCOL; s++)
-			cell(c[s], sizeof(c[s]), &m->v[s]);
+		printf("| %s: %s [%s] |", m->name, m->metric, m->unit);
+		for (int s = 0; s < NCOL; s++) {
+			if (!used[s])
+				continue;
+			cell(c, sizeof(c), &m->v[s]);
+			printf(" %s |", c);
+		}
 		for (int k = 0; !m->counts && k < m->v[C_POLL].n && k < m->v[C_REDIS].n; k++)
 			if (m->v[C_REDIS].v[k] != 0)
 				rstat_add(&rr, m->v[C_POLL].v[k] / m->v[C_REDIS].v[k]);
 		if (rr.n)
 			snprintf(ratio, sizeof(ratio), "%.2f× (%.2f–%.2f)", rstat_median(&rr),
 				 rstat_min(&rr), rstat_max(&rr));
-		printf("| %s: %s [%s] | %s | %s | %s | %s | %s | %s | %s |\n", m->name, m->metric,
-		       m->unit, c[0], c[1], c[2], c[3], c[4], c[5], ratio);
+		printf(" %s |\n", ratio);
 	}
 }
 
@@ -528,6 +553,18 @@ scen_peers(const bench_opts *o)
 		return rep_finish(&p->r);
 	}
 	rep_set_fs(&p->r, p->d.dir);
+	if (o->parleyd_b != NULL) {
+		bench_opts ob = *o;
+
+		ob.parleyd = o->parleyd_b;
+		extra[k - 6] = NULL;	/* no HTTP face: only its Poll is measured */
+		if (!pd_start(&p->db, &ob, "auth,rooms,messaging", extra))
+			rep_fail(&p->r, "the --ab parleyd (%s) did not start", o->parleyd_b);
+		else
+			rep_note(&p->r, "'Parley Poll, --ab parleyd' is %s, measured rep by rep "
+					"with %s", o->parleyd_b, o->parleyd);
+		extra[k - 6] = "--http-listen";
+	}
 	if (!(p->redis_on = redis_start(&p->redis, o, why, sizeof(why))))
 		rep_fail(&p->r, "Redis, the durable peer, not measured: %s", why);
 	if (!(p->irc_on = irc_start(&p->irc, o, why, sizeof(why))))
@@ -557,6 +594,18 @@ scen_peers(const bench_opts *o)
 			p->users.n = i + 1;
 		}
 		rpc_client_close(auth);
+		if (ok && p->db.pid > 0) {
+			auth = pa_client(p->db.auth);
+			ok = auth != NULL && pa_user(auth, "fosender", p->users_b.sender);
+			for (int i = 0; ok && i < 10; i++) {
+				char name[32];
+
+				snprintf(name, sizeof(name), "forecv%02d", i);
+				ok = pa_user(auth, name, p->users_b.recv[i]);
+				p->users_b.n = i + 1;
+			}
+			rpc_client_close(auth);
+		}
 		if (!ok)
 			rep_fail(&p->r, "cannot set up the fan-out users");
 		else if (o->quick) {
@@ -571,6 +620,8 @@ scen_peers(const bench_opts *o)
 	echo_stop(&echo);
 	peer_stop(&p->redis);
 	peer_stop(&p->irc);
+	if (p->db.pid > 0)
+		pd_stop(&p->db);
 	pd_stop(&p->d);
 	return rep_finish(&p->r);
 }
