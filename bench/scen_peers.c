@@ -260,7 +260,7 @@ setup_systems(peers_run *p, int ci, const fo_case *c, fsys *sys, int n)
 		if ((sys[s].rs = calloc((size_t)n, sizeof(fo_recv))) == NULL)
 			return;
 		for (int i = 0; i < n; i++)
-			fo_recv_init(&sys[s].rs[i], i / c->members, false, 200000);
+			fo_recv_init(&sys[s].rs[i], i / c->members, false, 20000); /* >= a phase */
 	}
 	printf("  %dx%d: setting up %d receivers per system\n", c->rooms, c->members, n);
 	if ((sys[C_POLL].h = pfo_setup(&p->d, &p->users, ci, c, sys[C_POLL].rs, why,
