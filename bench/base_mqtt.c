@@ -2,7 +2,8 @@
  * base_mqtt.c — the broker baseline: a local mosquitto started here on a
  * free 127.0.0.1 port with a temp config (no persistence, no queue limits,
  * TCP_NODELAY), one libmosquitto client per receiver subscribed at QoS 0
- * to its room's topic, and one publisher client per room.
+ * (fanout) or QoS 1 (peers) to its room's topic, and one publisher client
+ * per room publishing at the same QoS.
  *
  * Threads: every subscriber is driven by one loop thread of ours (poll over
  * all their sockets); each publisher runs libmosquitto's own loop thread.
@@ -28,12 +29,14 @@
 typedef struct mq_sub {
 	struct mosquitto *m;
 	fo_recv *recv;
+	int qos;
 	bool subscribed;
 } mq_sub;
 
 typedef struct mqtt_sys {
 	pid_t broker;
 	int port;
+	int qos;
 	char tmp[300];
 	int nsubs;
 	mq_sub *subs;
@@ -86,7 +89,7 @@ on_connect(struct mosquitto *m, void *arg, int rc)
 
 	snprintf(topic, sizeof(topic), "bench/r%d", s->recv->room);
 	if (rc == 0)
-		mosquitto_subscribe(m, NULL, topic, 0);
+		mosquitto_subscribe(m, NULL, topic, s->qos);
 }
 
 static void
@@ -203,7 +206,7 @@ publish(mqtt_sys *q, int room, uint64_t sent, char *err, size_t errlen)
 	snprintf(topic, sizeof(topic), "bench/r%d", room);
 	pthread_mutex_lock(&q->room_mtx[room]);
 	fo_payload(payload, ++q->seq[room], sent == 1 ? bench_now_ns() : 0);
-	rc = mosquitto_publish(q->pub[room], NULL, topic, FO_TEXT_LEN, payload, 0, false);
+	rc = mosquitto_publish(q->pub[room], NULL, topic, FO_TEXT_LEN, payload, q->qos, false);
 	pthread_mutex_unlock(&q->room_mtx[room]);
 	if (rc != MOSQ_ERR_SUCCESS)
 		snprintf(err, errlen, "mosquitto_publish: %s", mosquitto_strerror(rc));
@@ -260,8 +263,21 @@ mqtt_teardown(void *sys)
 	mosquitto_lib_cleanup();
 }
 
+pid_t
+mqtt_broker_pid(void *sys)
+{
+	return sys != NULL ? ((mqtt_sys *)sys)->broker : 0;
+}
+
 void *
 mqtt_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, char *err, size_t errlen)
+{
+	return mqtt_setup_qos(o, c, rs, 0, err, errlen);
+}
+
+void *
+mqtt_setup_qos(const bench_opts *o, const fo_case *c, fo_recv *rs, int qos, char *err,
+	       size_t errlen)
 {
 	mqtt_sys *q = calloc(1, sizeof(*q));
 	int n = c->rooms * c->members, rc;
@@ -273,6 +289,7 @@ mqtt_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, char *err, size_t
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	q->qos = qos;
 	mosquitto_lib_init();
 	for (int r = 0; r < FO_MAX_ROOMS; r++)
 		pthread_mutex_init(&q->room_mtx[r], NULL);
@@ -282,6 +299,7 @@ mqtt_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, char *err, size_t
 		mq_sub *s = &q->subs[i];
 
 		s->recv = &rs[i];
+		s->qos = qos;
 		if ((s->m = mosquitto_new(NULL, true, s)) == NULL) {
 			snprintf(err, errlen, "mosquitto_new failed");
 			goto fail;

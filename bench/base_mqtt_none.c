@@ -19,6 +19,20 @@ mqtt_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, char *err, size_t
 	return NULL;
 }
 
+void *
+mqtt_setup_qos(const bench_opts *o, const fo_case *c, fo_recv *rs, int qos, char *err,
+	       size_t errlen)
+{
+	mqtt_available(err, errlen);
+	return NULL;
+}
+
+pid_t
+mqtt_broker_pid(void *sys)
+{
+	return 0;
+}
+
 bool
 mqtt_send(void *sys, int thread, int room, char *err, size_t errlen)
 {

@@ -32,6 +32,7 @@ typedef struct bench_opts {
 	const char *self;	/* our own binary, for helper child processes */
 	char tmproot[256];	/* this run's scratch directory */
 	const char *fanout_cases; /* "RxM,RxM": fanout's rooms x members, or NULL */
+	const char *parleyd_b;	/* peers: a second parleyd measured alongside (--ab) */
 } bench_opts;
 
 /* ---- time and samples (util.c) ------------------------------------------ */
@@ -79,6 +80,10 @@ void bench_addr(char *buf, size_t len);	/* "tcp://127.0.0.1:<free port>" */
  * for sizes); -1 if absent. */
 long bench_proc_status(pid_t pid, const char *field);
 
+/* CPU time (user + system) process pid has used so far, in seconds, from
+ * /proc/<pid>/stat (clock-tick resolution, usually 10 ms); -1 if unreadable. */
+double bench_proc_cpu_s(pid_t pid);
+
 /* Creates dir (and parents); removes a tree. */
 bool bench_mkdirs(const char *dir);
 void bench_rmtree(const char *dir);
@@ -95,7 +100,7 @@ int bench_child_wait(pid_t pid, int timeout_ms);
 
 typedef struct brow {
 	char name[64];		/* "Health/Check, 16 clients" */
-	char metric[32];	/* "p50 latency" */
+	char metric[48];	/* "p50 latency" */
 	char unit[16];		/* "us", "calls/s" */
 	rstat parley;
 	bool has_base;
@@ -243,5 +248,6 @@ int scen_send(const bench_opts *o);
 int scen_fanout(const bench_opts *o);
 int scen_sessions(const bench_opts *o);
 int scen_login(const bench_opts *o);
+int scen_peers(const bench_opts *o);
 
 #endif

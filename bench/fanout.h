@@ -18,6 +18,7 @@
 
 #define FO_MAX_ROOMS 16
 #define FO_TEXT_LEN 64	/* every message's payload is padded to this */
+#define FO_TAGS 64	/* senders a tagged system tells apart (see fo_observe_tagged) */
 
 typedef struct fo_recv {
 	pthread_mutex_t mtx;
@@ -28,6 +29,9 @@ typedef struct fo_recv {
 	uint64_t got, lost, dup;
 	uint64_t last_ns;
 	samples lat;
+	/* tagged systems only: */
+	uint64_t pos;		/* the synthetic seq: messages accounted for so far */
+	uint64_t tag_next[FO_TAGS]; /* per sender: the next count expected */
 } fo_recv;
 
 void fo_recv_init(fo_recv *r, int room, bool synced, size_t cap);
@@ -35,6 +39,15 @@ void fo_recv_free(fo_recv *r);
 /* One persisted event of r's room: seq, and the send time the payload
  * carries (0 = not a measured message: set-up traffic). */
 void fo_observe(fo_recv *r, uint64_t seq, uint64_t sent_ns);
+/*
+ * For systems with no gap-free per-room sequence of their own (Redis stream
+ * ids are timestamps): every sender tags its messages with its own gap-free
+ * count k (tag < FO_TAGS, k from 0). A count out of turn is a loss (ahead)
+ * or a duplicate (behind); each message accounted for advances a synthetic
+ * seq (r->pos) that fo_observe checks as usual, so `last` for the harvest
+ * is the number of messages acked in the room since the receiver began.
+ */
+void fo_observe_tagged(fo_recv *r, unsigned tag, uint64_t k, uint64_t sent_ns);
 uint64_t fo_next(fo_recv *r);
 /* Marks n receivers synced at last[room] (the next seq expected is
  * last + 1) and forgets their phase counters: for baselines whose set-up
@@ -111,6 +124,10 @@ typedef struct fo_users {
 
 void *pfo_setup(const pd_daemon *d, const fo_users *u, int case_index, const fo_case *c,
 		fo_recv *rs, char *err, size_t errlen);
+/* The same with Subscribe streams over HTTP at 127.0.0.1:http_port as the
+ * receivers (http_sub.c), when http_port > 0. */
+void *pfo_setup_http(const pd_daemon *d, const fo_users *u, int case_index, const fo_case *c,
+		     fo_recv *rs, int http_port, char *err, size_t errlen);
 bool pfo_send(void *sys, int thread, int room, char *err, size_t errlen);
 void pfo_last(void *sys, uint64_t *last);
 /* Failed Polls so far; the first one's status in *first. */
@@ -128,6 +145,10 @@ void nngps_teardown(void *sys);
 bool mqtt_available(char *why, size_t len);
 void *mqtt_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, char *err,
 		 size_t errlen);
+/* The same at QoS qos (0 or 1): subscriptions and publishes alike. */
+void *mqtt_setup_qos(const bench_opts *o, const fo_case *c, fo_recv *rs, int qos, char *err,
+		     size_t errlen);
+pid_t mqtt_broker_pid(void *sys);
 bool mqtt_send(void *sys, int thread, int room, char *err, size_t errlen);
 void mqtt_last(void *sys, uint64_t *last);
 void mqtt_teardown(void *sys);

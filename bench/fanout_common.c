@@ -51,6 +51,26 @@ fo_observe(fo_recv *r, uint64_t seq, uint64_t sent_ns)
 	pthread_mutex_unlock(&r->mtx);
 }
 
+void
+fo_observe_tagged(fo_recv *r, unsigned tag, uint64_t k, uint64_t sent_ns)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&r->mtx);
+	if (tag >= FO_TAGS || k < r->tag_next[tag]) {
+		r->dup++;
+		pthread_mutex_unlock(&r->mtx);
+		return;
+	}
+	/* Missing counts are lost; they take their synthetic seqs with them
+	 * so that the harvest does not count them a second time. */
+	r->pos += k - r->tag_next[tag] + 1;
+	r->tag_next[tag] = k + 1;
+	seq = r->pos;
+	pthread_mutex_unlock(&r->mtx);
+	fo_observe(r, seq, sent_ns);
+}
+
 uint64_t
 fo_next(fo_recv *r)
 {

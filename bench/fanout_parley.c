@@ -1,9 +1,14 @@
 /*
  * fanout_parley.c — Parley as a fan-out system (see fanout.h): rooms made
  * for the case, one session per receiver long-polled by its own thread over
- * its own connection, durable Sends from FO_SENDERS connections.
+ * its own connection (or one Subscribe stream over HTTP per receiver),
+ * durable Sends from FO_SENDERS connections.
  */
 #include "fanout.h"
+#include "peers.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +22,7 @@ typedef struct precv {
 	rpc_client *c;
 	const char *token;
 	char sid[PA_SESSION];
+	int fd;			/* the Subscribe stream's socket, or -1 */
 	const char *room;
 	int errors;
 	rpc_status first;
@@ -37,6 +43,7 @@ typedef struct pfo {
 	uint64_t last[FO_MAX_ROOMS];
 	uint64_t cmid;
 	int case_index;
+	int http_port;		/* receivers Subscribe over HTTP when > 0 */
 } pfo;
 
 static void
@@ -52,11 +59,32 @@ on_event(void *arg, const char *room, uint64_t seq, bool chat, const char *text)
 	fo_observe(p->r, seq, sent);
 }
 
+/* One Subscribe stream for the receiver's whole life: it ends only when
+ * the bench shuts its socket down. */
+static void
+stream_main(precv *p)
+{
+	char err[200];
+
+	if (!hs_run(p->fd, on_event, p, err, sizeof(err)) || !p->sys->stop) {
+		if (p->sys->stop)
+			return;
+		p->errors++;
+		p->first.code = RPC_UNAVAILABLE;
+		snprintf(p->first.message, sizeof(p->first.message), "%s",
+			 err[0] ? err : "Subscribe stream ended");
+	}
+}
+
 static void *
 recv_main(void *arg)
 {
 	precv *p = arg;
 
+	if (p->fd >= 0) {
+		stream_main(p);
+		return NULL;
+	}
 	while (!p->sys->stop) {
 		rpc_status st = {0};
 
@@ -141,9 +169,14 @@ pfo_teardown(void *sys)
 
 		if (s->pr[i].c != NULL && s->pr[i].sid[0] != '\0')
 			pa_close(s->pr[i].c, s->pr[i].token, s->pr[i].sid, &st);
+		if (s->pr[i].fd >= 0)
+			shutdown(s->pr[i].fd, SHUT_RDWR);
 	}
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_join(s->threads[i], NULL);
+	for (int i = 0; i < s->nrecv; i++)
+		if (s->pr[i].fd >= 0)
+			close(s->pr[i].fd);
 	for (int i = 0; i < s->nrecv; i++)
 		rpc_client_close(s->pr[i].c);
 	for (int i = 0; i < FO_SENDERS; i++)
@@ -157,6 +190,13 @@ pfo_teardown(void *sys)
 void *
 pfo_setup(const pd_daemon *d, const fo_users *u, int case_index, const fo_case *c,
 	  fo_recv *rs, char *err, size_t errlen)
+{
+	return pfo_setup_http(d, u, case_index, c, rs, 0, err, errlen);
+}
+
+void *
+pfo_setup_http(const pd_daemon *d, const fo_users *u, int case_index, const fo_case *c,
+	       fo_recv *rs, int http_port, char *err, size_t errlen)
 {
 	pfo *s = calloc(1, sizeof(*s));
 	int n = c->rooms * c->members;
@@ -176,6 +216,9 @@ pfo_setup(const pd_daemon *d, const fo_users *u, int case_index, const fo_case *
 	s->u = u;
 	s->nrooms = c->rooms;
 	s->case_index = case_index;
+	s->http_port = http_port;
+	for (int i = 0; i < n; i++)
+		s->pr[i].fd = -1;
 	pthread_mutex_init(&s->mtx, NULL);
 	for (int i = 0; i < FO_SENDERS; i++)
 		if ((s->senders[i] = pa_client(d->messaging)) == NULL)
@@ -205,6 +248,13 @@ pfo_setup(const pd_daemon *d, const fo_users *u, int case_index, const fo_case *
 		p->r = &rs[i];
 		p->token = u->recv[(i % c->members) % u->n];
 		p->room = room = s->rooms[rs[i].room];
+		if (http_port > 0) {
+			if ((p->fd = hs_open(http_port, p->token, room, err, errlen)) < 0) {
+				pfo_teardown(s);
+				return NULL;
+			}
+			continue;
+		}
 		if ((p->c = pa_client(d->messaging)) == NULL)
 			goto fail_msg;
 		if (pa_open(p->c, p->token, &room, 1, p->sid, &st) != RPC_OK)

@@ -39,6 +39,8 @@ static const struct scenario {
 	 "rooms x members delivery vs nng PUB/SUB and Mosquitto QoS 0"},
 	{"sessions", scen_sessions, "auth,rooms,messaging", "open sessions: memory, threads, Poll"},
 	{"login", scen_login, "auth", "logins/s vs cores / one Argon2id verify"},
+	{"peers", scen_peers, "auth,rooms,messaging",
+	 "vs Redis Streams (AOF always), InspIRCd and Mosquitto QoS 1"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -55,6 +57,8 @@ usage(FILE *out)
 		"  --parleyd PATH  the daemon to measure (default %s)\n"
 		"  --out DIR       where JSON results go (default %s)\n"
 		"  --cases LIST    fanout only: rooms x members cases, e.g. 1x10,10x100\n"
+		"  --ab PATH       peers only: also measure Parley Poll on this parleyd, rep by rep\n"
+		"                  with --parleyd (a before/after of one change in the same run)\n"
 		"  --tmp DIR       scratch space; the data dir's filesystem is measured (default $TMPDIR or /tmp)\n",
 		PARLEYD_PATH, BENCH_RESULTS_DIR);
 }
@@ -115,6 +119,7 @@ main(int argc, char **argv)
 		{"parleyd", required_argument, NULL, 'p'}, {"out", required_argument, NULL, 'o'},
 		{"tmp", required_argument, NULL, 't'},	 {"help", no_argument, NULL, 'h'},
 		{"cases", required_argument, NULL, 'c'},
+		{"ab", required_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *tmp = getenv("TMPDIR");
@@ -137,6 +142,7 @@ main(int argc, char **argv)
 		case 'o': opts.outdir = optarg; break;
 		case 't': tmp = optarg; break;
 		case 'c': opts.fanout_cases = optarg; break;
+		case 'a': opts.parleyd_b = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -192,7 +192,7 @@ print_table(const breport *r)
 	       "baseline median (min-max)", "parley/base");
 	for (int i = 0; i < r->nrows; i++) {
 		const brow *row = &r->rows[i];
-		char metric[64], p[96], b[160], bs[96], ratio[32] = "";
+		char metric[80], p[96], b[160], bs[96], ratio[32] = "";
 
 		snprintf(metric, sizeof(metric), "%s [%s]", row->metric, row->unit);
 		fmt_stat(p, sizeof(p), &row->parley);

@@ -28,9 +28,10 @@
  *   - Poll: wait_ms at most 30000; max_events 0 means 100, above 1000 is
  *     served as 1000; a reply also stops growing past 1 MiB. A Poll waits at
  *     most until shortly before its own RPC deadline. A second Poll on a
- *     session answers the first one empty. While a stream is busy, one
- *     session's answers go out at most every 10 ms, so events travel
- *     together. Presence events are delivered to the other users in the
+ *     session answers the first one empty. A Poll that waits for events is
+ *     answered as soon as they come; while a client lags (its Poll finds
+ *     events waiting), its session's answers go out at most every 10 ms,
+ *     so events travel together. Presence events are delivered to the other users in the
  *     room, never to their own user, and may be dropped for a client whose
  *     buffer is full (they are not persisted; messages never are dropped).
  *   - Leaving a room ends its delivery at once: see session.h.

@@ -524,14 +524,19 @@ apply_rewinds(mx_session *s, const bool *rewind, const uint64_t *rewinds)
 			rewind_room(s, i, rewinds[i]);
 }
 
-/* When a waiting Poll should be answered for the events at hand: at once,
- * unless the last answer went out less than SESSION_REPLY_GAP_MS ago; then
- * the events of a busy stream travel together. INT64_MAX with nothing. */
+/* When a waiting Poll should be answered for the events at hand; INT64_MAX
+ * with nothing. A client that keeps up (its Poll was there before the
+ * events) is answered at once: holding its reply would only add latency.
+ * A client behind the stream (its Poll found events waiting) is answered
+ * no sooner than SESSION_REPLY_GAP_MS after the last answer, so that a busy
+ * stream's events travel together and cost one reply instead of many. */
 static int64_t
 reply_ready_at(const mx_session *s)
 {
 	if (s->buf_len == 0 && rooms_behind(s) == 0)
 		return INT64_MAX;
+	if (!s->lagging)
+		return 0;
 	return s->last_reply + SESSION_REPLY_GAP_MS;
 }
 
@@ -633,6 +638,8 @@ worker_main(void *arg)
 			rpc_cond_wait_until(&s->cv, &s->mtx, wake);
 		}
 		s->want_frames = false;
+		if (s->poll_new)
+			s->lagging = s->inbox_len > 0 || s->buf_len > 0 || rooms_behind(s) > 0;
 		while (s->inbox_len > 0) {
 			frames[nframes++] = s->inbox[s->inbox_head];
 			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;

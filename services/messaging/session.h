@@ -51,7 +51,7 @@
 #define SESSION_BUF_BYTES (64 * 1024)	/* ...and their bytes at most */
 #define SESSION_INBOX_MAX 256		/* frames from the router not yet sorted */
 #define SESSION_HEAL_MS 500
-#define SESSION_REPLY_GAP_MS 10		/* answers of one session at most this often */
+#define SESSION_REPLY_GAP_MS 10		/* answers to a lagging client at most this often */
 #define SESSION_STACK_SIZE (128 * 1024)
 #define POLL_WAIT_MAX_MS 30000
 #define POLL_DEFAULT_EVENTS 100
@@ -114,6 +114,7 @@ struct mx_session {
 	bool check_heads;
 	int64_t next_heal;
 	int64_t last_reply;		/* when the last events went out */
+	bool lagging;			/* the last Poll found events waiting for it */
 	unsigned rr;			/* round robin start for LMDB reads */
 
 	unsigned nrooms;
