@@ -33,16 +33,6 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok $*"; }
 
-# need_services NAME...: for scripts written when parleyd lacked services
-# (tests/ops/ still call it). Every service exists now, so this only checks
-# the names; it never skips a test (no exit 77): it runs or fails.
-need_services() {
-  local s
-  for s in "$@"; do
-    case $s in auth | rooms | history | messaging) ;; *) fail "no service '$s' in parleyd" ;; esac
-  done
-}
-
 free_port() {
   python3 "$(dirname "${BASH_SOURCE[0]}")/../free_ports.py" 1
 }
