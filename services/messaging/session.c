@@ -12,7 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(PARLEY_ASAN)
 #define WORKER_STACK (4 * SESSION_STACK_SIZE) /* ASan's redzones need room */
 #else
 #define WORKER_STACK SESSION_STACK_SIZE

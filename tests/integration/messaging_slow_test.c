@@ -178,7 +178,7 @@ main(void)
 	printf("server RssAnon: %ld KiB before, %ld KiB at most during the flood (VmRSS now %ld "
 	       "KiB)\n",
 	       base, peak, mx_rss_kib(mx_d.pid));
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(PARLEY_ASAN)
 	/* ASan keeps freed memory in quarantine (256 MB): no bound to see. */
 	printf("(memory bound not checked under AddressSanitizer)\n");
 #elif defined(PARLEY_TSAN)
