@@ -10,6 +10,7 @@
 #include "parley/v1/messaging.pb-c.h"
 #include "parley/v1/rooms.pb-c.h"
 #include "subscribe.h"
+#include "web.h"
 
 #ifndef PARLEY_VERSION
 #define PARLEY_VERSION ""
@@ -18,6 +19,7 @@
 struct gateway {
 	rpc_http *http;
 	rpc_client *messaging; /* Subscribe's Open/Poll/Close */
+	web_site *web;	       /* the page at / */
 };
 
 bool
@@ -65,6 +67,9 @@ gateway_start(const parley_config *cfg, const gateway_targets *t, gateway **out,
 					g->messaging, st) != RPC_OK)
 			goto fail;
 	}
+	if (web_open(&g->web, cfg->web_root, st) != RPC_OK)
+		goto fail;
+	rpc_http_set_static(g->http, web_get, g->web);
 	if (rpc_http_start(g->http, st) != RPC_OK)
 		goto fail;
 	*out = g;
@@ -89,5 +94,6 @@ gateway_stop(gateway *g)
 		return;
 	rpc_http_close(g->http);
 	rpc_client_close(g->messaging);
+	web_close(g->web);
 	free(g);
 }
