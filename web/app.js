@@ -1,0 +1,611 @@
+// app.js — the chat page: who is logged in, the room lists, the open
+// room, and the live feed that ties them together.
+//
+// Unread counts are counted here, from what the page has seen: the
+// messages of others above the last seq read in each room (kept per user
+// in localStorage), counted from History at start and from the feed
+// after. Display names: the server tells the page only its own user's
+// (at login); others show as their user id.
+
+import { call, describe } from './api.js';
+import { clearSession, loadSession, setupAuth } from './auth.js';
+import { $, h, say } from './dom.js';
+import { Live } from './live.js';
+import { Timeline } from './room.js';
+
+const UNREAD_SCAN = 100; // messages counted per room at start; more shows "100+"
+const ROOM_PAGES = 10;	 // pages of ListRooms fetched at most per "show more"
+
+const state = {
+  session: null,
+  myRooms: new Map(),	// roomId -> Room
+  otherRooms: [],
+  nextPage: '',
+  active: null,		// roomId on screen
+  timelines: new Map(),	// roomId -> Timeline
+  unread: new Map(),	// roomId -> count
+  unreadMore: new Set(), // rooms with more unread than counted
+  read: {},		// roomId -> last seq read
+  live: null,
+  refreshTimer: 0,
+  connNoteTimer: 0,
+};
+
+// ---- small helpers ------------------------------------------------------------
+
+const token = () => state.session?.token ?? '';
+const me = () => state.session?.userId ?? '';
+
+function nameOf(userId) {
+  if (userId === me()) return state.session.displayName || userId;
+  return userId;
+}
+
+function pageError(text) {
+  say($('page-error'), text);
+}
+
+function roomError(text) {
+  say($('room-error'), text);
+}
+
+function announce(text) {
+  const box = $('announce');
+  box.append(h('p', { text }));
+  while (box.childElementCount > 5) box.firstElementChild.remove();
+}
+
+function readKey() {
+  return `parley.read.${me()}`;
+}
+
+function loadRead() {
+  try {
+    const v = JSON.parse(localStorage.getItem(readKey()) ?? '{}');
+    return v && typeof v === 'object' ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+function saveRead() {
+  localStorage.setItem(readKey(), JSON.stringify(state.read));
+}
+
+function markRead(roomId, seq) {
+  if (!(seq > (state.read[roomId] ?? 0))) return;
+  state.read[roomId] = seq;
+  saveRead();
+}
+
+function isNarrow() {
+  return window.matchMedia('(max-width: 700px)').matches;
+}
+
+// ---- connection note ------------------------------------------------------------
+
+function onLiveState(s, err) {
+  const conn = $('conn');
+  clearTimeout(state.connNoteTimer);
+  if (s === 'reconnecting') {
+    conn.className = 'conn down';
+    say(conn, err && err.code !== 'unavailable'
+      ? `Reconnecting… (${describe(err)})`
+      : 'Connection lost: reconnecting…');
+  } else if (s === 'live' && !conn.hidden && conn.classList.contains('down')) {
+    conn.className = 'conn up';
+    say(conn, 'Connected again.');
+    state.connNoteTimer = setTimeout(() => say(conn, ''), 4000);
+  } else if (s === 'live') {
+    conn.className = 'conn up';
+    conn.dataset.state = 'live';
+  }
+  conn.dataset.state = s;
+}
+
+// ---- screens ----------------------------------------------------------------------
+
+function showAuth(message = '') {
+  $('chat-screen').hidden = true;
+  $('me').hidden = true;
+  $('auth-screen').hidden = false;
+  say($('conn'), '');
+  pageError(message);
+}
+
+function sessionEnded() {
+  if (!state.session) return;
+  leaveChat();
+  showAuth('Your session has ended. Please log in again.');
+  $('login-user').focus();
+}
+
+function leaveChat() {
+  state.live?.stop();
+  for (const tl of state.timelines.values()) tl.drop();
+  Object.assign(state, {
+    session: null, myRooms: new Map(), otherRooms: [], nextPage: '', active: null,
+    timelines: new Map(), unread: new Map(), unreadMore: new Set(), read: {}, live: null,
+  });
+  $('my-rooms').replaceChildren();
+  $('other-rooms').replaceChildren();
+  showRoomPanel(false);
+  sessionStorage.removeItem('parley.room');
+}
+
+async function logout() {
+  const t = token();
+  leaveChat();
+  clearSession();
+  showAuth('');
+  $('login-user').focus();
+  try {
+    await call('Auth/Logout', {}, { token: t });
+  } catch {
+    // the token is forgotten here either way
+  }
+}
+
+async function enterChat(session) {
+  state.session = session;
+  state.read = loadRead();
+  $('auth-screen').hidden = true;
+  $('chat-screen').hidden = false;
+  $('me').hidden = false;
+  $('me-name').textContent = session.displayName && session.displayName !== session.userId
+    ? `${session.displayName} (${session.userId})` : session.userId;
+  pageError('');
+  state.live = new Live(session.token, {
+    onEvents: onLiveEvents,
+    onState: onLiveState,
+    onRefused: onLiveRefused,
+  });
+  if (!(await refreshRooms())) return;
+  const cursors = new Map();
+  await Promise.all([...state.myRooms.keys()].map(async (id) => {
+    const c = await prime(id);
+    if (c !== null) cursors.set(id, c);
+  }));
+  if (state.session !== session) return;
+  state.live.setRooms(cursors);
+  renderRooms();
+  const last = sessionStorage.getItem('parley.room');
+  if (last && state.myRooms.has(last)) openRoom(last, false);
+  else if (!isNarrow() && state.myRooms.size > 0) openRoom([...state.myRooms.keys()][0], false);
+  else $('new-room').focus();
+}
+
+// ---- rooms ---------------------------------------------------------------------------
+
+// Fetches the person's rooms and the others; false when the session ended.
+async function refreshRooms() {
+  try {
+    const mine = await call('Rooms/ListMyRooms', {}, { token: token() });
+    state.myRooms = new Map((mine.rooms ?? []).map((r) => [r.roomId, r]));
+    const others = [];
+    let pageToken = '';
+    for (let i = 0; i < ROOM_PAGES; i++) {
+      const r = await call('Rooms/ListRooms', { pageSize: 100, pageToken }, { token: token() });
+      others.push(...(r.rooms ?? []));
+      pageToken = r.nextPageToken ?? '';
+      if (!pageToken) break;
+    }
+    state.otherRooms = others.filter((r) => !state.myRooms.has(r.roomId));
+    state.nextPage = pageToken;
+  } catch (e) {
+    if (e.code === 'unauthenticated') {
+      sessionEnded();
+      return false;
+    }
+    pageError(describe(e, 'Could not load the rooms'));
+    return true;
+  }
+  pageError('');
+  renderRooms();
+  return true;
+}
+
+async function moreRooms() {
+  try {
+    const r = await call('Rooms/ListRooms', { pageSize: 100, pageToken: state.nextPage },
+      { token: token() });
+    state.otherRooms.push(...(r.rooms ?? []).filter((x) => !state.myRooms.has(x.roomId)));
+    state.nextPage = r.nextPageToken ?? '';
+    renderRooms();
+  } catch (e) {
+    pageError(describe(e, 'Could not load more rooms'));
+  }
+}
+
+// Member counts change with every join and leave: refetched, at most
+// every half second.
+function refreshSoon() {
+  clearTimeout(state.refreshTimer);
+  state.refreshTimer = setTimeout(async () => {
+    await refreshRooms();
+    renderRoomHead();
+  }, 500);
+}
+
+// Where the feed starts for a room, and its unread count: from the last
+// seq read (counting the messages of others after it), or from the
+// room's head for a room never read here. null: the room cannot be read.
+async function prime(roomId) {
+  const read = state.read[roomId];
+  try {
+    if (read === undefined) {
+      const r = await call('History/GetHistory', { roomId, limit: 1 }, { token: token() });
+      const head = Number(r.headSeq ?? 0);
+      markRead(roomId, head);
+      state.unread.set(roomId, 0);
+      return head;
+    }
+    const r = await call('History/GetHistory',
+      { roomId, afterSeq: String(read), limit: UNREAD_SCAN }, { token: token() });
+    const events = r.events ?? [];
+    const head = Number(r.headSeq ?? 0);
+    state.unread.set(roomId, events.filter((ev) => ev.message && ev.sender !== me()).length);
+    if (head < read) { // the server lost what this page read (a new data dir)
+      state.read[roomId] = head;
+      saveRead();
+    }
+    if (r.hasMore) {
+      state.unreadMore.add(roomId);
+      return head;
+    }
+    return events.length > 0 ? Number(events[events.length - 1].seq) : Math.min(read, head);
+  } catch (e) {
+    if (e.code === 'unauthenticated') sessionEnded();
+    return null;
+  }
+}
+
+function unreadText(roomId) {
+  const n = state.unread.get(roomId) ?? 0;
+  if (n === 0) return '';
+  return state.unreadMore.has(roomId) ? `${n}+` : String(n);
+}
+
+function membersText(n) {
+  n = Number(n ?? 0);
+  return `${n} member${n === 1 ? '' : 's'}`;
+}
+
+function renderRooms() {
+  const mine = [...state.myRooms.values()].sort((a, b) => a.roomId.localeCompare(b.roomId));
+  $('my-rooms').replaceChildren(...mine.map((r) => {
+    const unread = unreadText(r.roomId);
+    const label = `${r.name || r.roomId}, ${membersText(r.memberCount)}` +
+      (unread ? `, ${unread} unread` : '');
+    return h('li', { dataset: { room: r.roomId } },
+      h('button', {
+        type: 'button', class: 'room-button', 'aria-label': label,
+        'aria-current': r.roomId === state.active ? 'true' : null,
+        onclick: () => openRoom(r.roomId, true),
+      },
+      h('span', { class: 'room-name', text: r.name || r.roomId }),
+      h('span', { class: 'room-count', text: membersText(r.memberCount) }),
+      unread ? h('span', { class: 'badge', text: unread }) : null));
+  }));
+  $('my-rooms-empty').hidden = mine.length > 0;
+  const others = [...state.otherRooms].sort((a, b) => a.roomId.localeCompare(b.roomId));
+  $('other-rooms').replaceChildren(...others.map((r) => h('li', { class: 'other', dataset: { room: r.roomId } },
+    h('div', { class: 'other-text' },
+      h('span', { class: 'room-name', text: r.name || r.roomId }),
+      h('span', { class: 'room-count', text: membersText(r.memberCount) }),
+      r.topic ? h('span', { class: 'room-topic', text: r.topic }) : null),
+    h('button', {
+      type: 'button', class: 'quiet', text: 'Join',
+      'aria-label': `Join ${r.name || r.roomId}`,
+      onclick: (ev) => joinRoom(r.roomId, ev.currentTarget),
+    }))));
+  $('other-rooms-empty').hidden = others.length > 0;
+  $('more-rooms').hidden = !state.nextPage;
+  document.title = totalUnread() > 0 ? `(${totalUnread()}) Parley` : 'Parley';
+}
+
+function totalUnread() {
+  let n = 0;
+  for (const v of state.unread.values()) n += v;
+  return n;
+}
+
+async function joinRoom(roomId, button) {
+  if (button) button.disabled = true;
+  try {
+    const r = await call('Rooms/JoinRoom', { roomId }, { token: token() });
+    await addRoom(r.room ?? { roomId });
+  } catch (e) {
+    if (e.code === 'unauthenticated') return sessionEnded();
+    pageError(describe(e, `Could not join ${roomId}`));
+    if (button) button.disabled = false;
+  }
+}
+
+// After joining: the room joins the feed (from its head) and opens.
+async function addRoom(room) {
+  state.myRooms.set(room.roomId, room);
+  state.otherRooms = state.otherRooms.filter((r) => r.roomId !== room.roomId);
+  delete state.read[room.roomId];
+  const c = await prime(room.roomId);
+  if (c !== null) {
+    const cursors = new Map([...state.myRooms.keys()].map((id) => [id, state.live.cursor(id)]));
+    cursors.set(room.roomId, c);
+    state.live.setRooms(cursors);
+  }
+  pageError('');
+  renderRooms();
+  openRoom(room.roomId, true);
+  refreshSoon();
+}
+
+async function leaveRoom() {
+  const roomId = state.active;
+  if (!roomId) return;
+  try {
+    await call('Rooms/LeaveRoom', { roomId }, { token: token() });
+  } catch (e) {
+    if (e.code === 'unauthenticated') return sessionEnded();
+    return roomError(describe(e, 'Could not leave the room'));
+  }
+  forgetRoom(roomId);
+  announce(`You left ${roomId}.`);
+  $('new-room').focus();
+}
+
+function forgetRoom(roomId) {
+  state.myRooms.delete(roomId);
+  state.timelines.get(roomId)?.drop();
+  state.timelines.delete(roomId);
+  state.unread.delete(roomId);
+  state.unreadMore.delete(roomId);
+  const cursors = new Map([...state.myRooms.keys()].map((id) => [id, state.live.cursor(id)]));
+  state.live.setRooms(cursors);
+  if (state.active === roomId) {
+    state.active = null;
+    sessionStorage.removeItem('parley.room');
+    showRoomPanel(false);
+  }
+  renderRooms();
+  refreshSoon();
+}
+
+// The server refused the feed: the session ended, or a room can no longer
+// be read (left or removed elsewhere). Rooms are fetched again and the
+// feed restarted without the rooms that are gone.
+async function onLiveRefused(err) {
+  if (err.code === 'unauthenticated') return sessionEnded();
+  onLiveState('reconnecting', err);
+  const before = new Set(state.myRooms.keys());
+  await new Promise((r) => setTimeout(r, 1000));
+  if (!state.session || !(await refreshRooms())) return;
+  for (const id of before) if (!state.myRooms.has(id)) forgetRoom(id);
+  const cursors = new Map();
+  for (const id of state.myRooms.keys()) {
+    const c = before.has(id) ? state.live.cursor(id) : await prime(id);
+    if (c !== null) cursors.set(id, c);
+  }
+  state.live.setRooms(cursors);
+}
+
+function onLiveEvents(byRoom) {
+  let roomsChanged = false;
+  for (const [roomId, events] of byRoom) {
+    const visible = roomId === state.active && !document.hidden;
+    state.timelines.get(roomId)?.take(events, roomId === state.active);
+    for (const ev of events) {
+      const seq = Number(ev.seq ?? 0);
+      if (ev.membership) {
+        roomsChanged = true;
+        if (ev.sender === me() && ev.membership.kind === 'LEFT' && state.myRooms.has(roomId)) {
+          // Left from another tab or the CLI.
+          forgetRoom(roomId);
+          break;
+        }
+      }
+      if (seq === 0) continue;
+      if (visible) markRead(roomId, seq);
+      else if (ev.message && ev.sender !== me() && seq > (state.read[roomId] ?? 0))
+        state.unread.set(roomId, (state.unread.get(roomId) ?? 0) + 1);
+    }
+  }
+  renderRooms();
+  if (roomsChanged) refreshSoon();
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && state.active) {
+    markRead(state.active, state.live?.cursor(state.active) ?? 0);
+    clearUnread(state.active);
+  }
+});
+
+function clearUnread(roomId) {
+  state.unread.set(roomId, 0);
+  state.unreadMore.delete(roomId);
+  renderRooms();
+}
+
+// ---- the open room -----------------------------------------------------------------
+
+function showRoomPanel(on) {
+  $('room-panel').hidden = !on;
+  $('no-room').hidden = on;
+  $('chat-screen').classList.toggle('in-room', on);
+}
+
+function renderRoomHead() {
+  const r = state.myRooms.get(state.active);
+  if (!r) return;
+  $('room-title').textContent = r.name || r.roomId;
+  const meta = [r.roomId !== (r.name || r.roomId) ? r.roomId : null, membersText(r.memberCount), r.topic || null];
+  $('room-meta').textContent = meta.filter(Boolean).join(' · ');
+}
+
+function timelineCtx() {
+  return {
+    token,
+    me: me(),
+    nameOf,
+    announce,
+    onError: roomError,
+    onSessionEnded: sessionEnded,
+    onSent: (roomId, seq) => {
+      if (roomId === state.active) markRead(roomId, seq);
+    },
+    focusComposer: () => $('composer-text').focus(),
+    mutate: (tl, fn, older) => {
+      const wrap = $('log-wrap');
+      if (tl.list !== $('log')) return fn();
+      const atBottom = wrap.scrollHeight - wrap.scrollTop - wrap.clientHeight < 48;
+      const fromBottom = wrap.scrollHeight - wrap.scrollTop;
+      fn();
+      if (older && !atBottom) wrap.scrollTop = wrap.scrollHeight - fromBottom;
+      else if (atBottom) wrap.scrollTop = wrap.scrollHeight;
+      // The first pages may not fill the view: no scrolling could ask
+      // for more, so ask now.
+      if (wrap.scrollHeight <= wrap.clientHeight + 8) queueMicrotask(() => tl.loadOlder());
+    },
+  };
+}
+
+function openRoom(roomId, focus) {
+  if (!state.myRooms.has(roomId)) return;
+  state.active = roomId;
+  sessionStorage.setItem('parley.room', roomId);
+  let tl = state.timelines.get(roomId);
+  const fresh = !tl;
+  if (fresh) {
+    tl = new Timeline(roomId, timelineCtx());
+    state.timelines.set(roomId, tl);
+  }
+  tl.onTop = (text) => {
+    if (state.active === roomId) $('log-top').textContent = text;
+  };
+  $('log').replaceWith(tl.list);
+  showRoomPanel(true);
+  roomError('');
+  renderRoomHead();
+  tl.updateTop();
+  const wrap = $('log-wrap');
+  wrap.scrollTop = wrap.scrollHeight;
+  if (fresh) tl.start();
+  markRead(roomId, state.live.cursor(roomId));
+  clearUnread(roomId);
+  if (focus) $('composer-text').focus();
+}
+
+function setupRoom() {
+  const text = $('composer-text');
+  const fit = () => {
+    text.rows = Math.min(6, Math.max(1, text.value.split('\n').length));
+  };
+  $('composer').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const value = text.value.trim();
+    if (!value || !state.active) return;
+    if (new TextEncoder().encode(value).length > 4096)
+      return roomError('This message is too long: at most 4096 bytes.');
+    roomError('');
+    state.timelines.get(state.active)?.send(value);
+    text.value = '';
+    fit();
+    const wrap = $('log-wrap');
+    wrap.scrollTop = wrap.scrollHeight;
+  });
+  text.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      $('composer').requestSubmit();
+    } else if (ev.key === 'Escape') {
+      text.value = '';
+      fit();
+      roomError('');
+    }
+  });
+  text.addEventListener('input', fit);
+  $('log-wrap').addEventListener('scroll', () => {
+    const tl = state.timelines.get(state.active);
+    if (tl && $('log-wrap').scrollTop < 120) tl.loadOlder();
+  });
+  $('leave').addEventListener('click', leaveRoom);
+  $('back').addEventListener('click', () => {
+    showRoomPanel(false);
+    state.active = null;
+    sessionStorage.removeItem('parley.room');
+    renderRooms();
+    $('my-rooms').querySelector('button')?.focus();
+  });
+}
+
+// ---- creating a room ------------------------------------------------------------------
+
+function setupCreate() {
+  const form = $('create-form');
+  const toggle = $('new-room');
+  const err = $('create-error');
+  const close = () => {
+    form.hidden = true;
+    toggle.setAttribute('aria-expanded', 'false');
+    say(err, '');
+    toggle.focus();
+  };
+  toggle.addEventListener('click', () => {
+    if (!form.hidden) return close();
+    form.hidden = false;
+    toggle.setAttribute('aria-expanded', 'true');
+    $('create-id').focus();
+  });
+  $('create-cancel').addEventListener('click', close);
+  form.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') close();
+  });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const roomId = $('create-id').value.trim();
+    const name = $('create-name').value.trim();
+    const topic = $('create-topic').value.trim();
+    if (!/^[a-z0-9][a-z0-9_.-]{0,63}$/.test(roomId)) {
+      $('create-id').setAttribute('aria-invalid', 'true');
+      $('create-id').focus();
+      return say(err, 'The room id must be 1 to 64 characters of lower-case letters, digits, _ . or -, starting with a letter or digit.');
+    }
+    $('create-id').removeAttribute('aria-invalid');
+    const submit = form.querySelector('button[type=submit]');
+    submit.disabled = true;
+    try {
+      await call('Rooms/CreateRoom', { roomId, name, topic }, { token: token() });
+      const r = await call('Rooms/JoinRoom', { roomId }, { token: token() });
+      form.reset();
+      form.hidden = true;
+      toggle.setAttribute('aria-expanded', 'false');
+      say(err, '');
+      await addRoom(r.room ?? { roomId, name });
+    } catch (e) {
+      if (e.code === 'unauthenticated') return sessionEnded();
+      say(err, e.code === 'already_exists'
+        ? `A room ${roomId} exists already: pick another id, or join it from the list.`
+        : describe(e, 'Could not create the room'));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
+// ---- start ------------------------------------------------------------------------------
+
+function boot() {
+  setupAuth((s) => enterChat(s));
+  setupRoom();
+  setupCreate();
+  $('logout').addEventListener('click', logout);
+  $('more-rooms').addEventListener('click', moreRooms);
+  const s = loadSession();
+  if (s) enterChat(s);
+  else {
+    showAuth('');
+    $('login-user').focus();
+  }
+}
+
+boot();
