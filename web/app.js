@@ -15,6 +15,9 @@ import { Timeline } from './room.js';
 
 const UNREAD_SCAN = 100; // messages counted per room at start; more shows "100+"
 const ROOM_PAGES = 10;	 // pages of ListRooms fetched at most per "show more"
+// Rooms created elsewhere show up this often (and whenever the page comes
+// back into view); member counts of the person's rooms follow the feed.
+const ROOMS_REFRESH_MS = 60000;
 
 const state = {
   session: null,
@@ -28,6 +31,8 @@ const state = {
   read: {},		// roomId -> last seq read
   live: null,
   refreshTimer: 0,
+  roomsTimer: 0,
+  refusals: 0,		// feed refusals in a row
   connNoteTimer: 0,
 };
 
@@ -98,8 +103,8 @@ function onLiveState(s, err) {
     state.connNoteTimer = setTimeout(() => say(conn, ''), 4000);
   } else if (s === 'live') {
     conn.className = 'conn up';
-    conn.dataset.state = 'live';
   }
+  if (s === 'live') state.refusals = 0;
   conn.dataset.state = s;
 }
 
@@ -122,6 +127,7 @@ function sessionEnded() {
 
 function leaveChat() {
   state.live?.stop();
+  clearInterval(state.roomsTimer);
   for (const tl of state.timelines.values()) tl.drop();
   Object.assign(state, {
     session: null, myRooms: new Map(), otherRooms: [], nextPage: '', active: null,
@@ -161,6 +167,9 @@ async function enterChat(session) {
     onRefused: onLiveRefused,
   });
   if (!(await refreshRooms())) return;
+  state.roomsTimer = setInterval(() => {
+    if (!document.hidden) syncRooms();
+  }, ROOMS_REFRESH_MS);
   const cursors = new Map();
   await Promise.all([...state.myRooms.keys()].map(async (id) => {
     const c = await prime(id);
@@ -221,10 +230,28 @@ async function moreRooms() {
 // every half second.
 function refreshSoon() {
   clearTimeout(state.refreshTimer);
-  state.refreshTimer = setTimeout(async () => {
-    await refreshRooms();
-    renderRoomHead();
-  }, 500);
+  state.refreshTimer = setTimeout(syncRooms, 500);
+}
+
+// Fetches the rooms again and makes the feed follow: rooms joined
+// elsewhere join it, rooms left elsewhere leave it (and the screen).
+async function syncRooms() {
+  const session = state.session;
+  if (!session || !state.live || !(await refreshRooms()) || state.session !== session) return;
+  const had = new Set(state.live.cursors.keys());
+  const gone = [...had].filter((id) => !state.myRooms.has(id));
+  const added = [...state.myRooms.keys()].filter((id) => !had.has(id));
+  renderRoomHead();
+  if (gone.length === 0 && added.length === 0) return;
+  for (const id of gone) dropRoom(id);
+  const cursors = new Map();
+  for (const id of state.myRooms.keys()) {
+    const c = had.has(id) ? state.live.cursor(id) : await prime(id);
+    if (c !== null) cursors.set(id, c);
+  }
+  if (state.session !== session) return;
+  state.live.setRooms(cursors);
+  renderRooms();
 }
 
 // Where the feed starts for a room, and its unread count: from the last
@@ -354,20 +381,25 @@ async function leaveRoom() {
 }
 
 function forgetRoom(roomId) {
+  dropRoom(roomId);
+  const cursors = new Map([...state.myRooms.keys()].map((id) => [id, state.live.cursor(id)]));
+  state.live.setRooms(cursors);
+  renderRooms();
+  refreshSoon();
+}
+
+// Forgets a room the person is no longer in (the feed is the caller's).
+function dropRoom(roomId) {
   state.myRooms.delete(roomId);
   state.timelines.get(roomId)?.drop();
   state.timelines.delete(roomId);
   state.unread.delete(roomId);
   state.unreadMore.delete(roomId);
-  const cursors = new Map([...state.myRooms.keys()].map((id) => [id, state.live.cursor(id)]));
-  state.live.setRooms(cursors);
   if (state.active === roomId) {
     state.active = null;
     sessionStorage.removeItem('parley.room');
     showRoomPanel(false);
   }
-  renderRooms();
-  refreshSoon();
 }
 
 // The server refused the feed: the session ended, or a room can no longer
@@ -376,16 +408,14 @@ function forgetRoom(roomId) {
 async function onLiveRefused(err) {
   if (err.code === 'unauthenticated') return sessionEnded();
   onLiveState('reconnecting', err);
-  const before = new Set(state.myRooms.keys());
-  await new Promise((r) => setTimeout(r, 1000));
-  if (!state.session || !(await refreshRooms())) return;
-  for (const id of before) if (!state.myRooms.has(id)) forgetRoom(id);
-  const cursors = new Map();
-  for (const id of state.myRooms.keys()) {
-    const c = before.has(id) ? state.live.cursor(id) : await prime(id);
-    if (c !== null) cursors.set(id, c);
-  }
-  state.live.setRooms(cursors);
+  // A refusal that persists is retried ever more slowly (up to 30 s).
+  const wait = Math.min(1000 * 2 ** state.refusals, 30000);
+  state.refusals++;
+  await new Promise((r) => setTimeout(r, wait));
+  const before = state.live?.cursors.size;
+  await syncRooms();
+  // Nothing changed in the rooms: try the same feed again.
+  if (state.live && state.live.cursors.size === before) state.live.restart();
 }
 
 function onLiveEvents(byRoom) {
@@ -414,6 +444,7 @@ function onLiveEvents(byRoom) {
 }
 
 document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && state.session) refreshSoon();
   if (!document.hidden && state.active) {
     markRead(state.active, state.live?.cursor(state.active) ?? 0);
     clearUnread(state.active);
