@@ -19,6 +19,8 @@ const ROOM_PAGES = 10;	 // pages of ListRooms fetched at most per "show more"
 // back into view); member counts of the person's rooms follow the feed.
 const ROOMS_REFRESH_MS = 60000;
 
+let authForms = null; // setupAuth's handle
+
 const state = {
   session: null,
   myRooms: new Map(),	// roomId -> Room
@@ -110,19 +112,20 @@ function onLiveState(s, err) {
 
 // ---- screens ----------------------------------------------------------------------
 
+// The log-in form, focused, with message above it.
 function showAuth(message = '') {
   $('chat-screen').hidden = true;
   $('me').hidden = true;
   $('auth-screen').hidden = false;
   say($('conn'), '');
   pageError(message);
+  authForms.show('login');
 }
 
 function sessionEnded() {
   if (!state.session) return;
   leaveChat();
   showAuth('Your session has ended. Please log in again.');
-  $('login-user').focus();
 }
 
 function leaveChat() {
@@ -144,7 +147,6 @@ async function logout() {
   leaveChat();
   clearSession();
   showAuth('');
-  $('login-user').focus();
   try {
     await call('Auth/Logout', {}, { token: t });
   } catch {
@@ -495,7 +497,7 @@ function timelineCtx() {
       else if (atBottom) wrap.scrollTop = wrap.scrollHeight;
       // The first pages may not fill the view: no scrolling could ask
       // for more, so ask now.
-      if (wrap.scrollHeight <= wrap.clientHeight + 8) queueMicrotask(() => tl.loadOlder());
+      if (wrap.scrollHeight <= wrap.clientHeight + 8) queueMicrotask(olderIfAtTop);
     },
   };
 }
@@ -524,6 +526,15 @@ function openRoom(roomId, focus) {
   markRead(roomId, state.live.cursor(roomId));
   clearUnread(roomId);
   if (focus) $('composer-text').focus();
+}
+
+// Loads earlier messages while the top of the log is in view (or the log
+// does not fill it), one page at a time.
+async function olderIfAtTop() {
+  const tl = state.timelines.get(state.active);
+  const wrap = $('log-wrap');
+  if (!tl || (wrap.scrollTop >= 120 && wrap.scrollHeight > wrap.clientHeight + 8)) return;
+  if (await tl.loadOlder() && tl === state.timelines.get(state.active)) olderIfAtTop();
 }
 
 function setupRoom() {
@@ -555,10 +566,7 @@ function setupRoom() {
     }
   });
   text.addEventListener('input', fit);
-  $('log-wrap').addEventListener('scroll', () => {
-    const tl = state.timelines.get(state.active);
-    if (tl && $('log-wrap').scrollTop < 120) tl.loadOlder();
-  });
+  $('log-wrap').addEventListener('scroll', olderIfAtTop);
   $('leave').addEventListener('click', leaveRoom);
   $('back').addEventListener('click', () => {
     showRoomPanel(false);
@@ -626,7 +634,7 @@ function setupCreate() {
 // ---- start ------------------------------------------------------------------------------
 
 function boot() {
-  setupAuth((s) => enterChat(s));
+  authForms = setupAuth((s) => enterChat(s));
   setupRoom();
   setupCreate();
   $('logout').addEventListener('click', logout);
@@ -635,7 +643,6 @@ function boot() {
   if (s) enterChat(s);
   else {
     showAuth('');
-    $('login-user').focus();
   }
 }
 

@@ -119,7 +119,7 @@ def browser(work, name, width, height):
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
-    d.name = name
+    d.who = name
     return d
 
 
@@ -127,7 +127,7 @@ def until(d, what, cond, timeout=WAIT):
     try:
         return WebDriverWait(d, timeout, poll_frequency=0.05).until(lambda _: cond())
     except TimeoutException:
-        fail(f"{d.name}: timed out waiting for {what}")
+        fail(f"{d.who}: timed out waiting for {what}")
 
 
 def el(d, id_):
@@ -179,7 +179,7 @@ def no_alert(d):
         d.switch_to.alert
     except NoAlertPresentException:
         return
-    fail(f"{d.name}: an alert fired")
+    fail(f"{d.who}: an alert fired")
 
 
 def register(d, user, name, password):
@@ -312,7 +312,7 @@ def main():
         until(bob, "the HTML-looking message", lambda: has_text(bob, xss))
         for d in (alice, bob):
             if d.find_elements(By.CSS_SELECTOR, "#log img"):
-                fail(f"{d.name}: the message became an element")
+                fail(f"{d.who}: the message became an element")
             no_alert(d)
         ok("a message <img src=x onerror=alert(1)> shows as text and fires nothing")
 
@@ -344,11 +344,14 @@ def main():
         if has_text(bob, "big 1"):
             fail("the whole history came at once")
         for _ in range(10):
+            # A page at a time: each scroll to the top while no page is
+            # on its way asks for the one before.
+            until(bob, "no page loading", lambda: "Loading" not in el(bob, "log-top").text)
             if has_text(bob, "big 1"):
                 break
-            bob.execute_script("document.getElementById('log-wrap').scrollTop = 0")
             n = len(texts(bob))
-            until(bob, "an earlier page", lambda: len(texts(bob)) > n or has_text(bob, "big 1"))
+            bob.execute_script("document.getElementById('log-wrap').scrollTop = 0")
+            until(bob, "an earlier page", lambda: len(texts(bob)) > n)
         until(bob, "the first message of big", lambda: has_text(bob, "big 1"))
         until(bob, "the beginning", lambda: el(bob, "log-top").text == "This is the beginning of the room.")
         if texts(bob) != [f"big {i}" for i in range(1, 131)]:
@@ -405,7 +408,7 @@ def main():
         for d in browsers:
             got = [t for t in texts(d) if t in tail + ["sent when it is back"]]
             if sorted(got) != sorted(tail + ["sent when it is back"]):
-                fail(f"{d.name} after the restart: {got}")
+                fail(f"{d.who} after the restart: {got}")
         if a_seqs[-1] != b_seqs[-1]:
             fail(f"the two pages end at different seqs: {a_seqs[-1]} and {b_seqs[-1]}")
         ok("daemon restart: a waiting message went out, a failed one on Retry, both feeds resumed with no gap and no duplicate")
@@ -452,7 +455,7 @@ def main():
             no_alert(d)
             errs = console_errors(d)
             if errs:
-                fail(f"{d.name}: errors in the browser console: {errs}")
+                fail(f"{d.who}: errors in the browser console: {errs}")
         ok("no alert, no console error (CSP violations would be errors)")
     finally:
         for d in browsers:
