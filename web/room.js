@@ -19,6 +19,10 @@ const SEND_TIMEOUT_MS = 10000;
 // How long a message keeps being retried while the server is away before
 // it is marked failed (and offered for a retry by hand).
 const SEND_GIVE_UP_MS = 30000;
+// Presence comes per feed connection: a page that reconnects goes offline
+// and online again at once. An offline notice waits this long and is
+// dropped if the person comes back meanwhile.
+const OFFLINE_GRACE_MS = 3000;
 
 export class Timeline {
   // ctx: { token(), me, nameOf(userId), announce(text), onError(text),
@@ -40,6 +44,8 @@ export class Timeline {
     this.ready = false;	    // the first page is in
     this.early = [];	    // feed events that came before it
     this.onTop = null;	    // (text) what the top of the log says
+    this.presence = new Map(); // userId -> 'ONLINE' | 'OFFLINE' last shown
+    this.offline = new Map();  // userId -> timer of an offline notice held back
   }
 
   // Loads the latest page; feed events that arrive meanwhile wait in
@@ -72,7 +78,8 @@ export class Timeline {
     this.dropped = true;
   }
 
-  // New events from the feed. live: announce others' messages.
+  // New events from the feed. live: announce others' messages (insert
+  // also takes 'held': an offline notice whose grace time passed).
   take(events, live) {
     if (!this.ready) {
       this.early.push(...events);
@@ -140,8 +147,10 @@ export class Timeline {
         p.li.remove();
         p.li = null;
       }
-    } else if (!live) {
-      return; // presence is only news when it happens
+    } else if (!live || !ev.presence || ev.sender === me) {
+      return; // presence is only news when it happens, and not one's own
+    } else if (live !== 'held' && !this.presenceNews(ev)) {
+      return;
     }
     const li = this.render(ev);
     if (!li) return;
@@ -157,6 +166,29 @@ export class Timeline {
       if (ev.message) this.ctx.announce(`${this.ctx.nameOf(ev.sender)}: ${ev.message.text}`);
       else this.ctx.announce(li.textContent);
     }
+  }
+
+  // Whether a presence event is worth a notice now; holds offline back.
+  presenceNews(ev) {
+    const user = ev.sender;
+    const held = this.offline.get(user);
+    if (ev.presence.state === 'OFFLINE') {
+      if (held || this.presence.get(user) === 'OFFLINE') return false;
+      this.offline.set(user, setTimeout(() => {
+        this.offline.delete(user);
+        if (this.dropped) return;
+        this.presence.set(user, 'OFFLINE');
+        this.ctx.mutate(this, () => this.insert(ev, 'held'), false);
+      }, OFFLINE_GRACE_MS));
+      return false;
+    }
+    if (held) {
+      clearTimeout(held);
+      this.offline.delete(user);
+    }
+    if (this.presence.get(user) === 'ONLINE') return false;
+    this.presence.set(user, ev.presence.state);
+    return true;
   }
 
   render(ev) {

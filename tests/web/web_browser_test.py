@@ -120,6 +120,11 @@ def browser(work, name, width, height):
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
     d.who = name
+    if width < 500:
+        # Headless windows are at least 500 px wide: a phone's width
+        # comes from device emulation (kept across reloads).
+        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
     return d
 
 
@@ -242,6 +247,9 @@ def main():
         browsers.append(bob)
         for d in browsers:
             d.get(daemon.url + "/")
+        inner = bob.execute_script("return window.innerWidth")
+        if inner != 360:
+            fail(f"bob's window is {inner} px wide, not 360")
 
         # --- the rules are shown and kept before anything is sent ---
         until(bob, "the login form", lambda: el(bob, "login-form").is_displayed())
