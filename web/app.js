@@ -106,7 +106,12 @@ function onLiveState(s, err) {
   } else if (s === 'live') {
     conn.className = 'conn up';
   }
-  if (s === 'live') state.refusals = 0;
+  if (s === 'live') {
+    state.refusals = 0;
+    // Presence is news of changes only: whatever happened while the feed
+    // was away is unknown, so the next change is shown whatever it is.
+    for (const tl of state.timelines.values()) tl.presence.clear();
+  }
   conn.dataset.state = s;
 }
 

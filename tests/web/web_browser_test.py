@@ -301,6 +301,25 @@ def main():
             fail(f"names shown: {who}")
         ok("two browsers registered, met in a room and chatted both ways")
 
+        # --- landmarks and the live region a screen reader follows ---
+        for d in browsers:
+            marks = d.execute_script("""
+                const shown = (e) => e && e.getClientRects().length > 0;
+                return [shown(document.querySelector('body > header')),
+                        shown(document.querySelector('nav[aria-label]')) || shown(document.querySelector('main#room-view')),
+                        shown(document.querySelector('main#room-view')),
+                        document.getElementById('announce').getAttribute('aria-live')];""")
+            if marks != [True, True, True, "polite"]:
+                fail(f"{d.who}: landmarks header/nav/main and aria-live: {marks}")
+        until(bob, "alice's message announced",
+              lambda: "alice: hello bob" in el(bob, "announce").get_attribute("textContent"))
+        unlabelled = alice.execute_script("""
+            return [...document.querySelectorAll('input, textarea')].filter(
+              i => !(i.labels && i.labels.length) && !i.getAttribute('aria-label')).map(i => i.id);""")
+        if unlabelled:
+            fail(f"fields without a label: {unlabelled}")
+        ok("header, nav and main landmarks; new messages announced (aria-live); every field labelled")
+
         # --- keyboard: Escape clears the draft, Shift+Enter is a new line ---
         box = el(bob, "composer-text")
         box.send_keys("never sent")
@@ -367,6 +386,15 @@ def main():
         check_once_in_order(bob, "bob in big")
         ok("history loads page by page as the reader scrolls up, once and in order")
 
+        # --- leaving ---
+        el(bob, "leave").click()
+        until(bob, "big among the other rooms",
+              lambda: bob.find_elements(By.CSS_SELECTOR, '#other-rooms li[data-room="big"] button')
+              and not bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="big"]'))
+        until(bob, "big down to 1 member", lambda: bob.find_element(
+            By.CSS_SELECTOR, '#other-rooms li[data-room="big"] .room-count').text == "1 member")
+        ok("leaving a room: back among the others, its member count follows")
+
         open_room_list(bob)
         bob.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').click()
         until(bob, "lobby open again", lambda: has_text(bob, "while you were away"))
@@ -430,6 +458,14 @@ def main():
         bob.save_screenshot(os.path.join(SHOTS, "narrow-360-rooms.png"))
         ok(f"screenshots in {SHOTS}")
 
+        # --- bob logs out: alice sees him go ---
+        offline = lambda: sum(t.startswith("bob is offline") for _, _, t in log_items(alice))
+        seen = offline()
+        el(bob, "logout").click()
+        until(bob, "bob's login form", lambda: el(bob, "login-form").is_displayed())
+        until(alice, "bob offline", lambda: offline() == seen + 1)
+        ok("online and offline notices")
+
         # --- log out; "stay logged in" picks localStorage ---
         el(alice, "logout").click()
         until(alice, "the login form", lambda: el(alice, "login-form").is_displayed())
@@ -465,6 +501,14 @@ def main():
             if errs:
                 fail(f"{d.who}: errors in the browser console: {errs}")
         ok("no alert, no console error (CSP violations would be errors)")
+    except BaseException:
+        for d in browsers:  # what each page showed, for the failure's reader
+            try:
+                print(f"--- {d.who}'s log:", log_items(d))
+                print(f"--- {d.who}'s console:", d.get_log("browser"))
+            except Exception:  # noqa: BLE001 - the browser may be gone
+                pass
+        raise
     finally:
         for d in browsers:
             try:
