@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "version.h"
 
 static const cli_command *current;
 
@@ -400,7 +401,7 @@ run(int argc, char **argv, char **pos)
 			break;
 		case 'h':
 		case LO_HELP: help = true; break;
-		case LO_VERSION: printf("parley %s\n", PARLEY_VERSION); return 0;
+		case LO_VERSION: printf("parley %s (commit %s)\n", parley_version, parley_commit); return 0;
 		case LO_JSON: ctx.json = true; break;
 		case 'n':
 		case LO_LINES:

@@ -18,6 +18,8 @@ struct rpc_client {
 	nng_socket sock;
 	char url[256];
 	int pipes;	/* connected pipes, kept by pipe_event */
+	nng_dialer dialer;
+	bool dialing;	/* dialer started: at the first call not served in process */
 	uint64_t next_id;
 	pthread_mutex_t mtx;
 	pthread_cond_t up; /* signalled when a pipe connects */
@@ -60,7 +62,10 @@ rpc_client_open(rpc_client **clip, const char *url, rpc_status *st)
 	/* Redial quickly after a server restart. */
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMINT, 20);
 	nng_socket_set_ms(cli->sock, NNG_OPT_RECONNMAXT, 500);
-	if ((rv = rpc_tls_dial(cli->sock, url, NNG_FLAG_NONBLOCK, &why)) != 0)
+	/* The address is checked now; the connection is made only when a call
+	 * cannot go to a server in this process, so that the services of one
+	 * parleyd hold no idle sockets to each other. */
+	if ((rv = rpc_tls_dialer(cli->sock, url, &cli->dialer, &why)) != 0)
 		goto fail;
 	*clip = cli;
 	return RPC_OK;
@@ -121,6 +126,20 @@ wait_connected(rpc_client *cli, int64_t until)
 	up = cli->pipes > 0;
 	pthread_mutex_unlock(&cli->mtx);
 	return up;
+}
+
+/* Starts the dialer once (it redials by itself from then on); 0 or an nng
+ * error. */
+static int
+start_dialing(rpc_client *cli)
+{
+	int rv = 0;
+
+	pthread_mutex_lock(&cli->mtx);
+	if (!cli->dialing && (rv = nng_dialer_start(cli->dialer, NNG_FLAG_NONBLOCK)) == 0)
+		cli->dialing = true;
+	pthread_mutex_unlock(&cli->mtx);
+	return rv;
 }
 
 /* Packs env into a new message; NULL when out of memory. */
@@ -187,6 +206,9 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
 	if ((local = rpc_local_acquire(cli->url)) != NULL)
 		return roundtrip_local(cli, local, env, deadline, out, st);
+	if ((rv = start_dialing(cli)) != 0)
+		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot dial %s: %s", cli->url,
+				      nng_strerror(rv));
 	if (!wait_connected(cli, rpc_now_ms() + (left < RPC_CONNECT_GRACE_MS ? left
 									 : RPC_CONNECT_GRACE_MS)))
 		return rpc_tls_diagnose(cli->url, deadline, st);

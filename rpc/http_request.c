@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "http_int.h"
+#include "version.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,7 @@ answer_health(rpc_http *h, struct MHD_Connection *c)
 		json_object_set_new(o, "status", json_string(stopping ? "stopping" : "ok"));
 		if (h->version[0] != '\0')
 			json_object_set_new(o, "version", json_string(h->version));
+		json_object_set_new(o, "commit", json_string(parley_commit));
 		text = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 	}

@@ -32,6 +32,8 @@
 
 #include "log.h"
 #include "tls.h"
+#include "metrics.h"
+#include "version.h"
 #include "parley/v1/health.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
@@ -57,6 +59,7 @@ struct service {
 	const ProtobufCServiceDescriptor *desc;
 	const rpc_method *methods;
 	void *ctx;
+	rpc_call_metrics **metrics; /* per method, in descriptor order */
 };
 
 struct rpc_call {
@@ -76,6 +79,8 @@ struct rpc_call {
 	/* The call in progress; all reset by call_reset. */
 	nng_msg *msg;
 	int64_t arrived_ms;
+	int64_t arrived_ns;	/* monotonic, for the latency metrics */
+	rpc_call_metrics *metrics; /* the method's, once dispatch found it */
 	int64_t deadline_ms;
 	uint64_t request_id;
 	Parley__V1__RpcRequest *env;
@@ -97,6 +102,7 @@ struct rpc_server {
 	int nservices;
 	rpc_authn_fn authn;
 	void *authn_ctx;
+	rpc_call_metrics *unknown_metrics; /* calls that named no method here */
 
 	rpc_call **slots;	/* nslots made so far, of at most cap_slots */
 	int nslots, cap_slots;
@@ -221,6 +227,7 @@ call_reset(rpc_call *c)
 	c->req = NULL;
 	c->resp = NULL;
 	c->method = NULL;
+	c->metrics = NULL;
 	c->token = NULL;
 	c->caller[0] = '\0';
 	c->peer[0] = '\0';
@@ -366,6 +373,15 @@ rpc_call_peer(const rpc_call *call)
 			snprintf(c->peer, sizeof(c->peer), "local");
 	}
 	return c->peer;
+}
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* ---- slot state machine ------------------------------------------------ */
@@ -568,6 +584,7 @@ slot_cb(void *arg)
 			pthread_cond_broadcast(&srv->idle_cv);
 			break;
 		}
+		c->arrived_ns = now_ns();
 		doomed = slot_arrived_locked(c);
 		why = "it leaves its replies unread";
 		break;
@@ -620,6 +637,68 @@ build_reply(rpc_call *c, rpc_code code)
 	return m;
 }
 
+/* Where the call came from, for the log: the remote address of its
+ * connection, "inproc" for an in-process call. */
+static void
+call_peer(const rpc_call *c, char *out, size_t len)
+{
+	nng_sockaddr sa;
+	char ip[INET6_ADDRSTRLEN];
+	nng_pipe p;
+
+	snprintf(out, len, "unknown");
+	if (c->local != NULL) {
+		snprintf(out, len, "inproc");
+		return;
+	}
+	if (c->msg == NULL)
+		return;
+	p = nng_msg_get_pipe(c->msg);
+	if (nng_pipe_id(p) < 0 || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	switch (sa.s_family) {
+	case NNG_AF_INET:
+		if (inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip)) != NULL)
+			snprintf(out, len, "%s:%u", ip, ntohs(sa.s_in.sa_port));
+		break;
+	case NNG_AF_INET6:
+		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, ip, sizeof(ip)) != NULL)
+			snprintf(out, len, "[%s]:%u", ip, ntohs(sa.s_in6.sa_port));
+		break;
+	case NNG_AF_IPC:
+		snprintf(out, len, "ipc://%s", sa.s_ipc.sa_path);
+		break;
+	case NNG_AF_INPROC:
+		snprintf(out, len, "inproc://%s", sa.s_inproc.sa_name);
+		break;
+	default:
+		break;
+	}
+}
+
+/* One line per failed call, written as its reply goes out. Never the
+ * token, the metadata or the body: those may hold secrets. */
+static void
+log_failed(const rpc_call *c, rpc_code code)
+{
+	char peer[160];
+	plog_call line = {
+		.component = c->srv->name,
+		.method = c->env != NULL ? c->env->method : NULL,
+		.status = rpc_code_name(code),
+		.code = (int)code,
+		.message = c->st.message[0] != '\0' ? c->st.message : rpc_code_name(code),
+		.request_id = c->request_id,
+		.peer = peer,
+		.duration_ms = (double)(rpc_now_ms() - c->arrived_ms),
+		.server_fault = code == RPC_UNKNOWN || code == RPC_INTERNAL ||
+				code == RPC_UNAVAILABLE || code == RPC_DATA_LOSS,
+	};
+
+	call_peer(c, peer, sizeof(peer));
+	plog_call_failed(&line);
+}
+
 static void
 reply(rpc_call *c, rpc_code code)
 {
@@ -628,6 +707,10 @@ reply(rpc_call *c, rpc_code code)
 		 * message if it set one for this code, else name the code. */
 		c->st.code = code;
 	}
+	if (code != RPC_OK)
+		log_failed(c, code);
+	rpc_metrics_call_done(c->metrics != NULL ? c->metrics : c->srv->unknown_metrics, code,
+			      now_ns() - c->arrived_ns);
 	slot_send(c, build_reply(c, code));
 }
 
@@ -759,6 +842,7 @@ dispatch(rpc_call *c)
 		return rpc_call_fail(c, RPC_UNIMPLEMENTED, "unknown method '%.128s'",
 				     c->env->method);
 	idx = (unsigned)(c->method - svc->desc->methods);
+	c->metrics = svc->metrics[idx];
 	if (svc->methods[idx].fn == NULL)
 		return rpc_call_fail(c, RPC_UNIMPLEMENTED, "method '%.128s' is not served here",
 				     c->env->method);
@@ -853,6 +937,8 @@ health_check(rpc_call *c, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 	resp->status = rpc_server_stopping(srv)
 			   ? PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
 			   : PARLEY__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	resp->version = (char *)parley_version;
+	resp->commit = (char *)parley_commit;
 	return RPC_OK;
 }
 
@@ -933,6 +1019,7 @@ rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms, nng_msg *
 	c->state = SLOT_RUN;
 	c->msg = request;
 	c->arrived_ms = rpc_now_ms();
+	c->arrived_ns = now_ns();
 	pthread_mutex_lock(&srv->mtx);
 	c->refuse = srv->refusing;
 	srv->local_running++;
@@ -1016,6 +1103,7 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	snprintf(srv->name, sizeof(srv->name), "%s", opts && opts->name ? opts->name : "rpc");
 	snprintf(srv->url, sizeof(srv->url), "%s", url);
+	srv->unknown_metrics = rpc_metrics_for_method(srv->name, NULL);
 	srv->contexts = opts && opts->contexts > 0 ? opts->contexts : 256;
 	srv->max_deferred = opts && opts->deferred > 0 ? opts->deferred : srv->contexts;
 	srv->cap_slots = srv->contexts + srv->max_deferred;
@@ -1074,9 +1162,20 @@ int
 rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *svc,
 		       const rpc_method *methods, void *svc_ctx)
 {
+	rpc_call_metrics **metrics;
+
 	if (srv->nservices == MAX_SERVICES)
 		return RPC_RESOURCE_EXHAUSTED;
-	srv->services[srv->nservices++] = (struct service){svc, methods, svc_ctx};
+	metrics = calloc(svc->n_methods ? svc->n_methods : 1, sizeof(*metrics));
+	if (metrics == NULL)
+		return RPC_RESOURCE_EXHAUSTED;
+	for (unsigned i = 0; i < svc->n_methods; i++) {
+		char full[256];
+
+		snprintf(full, sizeof(full), "/%s/%s", svc->name, svc->methods[i].name);
+		metrics[i] = rpc_metrics_for_method(srv->name, full);
+	}
+	srv->services[srv->nservices++] = (struct service){svc, methods, svc_ctx, metrics};
 	return RPC_OK;
 }
 
@@ -1321,6 +1420,8 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 
 	for (int i = 0; i < srv->nslots; i++)
 		free_slot(srv->slots[i]);
+	for (int i = 0; i < srv->nservices; i++)
+		free(srv->services[i].metrics);
 	free(srv->slots);
 	free(srv->workers);
 	pthread_cond_destroy(&srv->idle_cv);

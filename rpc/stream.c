@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE
 #include "http_int.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -226,12 +227,21 @@ send_end(rpc_http_stream *s, const rpc_status *st)
 static void *
 stream_main(void *arg)
 {
+	static rpc_metric *open_streams;
 	rpc_http_stream *s = arg;
 	rpc_http *h = s->h;
 	rpc_status st = {0};
 	rpc_code code;
+	rpc_metric *gauge = __atomic_load_n(&open_streams, __ATOMIC_ACQUIRE);
 
+	if (gauge == NULL) {
+		gauge = rpc_metrics_gauge("parley_http_streams_open",
+					  "Connect server streams running (Subscribe).", NULL);
+		__atomic_store_n(&open_streams, gauge, __ATOMIC_RELEASE);
+	}
+	rpc_gauge_add(gauge, 1);
 	code = s->route->fn(s, s->req, s->route->ctx, &st);
+	rpc_gauge_add(gauge, -1);
 	pthread_mutex_lock(&s->mtx);
 	s->cancel_fn = NULL;
 	while (s->cancel_running)

@@ -343,7 +343,7 @@ fail:
 }
 
 int
-rpc_tls_dial(nng_socket s, const char *url, int flags, rpc_status *st)
+rpc_tls_dialer(nng_socket s, const char *url, nng_dialer *dp, rpc_status *st)
 {
 	nng_dialer d;
 	nng_tls_config *cfg = NULL;
@@ -358,12 +358,9 @@ rpc_tls_dial(nng_socket s, const char *url, int flags, rpc_status *st)
 		nng_dialer_close(d);
 		goto fail;
 	}
-	if ((rv = nng_dialer_start(d, flags)) != 0) {
-		nng_dialer_close(d);
-		goto fail;
-	}
 	if (cfg != NULL)
 		nng_tls_config_free(cfg); /* the dialer holds its own reference */
+	*dp = d;
 	return 0;
 
 fail:
@@ -371,6 +368,21 @@ fail:
 		nng_tls_config_free(cfg);
 	rpc_status_set(st, rpc_code_from_nng(rv), "%s",
 		       why.message[0] != '\0' ? why.message : nng_strerror(rv));
+	return rv;
+}
+
+int
+rpc_tls_dial(nng_socket s, const char *url, int flags, rpc_status *st)
+{
+	nng_dialer d;
+	int rv;
+
+	if ((rv = rpc_tls_dialer(s, url, &d, st)) != 0)
+		return rv;
+	if ((rv = nng_dialer_start(d, flags)) != 0) {
+		nng_dialer_close(d);
+		rpc_status_set(st, rpc_code_from_nng(rv), "%s", nng_strerror(rv));
+	}
 	return rv;
 }
 

@@ -88,6 +88,11 @@ int rpc_tls_listen(nng_socket s, const char *url, rpc_status *st)
 int rpc_tls_dial(nng_socket s, const char *url, int flags, rpc_status *st)
     __attribute__((warn_unused_result));
 
+/* The same, without starting: *dp is ready for nng_dialer_start, for a
+ * caller that dials only once it needs a connection. */
+int rpc_tls_dialer(nng_socket s, const char *url, nng_dialer *dp, rpc_status *st)
+    __attribute__((warn_unused_result));
+
 /*
  * Says why a dialer to url has no connection, by trying to connect once
  * more on its own (a connection, the TLS handshake, and the SP header

@@ -182,6 +182,43 @@ check_pair(struct walk *w, store_val k, store_val v)
 		damaged(w, k, "not a pair key with an empty value (%zu bytes)", v.len);
 }
 
+/* rooms.members, rooms.bans, rooms.invites: key "room \0 user", the value
+ * a record of desc (a member's may be empty: older data). */
+static void
+check_room_pair(struct walk *w, store_val k, store_val v,
+		const ProtobufCMessageDescriptor *desc)
+{
+	char a[TIMELINE_ROOM_MAX + 1];
+	const uint8_t *b;
+	size_t blen;
+	ProtobufCMessage *m;
+
+	if (!split_key(k, a, TIMELINE_ROOM_MAX, &b, &blen) || blen == 0) {
+		damaged(w, k, "not a key of room and user");
+		return;
+	}
+	if ((m = record(w, k, v, desc)) != NULL)
+		protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void
+check_member(struct walk *w, store_val k, store_val v)
+{
+	check_room_pair(w, k, v, &parley__store__v1__member_record__descriptor);
+}
+
+static void
+check_ban(struct walk *w, store_val k, store_val v)
+{
+	check_room_pair(w, k, v, &parley__store__v1__ban_record__descriptor);
+}
+
+static void
+check_invite(struct walk *w, store_val k, store_val v)
+{
+	check_room_pair(w, k, v, &parley__store__v1__invite_record__descriptor);
+}
+
 static void
 check_msg_meta(struct walk *w, store_val k, store_val v)
 {
@@ -216,7 +253,9 @@ static const struct rule {
 	{"auth.tokens", check_token},
 	{"auth.user_tokens", check_pair},
 	{"rooms.rooms", check_room},
-	{"rooms.members", check_pair},
+	{"rooms.members", check_member},
+	{"rooms.bans", check_ban},
+	{"rooms.invites", check_invite},
 	{"rooms.user_rooms", check_pair},
 	{"rooms.changes", check_change},
 };

@@ -8,13 +8,17 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "opsmetrics.h"
 #include "auth/auth.h"
 #include "check.h"
 #include "gateway/gateway.h"
@@ -24,6 +28,7 @@
 #include "rooms/rooms.h"
 #include "svc.h"
 #include "tls.h"
+#include "version.h"
 
 /* Each service the daemon can run: typed start/shutdown/stop behind one
  * shape. Later services add a row. */
@@ -109,6 +114,58 @@ is_role(const service_def *d)
 	return d->start == gateway_start_any;
 }
 
+/* How long an orderly stop may take after SIGINT/SIGTERM. Past it the
+ * process exits at once: every acknowledged write is already synced, and
+ * LMDB needs no close to stay consistent, so what is lost is only the
+ * courtesy of answering calls still in flight. The bound exists because
+ * nng 1.5 can wait forever to close a connection torn down in the middle
+ * of a read or write (fixed upstream in 1.6). More signals meanwhile are
+ * taken and ignored: the stop is under way. */
+#define SHUTDOWN_LIMIT_S 15
+
+static void *
+shutdown_watchdog(void *arg)
+{
+	const sigset_t *sigs = arg;
+	struct timespec limit;
+
+	clock_gettime(CLOCK_MONOTONIC, &limit);
+	limit.tv_sec += SHUTDOWN_LIMIT_S;
+	for (;;) {
+		struct timespec now, left;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left.tv_sec = limit.tv_sec - now.tv_sec;
+		left.tv_nsec = limit.tv_nsec - now.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000L;
+		}
+		if (left.tv_sec < 0)
+			break;
+		if (sigtimedwait(sigs, NULL, &left) < 0 && errno == EAGAIN)
+			break;
+	}
+	plog_error("parleyd", "shutdown still not finished after %d s: stopping now "
+		   "(acknowledged data is safe on disk)", SHUTDOWN_LIMIT_S);
+	_exit(0);
+	return NULL;
+}
+
+/* Bounds the stop that follows: see SHUTDOWN_LIMIT_S. */
+static void
+start_shutdown_watchdog(sigset_t *sigs)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, shutdown_watchdog, sigs) != 0)
+		plog_error("parleyd", "cannot start the shutdown watchdog: the stop is unbounded");
+	pthread_attr_destroy(&attr);
+}
+
 static const char *
 env_or(const char *name, const char *dflt)
 {
@@ -163,7 +220,7 @@ usage(FILE *out)
 		"  --room-events URL      where messaging subscribes to rooms (default: --room-events-listen)   [PARLEY_ROOM_EVENTS]\n"
 		"  --rooms-internal URL   where messaging reaches RoomsFeed (default: --rooms-internal-listen)   [PARLEY_ROOMS_INTERNAL]\n"
 		"  --history URL          where the gateway reaches history (default: --history-listen)   [PARLEY_HISTORY]\n"
-		"  --messaging URL        where the gateway reaches messaging (default: --messaging-listen)   [PARLEY_MESSAGING]\n"
+		"  --messaging URL        where the gateway and rooms (who is online) reach messaging (default: --messaging-listen)   [PARLEY_MESSAGING]\n"
 		"  --http-listen URL      HTTP face: Connect protocol, web page; 'none' turns it off (default\n"
 		"                         http://127.0.0.1:8080 when running all services or the gateway;\n"
 		"                         a process running some services serves HTTP only when given it)   [PARLEY_HTTP_LISTEN]\n"
@@ -184,7 +241,13 @@ usage(FILE *out)
 		"  --max-conns-per-peer N connections per endpoint from one IP address (default 512)   [PARLEY_MAX_CONNS_PER_PEER]\n"
 		"  --max-conn-calls N     calls in flight on one connection (default 128)   [PARLEY_MAX_CONN_CALLS]\n"
 		"  --conn-idle SECONDS    close connections with no call this long (default 300)   [PARLEY_CONN_IDLE]\n"
-		"  --help\n");
+		"  --metrics-listen URL   http(s)://HOST:PORT serving GET /metrics and /healthz only\n"
+		"                         (the HTTP face serves /metrics too)   [PARLEY_METRICS_LISTEN]\n"
+		"  --log-format FORMAT    text (default) or json, one object per line   [PARLEY_LOG_FORMAT]\n"
+		"  --version              print the version and git commit, and exit\n"
+		"  --help\n"
+		"or: parleyd SUBCOMMAND ...\n");
+	parleyd_admin_usage(out);
 }
 
 /* True if host (no brackets) is a loopback address or "localhost". */
@@ -338,6 +401,7 @@ main(int argc, char **argv)
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HIST, OPT_MSG, OPT_HTTP_MAXC, OPT_HTTP_MAXIP,
 		OPT_WEB_ROOT,
 		OPT_MAXC, OPT_MAXCP, OPT_MAXCC, OPT_CONN_IDLE, OPT_HELP,
+		OPT_VERSION, OPT_LOG_FORMAT, OPT_METRICS_L,
 	};
 	static const struct option longopts[] = {
 		{"services", required_argument, NULL, OPT_SERVICES},
@@ -354,6 +418,7 @@ main(int argc, char **argv)
 		{"rooms", required_argument, NULL, OPT_ROOMS},
 		{"room-events", required_argument, NULL, OPT_REV},
 		{"rooms-internal", required_argument, NULL, OPT_RINT},
+		{"messaging", required_argument, NULL, OPT_MSG},
 		{"token-ttl", required_argument, NULL, OPT_TTL},
 		{"session-idle", required_argument, NULL, OPT_IDLE},
 		{"max-sessions", required_argument, NULL, OPT_MAXS},
@@ -369,15 +434,18 @@ main(int argc, char **argv)
 		{"max-conn-calls", required_argument, NULL, OPT_MAXCC},
 		{"conn-idle", required_argument, NULL, OPT_CONN_IDLE},
 		{"history", required_argument, NULL, OPT_HIST},
-		{"messaging", required_argument, NULL, OPT_MSG},
 		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAXC},
 		{"http-max-per-ip", required_argument, NULL, OPT_HTTP_MAXIP},
 		{"web-root", required_argument, NULL, OPT_WEB_ROOT},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"version", no_argument, NULL, OPT_VERSION},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"metrics-listen", required_argument, NULL, OPT_METRICS_L},
 		{NULL, 0, NULL, 0},
 	};
 	static char all[256];
-	const char *list;
+	const char *list, *log_format, *metrics_listen;
+	gateway *metrics_gw = NULL;
 	unsigned long map_mb;
 	void *handles[NSERVICES] = {0};
 	store_opts sopts = {0};
@@ -391,6 +459,9 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return parley_check_main(argc - 1, argv + 1);
+	if (argc > 1 && argv[1][0] != '-' && (rc = parleyd_admin(argc - 1, argv + 1)) >= 0)
+		return rc;
+	rc = 0;
 	for (size_t i = 0; i < NSERVICES; i++)
 		if (!is_role(&services[i]))
 			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
@@ -429,6 +500,8 @@ main(int argc, char **argv)
 	lim.max_per_peer = (int)parse_number("PARLEY_MAX_CONNS_PER_PEER", env_or("PARLEY_MAX_CONNS_PER_PEER", "512"), 1000000);
 	lim.max_calls = (int)parse_number("PARLEY_MAX_CONN_CALLS", env_or("PARLEY_MAX_CONN_CALLS", "128"), 1000000);
 	conn_idle_s = parse_number("PARLEY_CONN_IDLE", env_or("PARLEY_CONN_IDLE", "300"), 86400);
+	log_format = env_or("PARLEY_LOG_FORMAT", "text");
+	metrics_listen = env_or("PARLEY_METRICS_LISTEN", NULL);
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -446,6 +519,7 @@ main(int argc, char **argv)
 		case OPT_ROOMS: cfg.rooms_addr = optarg; break;
 		case OPT_REV: cfg.room_events_addr = optarg; break;
 		case OPT_RINT: cfg.rooms_internal_addr = optarg; break;
+		case OPT_MSG: cfg.messaging_addr = optarg; break;
 		case OPT_TTL: cfg.token_ttl_s = (uint32_t)parse_number("--token-ttl", optarg, 1u << 30); break;
 		case OPT_IDLE: cfg.session_idle_s = (uint32_t)parse_number("--session-idle", optarg, 86400); break;
 		case OPT_MAXS: cfg.max_sessions = (uint32_t)parse_number("--max-sessions", optarg, 1000000); break;
@@ -454,7 +528,6 @@ main(int argc, char **argv)
 		case OPT_CONTEXTS: cfg.contexts = (int)parse_number("--contexts", optarg, 100000); break;
 		case OPT_HTTP_L: cfg.http_listen = optarg; http_explicit = true; break;
 		case OPT_HIST: cfg.history_addr = optarg; break;
-		case OPT_MSG: cfg.messaging_addr = optarg; break;
 		case OPT_HTTP_MAXC: cfg.http_max_connections = (unsigned)parse_number("--http-max-connections", optarg, 100000); break;
 		case OPT_HTTP_MAXIP: cfg.http_max_per_ip = (unsigned)parse_number("--http-max-per-ip", optarg, 100000); break;
 		case OPT_WEB_ROOT: cfg.web_root = optarg; break;
@@ -467,6 +540,9 @@ main(int argc, char **argv)
 		case OPT_CONN_IDLE: conn_idle_s = parse_number("--conn-idle", optarg, 86400); break;
 		case OPT_HELP:
 		case 'h': usage(stdout); return 0;
+		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_METRICS_L: metrics_listen = optarg; break;
+		case OPT_VERSION: printf("parleyd %s (commit %s)\n", parley_version, parley_commit); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -475,6 +551,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	check_service_list(list);
+	if (!plog_set_format(log_format)) {
+		fprintf(stderr, "parleyd: --log-format: '%s' is neither text nor json\n", log_format);
+		return 2;
+	}
 	if (map_mb == 0 || cfg.token_ttl_s == 0 || cfg.session_idle_s == 0 ||
 	    cfg.max_sessions == 0 || cfg.max_user_sessions == 0 || cfg.workers == 0 || cfg.contexts == 0 ||
 	    lim.max_conns == 0 || lim.max_per_peer == 0 || lim.max_calls == 0 || conn_idle_s == 0 ||
@@ -562,11 +642,23 @@ main(int argc, char **argv)
 		}
 		plog_info("parleyd", "%s serving on %s", services[i].name, *services[i].listen);
 	}
+	{
+		rpc_status st = {0};
+
+		if (opsmetrics_start(&cfg, metrics_listen, &metrics_gw, &st) != RPC_OK) {
+			plog_error("parleyd", "cannot serve metrics: %s", st.message);
+			rc = 1;
+			goto stop;
+		}
+		if (metrics_listen != NULL)
+			plog_info("parleyd", "metrics on %s", metrics_listen);
+	}
 	plog_info("parleyd", "started (pid %ld, data in %s)", (long)getpid(), cfg.data_dir);
 
 	while (sigwait(&sigs, &sig) != 0)
 		;
 	plog_info("parleyd", "%s: shutting down", strsignal(sig));
+	start_shutdown_watchdog(&sigs);
 
 stop:
 	/* Stop taking calls everywhere first, then take services apart in
@@ -577,6 +669,7 @@ stop:
 	for (size_t i = NSERVICES; i-- > 0;)
 		if (handles[i] != NULL)
 			services[i].stop(handles[i]);
+	opsmetrics_stop(&cfg, metrics_gw);
 	store_close(cfg.env);
 	plog_info("parleyd", "stopped");
 	return rc;

@@ -557,3 +557,17 @@ store_del1(store_env *e, store_table tbl, const void *key, size_t klen)
 	}
 	return store_commit(t);
 }
+
+store_err
+store_space(store_env *e, uint64_t *map_bytes, uint64_t *used_bytes)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	int rc;
+
+	if ((rc = mdb_env_info(e->env, &info)) != 0 || (rc = mdb_env_stat(e->env, &st)) != 0)
+		return from_mdb(rc);
+	*map_bytes = info.me_mapsize;
+	*used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	return STORE_OK;
+}

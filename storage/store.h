@@ -159,4 +159,45 @@ store_be32_get(const uint8_t in[4])
 	return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
 }
 
+/* ---- backups (backup.c) ------------------------------------------------ */
+
+/* The file that marks a finished backup; written last. */
+#define STORE_BACKUP_MANIFEST "parley-backup"
+
+/*
+ * Copies the data directory data_dir into dest_dir while other processes
+ * may go on writing it: the LMDB environment as of one instant, compacted
+ * (free pages left out), and every other regular file in data_dir (keys
+ * the services keep there, such as auth.key), then the manifest. Files are
+ * created 0600, and dest_dir, if it does not exist, 0700 (with missing
+ * parents); an existing dest_dir must be empty. Everything is synced
+ * before return. A copy that failed half-way has no manifest.
+ *
+ * Errors: STORE_NOTFOUND (no store in data_dir), STORE_EXISTS (dest_dir
+ * not empty), STORE_CORRUPT (the store is damaged), STORE_BUSY (no reader
+ * slot free), STORE_FULL (disk full), STORE_READONLY (permission), STORE_IO,
+ * STORE_INVALID (path too long). detail, if given, says which file and why.
+ */
+store_err store_backup(const char *data_dir, const char *dest_dir, char *detail,
+		       size_t detail_len);
+
+/*
+ * Makes data_dir (created 0700 if absent, else it must be empty) a store
+ * again from a finished backup in backup_dir, which is only read (no lock
+ * file is made in it). The environment is rewritten through LMDB, so every
+ * page in use is read and a damaged backup is refused here.
+ *
+ * Errors: STORE_CORRUPT (no manifest: not a backup or an unfinished one; or
+ * damaged pages), STORE_EXISTS (data_dir not empty), and those of
+ * store_backup.
+ */
+store_err store_restore(const char *backup_dir, const char *data_dir, char *detail,
+			size_t detail_len);
+
+/* ---- space (store.c) ---------------------------------------------------- */
+
+/* The map's size and the bytes in use (pages up to the last one written,
+ * as of the last commit), for metrics. Thread-safe, no transaction. */
+store_err store_space(store_env *env, uint64_t *map_bytes, uint64_t *used_bytes);
+
 #endif

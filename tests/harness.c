@@ -270,16 +270,18 @@ spawn(th_daemon *d)
 bool
 th_log_has(const th_daemon *d, const char *needle)
 {
-	char buf[16384];
 	FILE *f = fopen(d->log, "r");
-	size_t n;
+	char *line = NULL;
+	size_t cap = 0;
+	bool found = false;
 
 	if (f == NULL)
 		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
+	while (!found && getline(&line, &cap, f) > 0)
+		found = strstr(line, needle) != NULL;
+	free(line);
 	fclose(f);
-	return strstr(buf, needle) != NULL;
+	return found;
 }
 
 bool

@@ -35,18 +35,19 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
 #include "guard.h"
 #include "workpool.h"
+#include "auth_int.h"
 
 #define TOKEN_BYTES 32
 #define TOKEN_HASH_BYTES 32
 #define TOKEN_B64_LEN 43 /* URL-safe base64 of 32 bytes, no padding */
+_Static_assert(TOKEN_B64_LEN + 1 == AUTH_TOKEN_WIRE_BYTES, "auth_int.h's wire size");
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 1024
-#define EMAIL_MAX 254
-#define DISPLAY_NAME_MAX 64
 #define HASH_QUEUE_MAX 64	/* password checks waiting, at most ... */
 #define HASH_QUEUE_SHARE 4	/* ... and at most 1/4 of the call slots */
 #define SWEEP_BATCH 512			/* expired sessions deleted per transaction */
@@ -55,24 +56,6 @@
 /* Identical for an unknown user and a wrong password: same status, same
  * bytes. */
 static const char login_failed[] = "invalid user id or password";
-
-struct auth_service {
-	rpc_server *srv;
-	store_env *env;
-	store_table users, tokens, user_tokens;
-	unsigned char token_key[crypto_generichash_KEYBYTES];
-	char *dummy_hash;	/* verified against when the user does not exist */
-	workpool *hashers;
-	guard *guard;		/* limits on password checks */
-	uint64_t token_ttl_ms;
-
-	/* The sweeper: deletes expired sessions nobody presents again. */
-	pthread_t sweeper;
-	bool sweeper_running;
-	bool sweeper_stop;	/* sweep_mtx guards */
-	pthread_mutex_t sweep_mtx;
-	pthread_cond_t sweep_cv;
-};
 
 /* ---- the token key ------------------------------------------------------ */
 
@@ -502,6 +485,7 @@ sweeper_main(void *arg)
 		size_t n = sweep_expired(a, s);
 		if (n > 0)
 			plog_info("auth", "deleted %zu expired session%s", n, n == 1 ? "" : "s");
+		auth_retry_deletions(a);
 		pthread_mutex_lock(&a->sweep_mtx);
 	}
 	pthread_mutex_unlock(&a->sweep_mtx);
@@ -535,20 +519,6 @@ check_password_size(rpc_call *call, const char *field, const char *pw)
 				     PASSWORD_MAX);
 	return RPC_OK;
 }
-
-/*
- * What a handler hands to the pool: the request (alive until the call is
- * finished), for Login and ChangePassword the user's record (owned), and
- * the limit reservations the check holds (guard.h). pw_job_free runs after
- * the call is finished.
- */
-struct pw_job {
-	auth_service *a;
-	workpool_fn fn;		/* the check itself (run_pw_job runs it) */
-	const void *req;
-	Parley__Store__V1__UserRecord *rec;
-	guard_hold account, address;
-};
 
 /* A job that never ran, or ended without judging a password, gives its
  * reservations back here: none is ever leaked. */
@@ -602,8 +572,8 @@ run_pw_job(rpc_call *call, void *arg)
  * ownership of rec and of the reservations in every case (holds may be
  * NULL: none).
  */
-static rpc_code
-defer_to_hashers(auth_service *a, rpc_call *call, workpool_fn fn, const void *req,
+rpc_code
+auth_defer_to_hashers(auth_service *a, rpc_call *call, workpool_fn fn, const void *req,
 		 Parley__Store__V1__UserRecord *rec, guard_hold *account, guard_hold *address)
 {
 	struct pw_job *j = calloc(1, sizeof(*j));
@@ -682,6 +652,10 @@ start_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "user_id must be 3 to 32 characters of a-z 0-9 _ . - "
 				     "starting with a letter or digit");
+	if (strcmp(req->user_id, AUTH_SYSTEM_USER) == 0)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "user_id '%s' is reserved for the server itself",
+				     AUTH_SYSTEM_USER);
 	if ((code = check_password_size(call, "password", req->password)) != RPC_OK)
 		return code;
 	if (!svc_valid_text(req->display_name, 1, DISPLAY_NAME_MAX))
@@ -708,13 +682,19 @@ start_register(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		return rpc_call_fail(call, RPC_ALREADY_EXISTS, "user '%s' already exists",
 				     req->user_id);
 	}
-	return defer_to_hashers(a, call, register_job, req, NULL, NULL, &address);
+	return auth_defer_to_hashers(a, call, register_job, req, NULL, NULL, &address);
 }
 
 /* Counts a failed login and answers the one failure reply. */
 static rpc_code
 fail_login(rpc_call *call, struct pw_job *j)
 {
+	static rpc_metric *failures;
+
+	rpc_counter_add(rpc_metrics_counter_cached(&failures, "parley_auth_login_failures_total",
+						   "Logins refused: wrong user id or password.",
+						   NULL),
+			1);
 	guard_fail(&j->account);
 	guard_fail(&j->address);
 	return rpc_call_fail(call, RPC_UNAUTHENTICATED, "%s", login_failed);
@@ -797,12 +777,19 @@ start_login(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *resp
 	    RPC_OK)
 		return code;
 	err = svc_valid_user_id(req->user_id) ? get_user(a, req->user_id, &rec) : STORE_NOTFOUND;
+	if (err == STORE_OK && rec->deleted_at_ms != 0) {
+		/* A deleted account is an unknown one (the dummy hash is
+		 * checked: same work, same answer). */
+		parley__store__v1__user_record__free_unpacked(rec, NULL);
+		rec = NULL;
+		err = STORE_NOTFOUND;
+	}
 	if (err != STORE_OK && err != STORE_NOTFOUND) {
 		guard_release(&account);
 		guard_release(&address);
 		return svc_fail_store(call, err, "login");
 	}
-	return defer_to_hashers(a, call, login_job, req, rec, &account, &address);
+	return auth_defer_to_hashers(a, call, login_job, req, rec, &account, &address);
 }
 
 static rpc_code
@@ -908,7 +895,7 @@ start_change_password(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMes
 		guard_release(&address);
 		return svc_fail_store(call, err, "change password");
 	}
-	return defer_to_hashers(a, call, change_password_job, req, rec, &account, &address);
+	return auth_defer_to_hashers(a, call, change_password_job, req, rec, &account, &address);
 }
 
 /*
@@ -954,14 +941,18 @@ static const rpc_method auth_methods[] = {
 	{.fn = handle_logout, .auth = RPC_AUTH_REQUIRED},
 	{.fn = handle_validate, .auth = RPC_AUTH_NONE},
 	{.fn = handle_change_password, .auth = RPC_AUTH_REQUIRED},
+	{.fn = auth_handle_update_profile, .auth = RPC_AUTH_REQUIRED},
+	{.fn = auth_handle_get_users, .auth = RPC_AUTH_REQUIRED},
+	{.fn = auth_handle_delete_account, .auth = RPC_AUTH_REQUIRED},
 };
 
 /* The table above follows the descriptor's method order; check it. */
 static bool
 methods_match_descriptor(void)
 {
-	static const char *const names[] = {"Register", "Login", "Logout", "Validate",
-					    "ChangePassword"};
+	static const char *const names[] = {"Register",	   "Login",    "Logout",
+					    "Validate",	   "ChangePassword", "UpdateProfile",
+					    "GetUsers",	   "DeleteAccount"};
 	const ProtobufCServiceDescriptor *d = &parley__v1__auth__descriptor;
 
 	if (d->n_methods != sizeof(auth_methods) / sizeof(auth_methods[0]))
@@ -1014,7 +1005,10 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 		goto fail;
 	if (!svc_open_table(a->env, "auth.users", &a->users, st) ||
 	    !svc_open_table(a->env, "auth.tokens", &a->tokens, st) ||
-	    !svc_open_table(a->env, "auth.user_tokens", &a->user_tokens, st))
+	    !svc_open_table(a->env, "auth.user_tokens", &a->user_tokens, st) ||
+	    !svc_open_table(a->env, "auth.deleting", &a->deleting, st))
+		goto fail;
+	if (cfg->rooms_addr != NULL && rpc_client_open(&a->rooms, cfg->rooms_addr, st) != RPC_OK)
 		goto fail;
 	a->guard = guard_new();
 	a->dummy_hash = malloc(crypto_pwhash_STRBYTES);
@@ -1082,7 +1076,65 @@ auth_service_stop(auth_service *a)
 	pthread_cond_destroy(&a->sweep_cv);
 	pthread_mutex_destroy(&a->sweep_mtx);
 	guard_free(a->guard);
+	if (a->rooms != NULL)
+		rpc_client_close(a->rooms);
 	free(a->dummy_hash);
 	sodium_memzero(a->token_key, sizeof(a->token_key));
 	free(a);
+}
+
+/* ---- for account.c (auth_int.h) ------------------------------------------------ */
+
+bool
+auth_verify_password(auth_service *a, const char *hash, const char *pw)
+{
+	return verify_password(a, hash, pw);
+}
+
+store_err
+auth_get_user(auth_service *a, const char *user_id, Parley__Store__V1__UserRecord **out)
+{
+	return get_user(a, user_id, out);
+}
+
+store_err
+auth_put_record(store_txn *txn, store_table t, const void *key, size_t klen,
+		const ProtobufCMessage *rec, unsigned flags)
+{
+	return put_record(txn, t, key, klen, rec, flags);
+}
+
+Parley__V1__User *
+auth_user_to_wire(rpc_call *call, const Parley__Store__V1__UserRecord *r)
+{
+	return user_to_wire(call, r);
+}
+
+bool
+auth_valid_email(const char *s)
+{
+	return valid_email(s);
+}
+
+store_err
+auth_revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
+			const unsigned char *keep)
+{
+	return revoke_user_tokens(a, txn, user_id, keep);
+}
+
+store_err
+auth_issue_token(auth_service *a, const char *user_id, char *wire, uint64_t *expires)
+{
+	return issue_token(a, user_id, rpc_wall_ms(), wire, expires);
+}
+
+store_err
+auth_revoke_wire_token(auth_service *a, const char *user_id, const char *wire)
+{
+	unsigned char hash[TOKEN_HASH_BYTES];
+
+	if (!decode_token(a, wire, hash))
+		return STORE_OK; /* cannot be one of ours: nothing to revoke */
+	return revoke_token(a, user_id, hash);
 }

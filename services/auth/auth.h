@@ -3,6 +3,15 @@
  * tokens (only a keyed BLAKE2b of each token is stored), limits on password
  * guessing per account and address and per address (guard.h). Serves
  * parley.v1.Auth on cfg->auth_listen.
+ *
+ * Profiles (account.c): UpdateProfile leaves empty fields unchanged (an
+ * email cannot be cleared, only replaced); GetUsers takes at most 100
+ * valid ids, leaves out unknown and deleted ones, and shows an email only
+ * to its owner. DeleteAccount checks the password under Login's limits,
+ * leaves a tombstone (the id is never registered again), revokes every
+ * session and leaves every room through the rooms service at
+ * cfg->rooms_addr (retried by the sweeper if rooms is away). The id
+ * "parley" is reserved.
  */
 #ifndef PARLEY_AUTH_H
 #define PARLEY_AUTH_H

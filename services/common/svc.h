@@ -50,7 +50,7 @@ typedef struct parley_config {
 	const char *room_events_addr;
 	const char *rooms_internal_addr;
 	const char *history_addr;	/* for the gateway role */
-	const char *messaging_addr;	/* for the gateway role */
+	const char *messaging_addr;	/* the gateway; rooms: Presence/Online */
 
 	/* The HTTP face (Connect protocol, web page, /metrics); "none" = none. */
 	const char *http_listen;

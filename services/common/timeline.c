@@ -174,6 +174,7 @@ event_fits_key(const Parley__V1__Event *ev, const char *room, uint64_t seq, char
 		}
 		return true;
 	case PARLEY__V1__EVENT__BODY_MEMBERSHIP:
+	case PARLEY__V1__EVENT__BODY_ROOM_UPDATE:
 		return true;
 	default:
 		snprintf(why, why_len, "no message or membership body");

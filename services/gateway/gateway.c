@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "http.h"
+#include "metrics.h"
+#include "version.h"
 #include "parley/v1/auth.pb-c.h"
 #include "parley/v1/history.pb-c.h"
 #include "parley/v1/messaging.pb-c.h"
@@ -12,9 +14,26 @@
 #include "subscribe.h"
 #include "web.h"
 
-#ifndef PARLEY_VERSION
-#define PARLEY_VERSION ""
-#endif
+/* GET /metrics: the process's metrics (rpc/metrics.h). */
+static bool
+metrics_get(void *ctx, const char *path, rpc_http_reply *out)
+{
+	size_t len;
+	char *text = rpc_metrics_render(&len);
+
+	if (text == NULL) {
+		out->status = 503;
+		out->content_type = "text/plain; charset=utf-8";
+		out->body = (void *)"out of memory\n";
+		out->len = strlen("out of memory\n");
+		out->static_body = true;
+		return true;
+	}
+	out->content_type = RPC_METRICS_CONTENT_TYPE;
+	out->body = text;
+	out->len = len;
+	return true;
+}
 
 struct gateway {
 	rpc_http *http;
@@ -45,7 +64,7 @@ gateway_start(const parley_config *cfg, const gateway_targets *t, gateway **out,
 			   .tls_key = cfg->tls_key, .tls_ca = cfg->tls_ca,
 			   .max_connections = cfg->http_max_connections,
 			   .max_per_ip = cfg->http_max_per_ip, .name = "http",
-			   .version = PARLEY_VERSION};
+			   .version = parley_version};
 	gateway *g = calloc(1, sizeof(*g));
 
 	*out = NULL;
@@ -67,6 +86,7 @@ gateway_start(const parley_config *cfg, const gateway_targets *t, gateway **out,
 					g->messaging, st) != RPC_OK)
 			goto fail;
 	}
+	rpc_http_set_metrics(g->http, metrics_get, NULL);
 	if (web_open(&g->web, cfg->web_root, st) != RPC_OK)
 		goto fail;
 	rpc_http_set_static(g->http, web_get, g->web);

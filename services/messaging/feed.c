@@ -82,10 +82,20 @@ mx_mirror_apply(messaging_service *m, store_txn *txn, const Parley__V1__Event *c
 	size_t klen = mirror_key(key, change->room_id, change->sender);
 	store_err err;
 
-	if (change->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED)
+	if (change->body_case != PARLEY__V1__EVENT__BODY_MEMBERSHIP)
+		return STORE_OK; /* a room update: nobody comes or goes */
+	switch (change->membership->kind) {
+	case PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED:
 		return store_put(txn, m->members, key, klen, "", 0, 0);
-	err = store_del(txn, m->members, key, klen);
-	return err == STORE_NOTFOUND ? STORE_OK : err;
+	case PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT:
+	case PARLEY__V1__MEMBERSHIP_CHANGE__KIND__KICKED:
+	case PARLEY__V1__MEMBERSHIP_CHANGE__KIND__BANNED:
+		/* Removed, whoever did it: the same path as leaving. */
+		err = store_del(txn, m->members, key, klen);
+		return err == STORE_NOTFOUND ? STORE_OK : err;
+	default:
+		return STORE_OK; /* INVITED, UNBANNED: not a member either way */
+	}
 }
 
 store_err

@@ -321,7 +321,8 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 		goto fail;
 	if (pub_open(m, cfg->events_listen, st) != RPC_OK)
 		goto fail;
-	if (mx_writer_start(m, &m->writer, st) != RPC_OK ||
+	if (mx_presence_start(m, &m->presence, st) != RPC_OK ||
+	    mx_writer_start(m, &m->writer, st) != RPC_OK ||
 	    mx_sessions_start(m, &m->sessions, st) != RPC_OK ||
 	    mx_feed_start(m, &m->feed, st) != RPC_OK)
 		goto fail;
@@ -329,6 +330,7 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	if (rpc_server_open(&m->srv, cfg->messaging_listen, &opts, st) != RPC_OK)
 		goto fail;
 	rpc_server_add_service(m->srv, &parley__v1__messaging__descriptor, messaging_methods, m);
+	mx_presence_serve(m->presence, m->srv);
 	rpc_server_set_authenticator(m->srv, svc_authn_validate, m->authn);
 	if (rpc_server_start(m->srv, st) != RPC_OK)
 		goto fail;
@@ -367,6 +369,7 @@ messaging_service_stop(messaging_service *m)
 	messaging_service_shutdown(m);
 	if (m->srv != NULL)
 		rpc_server_close(m->srv, 5000);
+	mx_presence_stop(m->presence);
 	rpc_client_close(m->rooms_feed);
 	rpc_client_close(m->rooms);
 	svc_authn_close(m->authn);

@@ -10,6 +10,8 @@
  *   session.c    one session: its worker thread and buffer
  *   router.c     one SUB socket on the PUB stream feeding the sessions of
  *                each room (an index room -> sessions)
+ *   presence.c   per-user presence: sessions covering each (room, user),
+ *                and parley.internal.v1.Presence/Online
  *
  * Tables (besides the timeline, see timeline.h; records in
  * proto/parley/store/v1/messaging_records.proto):
@@ -42,6 +44,7 @@ typedef struct mx_feed mx_feed;
 typedef struct mx_sessions mx_sessions;
 typedef struct mx_router mx_router;
 typedef struct mx_session mx_session;
+typedef struct mx_presence mx_presence;
 
 struct messaging_service {
 	rpc_server *srv;
@@ -71,6 +74,7 @@ struct messaging_service {
 	mx_feed *feed;
 	mx_sessions *sessions;
 	mx_router *router;
+	mx_presence *presence;
 };
 
 /* ---- publishing (messaging.c) ---------------------------------------- */
@@ -187,6 +191,24 @@ void mx_router_drop_room(mx_router *r, mx_session *s, unsigned room);
 /* Stops routing anything to s: no delivery to s is in progress or can
  * start once this returns. */
 void mx_router_remove(mx_router *r, mx_session *s);
+
+/* ---- presence (presence.c) ------------------------------------------------------------ */
+
+int mx_presence_start(messaging_service *m, mx_presence **out, rpc_status *st);
+/* Adds parley.internal.v1.Presence to srv (before rpc_server_start). */
+void mx_presence_serve(mx_presence *p, rpc_server *srv);
+void mx_presence_stop(mx_presence *p);
+
+/* A session of user now covers room: ONLINE is published when it is the
+ * first. false when out of memory (nothing counted then). */
+bool mx_presence_enter(mx_presence *p, const char *room, const char *user);
+
+/* A session of user no longer covers room (each enter is left exactly
+ * once): when it was the last, OFFLINE is published if announce. */
+void mx_presence_leave(mx_presence *p, const char *room, const char *user, bool announce);
+
+/* Does any session of user cover room now? */
+bool mx_presence_online(mx_presence *p, const char *room, const char *user);
 
 /* ---- sessions (sessions.c) ------------------------------------------------------------ */
 

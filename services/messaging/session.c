@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define WORKER_STACK (4 * SESSION_STACK_SIZE) /* ASan's redzones need room */
@@ -19,6 +20,20 @@
 
 
 /* ---- frames from the router (an nng thread) ----------------------------- */
+
+/* Frames a session could not take (parley_messaging_frames_dropped_total)
+ * and events it then read back from LMDB instead (..._refilled_total). */
+static rpc_metric *dropped_metric, *refilled_metric, *delivered_metric;
+
+static rpc_metric *
+dropped(void)
+{
+	return rpc_metrics_counter_cached(
+	    &dropped_metric, "parley_messaging_frames_dropped_total",
+	    "Event frames a session could not take live (inbox or buffer full, or after a gap); "
+	    "it reads them from LMDB.",
+	    NULL);
+}
 
 void
 session_deliver(mx_session *s, nng_msg *msg)
@@ -30,6 +45,7 @@ session_deliver(mx_session *s, nng_msg *msg)
 		if (msg != NULL)
 			nng_msg_free(msg);
 		s->inbox_overflow = true;
+		rpc_counter_add(dropped(), 1);
 	}
 	/* Wake the worker only when a frame may complete an answer, or
 	 * before the inbox fills: frames for an idle client wait in bulk. */
@@ -121,6 +137,8 @@ drop_room(mx_session *s, unsigned room)
 	sess_room *r = &s->rooms[room];
 
 	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE);
+	/* The user left: the LEFT event says it, no OFFLINE after it. */
+	mx_presence_leave(s->m->presence, r->id, s->user, false);
 	mx_router_drop_room(s->m->router, s, room);
 	buf_remove_room(s, room);
 	plog_info("messaging", "session of %s: no longer a member of %s; room dropped", s->user,
@@ -193,6 +211,9 @@ take_frame(mx_session *s, nng_msg *msg)
 			buf_push(s, msg, off, room, ev->seq);
 			msg = NULL;
 			r->cursor = ev->seq;
+		} else if (ev->seq > r->cursor) {
+			/* After a gap, or no room in the buffer: LMDB has it. */
+			rpc_counter_add(dropped(), 1);
 		}
 		if (ev->seq > r->known_head)
 			r->known_head = ev->seq;
@@ -414,6 +435,7 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 	struct reply r = {.call = call, .max = max};
 	uint64_t saved[SESSION_MAX_ROOMS];
 	rpc_status st = {0};
+	size_t from_buffer;
 
 	if (s->buf_len > 0 || rooms_behind(s) > 0) {
 		if (check_rooms(s, call, checked, &st) != RPC_OK) {
@@ -435,6 +457,7 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 			  nng_msg_len(e->msg) - e->off);
 		buf_pop(s);
 	}
+	from_buffer = r.n;
 	if (r.n < r.max && r.bytes < POLL_REPLY_BYTES && rooms_behind(s) > 0)
 		reply_from_store(s, &r, checked);
 	if (r.bad_room != NULL) {
@@ -464,6 +487,14 @@ answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
 		rpc_call_finish(call, st.code);
 		return true;
 	}
+	rpc_counter_add(rpc_metrics_counter_cached(
+			    &refilled_metric, "parley_messaging_events_refilled_total",
+			    "Events a session read back from LMDB (missed or dropped live).", NULL),
+			r.n - from_buffer);
+	rpc_counter_add(rpc_metrics_counter_cached(&delivered_metric,
+						   "parley_messaging_deliveries_total",
+						   "Events handed to clients in Poll replies.", NULL),
+			r.n);
 	resp->events = r.events;
 	resp->n_events = r.n;
 	rpc_call_finish(call, RPC_OK);
@@ -504,8 +535,9 @@ reply_ready_at(const mx_session *s)
 	return s->last_reply + SESSION_REPLY_GAP_MS;
 }
 
-/* OFFLINE into every room the user is still in, as far as the mirror
- * knows: a room left meanwhile hears nothing more of this user. */
+/* The session no longer covers its rooms: OFFLINE into those where it
+ * was the user's last session and the user is still a member, as far as
+ * the mirror knows (a room left meanwhile hears nothing more of them). */
 static void
 say_offline(mx_session *s)
 {
@@ -520,9 +552,7 @@ say_offline(mx_session *s)
 			continue;
 		if (txn != NULL)
 			mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user, &member);
-		if (member)
-			mx_publish_presence(s->m, s->rooms[i].id, s->user,
-					    PARLEY__V1__PRESENCE_CHANGE__STATE__OFFLINE);
+		mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, member);
 	}
 	store_abort(txn);
 }
@@ -736,6 +766,14 @@ session_run(mx_session *s)
 	pthread_t t;
 	int rv;
 
+	/* Counted before the worker can end it: the worker leaves each room
+	 * exactly once (drop_room or say_offline). */
+	for (unsigned i = 0; i < s->nrooms; i++)
+		if (!mx_presence_enter(s->m->presence, s->rooms[i].id, s->user)) {
+			while (i-- > 0)
+				mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, true);
+			return false;
+		}
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, WORKER_STACK);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -743,6 +781,8 @@ session_run(mx_session *s)
 	rv = pthread_create(&t, &attr, worker_main, s);
 	pthread_attr_destroy(&attr);
 	if (rv != 0) {
+		for (unsigned i = 0; i < s->nrooms; i++)
+			mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, true);
 		session_unref(s);
 		plog_error("messaging", "cannot start a session worker: %s", strerror(rv));
 		return false;

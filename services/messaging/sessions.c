@@ -9,12 +9,29 @@
  * same sessions are counted per user in `users` (an entry per user with at
  * least one, freed at 0), which max_user_sessions caps.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
+
+/* The count of sessions open (parley_messaging_sessions_open). */
+static rpc_metric *
+open_sessions(void)
+{
+	static rpc_metric *m;
+	rpc_metric *g = __atomic_load_n(&m, __ATOMIC_ACQUIRE);
+
+	if (g == NULL) {
+		g = rpc_metrics_gauge("parley_messaging_sessions_open",
+				      "Messaging sessions open (Open .. Close or expiry).", NULL);
+		__atomic_store_n(&m, g, __ATOMIC_RELEASE);
+	}
+	return g;
+}
 
 #define SESSION_BUCKETS 4096
 #define USER_BUCKETS 1024
@@ -121,6 +138,7 @@ sessions_worker_done(mx_sessions *ss, const char *user)
 		*pp = uc->next;
 		free(uc);
 	}
+	rpc_gauge_add(open_sessions(), -1);
 	if (--ss->live == 0)
 		pthread_cond_broadcast(&ss->idle_cv);
 	pthread_mutex_unlock(&ss->mtx);
@@ -163,6 +181,25 @@ shutting_down(rpc_call *call)
 	return RPC_UNAVAILABLE;
 }
 
+/* Counts a refusal by limit (parley_limits_hit_total) and fails call. */
+static rpc_code __attribute__((format(printf, 4, 5)))
+limit_hit(rpc_call *call, const char *limit, rpc_code code, const char *fmt, ...)
+{
+	static rpc_metric *by_limit[2];
+	char labels[64], msg[RPC_STATUS_MESSAGE_MAX];
+	bool user = strcmp(limit, "user_sessions") == 0;
+	va_list ap;
+
+	snprintf(labels, sizeof(labels), "limit=\"%s\"", limit);
+	rpc_counter_add(rpc_metrics_counter_cached(&by_limit[user], "parley_limits_hit_total",
+						   "Calls refused by a limit, by limit.", labels),
+			1);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return rpc_call_fail(call, code, "%s", msg);
+}
+
 /* Reserves a place for user under max_user_sessions and max_sessions;
  * sessions_worker_done gives it back. The user's own cap is checked first:
  * closing sessions is then what helps, not waiting. */
@@ -178,12 +215,12 @@ reserve(rpc_call *call, mx_sessions *ss, const char *user)
 	if (ss->stopping)
 		code = shutting_down(call);
 	else if (uc != NULL && uc->n >= ss->m->max_user_sessions)
-		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+		code = limit_hit(call, "user_sessions", RPC_RESOURCE_EXHAUSTED,
 				     "you have too many open sessions (at most %u); close some "
 				     "first",
 				     ss->m->max_user_sessions);
 	else if (ss->live >= ss->m->max_sessions)
-		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+		code = limit_hit(call, "sessions", RPC_RESOURCE_EXHAUSTED,
 				     "too many open sessions (at most %u); try again later",
 				     ss->m->max_sessions);
 	else if (uc == NULL && (uc = calloc(1, sizeof(*uc))) == NULL)
@@ -195,6 +232,7 @@ reserve(rpc_call *call, mx_sessions *ss, const char *user)
 		}
 		uc->n++;
 		ss->live++;
+		rpc_gauge_add(open_sessions(), 1);
 	}
 	pthread_mutex_unlock(&ss->mtx);
 	if (code == RPC_RESOURCE_EXHAUSTED)
@@ -260,9 +298,6 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot start a session now");
 		goto unreserve;
 	}
-	for (size_t i = 0; i < req->n_rooms; i++)
-		mx_publish_presence(m, req->rooms[i]->room_id, rpc_call_caller(call),
-				    PARLEY__V1__PRESENCE_CHANGE__STATE__ONLINE);
 
 	resp->session_id = rpc_call_strdup(call, s->id);
 	resp->n_heads = req->n_rooms;

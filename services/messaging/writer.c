@@ -21,11 +21,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
 #include "log.h"
 #include "messaging_int.h"
+#include "metrics.h"
 #include "parley/store/v1/messaging_records.pb-c.h"
 
 #define WRITER_QUEUE_MAX 4096	/* sends waiting; beyond, RESOURCE_EXHAUSTED */
@@ -92,6 +94,9 @@ struct mx_writer {
 	struct map keys;  /* (sender, client_msg_id) -> first item */
 	nng_msg **pubs;
 	size_t npubs, cap_pubs;
+
+	/* Metrics (rpc/metrics.h), made at start. */
+	rpc_metric *m_sends, *m_commits, *m_failed, *m_per_commit, *m_commit_s;
 };
 
 /* ---- scratch maps ------------------------------------------------------ */
@@ -316,13 +321,17 @@ apply_send(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	return STORE_OK;
 }
 
+/* The rooms log's changes: membership (JOINED ... INVITED) or room_update. */
 static bool
 valid_change(const Parley__V1__Event *c)
 {
-	return svc_valid_room_id(c->room_id) && svc_valid_user_id(c->sender) &&
-	       c->body_case == PARLEY__V1__EVENT__BODY_MEMBERSHIP && c->membership != NULL &&
-	       (c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED ||
-		c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT);
+	if (!svc_valid_room_id(c->room_id) || !svc_valid_user_id(c->sender))
+		return false;
+	if (c->body_case == PARLEY__V1__EVENT__BODY_ROOM_UPDATE)
+		return c->room_update != NULL;
+	return c->body_case == PARLEY__V1__EVENT__BODY_MEMBERSHIP && c->membership != NULL &&
+	       c->membership->kind >= PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED &&
+	       c->membership->kind <= PARLEY__V1__MEMBERSHIP_CHANGE__KIND__INVITED;
 }
 
 static store_err
@@ -345,6 +354,7 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 		const Parley__V1__Event *c = it->changes[i];
 		Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
 		Parley__V1__MembershipChange mc = PARLEY__V1__MEMBERSHIP_CHANGE__INIT;
+		Parley__V1__RoomUpdate ru = PARLEY__V1__ROOM_UPDATE__INIT;
 
 		if (c->seq <= cursor)
 			continue; /* applied before */
@@ -358,12 +368,20 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 		}
 		if ((err = mx_mirror_apply(w->m, txn, c)) != STORE_OK)
 			return err;
-		mc.kind = c->membership->kind;
 		ev.room_id = c->room_id;
 		ev.ts_ms = now;
 		ev.sender = c->sender;
-		ev.body_case = PARLEY__V1__EVENT__BODY_MEMBERSHIP;
-		ev.membership = &mc;
+		ev.body_case = c->body_case;
+		if (c->body_case == PARLEY__V1__EVENT__BODY_ROOM_UPDATE) {
+			ru.name = c->room_update->name;
+			ru.topic = c->room_update->topic;
+			ev.room_update = &ru;
+		} else {
+			mc.kind = c->membership->kind;
+			mc.actor = c->membership->actor;
+			mc.reason = c->membership->reason;
+			ev.membership = &mc;
+		}
 		if ((err = append_event(w, txn, &ev)) != STORE_OK)
 			return err;
 	}
@@ -397,7 +415,7 @@ answer_send(struct wr_item *it, store_err err)
 	rpc_call_finish(call, RPC_OK);
 }
 
-static void
+static store_err
 write_batch(mx_writer *w, struct wr_item *batch)
 {
 	uint64_t now = rpc_wall_ms();
@@ -460,6 +478,16 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		mx_publish_locked(w->m, w->pubs[i]);
 	pthread_mutex_unlock(&w->m->pub_mtx);
 	w->npubs = 0;
+	return err;
+}
+
+static int64_t
+clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void *
@@ -470,6 +498,7 @@ writer_main(void *arg)
 	for (;;) {
 		struct wr_item *batch, *last;
 		unsigned n = 1, sends;
+		int64_t t0;
 
 		pthread_mutex_lock(&w->mtx);
 		while (w->head == NULL && !w->stopping)
@@ -492,7 +521,16 @@ writer_main(void *arg)
 		w->queued -= sends;
 		pthread_mutex_unlock(&w->mtx);
 
-		write_batch(w, batch);
+		t0 = clock_ns();
+		if (write_batch(w, batch) == STORE_OK) {
+			rpc_counter_add(w->m_commits, 1);
+			rpc_counter_add(w->m_sends, sends);
+			if (sends > 0)
+				rpc_histogram_observe(w->m_per_commit, sends);
+			rpc_histogram_observe(w->m_commit_s, (double)(clock_ns() - t0) / 1e9);
+		} else {
+			rpc_counter_add(w->m_failed, 1);
+		}
 	}
 	return NULL;
 }
@@ -577,6 +615,19 @@ mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st)
 	pthread_mutex_init(&w->mtx, NULL);
 	rpc_cond_init(&w->cv);
 	rpc_cond_init(&w->done_cv);
+	w->m_sends = rpc_metrics_counter("parley_messaging_sends_total",
+					 "Sends written (committed), retries included.", NULL);
+	w->m_commits = rpc_metrics_counter("parley_messaging_commits_total",
+					   "Synced LMDB commits of the message writer.", NULL);
+	w->m_failed = rpc_metrics_counter("parley_messaging_commit_failures_total",
+					  "Writer batches whose commit failed.", NULL);
+	w->m_per_commit = rpc_metrics_histogram(
+	    "parley_messaging_sends_per_commit", "Sends in one commit (group commit).", NULL,
+	    rpc_metrics_count_bounds, rpc_metrics_count_nbounds);
+	w->m_commit_s = rpc_metrics_histogram(
+	    "parley_messaging_commit_duration_seconds",
+	    "Time to write and sync one batch.", NULL, rpc_metrics_latency_bounds,
+	    rpc_metrics_latency_nbounds);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		mx_writer_stop(w);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the writer");

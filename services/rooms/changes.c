@@ -51,6 +51,21 @@ changes_append(changes *c, store_txn *txn, rpc_call *call, const char *room_id,
 {
 	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
 	Parley__V1__MembershipChange mc = PARLEY__V1__MEMBERSHIP_CHANGE__INIT;
+
+	mc.kind = kind;
+	mc.actor = (char *)user_id; /* one's own join or leave */
+	ev.room_id = (char *)room_id;
+	ev.sender = (char *)user_id;
+	ev.body_case = PARLEY__V1__EVENT__BODY_MEMBERSHIP;
+	ev.membership = &mc;
+	return changes_append_event(c, txn, call, &ev, f);
+}
+
+store_err
+changes_append_event(changes *c, store_txn *txn, rpc_call *call, Parley__V1__Event *ev,
+		     change_frame *f)
+{
+	const char *room_id = ev->room_id;
 	size_t rlen = strlen(room_id), elen;
 	uint8_t key[8], head_val[8];
 	uint64_t head;
@@ -58,21 +73,16 @@ changes_append(changes *c, store_txn *txn, rpc_call *call, const char *room_id,
 
 	if ((err = read_head(c, txn, &head)) != STORE_OK)
 		return err;
-	mc.kind = kind;
-	ev.room_id = (char *)room_id;
-	ev.seq = head + 1;
-	ev.ts_ms = rpc_wall_ms();
-	ev.sender = (char *)user_id;
-	ev.body_case = PARLEY__V1__EVENT__BODY_MEMBERSHIP;
-	ev.membership = &mc;
+	ev->seq = head + 1;
+	ev->ts_ms = rpc_wall_ms();
 
 	/* The frame holds the log record after its topic: one packing. */
-	elen = parley__v1__event__get_packed_size(&ev);
+	elen = parley__v1__event__get_packed_size(ev);
 	f->len = rlen + 1 + elen;
 	f->data = rpc_call_alloc(call, f->len);
 	memcpy(f->data, room_id, rlen);
 	f->data[rlen] = '\0';
-	parley__v1__event__pack(&ev, f->data + rlen + 1);
+	parley__v1__event__pack(ev, f->data + rlen + 1);
 
 	store_be64_put(key, head + 1);
 	err = store_put(txn, c->log, key, sizeof(key), f->data + rlen + 1, elen,
@@ -105,12 +115,16 @@ changes_write_end(changes *c, store_txn *txn, store_err err, const change_frame 
 
 	if (err != STORE_OK) {
 		store_abort(txn);
-	} else if ((err = store_commit(txn)) == STORE_OK && f != NULL && f->data != NULL) {
+	} else if ((err = store_commit(txn)) == STORE_OK) {
 		/* Subscribers catch up from the log: a lost frame costs latency. */
-		rv = nng_send(c->pub, f->data, f->len, NNG_FLAG_NONBLOCK);
-		if (rv != 0)
-			plog_error("rooms", "publishing a membership change: %s",
-				   nng_strerror(rv));
+		for (; f != NULL; f = f->next) {
+			if (f->data == NULL)
+				continue;
+			rv = nng_send(c->pub, f->data, f->len, NNG_FLAG_NONBLOCK);
+			if (rv != 0)
+				plog_error("rooms", "publishing a membership change: %s",
+					   nng_strerror(rv));
+		}
 	}
 	pthread_mutex_unlock(&c->write_mtx);
 	return err;

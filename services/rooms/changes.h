@@ -25,10 +25,12 @@
 
 typedef struct changes changes;
 
-/* A PUB frame, in the memory of the call that made the change. */
+/* A PUB frame, in the memory of the call that made the change; a
+ * transaction with several changes chains their frames through next. */
 typedef struct change_frame {
 	uint8_t *data;
 	size_t len;
+	struct change_frame *next;
 } change_frame;
 
 /* Opens the log's tables in env and the PUB socket listening on pub_url. */
@@ -48,7 +50,8 @@ void changes_close(changes *c);
 /* Begins a write transaction of the rooms service under the log's mutex. */
 store_err changes_write_begin(changes *c, store_txn **txn);
 
-/* Ends it: commits if err is STORE_OK, then sends f (if given and filled),
+/* Ends it: commits if err is STORE_OK, then sends f and the frames chained
+ * to it (those given and filled), in order,
  * else aborts; releases the mutex. Returns the outcome. */
 store_err changes_write_end(changes *c, store_txn *txn, store_err err, const change_frame *f);
 
@@ -58,5 +61,13 @@ store_err changes_write_end(changes *c, store_txn *txn, store_err err, const cha
 store_err changes_append(changes *c, store_txn *txn, rpc_call *call, const char *room_id,
 			 const char *user_id, Parley__V1__MembershipChange__Kind kind,
 			 change_frame *f);
+
+/* The same for any change: ev (room_id, sender and body set by the
+ * caller; a membership body, or room_update) gets the next change seq and
+ * the time. The log's events: membership kinds JOINED, LEFT, KICKED,
+ * BANNED, UNBANNED, INVITED with sender = the user concerned and actor =
+ * who made the change; room_update with sender = who made it. */
+store_err changes_append_event(changes *c, store_txn *txn, rpc_call *call,
+			       Parley__V1__Event *ev, change_frame *f);
 
 #endif

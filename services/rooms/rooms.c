@@ -23,35 +23,22 @@
 
 #include <sodium.h>
 
-#include "changes.h"
 #include "log.h"
-#include "pagetoken.h"
-#include "parley/store/v1/rooms_records.pb-c.h"
-#include "parley/v1/rooms.pb-c.h"
+#include "rooms_int.h"
 
-#define ROOM_ID_MAX 64
 #define NAME_MAX_CHARS 100
 #define TOPIC_MAX_CHARS 500
 #define PAGE_SIZE_DEFAULT 50
 #define PAGE_SIZE_MAX 500
 #define ROOM_MEMBERS_MAX 1000	/* GetRoom */
 #define MY_ROOMS_MAX 1000	/* ListMyRooms */
-#define PAIR_KEY_MAX (ROOM_ID_MAX + 1 + RPC_USER_ID_MAX)
 #define FEED_WORKERS_MAX 4	/* one consumer (messaging): a small endpoint */
 #define FEED_CONTEXTS_MAX 64
 
 static const char page_key_name[] = "page_token_key";
+static const char direct_key_name[] = "direct_id_key";
 static const char general_room[] = "general";
-static const char system_user[] = "parley";
-
-struct rooms_service {
-	rpc_server *srv;	/* parley.v1.Rooms */
-	svc_authn *authn;
-	changes *log;		/* the change log, its PUB and RoomsFeed */
-	store_env *env;
-	store_table rooms, members, user_rooms, meta;
-	unsigned char page_key[PAGETOKEN_KEY_BYTES];
-};
+static const char system_user[] = ROOMS_SYSTEM_USER;
 
 /* ---- records in the call's arena ------------------------------------------ */
 
@@ -113,6 +100,7 @@ room_to_wire(rpc_call *call, const Parley__Store__V1__RoomRecord *rec)
 	room->created_by = rec->created_by;
 	room->created_at_ms = rec->created_at_ms;
 	room->member_count = rec->member_count;
+	room->visibility = rooms_visibility(rec);
 	return room;
 }
 
@@ -170,7 +158,6 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	Parley__Store__V1__RoomRecord rec = PARLEY__STORE__V1__ROOM_RECORD__INIT;
 	rooms_service *r = ctx;
 	const char *caller = rpc_call_caller(call);
-	uint8_t key[PAIR_KEY_MAX];
 	change_frame f = {0};
 	store_txn *txn;
 	store_err err;
@@ -178,6 +165,21 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 
 	if ((code = check_room_id(call, req->room_id)) != RPC_OK)
 		return code;
+	if (rooms_direct_reserved(req->room_id))
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "room ids starting with '%s' are reserved for direct "
+				     "conversations (OpenDirect)",
+				     DIRECT_PREFIX);
+	if (req->visibility == PARLEY__V1__VISIBILITY__DIRECT)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "visibility DIRECT: direct conversations are opened with "
+				     "OpenDirect");
+	if (req->visibility != PARLEY__V1__VISIBILITY__VISIBILITY_UNSPECIFIED &&
+	    req->visibility != PARLEY__V1__VISIBILITY__PUBLIC &&
+	    req->visibility != PARLEY__V1__VISIBILITY__PRIVATE)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "visibility must be PUBLIC or PRIVATE (got %d)",
+				     (int)req->visibility);
 	if (req->name[0] != '\0' && !svc_valid_text(req->name, 1, NAME_MAX_CHARS))
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "name must be 1 to %d characters without control characters",
@@ -193,17 +195,18 @@ handle_create_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	rec.topic = req->topic;
 	rec.created_by = (char *)caller;
 	rec.created_at_ms = rpc_wall_ms();
-	rec.member_count = 1;
+	rec.member_count = 0;
+	rec.visibility = req->visibility == PARLEY__V1__VISIBILITY__PRIVATE
+				 ? PARLEY__V1__VISIBILITY__PRIVATE
+				 : PARLEY__V1__VISIBILITY__PUBLIC;
 
 	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "create room");
-	err = write_room(r, txn, call, &rec, STORE_NOOVERWRITE);
+	/* The creator is the room's ADMIN. The write below refuses a room
+	 * that exists, and the whole transaction goes with it. */
+	err = rooms_member_add(r, txn, &rec, caller, PARLEY__V1__ROLE__ADMIN);
 	if (err == STORE_OK)
-		err = store_put(txn, r->members, key, pair_key(key, rec.room_id, caller), "", 0,
-				0);
-	if (err == STORE_OK)
-		err = store_put(txn, r->user_rooms, key, pair_key(key, caller, rec.room_id), "",
-				0, 0);
+		err = write_room(r, txn, call, &rec, STORE_NOOVERWRITE);
 	if (err == STORE_OK)
 		err = changes_append(r->log, txn, call, rec.room_id, caller,
 				    PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED, &f);
@@ -236,6 +239,8 @@ collect_room(void *arg, store_val key, store_val val)
 		s->damaged = true;
 		return false;
 	}
+	if (rooms_visibility(rec) != PARLEY__V1__VISIBILITY__PUBLIC)
+		return true; /* PRIVATE and DIRECT rooms are not listed */
 	s->rooms[s->n++] = room_to_wire(s->call, rec);
 	return s->n < s->want;
 }
@@ -349,6 +354,45 @@ caller_is_member(rooms_service *r, store_txn *txn, rpc_call *call, const char *r
 	return is_member(r, txn, room_id, rpc_call_caller(call), member);
 }
 
+/* Whether user is one of the two users of a DIRECT room. */
+static bool
+direct_party(const room_rec *rec, const char *user)
+{
+	for (size_t i = 0; i < rec->n_direct_users; i++)
+		if (strcmp(rec->direct_users[i], user) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * In txn: STORE_NOTFOUND when the caller may not know of the room: a
+ * PRIVATE room is seen by its members and the users invited to it, a
+ * DIRECT room by its two users; a PUBLIC room by everyone.
+ */
+static store_err
+hidden_from_caller(rooms_service *r, store_txn *txn, rpc_call *call, const room_rec *rec)
+{
+	const char *caller = rpc_call_caller(call);
+	rooms_member m;
+	bool invited;
+	store_err err;
+
+	switch (rooms_visibility(rec)) {
+	case PARLEY__V1__VISIBILITY__PUBLIC:
+		return STORE_OK;
+	case PARLEY__V1__VISIBILITY__DIRECT:
+		return direct_party(rec, caller) ? STORE_OK : STORE_NOTFOUND;
+	default:
+		if ((err = rooms_member_get(r, txn, rec, caller, &m)) != STORE_OK)
+			return err;
+		if (m.role != PARLEY__V1__ROLE__ROLE_UNSPECIFIED)
+			return STORE_OK;
+		if ((err = rooms_is_invited(r, txn, rec->room_id, caller, &invited)) != STORE_OK)
+			return err;
+		return invited ? STORE_OK : STORE_NOTFOUND;
+	}
+}
+
 static rpc_code
 handle_get_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
 		void *ctx)
@@ -367,6 +411,8 @@ handle_get_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "get room");
 	err = read_room(r, txn, call, req->room_id, &rec);
+	if (err == STORE_OK)
+		err = hidden_from_caller(r, txn, call, rec);
 	/* Who is in a room is for its members; others see what ListRooms
 	 * shows (the count included). */
 	if (err == STORE_OK && (err = caller_is_member(r, txn, call, req->room_id, &member)) ==
@@ -383,9 +429,49 @@ handle_get_room(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 }
 
 /*
+ * In txn: may the caller join rec's room? RPC_OK, or PERMISSION_DENIED
+ * with call failed: banned; a PRIVATE room without an invitation; a DIRECT
+ * room of two other users.
+ */
+static rpc_code
+may_join(rooms_service *r, store_txn *txn, rpc_call *call, const room_rec *rec,
+	 store_err *err)
+{
+	const char *caller = rpc_call_caller(call);
+	bool banned = false, invited = false;
+
+	*err = rooms_is_banned(r, txn, rec->room_id, caller, &banned);
+	if (*err != STORE_OK)
+		return RPC_INTERNAL;
+	if (banned)
+		return rpc_call_fail(call, RPC_PERMISSION_DENIED,
+				     "you are banned from room '%s'", rec->room_id);
+	switch (rooms_visibility(rec)) {
+	case PARLEY__V1__VISIBILITY__DIRECT:
+		if (direct_party(rec, caller))
+			return RPC_OK;
+		return rpc_call_fail(call, RPC_PERMISSION_DENIED,
+				     "room '%s' is a direct conversation of two other users",
+				     rec->room_id);
+	case PARLEY__V1__VISIBILITY__PRIVATE:
+		*err = rooms_is_invited(r, txn, rec->room_id, caller, &invited);
+		if (*err != STORE_OK)
+			return RPC_INTERNAL;
+		if (invited)
+			return RPC_OK;
+		return rpc_call_fail(call, RPC_PERMISSION_DENIED,
+				     "room '%s' is private: it is joined by invitation only",
+				     rec->room_id);
+	default:
+		return RPC_OK;
+	}
+}
+
+/*
  * Makes the caller a member of room_id (join) or not (!join), in one
  * transaction with its change-log entry. Idempotent: when nothing changes,
- * nothing is logged. On RPC_OK *recp is the room as it is now.
+ * nothing is logged. On RPC_OK *recp is the room as it is now. Who may
+ * join: may_join.
  */
 static rpc_code
 set_membership(rpc_call *call, rooms_service *r, const char *room_id, bool join,
@@ -393,48 +479,37 @@ set_membership(rpc_call *call, rooms_service *r, const char *room_id, bool join,
 {
 	const char *caller = rpc_call_caller(call);
 	const char *what = join ? "join room" : "leave room";
-	uint8_t mkey[PAIR_KEY_MAX], ukey[PAIR_KEY_MAX];
-	size_t mlen, ulen;
 	change_frame f = {0};
+	rooms_member m;
 	store_txn *txn;
-	store_val v;
 	store_err err;
 	rpc_code code;
 
 	*recp = NULL;
 	if ((code = check_room_id(call, room_id)) != RPC_OK)
 		return code;
-	mlen = pair_key(mkey, room_id, caller);
-	ulen = pair_key(ukey, caller, room_id);
 
 	if ((err = changes_write_begin(r->log, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, what);
 	err = read_room(r, txn, call, room_id, recp);
-	if (err == STORE_OK) {
-		err = store_get(txn, r->members, mkey, mlen, &v);
-		if (err == (join ? STORE_OK : STORE_NOTFOUND)) {
-			/* Already so: nothing changes, nothing is logged. */
-			err = changes_write_end(r->log, txn, STORE_OK, NULL);
-			goto done;
-		}
-		if (join && err == STORE_NOTFOUND)
-			err = (*recp)->member_count < UINT32_MAX ? STORE_OK : STORE_FULL;
+	if (err == STORE_OK)
+		err = rooms_member_get(r, txn, *recp, caller, &m);
+	if (err == STORE_OK &&
+	    (m.role != PARLEY__V1__ROLE__ROLE_UNSPECIFIED) == join) {
+		/* Already so: nothing changes, nothing is logged. */
+		err = changes_write_end(r->log, txn, STORE_OK, NULL);
+		goto done;
 	}
-	if (err == STORE_OK && join) {
-		err = store_put(txn, r->members, mkey, mlen, "", 0, 0);
-		if (err == STORE_OK)
-			err = store_put(txn, r->user_rooms, ukey, ulen, "", 0, 0);
-		if (err == STORE_OK)
-			(*recp)->member_count++;
-	} else if (err == STORE_OK) {
-		err = store_del(txn, r->members, mkey, mlen);
-		if (err == STORE_OK)
-			err = store_del(txn, r->user_rooms, ukey, ulen);
-		if (err == STORE_NOTFOUND)
-			err = STORE_CORRUPT; /* members and user_rooms disagree */
-		if (err == STORE_OK && (*recp)->member_count > 0)
-			(*recp)->member_count--;
+	if (err == STORE_OK && join && (code = may_join(r, txn, call, *recp, &err)) != RPC_OK) {
+		(void)changes_write_end(r->log, txn, ROOMS_ABORT, NULL);
+		if (err != STORE_OK)
+			return svc_fail_store(call, err, what);
+		return code;
 	}
+	if (err == STORE_OK && join)
+		err = rooms_member_add(r, txn, *recp, caller, PARLEY__V1__ROLE__MEMBER);
+	else if (err == STORE_OK)
+		err = rooms_member_remove(r, txn, call, *recp, caller, m.role);
 	if (err == STORE_OK)
 		err = write_room(r, txn, call, *recp, 0);
 	if (err == STORE_OK)
@@ -560,14 +635,24 @@ static const rpc_method rooms_methods[] = {
 	{.fn = handle_leave_room, .auth = RPC_AUTH_REQUIRED},
 	{.fn = handle_list_my_rooms, .auth = RPC_AUTH_REQUIRED},
 	{.fn = handle_is_member, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_list_members, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_update_room, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_set_role, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_kick, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_ban, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_unban, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_invite, .auth = RPC_AUTH_REQUIRED},
+	{.fn = rooms_handle_open_direct, .auth = RPC_AUTH_REQUIRED},
 };
 
 /* The table above follows the descriptor's method order; check it. */
 static bool
 methods_match_descriptor(void)
 {
-	static const char *const names[] = {"CreateRoom", "ListRooms",	 "GetRoom", "JoinRoom",
-					    "LeaveRoom",  "ListMyRooms", "IsMember"};
+	static const char *const names[] = {
+	    "CreateRoom", "ListRooms", "GetRoom", "JoinRoom", "LeaveRoom",  "ListMyRooms",
+	    "IsMember",	  "ListMembers", "UpdateRoom", "SetRole", "Kick", "Ban",
+	    "Unban",	  "Invite",	 "OpenDirect"};
 	const ProtobufCServiceDescriptor *d = &parley__v1__rooms__descriptor;
 
 	if (d->n_methods != sizeof(rooms_methods) / sizeof(rooms_methods[0]) ||
@@ -580,6 +665,25 @@ methods_match_descriptor(void)
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
+
+/* In txn: the key stored under name, made on first use. */
+static store_err
+load_key(rooms_service *r, store_txn *txn, const char *name, unsigned char *key, size_t len)
+{
+	store_val v;
+	store_err err = store_get(txn, r->meta, name, strlen(name), &v);
+
+	if (err == STORE_OK && v.len != len)
+		return STORE_CORRUPT;
+	if (err == STORE_OK) {
+		memcpy(key, v.data, len);
+		return STORE_OK;
+	}
+	if (err != STORE_NOTFOUND)
+		return err;
+	randombytes_buf(key, len);
+	return store_put(txn, r->meta, name, strlen(name), key, len, 0);
+}
 
 /*
  * One write transaction at start: loads (or creates) the page-token key and,
@@ -607,6 +711,8 @@ init_data(rooms_service *r, rpc_status *st)
 	} else if (err == STORE_OK) {
 		err = STORE_CORRUPT;
 	}
+	if (err == STORE_OK)
+		err = load_key(r, txn, direct_key_name, r->direct_key, sizeof(r->direct_key));
 
 	if (err == STORE_OK) {
 		rec.room_id = (char *)general_room;
@@ -661,13 +767,20 @@ rooms_service_start(const parley_config *cfg, rooms_service **out, rpc_status *s
 	if (!svc_open_table(r->env, "rooms.rooms", &r->rooms, st) ||
 	    !svc_open_table(r->env, "rooms.members", &r->members, st) ||
 	    !svc_open_table(r->env, "rooms.user_rooms", &r->user_rooms, st) ||
-	    !svc_open_table(r->env, "rooms.meta", &r->meta, st))
+	    !svc_open_table(r->env, "rooms.meta", &r->meta, st) ||
+	    !svc_open_table(r->env, "rooms.bans", &r->bans, st) ||
+	    !svc_open_table(r->env, "rooms.invites", &r->invites, st))
 		goto fail;
 	if (init_data(r, st) != RPC_OK)
 		goto fail;
 	if (changes_open(r->env, cfg->room_events_listen, &r->log, st) != RPC_OK)
 		goto fail;
 	if (svc_authn_open(&r->authn, cfg->auth_addr, st) != RPC_OK)
+		goto fail;
+	if (rpc_client_open(&r->auth, cfg->auth_addr, st) != RPC_OK)
+		goto fail;
+	if (cfg->messaging_addr != NULL &&
+	    rpc_client_open(&r->messaging, cfg->messaging_addr, st) != RPC_OK)
 		goto fail;
 
 	/* Each server starts right after it opens: rpc_server_close expects a
@@ -709,6 +822,70 @@ rooms_service_stop(rooms_service *r)
 		rpc_server_close(r->srv, 5000);
 	changes_close(r->log);
 	svc_authn_close(r->authn);
+	if (r->auth != NULL)
+		rpc_client_close(r->auth);
+	if (r->messaging != NULL)
+		rpc_client_close(r->messaging);
 	sodium_memzero(r->page_key, sizeof(r->page_key));
+	sodium_memzero(r->direct_key, sizeof(r->direct_key));
 	free(r);
+}
+
+/* ---- for the other files of the service (rooms_int.h) ------------------------------ */
+
+store_err
+rooms_read_room(rooms_service *r, store_txn *txn, rpc_call *call, const char *room_id,
+		room_rec **out)
+{
+	return read_room(r, txn, call, room_id, out);
+}
+
+store_err
+rooms_write_room(rooms_service *r, store_txn *txn, rpc_call *call, const room_rec *rec,
+		 unsigned flags)
+{
+	return write_room(r, txn, call, rec, flags);
+}
+
+Parley__V1__Room *
+rooms_room_to_wire(rpc_call *call, const room_rec *rec)
+{
+	return room_to_wire(call, rec);
+}
+
+size_t
+rooms_pair_key(uint8_t key[PAIR_KEY_MAX], const char *a, const char *b)
+{
+	return pair_key(key, a, b);
+}
+
+rpc_code
+rooms_check_room_id(rpc_call *call, const char *room_id)
+{
+	return check_room_id(call, room_id);
+}
+
+rpc_code
+rooms_check_user_id(rpc_call *call, const char *field, const char *user_id)
+{
+	if (svc_valid_user_id(user_id))
+		return RPC_OK;
+	return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+			     "%s must be 3 to 32 characters of a-z 0-9 _ . - starting with a "
+			     "letter or digit",
+			     field);
+}
+
+rpc_code
+rooms_fail_no_room(rpc_call *call, const char *room_id)
+{
+	return fail_no_room(call, room_id);
+}
+
+Parley__V1__Visibility
+rooms_visibility(const room_rec *rec)
+{
+	return rec->visibility == PARLEY__V1__VISIBILITY__VISIBILITY_UNSPECIFIED
+		   ? PARLEY__V1__VISIBILITY__PUBLIC
+		   : rec->visibility;
 }

@@ -38,6 +38,19 @@
  *     succeeds and logs nothing. The creator's own join is logged.
  *   - A room stays when its last member leaves (rooms are never deleted).
  *   - RoomsFeed/ListChanges: limit 0 means 500; above 1000 is served as 1000.
+ *   - Visibility: PUBLIC (older rooms too) as above; PRIVATE rooms are not
+ *     listed, GetRoom is NOT_FOUND to all but members and invited users,
+ *     JoinRoom needs an invitation (spent by joining); DIRECT rooms (see
+ *     direct.c: ids "dm." + 32 hex digits, reserved) hold their two users
+ *     and nobody else, ever.
+ *   - Roles (roles.c, moderation.c): the creator is ADMIN, joiners MEMBER;
+ *     "general" (created by the service) has no ADMIN. When the last ADMIN
+ *     leaves, the remaining member with the highest role who joined first
+ *     becomes ADMIN. A banned user cannot join until unbanned.
+ *   - ListMembers: page_size 0 means 50, at most 100; display names from
+ *     Auth/GetUsers and `online` from Messaging's Presence/Online at
+ *     cfg->messaging_addr, one call each per page; UNAVAILABLE when either
+ *     cannot answer.
  */
 #ifndef PARLEY_ROOMS_H
 #define PARLEY_ROOMS_H

@@ -39,8 +39,8 @@ refuse() { # WANT-REGEX PARLEYD-ARGS...
 }
 p=$(free_port)
 refuse "https://127.0.0.1:$p is https: give a certificate and a key" --http-listen "https://127.0.0.1:$p"
-refuse "is https: give a certificate and a key" --http-listen "https://127.0.0.1:$p" --tls-cert "$pki/server.pem"
-refuse "cannot read the TLS certificate '$pki/nope.pem'" --http-listen "https://127.0.0.1:$p" \
+refuse "give both --tls-cert and --tls-key" --http-listen "https://127.0.0.1:$p" --tls-cert "$pki/server.pem"
+refuse "TLS certificate file '$pki/nope.pem': No such file" --http-listen "https://127.0.0.1:$p" \
   --tls-cert "$pki/nope.pem" --tls-key "$pki/server.key"
 refuse "not an HTTP address" --http-listen "ftp://127.0.0.1:$p"
 refuse "not an HTTP address" --http-listen "127.0.0.1:$p"

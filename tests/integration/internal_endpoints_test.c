@@ -131,7 +131,7 @@ main(void)
 	n = listening_ports(mx_d.pid, ports, 64);
 	TH_CHECK(n >= 4, "the daemon's public endpoints listen (%d ports)", n);
 	for (int i = 0; i < n; i++) {
-		bool public = ports[i] == 8080; /* the HTTP face, where built */
+		bool public = ports[i] == port_of(mx_d.http); /* the HTTP face */
 
 		for (int k = 0; k < 4; k++)
 			public |= ports[i] == pub[k];

@@ -113,19 +113,29 @@ req_frame(uint8_t *buf, size_t cap, uint32_t id, const char *service)
 }
 
 /* Health/Check through a fresh rpc client, with the normal deadline. */
+/* Health/Check on client c. */
 static rpc_code
-health(const char *url, rpc_status *st)
+health_on(rpc_client *c, rpc_status *st)
 {
 	Parley__V1__HealthCheckRequest req = PARLEY__V1__HEALTH_CHECK_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	rpc_call_opts opts = {.timeout_ms = 5000};
-	rpc_client *c = th_client(url);
 	rpc_code code;
 
 	code = rpc_client_call(c, &parley__v1__health__descriptor, "Check", &req.base, &resp,
 			       &opts, st);
 	if (resp != NULL)
 		protobuf_c_message_free_unpacked(resp, NULL);
+	return code;
+}
+
+/* Health/Check on a connection of its own. */
+static rpc_code
+health(const char *url, rpc_status *st)
+{
+	rpc_client *c = th_client(url);
+	rpc_code code = health_on(c, st);
+
 	rpc_client_close(c);
 	return code;
 }
@@ -205,19 +215,24 @@ test_pipelining_flood(void)
 {
 	th_daemon d = {0};
 	struct flooder f = {0};
+	rpc_client *other;
+	int64_t until;
 	pthread_t t;
 	rpc_status st;
 	int ok = 0;
 
 	TH_CHECK(th_start(&d, "auth"), "start parleyd");
+	other = th_client(d.auth);
 	f.port = port_of(d.auth);
 	TH_CHECK(pthread_create(&t, NULL, flood_main, &f) == 0, "thread");
 	/* While the flood is on (it stops only when cut off), every call of
-	 * another client is answered within its normal deadline. */
+	 * another client, on its one connection, is answered within its
+	 * normal deadline. */
+	until = rpc_now_ms() + 120000; /* a liveness bound, not a timing: */
 	for (int i = 0; i < 20 || !__atomic_load_n(&f.cut_off, __ATOMIC_ACQUIRE); i++) {
-		TH_CODE(health(d.auth, &st), RPC_OK, &st);
+		TH_CODE(health_on(other, &st), RPC_OK, &st);
 		ok++;
-		TH_CHECK(i < 100000, "the flooder is never cut off");
+		TH_CHECK(rpc_now_ms() < until, "the flooder is never cut off");
 	}
 	__atomic_store_n(&f.stop, true, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
@@ -226,6 +241,7 @@ test_pipelining_flood(void)
 			 th_log_has(&d, "it took no reply in the send timeout"),
 		 "the log says why the flooder was cut off");
 	TH_CODE(health(d.auth, &st), RPC_OK, &st);
+	rpc_client_close(other);
 	TH_CHECK(th_stop(&d) == 0, "parleyd exits 0");
 	th_cleanup(&d);
 	printf("ok a peer pipelining %ld requests without reading is cut off; %d calls of "
@@ -291,12 +307,22 @@ test_per_peer_cap(void)
 	d.extra[0] = "--max-conns-per-peer";
 	d.extra[1] = "4";
 	TH_CHECK(th_start(&d, "auth"), "start parleyd");
-	/* th_start's own probe clients are gone; four connections held. */
+	/* Four connections held. th_start's own probe connections may still
+	 * be counted for a moment after they closed (nng reaps them on its
+	 * own thread): a refusal that names the cap is retried until then. */
 	for (int i = 0; i < 4; i++) {
+		int64_t until = rpc_now_ms() + 20000;
+		rpc_code code;
+
 		held[i] = th_client(d.auth);
-		TH_CODE(rpc_client_call(held[i], &parley__v1__health__descriptor, "Check",
-					&req.base, &resp, &opts, &st),
-			RPC_OK, &st);
+		while ((code = rpc_client_call(held[i], &parley__v1__health__descriptor, "Check",
+					       &req.base, &resp, &opts, &st)) == RPC_RESOURCE_EXHAUSTED &&
+		       strstr(st.message, "too many connections") != NULL && rpc_now_ms() < until) {
+			rpc_client_close(held[i]);
+			usleep(50000);
+			held[i] = th_client(d.auth);
+		}
+		TH_CODE(code, RPC_OK, &st);
 		protobuf_c_message_free_unpacked(resp, NULL);
 	}
 	TH_CODE(health(d.auth, &st), RPC_RESOURCE_EXHAUSTED, &st);
@@ -524,13 +550,19 @@ test_deferred_budget(void)
 
 		TH_CHECK(code == RPC_UNAUTHENTICATED || code == RPC_RESOURCE_EXHAUSTED,
 			 "login %d: %s %s", i, rpc_code_name(code), msg);
-		if (code == RPC_RESOURCE_EXHAUSTED && strstr(msg, "too many calls waiting") != NULL)
+		/* Refused by the runtime's deferred budget or, before it, by
+		 * auth's own bounds on password checks (the hash queue, checks
+		 * in flight per address): either way said in words. */
+		if (code == RPC_RESOURCE_EXHAUSTED &&
+		    (strstr(msg, "too many calls waiting") != NULL ||
+		     strstr(msg, "password checks in progress") != NULL ||
+		     strstr(msg, "in progress from your address") != NULL))
 			budget_refusals++;
 	}
 	TH_CHECK(__atomic_load_n(&logins_at_health, __ATOMIC_SEQ_CST) < 4,
 		 "Health answered after %d of %d password checks: it waited behind deferred calls",
 		 logins_at_health, LOGINS);
-	TH_CHECK(budget_refusals > 0, "logins beyond the deferred budget are refused, saying so");
+	TH_CHECK(budget_refusals > 0, "logins beyond the budgets are refused, saying so");
 	nng_close(s);
 	TH_CHECK(th_stop(&d) == 0, "parleyd exits 0");
 	th_cleanup(&d);
