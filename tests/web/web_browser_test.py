@@ -268,6 +268,7 @@ def main():
         type_into(bob, "reg-user", "bob")
         el(bob, "register-submit").click()
         until(bob, "the password refused", lambda: "8 bytes" in visible_text(bob, "register-error"))
+        bob.save_screenshot(os.path.join(SHOTS, "narrow-360-register.png"))
         ok("registration rules shown and checked before submitting")
 
         # --- register, create, join, chat both ways ---
@@ -277,6 +278,7 @@ def main():
         type_into(alice, "create-name", "The Lobby")
         type_into(alice, "create-topic", "say hello")
         el(alice, "create-id").send_keys(Keys.ENTER)
+        alice.save_screenshot(os.path.join(SHOTS, "desktop-new-room.png"))
         until(alice, "the new room open", lambda: el(alice, "room-title").text == "The Lobby")
         until(alice, "her own join", lambda: any("Alice Liddell joined" in t for _, _, t in log_items(alice)))
 
@@ -350,6 +352,7 @@ def main():
         until(alice, "the side room open", lambda: el(alice, "room-title").text == "side")
         send(bob, "while you were away")
         until(alice, "an unread badge on lobby", lambda: badge(alice, "lobby") == "1")
+        alice.save_screenshot(os.path.join(SHOTS, "desktop-unread.png"))
         label = alice.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').get_attribute("aria-label")
         if "1 unread" not in label or "2 members" not in label:
             fail(f"the lobby button says {label!r}")
@@ -359,9 +362,15 @@ def main():
         ok("unread count on a room in the background, cleared on opening it")
 
         # --- history as bob scrolls up ---
+        # (Alice makes the room on her page: a room joined elsewhere would
+        # reach her page's feed only at its next look at the rooms.)
+        el(alice, "new-room").click()
+        type_into(alice, "create-id", "big")
+        el(alice, "create-id").send_keys(Keys.ENTER)
+        until(alice, "the big room open", lambda: el(alice, "room-title").text == "big")
+        alice.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').click()
+        until(alice, "lobby open again", lambda: el(alice, "room-title").text == "The Lobby")
         a_tok = json.loads(alice.execute_script("return sessionStorage.getItem('parley.session')"))["token"]
-        daemon.post("Rooms/CreateRoom", {"roomId": "big"}, a_tok)
-        daemon.post("Rooms/JoinRoom", {"roomId": "big"}, a_tok)
         for i in range(1, 131):
             daemon.post("Messaging/Send", {"roomId": "big", "text": f"big {i}", "clientMsgId": f"b{i}"}, a_tok)
         bob.refresh()  # the new room shows up in the list
