@@ -54,6 +54,9 @@ typedef struct cli_command {
 } cli_command;
 
 extern const cli_command cli_commands[];
+
+/* Called once the command to run is known, before it runs. */
+void cli_commands_init(const cli_command *cmd);
 extern const size_t cli_ncommands;
 
 /* The interactive chat (`parley` with no command). Signals as for a command

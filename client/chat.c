@@ -1,7 +1,8 @@
 /*
- * chat.c — the slash commands of the interactive chat and what a typed line
- * does; see ui.h. Runs on the main thread, with the line editor off, so a
- * command may ask for a password and print freely.
+ * chat.c — the slash commands of the interactive chat, what a typed
+ * message needs, and the session's start and end; see ui.h. Runs on the
+ * main thread, with the line editor off, so a command may ask for a
+ * password and print freely.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,7 @@ static void
 cmd_help(ui *u, char *args)
 {
 	static const char *const out[] = {
-		"  /register [USER]     create an account",
+		"  /register [USER]     create an account (asks for the password twice)",
 		"  /login [USER]        log in (the session is kept for next time)",
 		"  /help                this list",
 		"  /quit                leave parley (Ctrl-D, Ctrl-C too)",
@@ -46,11 +47,13 @@ cmd_help(ui *u, char *args)
 		"  /join ROOM           enter a room: its last messages, then live",
 		"  /leave               leave the room you are in",
 		"  /who                 who is in this room",
-		"  /history [N]         the last N events here (default 20)",
+		"  /history [N]         the last N events here (default 20, at most 500)",
 		"  /logout              end the session",
-		"  /quit                leave parley, staying logged in",
+		"  /quit                leave parley, staying logged in (Ctrl-D, Ctrl-C too)",
 		"  /help                this list",
 		"  In a room, a line is sent as a message; start it with // to send a '/'.",
+		"  A message shows as (sending) until the room has it; one that cannot be",
+		"  sent in time is shown as not sent, and Up brings it back.",
 	};
 	size_t n = u->logged_in ? sizeof(in) / sizeof(in[0]) : sizeof(out) / sizeof(out[0]);
 
@@ -77,6 +80,14 @@ cmd_register(ui *u, char *args)
 		snprintf(user, sizeof(user), "%s", w);
 	else if (!ui_ask(u, "user: ", true, user, sizeof(user)))
 		return;
+	/* Before the passwords: a person should not type them twice for an id
+	 * the server refuses. */
+	if (w != NULL && strlen(w) >= sizeof(user))
+		user[0] = '\0';
+	if (!parley_user_id_valid(user)) {
+		ui_error(u, RPC_INVALID_ARGUMENT, "a user id is " PARLEY_USER_ID_RULE);
+		return;
+	}
 	if (!ui_ask(u, "password: ", false, pw, sizeof(pw)))
 		return;
 	if (u->tty && (!ui_ask(u, "password again: ", false, again, sizeof(again)) ||
@@ -97,12 +108,32 @@ cmd_register(ui *u, char *args)
 	parley_free(resp);
 }
 
+/* The user and room of a session that ended, entered again at the next
+ * login as that user. */
+static char ended_user[RPC_USER_ID_MAX + 1];
+static char ended_room[ROOM_ID_MAX + 1];
+
 static void
 logged_in_as(ui *u, const char *user)
 {
 	snprintf(u->user, sizeof(u->user), "%s", user);
 	u->logged_in = true;
 	u->room[0] = '\0';
+	u->away = false;
+}
+
+/* Back where the ended session was, and its unsent messages go out; or, as
+ * someone else, they are dropped (and said so). */
+static void
+after_login(ui *u)
+{
+	if (ended_room[0] != '\0' && strcmp(u->user, ended_user) == 0) {
+		chat_enter_room(u, ended_room);
+		outbox_release(u);
+	} else {
+		outbox_fail_held(u);
+	}
+	ended_room[0] = '\0';
 }
 
 static void
@@ -131,6 +162,7 @@ cmd_login(ui *u, char *args)
 		ui_show(u, "* (the session could not be saved; it lasts until you quit)");
 	ui_note(u, "logged in as ", resp->user->user_id, ". /rooms lists rooms, /join ROOM enters one.");
 	parley_free(resp);
+	after_login(u);
 }
 
 static void
@@ -225,8 +257,8 @@ cmd_create(ui *u, char *args)
 
 /* Shows the last events of room and follows it from there: the session
  * starts at the history's head, so nothing is missed or shown twice. */
-static void
-enter_room(ui *u, const char *room)
+bool
+chat_enter_room(ui *u, const char *room)
 {
 	Parley__V1__GetHistoryResponse *h;
 	parley_follow *f;
@@ -237,14 +269,15 @@ enter_room(ui *u, const char *room)
 	code = parley_room_join(u->conn, room, NULL, &st);
 	if (code != RPC_OK && code != RPC_ALREADY_EXISTS) {
 		ui_error(u, code, st.message);
-		return;
+		return false;
 	}
 	ui_stop_following(u);
 	u->room[0] = '\0';
+	u->away = false;
 	code = parley_history(u->conn, room, 0, 0, JOIN_HISTORY, &h, &st);
 	if (code != RPC_OK) {
 		ui_error(u, code, st.message);
-		return;
+		return false;
 	}
 	cur.room_id = room;
 	cur.since_seq = h->head_seq;
@@ -256,11 +289,12 @@ enter_room(ui *u, const char *room)
 	parley_free(h);
 	if ((code = parley_follow_new(&f, u->conn, &cur, 1, &st)) != RPC_OK) {
 		ui_error(u, code, st.message);
-		return;
+		return false;
 	}
 	snprintf(u->room, sizeof(u->room), "%s", room);
 	ui_start_following(u, f);
 	ui_note(u, "you are in ", room, "; type to chat, /help for commands");
+	return true;
 }
 
 static void
@@ -276,7 +310,7 @@ cmd_join(ui *u, char *args)
 		ui_error(u, RPC_INVALID_ARGUMENT, "room ids are at most 64 characters");
 		return;
 	}
-	enter_room(u, room);
+	chat_enter_room(u, room);
 }
 
 static bool
@@ -351,7 +385,7 @@ cmd_history(ui *u, char *args)
 	if (w != NULL) {
 		n = strtoul(w, &end, 10);
 		if (*end != '\0' || n == 0 || n > PARLEY_HISTORY_MAX || w[0] == '-') {
-			ui_error(u, RPC_INVALID_ARGUMENT, "usage: /history [N], N from 1 to 500");
+			ui_error(u, RPC_INVALID_ARGUMENT, "usage: /history [N]: N is a number from 1 to 500");
 			return;
 		}
 	}
@@ -364,22 +398,6 @@ cmd_history(ui *u, char *args)
 	for (size_t i = 0; i < h->n_events; i++)
 		ui_event(u, h->events[i]);
 	parley_free(h);
-}
-
-static void
-send_text(ui *u, const char *text)
-{
-	rpc_status st;
-	rpc_code code;
-
-	if (strlen(text) > 4096) {
-		ui_error(u, RPC_INVALID_ARGUMENT, "messages are at most 4096 bytes");
-		return;
-	}
-	/* Shown when it comes back from the room, in order with the rest. */
-	code = parley_send(u->conn, u->room, text, NULL, NULL, &st);
-	if (code != RPC_OK)
-		ui_error(u, code, st.message);
 }
 
 typedef struct icmd {
@@ -395,50 +413,18 @@ static const icmd icmds[] = {
 	{"/leave", cmd_leave, 2}, {"/who", cmd_who, 2},	{"/history", cmd_history, 2},
 };
 
-/* Erases the line just typed (the terminal shows the prompt and the text,
- * and the cursor sits on the row after): the message comes back from the
- * room and is shown then, with its time. */
-static void
-erase_typed(ui *u, const char *line)
-{
-	int cols = cli_term_columns(STDOUT_FILENO);
-	size_t w = cli_display_width(u->prompt) + cli_display_width(line);
-
-	if (!u->tty || cols <= 0)
-		return;
-	printf("\033[%zuA\r\033[J", w / (size_t)cols + 1);
-	fflush(stdout);
-}
-
 void
-chat_handle_line(ui *u, char *line)
+chat_command(ui *u, char *line)
 {
-	char *cmd, *args;
+	char *args = line, *cmd = next_word(&args);
 
-	while (*line == ' ' || *line == '\t')
-		line++;
-	if (line[0] == '\0')
-		return;
-	if (line[0] != '/' || line[1] == '/') {
-		if (!u->logged_in) {
-			ui_error(u, RPC_UNAUTHENTICATED, "not logged in; /login USER or /register USER");
-			return;
-		}
-		if (!need_room(u))
-			return;
-		erase_typed(u, line);
-		send_text(u, line[0] == '/' ? line + 1 : line);
-		return;
-	}
-	args = line;
-	cmd = next_word(&args);
 	for (size_t i = 0; i < sizeof(icmds) / sizeof(icmds[0]); i++) {
 		if (strcmp(icmds[i].name, cmd) != 0)
 			continue;
 		if (icmds[i].when == 1 && u->logged_in) {
 			strbuf sb = {0};
 			sb_puts(&sb, "already logged in as ");
-			sb_puts(&sb, u->user);
+			sb_sanitized(&sb, u->user, RPC_USER_ID_MAX);
 			sb_puts(&sb, "; /logout first");
 			ui_error(u, RPC_FAILED_PRECONDITION, sb_str(&sb));
 			sb_free(&sb);
@@ -459,6 +445,23 @@ chat_handle_line(ui *u, char *line)
 	}
 }
 
+const char *
+chat_message_problem(ui *u, const char *text)
+{
+	if (!u->logged_in)
+		return "not logged in; /login USER or /register USER";
+	if (u->room[0] == '\0')
+		return "not in a room; /join ROOM first";
+	if (u->away)
+		return "you are no longer a member of this room; /join it to return";
+	if (cli_text_blank(text))
+		return "nothing to send (only spaces)";
+	if (strlen(text) > TEXT_MAX)
+		return "a message is at most 4096 bytes; this one is longer (it is kept in the "
+		       "input line: shorten it)";
+	return NULL;
+}
+
 void
 chat_resume(ui *u)
 {
@@ -470,7 +473,8 @@ chat_resume(ui *u)
 		return;
 	code = parley_rooms_mine(u->conn, &mine, &st);
 	if (code == RPC_UNAUTHENTICATED) {
-		ui_show(u, "* the saved session has ended; /login again");
+		ui_note(u, "the saved session of ", u->ctx->session.user,
+			" has ended (it expired, or was logged out elsewhere); /login to log in again");
 		parley_set_token(u->conn, NULL, NULL);
 		return;
 	}
@@ -481,4 +485,50 @@ chat_resume(ui *u)
 		parley_free(mine);
 	}
 	ui_note(u, "logged in as ", u->user, " (saved session). /rooms, /join ROOM, /help.");
+}
+
+void
+chat_session_ended(ui *u)
+{
+	char pw[1100], err[512];
+	Parley__V1__LoginResponse *resp;
+	rpc_status st;
+	rpc_code code;
+
+	if (!u->logged_in)
+		return;
+	snprintf(ended_room, sizeof(ended_room), "%s", u->room);
+	memcpy(ended_user, u->user, sizeof(ended_user));
+	ui_stop_following(u);
+	u->room[0] = '\0';
+	u->logged_in = false;
+	u->ctx->have_session = false;
+	parley_set_token(u->conn, NULL, NULL);
+	cli_session_remove(err, sizeof(err)); /* its token is of no use now */
+	ui_note(u, "your session as ", ended_user,
+		" has ended (it expired, or was logged out elsewhere)");
+	if (!u->tty) {
+		ui_error(u, RPC_UNAUTHENTICATED, "the session has ended; run 'parley login USER'");
+		outbox_fail_held(u);
+		return;
+	}
+	/* Offered in place: the same user, back in the same room, the
+	 * messages not yet stored sent after all. */
+	if (!ui_ask(u, "password to log in again (Enter: not now): ", false, pw, sizeof(pw))) {
+		ui_note(u, "not logged in; /login ", ended_user, " when you want to go on");
+		return;
+	}
+	code = parley_login(u->conn, ended_user, pw, &resp, &st);
+	explicit_bzero(pw, sizeof(pw));
+	if (code != RPC_OK) {
+		ui_error(u, code, st.message);
+		ui_note(u, "not logged in; /login ", ended_user, " to try again");
+		return;
+	}
+	logged_in_as(u, resp->user->user_id);
+	if (cli_save_login(u->ctx, resp) != CLI_EXIT_OK)
+		ui_show(u, "* (the session could not be saved; it lasts until you quit)");
+	ui_note(u, "logged in again as ", resp->user->user_id, NULL);
+	parley_free(resp);
+	after_login(u);
 }

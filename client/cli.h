@@ -70,8 +70,16 @@ void cli_event_json(strbuf *sb, const Parley__V1__Event *ev);
 void cli_room_line(strbuf *sb, const Parley__V1__Room *r, char mark);
 void cli_room_json(strbuf *sb, const Parley__V1__Room *r, int member);
 
-/* "error: PERMISSION_DENIED: message" with the message made terminal-safe. */
+/* As sb_sanitized, and the protocol's field names a server message may
+ * carry (user_id, room_id, ...) in words ("user id", "room id"). */
+void sb_humanized(strbuf *sb, const char *message, size_t max_chars);
+
+/* "error: PERMISSION_DENIED: message" (the scripted commands' documented
+ * form), the message made terminal-safe and humanized. */
 void cli_error_line(strbuf *sb, rpc_code code, const char *message);
+/* "error: message" for people (the interactive chat): no status name; the
+ * code in words when there is no message. */
+void cli_error_words(strbuf *sb, rpc_code code, const char *message);
 
 /* Writes the buffer and a newline to out and flushes; false on a write
  * error (EPIPE included). */
@@ -113,8 +121,17 @@ bool cli_session_remove(char *err, size_t errlen);
 long cli_read_line(int fd, FILE *out, const char *prompt, bool echo, char *buf, size_t len,
 		   bool *too_long);
 
+/* Turns the terminal's echo on or off (nothing else); false if fd is not
+ * a terminal or it failed. What is typed meanwhile stays in the input
+ * queue. */
+bool cli_term_echo(int fd, bool on);
+
 /* Columns of the terminal on fd, or 0 if it is not one. */
 int cli_term_columns(int fd);
+
+/* True if s is empty or only white space, Unicode's included (no-break,
+ * ideographic, zero-width spaces...): nothing worth sending. */
+bool cli_text_blank(const char *s);
 
 /* Display columns taken by UTF-8 s (wide characters count twice). */
 size_t cli_display_width(const char *s);

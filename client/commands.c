@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "version.h"
 
 #define PASSWORD_MAX 1100 /* the server takes 8-1024 bytes */
 #define TEXT_MAX 4096	  /* the server's limit on a message */
@@ -55,10 +56,30 @@ say(const char *prefix, const char *arg)
 	return CLI_EXIT_OK;
 }
 
+/* Set for commands that act with the saved session: an UNAUTHENTICATED
+ * then means that session has ended, and the way on is to log in again. */
+static bool session_command;
+
 static int
 fail(rpc_code code, const rpc_status *st)
 {
+	if (code == RPC_UNAUTHENTICATED && session_command) {
+		strbuf sb = {0};
+		int rc;
+
+		sb_puts(&sb, st->message);
+		sb_puts(&sb, " (the saved session has ended; run 'parley login USER' to log in again)");
+		rc = cli_fail(code, sb_str(&sb));
+		sb_free(&sb);
+		return rc;
+	}
 	return cli_fail(code, st->message);
+}
+
+void
+cli_commands_init(const cli_command *cmd)
+{
+	session_command = cmd->needs_login;
 }
 
 /* register / login / logout ---------------------------------------------- */
@@ -72,6 +93,11 @@ cmd_register(cli_ctx *ctx, int argc, char **argv)
 	rpc_code code;
 	int rc;
 
+	/* Before the password prompts: nobody should type a password twice
+	 * for an id the server refuses. */
+	if (!parley_user_id_valid(argv[0]))
+		return cli_usage_error(ctx, "'%s' is not a user id: a user id is %s", argv[0],
+				       PARLEY_USER_ID_RULE);
 	if ((rc = cli_read_password(ctx, true, pw, sizeof(pw))) != CLI_EXIT_OK)
 		return rc;
 	code = parley_register(ctx->conn, argv[0], pw, ctx->display_name, ctx->email, &resp, &st);
@@ -313,8 +339,8 @@ message_text(const cli_ctx *ctx, int argc, char **argv, strbuf *text)
 	}
 	if (text->oom)
 		return cli_local_error("out of memory");
-	if (text->len == 0)
-		return cli_usage_error(ctx, "nothing to send");
+	if (text->len == 0 || cli_text_blank(text->p))
+		return cli_usage_error(ctx, "nothing to send (the message is empty or only spaces)");
 	if (text->len > TEXT_MAX)
 		return cli_usage_error(ctx, "message longer than %d bytes", TEXT_MAX);
 	if (strlen(text->p) != text->len)
@@ -384,9 +410,10 @@ cmd_history(cli_ctx *ctx, int argc, char **argv)
 	if ((ctx->given & OPT_BEFORE) && (ctx->given & OPT_AFTER))
 		return cli_usage_error(ctx, "--before and --after do not go together");
 	/* 0 would mean "unset" on the wire, and so the latest events. */
-	if (((ctx->given & OPT_BEFORE) && ctx->before == 0) ||
-	    ((ctx->given & OPT_AFTER) && ctx->after == 0) || n == 0)
-		return cli_usage_error(ctx, "-n, --before and --after must be at least 1");
+	if ((ctx->given & OPT_BEFORE) && ctx->before == 0)
+		return cli_usage_error(ctx, "--before: '0' is not a sequence number from 1 up");
+	if ((ctx->given & OPT_AFTER) && ctx->after == 0)
+		return cli_usage_error(ctx, "--after: '0' is not a sequence number from 1 up");
 	code = parley_history(ctx->conn, argv[0], ctx->before, ctx->after, n, &resp, &st);
 	if (code != RPC_OK)
 		return fail(code, &st);
@@ -420,6 +447,21 @@ tail_signal(int sig, void *arg)
 	if (t->follow != NULL)
 		parley_follow_cancel(t->follow);
 	pthread_mutex_unlock(&t->mtx);
+}
+
+/* A room left from elsewhere, or joined again: said on stderr at once; its
+ * events resume from where they stopped when the user is a member again. */
+static void
+tail_member(const char *room_id, bool member, void *arg)
+{
+	strbuf sb = {0};
+
+	sb_puts(&sb, member ? "parley: a member of " : "parley: no longer a member of ");
+	sb_sanitized(&sb, room_id, 64);
+	sb_puts(&sb, member ? " again; resuming"
+			    : "; waiting until you are a member again (parley join ROOM)");
+	cli_write_line(stderr, &sb);
+	sb_free(&sb);
 }
 
 static void
@@ -493,6 +535,7 @@ cmd_tail(cli_ctx *ctx, int argc, char **argv)
 	if (t.stop)
 		parley_follow_cancel(f);
 	pthread_mutex_unlock(&t.mtx);
+	parley_follow_watch(f, 0, tail_member, &t);
 
 	for (;;) {
 		code = parley_follow_poll(f, TAIL_POLL_MS, tail_event, &t, &st);
@@ -511,9 +554,7 @@ cmd_tail(cli_ctx *ctx, int argc, char **argv)
 				strbuf sb = {0};
 
 				sb_puts(&sb, "parley: connection lost (");
-				sb_puts(&sb, rpc_code_name(code));
-				sb_puts(&sb, ": ");
-				sb_sanitized(&sb, st.message, 200);
+				sb_humanized(&sb, st.message, 200);
 				sb_puts(&sb, "); resuming when the server is back");
 				cli_write_line(stderr, &sb);
 				sb_free(&sb);
@@ -604,6 +645,47 @@ cmd_health(cli_ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
+/* whoami / version ----------------------------------------------------------- */
+
+/* The saved login, checked with the server: a session that has ended says
+ * so (and what to do) instead of printing a user it no longer is. */
+static int
+cmd_whoami(cli_ctx *ctx, int argc, char **argv)
+{
+	Parley__V1__ListMyRoomsResponse *mine;
+	strbuf sb = {0};
+	rpc_status st;
+	rpc_code code = parley_rooms_mine(ctx->conn, &mine, &st);
+	int rc = CLI_EXIT_OK;
+
+	if (code == RPC_UNAUTHENTICATED)
+		return cli_fail(code, "the saved session has ended; run 'parley login USER'");
+	if (code != RPC_OK)
+		return fail(code, &st);
+	if (ctx->json) {
+		sb_puts(&sb, "{\"user_id\":");
+		sb_json_string(&sb, ctx->session.user);
+		sb_printf(&sb, ",\"expires_at_ms\":%llu,\"rooms\":%zu,\"auth\":",
+			  (unsigned long long)ctx->session.expires_ms, mine->n_rooms);
+		sb_json_string(&sb, parley_endpoint(ctx->conn, PARLEY_AUTH));
+		sb_putc(&sb, '}');
+	} else {
+		sb_sanitized(&sb, ctx->session.user, 0);
+	}
+	if (!emit(&sb))
+		rc = CLI_EXIT_LOCAL;
+	sb_free(&sb);
+	parley_free(mine);
+	return rc;
+}
+
+static int
+cmd_version(cli_ctx *ctx, int argc, char **argv)
+{
+	printf("parley %s (commit %s)\n", parley_version, parley_commit);
+	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_LOCAL;
+}
+
 /* The table ------------------------------------------------------------------ */
 
 const cli_command cli_commands[] = {
@@ -660,6 +742,13 @@ const cli_command cli_commands[] = {
 	 "  --since SEQ           instead, everything after sequence number SEQ\n"
 	 "  --json                one JSON object per event and line (as history;\n"
 	 "                        presence events have type online or offline, seq 0)\n"},
+	{"whoami", cmd_whoami, OPT_JSON, 0, 0, true, false, "",
+	 "show who you are logged in as",
+	 "Prints the user of the saved session after checking with the server that\n"
+	 "it is still valid (exit 1 and a hint to log in again if not).\n"
+	 "  --json                {\"user_id\",\"expires_at_ms\",\"rooms\",\"auth\"}\n"},
+	{"version", cmd_version, 0, 0, 0, false, false, "", "show parley's version",
+	 "The same as parley --version.\n"},
 	{"health", cmd_health, OPT_JSON, 0, PARLEY_NSERVICES, false, false, "[SERVICE...]",
 	 "check that the services answer",
 	 "Asks each service (auth, rooms, history, messaging; default all) for its\n"

@@ -9,6 +9,18 @@
  * follower drops it and opens a new one with since_seq = last[i]. Events at
  * or below last[i] that a server sends again are skipped.
  *
+ * With a watch (parley_follow_watch) the follower also checks, at least
+ * every watch interval, which followed rooms the user is still a member of
+ * (ListMyRooms): a room left from elsewhere is reported at once and set
+ * aside (the server drops it from the session without a word), and taken
+ * up again, from its last seq, when the user is a member once more.
+ *
+ * Pacing: a session that cannot be reopened is tried again after a short
+ * back-off (BACKOFF_MAX_MS at most); while the server is unreachable each
+ * try itself sleeps in the rpc client until a connection comes up (or its
+ * grace passes), so the follower neither spins nor sleeps past the moment
+ * the server answers again.
+ *
  * Locking: mtx guards session, closed and cancelled, which
  * parley_follow_cancel touches from other threads. Everything else belongs
  * to the thread calling parley_follow_poll.
@@ -21,8 +33,8 @@
 #include <string.h>
 #include <time.h>
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 250
 #define CLOSE_TIMEOUT_MS 1000
 
 struct parley_follow {
@@ -30,6 +42,12 @@ struct parley_follow {
 	size_t n;
 	char **room;
 	uint64_t *last;
+	bool *away;		/* the user is not a member now: not in the session */
+
+	parley_member_fn member_fn; /* NULL: no watch */
+	void *member_arg;
+	uint32_t watch_ms;
+	int64_t check_at;	/* monotonic ms: next membership check */
 
 	bool need_open;
 	int64_t retry_at;	/* monotonic ms: no reopen before */
@@ -77,6 +95,7 @@ open_session(parley_follow *f, rpc_status *st)
 {
 	parley_cursor *cur = calloc(f->n, sizeof(*cur));
 	Parley__V1__OpenResponse *resp;
+	size_t k = 0;
 	rpc_code code;
 
 	if (cur == NULL)
@@ -87,10 +106,19 @@ open_session(parley_follow *f, rpc_status *st)
 	close_quietly(f->c, f->stale);
 	f->stale[0] = '\0';
 	for (size_t i = 0; i < f->n; i++) {
-		cur[i].room_id = f->room[i];
-		cur[i].since_seq = f->last[i];
+		if (f->away[i])
+			continue;
+		cur[k].room_id = f->room[i];
+		cur[k].since_seq = f->last[i];
+		k++;
 	}
-	code = parley_session_open(f->c, cur, f->n, &resp, st);
+	if (k == 0) {
+		/* Every room is set aside: no session until one comes back. */
+		free(cur);
+		f->need_open = false;
+		return RPC_OK;
+	}
+	code = parley_session_open(f->c, cur, k, &resp, st);
 	free(cur);
 	if (code != RPC_OK)
 		return code;
@@ -104,13 +132,22 @@ open_session(parley_follow *f, rpc_status *st)
 	return RPC_OK;
 }
 
-/* No reopen before the back-off has passed; the next one waits longer. */
+/* No reopen before the back-off has passed (or what the server asked for
+ * with retry_after_ms); the next one waits longer. */
 static void
-back_off(parley_follow *f, rpc_code code)
+back_off(parley_follow *f, rpc_code code, const rpc_status *st)
 {
+	int64_t wait = f->backoff;
+
+	/* A server over its limits (RESOURCE_EXHAUSTED) is given the time it
+	 * asks for. One that is stopping asks too, but the next try waits for
+	 * the connection to come back by itself: honouring the hint would
+	 * delay the reconnect after a quick restart. */
+	if (code == RPC_RESOURCE_EXHAUSTED && st != NULL && st->retry_after_ms > wait)
+		wait = st->retry_after_ms > 5000 ? 5000 : st->retry_after_ms;
 	f->need_open = true;
 	f->last_code = code;
-	f->retry_at = rpc_now_ms() + f->backoff;
+	f->retry_at = rpc_now_ms() + wait;
 	f->backoff = f->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff * 2;
 }
 
@@ -130,7 +167,7 @@ schedule_reopen(parley_follow *f, rpc_code code, bool session_gone)
 		f->last_code = code;
 		f->retry_at = 0;
 	} else {
-		back_off(f, code);
+		back_off(f, code, NULL);
 	}
 }
 
@@ -152,7 +189,8 @@ parley_follow_new(parley_follow **fp, parley_conn *c, const parley_cursor *rooms
 	f->backoff = BACKOFF_MIN_MS;
 	f->room = calloc(n, sizeof(*f->room));
 	f->last = calloc(n, sizeof(*f->last));
-	if (f->room == NULL || f->last == NULL) {
+	f->away = calloc(n, sizeof(*f->away));
+	if (f->room == NULL || f->last == NULL || f->away == NULL) {
 		code = rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto fail;
 	}
@@ -220,6 +258,67 @@ fill_gap(parley_follow *f, size_t i, uint64_t seq, parley_event_fn fn, void *arg
 	return RPC_OK;
 }
 
+void
+parley_follow_watch(parley_follow *f, uint32_t every_ms, parley_member_fn fn, void *arg)
+{
+	/* The first call starts the clock; later ones (a new arg for each
+	 * poll, say) keep it. */
+	if (f->member_fn == NULL)
+		f->check_at = rpc_now_ms() + (every_ms ? every_ms : PARLEY_WATCH_MS);
+	f->member_fn = fn;
+	f->member_arg = arg;
+	f->watch_ms = every_ms ? every_ms : PARLEY_WATCH_MS;
+}
+
+/*
+ * Asks the server which followed rooms the user is a member of, sets aside
+ * the rooms left and takes back the rooms joined again (a new session then
+ * opens from their last seq), telling member_fn of each change. RPC_OK, or
+ * a final failure (UNAUTHENTICATED); a transient one is left for the next
+ * check.
+ */
+static rpc_code
+check_membership(parley_follow *f, rpc_status *st)
+{
+	Parley__V1__ListMyRoomsResponse *mine;
+	bool back = false;
+	rpc_code code;
+
+	f->check_at = rpc_now_ms() + f->watch_ms;
+	code = parley_rooms_mine(f->c, &mine, st);
+	if (code == RPC_UNAUTHENTICATED)
+		return code;
+	if (code != RPC_OK)
+		return rpc_status_set(st, RPC_OK, NULL);
+	for (size_t i = 0; i < f->n; i++) {
+		bool member = false;
+
+		for (size_t k = 0; k < mine->n_rooms && !member; k++)
+			member = strcmp(mine->rooms[k]->room_id, f->room[i]) == 0;
+		if (member == !f->away[i])
+			continue;
+		f->away[i] = !member;
+		back |= member;
+		f->member_fn(f->room[i], member, f->member_arg);
+	}
+	parley_free(mine);
+	if (back) {
+		/* The session in place dropped the room for good: a new one. */
+		schedule_reopen(f, RPC_OK, false);
+		f->retry_at = 0;
+	}
+	return rpc_status_set(st, RPC_OK, NULL);
+}
+
+static bool
+any_followed(const parley_follow *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (!f->away[i])
+			return true;
+	return false;
+}
+
 rpc_code
 parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void *arg,
 		   rpc_status *st)
@@ -231,6 +330,19 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 
 	if (is_cancelled(f))
 		return rpc_status_set(st, RPC_CANCELLED, "stopped following");
+	if (f->member_fn != NULL) {
+		if (start >= f->check_at && (code = check_membership(f, st)) != RPC_OK)
+			return code;
+		if (f->check_at - start < (int64_t)wait_ms)
+			wait_ms = f->check_at > start ? (uint32_t)(f->check_at - start) : 0;
+		if (!any_followed(f) && !f->need_open) {
+			/* Nothing to poll: wait for the next check. */
+			wait_until(f, start + wait_ms);
+			if (is_cancelled(f))
+				return rpc_status_set(st, RPC_CANCELLED, "stopped following");
+			return rpc_status_set(st, RPC_OK, NULL);
+		}
+	}
 	if (f->need_open) {
 		if (f->retry_at > start) {
 			int64_t until = f->retry_at < start + wait_ms ? f->retry_at : start + wait_ms;
@@ -244,11 +356,23 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 		code = open_session(f, st);
 		if (is_cancelled(f))
 			return rpc_status_set(st, RPC_CANCELLED, "stopped following");
+		if (code != RPC_OK && f->member_fn != NULL &&
+		    (code == RPC_PERMISSION_DENIED || code == RPC_NOT_FOUND)) {
+			/* A room the user left meanwhile: find which, try again. */
+			rpc_code why = code;
+
+			if ((code = check_membership(f, st)) != RPC_OK)
+				return code;
+			back_off(f, why, NULL);
+			return rpc_status_set(st, RPC_OK, NULL);
+		}
 		if (code != RPC_OK) {
 			if (parley_code_transient(code))
-				back_off(f, code);
+				back_off(f, code, st);
 			return code;
 		}
+		/* Back: say so now (RPC_OK) rather than after a long poll. */
+		return rpc_status_set(st, RPC_OK, NULL);
 	}
 
 	pthread_mutex_lock(&f->mtx);
@@ -324,6 +448,7 @@ parley_follow_free(parley_follow *f)
 		free(f->room[i]);
 	free(f->room);
 	free(f->last);
+	free(f->away);
 	pthread_mutex_destroy(&f->mtx);
 	pthread_cond_destroy(&f->cv);
 	free(f);

@@ -1,23 +1,14 @@
 /*
- * interactive.c — `parley` with no command: a chat prompt.
+ * interactive.c — `parley` with no command: a chat prompt. The main loop,
+ * the line editor, and the order in which typed lines are handled; see
+ * ui.h for the threads and the locking rule.
  *
- * Threads:
- *  - main: reads the keyboard (libedit's callback interface on a terminal,
- *    plain lines from a pipe), runs the commands, and is the only thread
- *    that writes to the terminal. It poll()s stdin and a self-pipe.
- *  - the poller: long-polls the current room through a parley_follow,
- *    formats the events into lines, queues them and writes a byte to the
- *    self-pipe. It never touches the terminal.
- *  - the signal thread (parley.c): turns SIGINT/SIGTERM/SIGHUP/SIGWINCH into
- *    bytes on the self-pipe.
- *
- * Locking: ui.mtx guards follow, gen, busy, zombie, stop, down and the line
- * queue. The follower in `follow` is used only by the poller; main creates
- * one (the session opens in main, so errors show at /join), hands it over
- * under the lock and takes it back by bumping gen. Lines of an older gen
- * are dropped: nothing of a room shows after leaving it. A follower is freed
- * by whoever holds it last: main if the poller is not inside it, else the
- * poller once its poll returns (main cancels it first, under the lock).
+ * Order: a typed message goes to the outbox at once (the editor never
+ * waits for the network) and shows as pending; a command waits until every
+ * message typed before it has settled (its copy came back from the room,
+ * or it failed), so that what a pasted block prints comes in the order it
+ * was pasted. /quit does not wait. Main thread only, except where a
+ * function says otherwise.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
@@ -33,306 +24,19 @@
 
 #include "ui.h"
 
-#define POLL_WAIT_MS 10000
-#define QUEUE_MAX 5000	   /* lines waiting for the terminal; the poller waits beyond */
+static ui *the_ui; /* for libedit's callbacks, which have no argument */
 
-static ui *the_ui; /* for libedit's line callback, which has no argument */
+/*
+ * libedit (3.1-20221030) points rl_line_buffer at a conversion buffer once
+ * and writes a NUL at rl_end into it after every key, also after it has
+ * reallocated that buffer for a long line: a write to freed memory. It
+ * writes here instead; nothing reads it (see screen.c).
+ */
+static char line_buffer[1 << 20];
 
-/* Output ------------------------------------------------------------------- */
-
-/* Rows the cursor is below the start of the prompt, for clearing. */
-static int
-rows_above_cursor(const ui *u)
-{
-	int cols = cli_term_columns(STDOUT_FILENO);
-	size_t w;
-
-	if (cols <= 0 || rl_line_buffer == NULL || rl_point < 0)
-		return 0;
-	w = cli_display_width(u->prompt);
-	{
-		char save = rl_line_buffer[rl_point];
-		rl_line_buffer[rl_point] = '\0';
-		w += cli_display_width(rl_line_buffer);
-		rl_line_buffer[rl_point] = save;
-	}
-	return (int)(w / (size_t)cols);
-}
-
-/* Prints one line above whatever is being typed, then redraws the prompt. */
-void
-ui_show(ui *u, const char *line)
-{
-	if (u->tty && u->rl_active) {
-		int up = rows_above_cursor(u);
-
-		if (up > 0)
-			printf("\033[%dA", up);
-		fputs("\r\033[J", stdout);
-		fputs(line, stdout);
-		fputc('\n', stdout);
-		fflush(stdout);
-		rl_forced_update_display();
-	} else {
-		fputs(line, stdout);
-		fputc('\n', stdout);
-		fflush(stdout);
-	}
-}
+/* The editor --------------------------------------------------------------- */
 
 void
-ui_show_sb(ui *u, strbuf *sb)
-{
-	ui_show(u, sb->oom ? "error: RESOURCE_EXHAUSTED: out of memory" : sb_str(sb));
-}
-
-void
-ui_error(ui *u, rpc_code code, const char *message)
-{
-	strbuf sb = {0};
-
-	cli_error_line(&sb, code, message);
-	ui_show_sb(u, &sb);
-	sb_free(&sb);
-}
-
-/* "* text" + a terminal-safe arg + rest. */
-void
-ui_note(ui *u, const char *text, const char *arg, const char *rest)
-{
-	strbuf sb = {0};
-
-	sb_puts(&sb, "* ");
-	sb_puts(&sb, text);
-	if (arg != NULL)
-		sb_sanitized(&sb, arg, 100);
-	if (rest != NULL)
-		sb_puts(&sb, rest);
-	ui_show_sb(u, &sb);
-	sb_free(&sb);
-}
-
-void
-ui_event(ui *u, const Parley__V1__Event *ev)
-{
-	strbuf sb = {0};
-
-	cli_event_line(&sb, ev, false);
-	if (sb.len > 0)
-		ui_show_sb(u, &sb);
-	sb_free(&sb);
-}
-
-/* The poller ------------------------------------------------------------- */
-
-typedef struct batch {
-	const char *me;
-	qline *head, *tail;
-} batch;
-
-static void
-batch_add(batch *b, const char *text, size_t len)
-{
-	qline *l = malloc(sizeof(*l) + len + 1);
-
-	if (l == NULL)
-		return;
-	memcpy(l->text, text, len);
-	l->text[len] = '\0';
-	l->next = NULL;
-	if (b->tail != NULL)
-		b->tail->next = l;
-	else
-		b->head = l;
-	b->tail = l;
-}
-
-static void
-batch_free(qline *l)
-{
-	while (l != NULL) {
-		qline *next = l->next;
-		free(l);
-		l = next;
-	}
-}
-
-static void
-collect(const Parley__V1__Event *ev, void *arg)
-{
-	batch *b = arg;
-	strbuf sb = {0};
-
-	/* One's own comings and goings online are no news. */
-	if (ev->body_case == PARLEY__V1__EVENT__BODY_PRESENCE && strcmp(ev->sender, b->me) == 0)
-		return;
-	cli_event_line(&sb, ev, false);
-	if (sb.len > 0 && !sb.oom)
-		batch_add(b, sb.p, sb.len);
-	sb_free(&sb);
-}
-
-static void
-wake_main(ui *u, char why)
-{
-	while (write(u->wake[1], &why, 1) < 0 && errno == EINTR)
-		;
-}
-
-/* Appends the lines of b to the queue (u->mtx held), waiting for room while
- * the terminal falls behind. */
-static void
-enqueue(ui *u, batch *b, uint64_t gen)
-{
-	while (b->head != NULL) {
-		qline *l = b->head;
-
-		while (u->q_len >= QUEUE_MAX && !u->stop && u->gen == gen)
-			pthread_cond_wait(&u->cv, &u->mtx);
-		if (u->stop || u->gen != gen)
-			return;
-		b->head = l->next;
-		l->next = NULL;
-		if (u->q_tail != NULL)
-			u->q_tail->next = l;
-		else
-			u->q_head = l;
-		u->q_tail = l;
-		u->q_len++;
-	}
-	b->tail = NULL;
-}
-
-static void
-enqueue_text(ui *u, const char *text, uint64_t gen)
-{
-	batch b = {0};
-
-	batch_add(&b, text, strlen(text));
-	enqueue(u, &b, gen);
-	batch_free(b.head);
-}
-
-static void *
-poller_main(void *arg)
-{
-	ui *u = arg;
-
-	pthread_mutex_lock(&u->mtx);
-	while (!u->stop) {
-		parley_follow *f = u->follow, *dead = NULL;
-		uint64_t gen = u->gen;
-		char me[sizeof(u->me)];
-		batch b = {.me = me};
-		rpc_status st;
-		rpc_code code;
-
-		if (f == NULL) {
-			pthread_cond_wait(&u->cv, &u->mtx);
-			continue;
-		}
-		memcpy(me, u->me, sizeof(me));
-		u->busy = f;
-		pthread_mutex_unlock(&u->mtx);
-
-		code = parley_follow_poll(f, POLL_WAIT_MS, collect, &b, &st);
-
-		pthread_mutex_lock(&u->mtx);
-		u->busy = NULL;
-		if (u->zombie == f) {
-			u->zombie = NULL;
-			dead = f;
-		}
-		if (u->gen == gen && !u->stop) {
-			strbuf sb = {0};
-
-			if (code == RPC_OK && u->down) {
-				enqueue_text(u, "* reconnected", gen);
-				u->down = false;
-			}
-			enqueue(u, &b, gen);
-			if (parley_code_transient(code) || code == RPC_NOT_FOUND) {
-				if (!u->down)
-					enqueue_text(u, "* connection lost; reconnecting...", gen);
-				u->down = true;
-			} else if (code != RPC_OK && code != RPC_CANCELLED) {
-				/* Final: e.g. the room was left from elsewhere. */
-				cli_error_line(&sb, code, st.message);
-				enqueue_text(u, sb_str(&sb), gen);
-				sb_free(&sb);
-				u->follow = NULL;
-				dead = f;
-			}
-			wake_main(u, 'e');
-		}
-		batch_free(b.head);
-		if (dead != NULL) {
-			pthread_mutex_unlock(&u->mtx);
-			parley_follow_free(dead);
-			pthread_mutex_lock(&u->mtx);
-		}
-	}
-	pthread_mutex_unlock(&u->mtx);
-	return NULL;
-}
-
-/* Takes the follower back from the poller; nothing of its room shows after
- * this returns. */
-void
-ui_stop_following(ui *u)
-{
-	parley_follow *old;
-
-	pthread_mutex_lock(&u->mtx);
-	old = u->follow;
-	u->follow = NULL;
-	u->gen++;
-	u->down = false;
-	batch_free(u->q_head);
-	u->q_head = u->q_tail = NULL;
-	u->q_len = 0;
-	if (old != NULL && old == u->busy) {
-		/* Ends its pending poll; the poller frees it. */
-		parley_follow_cancel(old);
-		u->zombie = old;
-		old = NULL;
-	}
-	pthread_cond_broadcast(&u->cv);
-	pthread_mutex_unlock(&u->mtx);
-	parley_follow_free(old);
-}
-
-void
-ui_start_following(ui *u, parley_follow *f)
-{
-	pthread_mutex_lock(&u->mtx);
-	u->follow = f;
-	u->gen++;
-	memcpy(u->me, u->user, sizeof(u->me));
-	pthread_cond_broadcast(&u->cv);
-	pthread_mutex_unlock(&u->mtx);
-}
-
-/* Prints the queued lines. */
-static void
-drain(ui *u)
-{
-	qline *l;
-
-	pthread_mutex_lock(&u->mtx);
-	l = u->q_head;
-	u->q_head = u->q_tail = NULL;
-	u->q_len = 0;
-	pthread_cond_broadcast(&u->cv);
-	pthread_mutex_unlock(&u->mtx);
-	for (qline *p = l; p != NULL; p = p->next)
-		ui_show(u, p->text);
-	batch_free(l);
-}
-
-/* Input -------------------------------------------------------------------- */
-
-static void
 set_prompt(ui *u)
 {
 	strbuf sb = {0};
@@ -344,6 +48,8 @@ set_prompt(ui *u)
 		if (u->room[0] != '\0') {
 			sb_putc(&sb, '@');
 			sb_sanitized(&sb, u->room, ROOM_ID_MAX);
+			if (u->away)
+				sb_puts(&sb, " (not a member)");
 		}
 	}
 	sb_puts(&sb, "> ");
@@ -360,27 +66,68 @@ on_line(char *line)
 	the_ui->typed = line;
 }
 
+/* Ctrl-D: the end on an empty line, shown as nothing (libedit's own
+ * binding writes "^D" first). */
+static int
+on_ctrl_d(int count, int key)
+{
+	if (rl_end == 0) {
+		the_ui->typed_eof = true;
+		rl_done = 1;
+	}
+	return 0;
+}
+
+/* Ctrl-L: main clears the screen and draws the live area again. */
+static int
+on_ctrl_l(int count, int key)
+{
+	the_ui->want_clear = true;
+	return 0;
+}
+
+/* Draws the pending lines and a fresh prompt at the cursor (at the start
+ * of a row), with any text to put back in it. */
 static void
 editor_on(ui *u)
 {
-	if (!u->tty || u->rl_active)
+	if (!u->tty || u->rl_active || u->quit)
 		return;
+	screen_clear_live(u);
+	screen_draw_live(u);
 	set_prompt(u);
+	/* Back on before libedit takes the terminal: it adopts the cooked
+	 * mode it finds, and puts that back when parley ends. */
+	cli_term_echo(STDIN_FILENO, true);
 	rl_callback_handler_install(u->prompt, on_line);
 	u->rl_active = true;
+	u->edit_w = 0;
+	rl_line_buffer = line_buffer;
+	if (u->restore != NULL) {
+		rl_insert_text(u->restore);
+		u->edit_w = (int)cli_display_width(u->restore);
+		fputs("\r\033[J", stdout);
+		rl_forced_update_display();
+		fflush(stdout);
+		free(u->restore);
+		u->restore = NULL;
+	}
 }
 
+/* Takes the prompt off the screen (the pending lines stay). */
 static void
 editor_off(ui *u)
 {
 	if (!u->rl_active)
 		return;
+	screen_clear_live(u);
 	rl_callback_handler_remove();
 	u->rl_active = false;
+	screen_draw_live(u);
 }
 
-/* The next complete line from a pipe, or NULL at its end. Returns a
- * pointer into u->in valid until the next call. */
+/* Input from a pipe -------------------------------------------------------- */
+
 static void
 pipe_consume(ui *u)
 {
@@ -391,6 +138,8 @@ pipe_consume(ui *u)
 	}
 }
 
+/* The next complete line from a pipe, or NULL at its end. Returns a
+ * pointer into u->in valid until the next call. */
 static char *
 pipe_line(ui *u, bool block)
 {
@@ -436,8 +185,6 @@ pipe_line(ui *u, bool block)
 	}
 }
 
-/* Asks for a value on the terminal (the editor is off while commands run)
- * or takes the next line of a pipe. false if there is none. */
 bool
 ui_ask(ui *u, const char *prompt, bool echo, char *buf, size_t len)
 {
@@ -447,9 +194,21 @@ ui_ask(ui *u, const char *prompt, bool echo, char *buf, size_t len)
 		pipe_consume(u);
 	if (u->tty || (u->in_len == 0 && isatty(STDIN_FILENO))) {
 		/* From the terminal (also when only stdout is redirected, so that
-		 * a password never shows), prompting on stdout with the rest of
-		 * the conversation. */
-		if (cli_read_line(STDIN_FILENO, stdout, prompt, echo, buf, len, &too_long) < 0)
+		 * a password never shows), below the pending lines. */
+		bool ok;
+
+		screen_clear_live(u);
+		if (u->rl_active)
+			rl_deprep_terminal(); /* the editor keeps what was typed */
+		if (echo)
+			cli_term_echo(STDIN_FILENO, true);
+		ok = cli_read_line(STDIN_FILENO, stdout, prompt, echo, buf, len, &too_long) >= 0;
+		if (echo && !u->rl_active)
+			cli_term_echo(STDIN_FILENO, false);
+		if (u->rl_active)
+			rl_prep_terminal(1);
+		screen_draw_live(u);
+		if (!ok)
 			return false;
 	} else {
 		char *line = pipe_line(u, true);
@@ -466,51 +225,269 @@ ui_ask(ui *u, const char *prompt, bool echo, char *buf, size_t len)
 	return buf[0] != '\0';
 }
 
-/* Main loop ------------------------------------------------------------------ */
+/* Typed lines -------------------------------------------------------------- */
+
+static bool
+is_command(const char *line)
+{
+	return line[0] == '/' && line[1] != '/';
+}
+
+static void
+inq_push(ui *u, const char *text)
+{
+	size_t len = strlen(text);
+	typed_line *t = malloc(sizeof(*t) + len + 1);
+
+	if (t == NULL) {
+		ui_error(u, RPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	memcpy(t->text, text, len + 1);
+	t->next = NULL;
+	if (u->inq_tail != NULL)
+		u->inq_tail->next = t;
+	else
+		u->inq = t;
+	u->inq_tail = t;
+}
+
+static typed_line *
+inq_pop(ui *u)
+{
+	typed_line *t = u->inq;
+
+	if (t != NULL && (u->inq = t->next) == NULL)
+		u->inq_tail = NULL;
+	return t;
+}
+
+/* A message: to the outbox, or an error that keeps the text. */
+static void
+message(ui *u, const char *line)
+{
+	const char *text = line[0] == '/' ? line + 1 : line;
+	const char *why = chat_message_problem(u, text);
+
+	if (why != NULL) {
+		ui_error(u, RPC_INVALID_ARGUMENT, why);
+		if (u->tty && strlen(text) > TEXT_MAX && u->restore == NULL)
+			u->restore = strdup(line); /* never erase what was typed */
+		return;
+	}
+	if (!outbox_add(u, u->room, text))
+		ui_error(u, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	else if (u->tty) {
+		screen_clear_live(u);
+		screen_draw_live(u);
+	}
+}
+
+/* Handles the typed lines whose turn it is; see the top of the file. */
+static void
+handle_typed(ui *u)
+{
+	while (u->inq != NULL && !u->quit) {
+		typed_line *t = u->inq;
+		const char *p = t->text;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (is_command(p) && strncmp(p, "/quit", 5) != 0 && strncmp(p, "/exit", 5) != 0 &&
+		    outbox_pending(u) > 0)
+			return; /* after the messages typed before it */
+		t = inq_pop(u);
+		if (is_command(p)) {
+			char *line = strdup(p);
+
+			/* With the editor on (a command that waited), its output
+			 * goes above the prompt, which keeps what is being typed;
+			 * a question it asks is put below (ui_ask). */
+			if (u->tty) {
+				strbuf sb = {0};
+
+				/* The command as typed, in its place among the lines. */
+				sb_puts(&sb, u->prompt);
+				sb_sanitized(&sb, p, 0);
+				ui_show_sb(u, &sb);
+				sb_free(&sb);
+			}
+			if (line != NULL)
+				chat_command(u, line);
+			free(line);
+			if (u->session_lost) {
+				u->session_lost = false;
+				chat_session_ended(u);
+			}
+		} else if (!cli_text_blank(p)) {
+			/* Leading blanks go, as before a command; a line of blanks
+			 * only is not a message and is passed over without a word. */
+			message(u, p);
+		}
+		free(t);
+	}
+}
+
+static void
+typed(ui *u, char *line)
+{
+	if (u->tty) {
+		screen_erase_typed(u, line);
+		rl_callback_handler_remove();
+		u->rl_active = false;
+		/* Keys typed while a command runs wait for the editor instead of
+		 * showing where its output goes. */
+		cli_term_echo(STDIN_FILENO, false);
+		if (line[0] != '\0')
+			add_history(line);
+	}
+	inq_push(u, line);
+	handle_typed(u);
+	if (!u->quit)
+		editor_on(u);
+}
+
+/* What the other threads say ------------------------------------------------ */
 
 static void
 on_signal(int sig, void *arg)
 {
 	ui *u = arg;
 
-	wake_main(u, sig == SIGWINCH ? 'w' : 'q');
+	wake_main(u, sig == SIGWINCH ? 'w' : sig == SIGCONT ? 'c' : 'q');
 }
 
-/* Handles what the self-pipe says. */
+/* The lines the poller queued, and what they change. */
+static void
+drain(ui *u)
+{
+	qline *l = poller_take(u);
+
+	for (qline *p = l; p != NULL; p = p->next) {
+		switch (p->kind) {
+		case Q_LINE:
+			if (p->msg_id[0] != '\0')
+				outbox_settle(u, p->msg_id); /* its pending line goes */
+			ui_show(u, p->text);
+			break;
+		case Q_NOTE:
+			ui_show(u, p->text);
+			break;
+		case Q_AWAY:
+			if (strcmp(p->text, u->room) == 0)
+				u->away = true;
+			ui_note(u, "you are no longer a member of ", p->text,
+				" (you left it elsewhere, or were removed); it comes back here if you "
+				"join it again");
+			break;
+		case Q_BACK:
+			if (strcmp(p->text, u->room) == 0)
+				u->away = false;
+			ui_note(u, "you are a member of ", p->text, " again");
+			break;
+		case Q_ENDED:
+			if (u->logged_in)
+				u->session_lost = true;
+			break;
+		}
+	}
+	qline_free(l);
+	outbox_settle(u, NULL);
+}
+
+static void
+redraw_prompt(ui *u)
+{
+	if (!u->rl_active)
+		return;
+	set_prompt(u);
+	rl_set_prompt(u->prompt);
+	screen_clear_live(u);
+	screen_draw_live(u);
+}
+
+/* After a stop (Ctrl-Z) the shell has had the terminal: put the editor's
+ * terminal modes back and draw the live area afresh on a new row, keeping
+ * what was typed. */
+static void
+resumed(ui *u)
+{
+	if (!u->rl_active)
+		return;
+	rl_deprep_terminal();
+	rl_prep_terminal(1);
+	fputs("\r\n", stdout);
+	u->live_rows = 0;
+	screen_draw_live(u);
+}
+
 static void
 woken(ui *u)
 {
 	char buf[64];
 	ssize_t n = read(u->wake[0], buf, sizeof(buf));
+	bool winch = false, cont = false;
 
 	for (ssize_t i = 0; i < n; i++) {
 		if (buf[i] == 'q')
 			u->quit = true;
-		else if (buf[i] == 'w' && u->rl_active)
-			rl_resize_terminal();
+		else if (buf[i] == 'w')
+			winch = true;
+		else if (buf[i] == 'c')
+			cont = true;
 	}
+	if (cont)
+		resumed(u);
+	if (winch && u->rl_active)
+		rl_resize_terminal();
 	drain(u);
+	if (u->session_lost && !u->quit) {
+		u->session_lost = false;
+		chat_session_ended(u);
+	}
+	handle_typed(u);
+	redraw_prompt(u);
 }
 
-/* Handles one typed line, with the editor off while the command runs so
- * that it can ask for a password and print freely. */
-static void
-typed(ui *u, char *line)
+/* The loop ------------------------------------------------------------------ */
+
+/* A pipe has ended: everything typed is handled and every message settled. */
+static bool
+pipe_done(ui *u)
 {
-	editor_off(u);
-	if (u->tty && line[0] != '\0')
-		add_history(line);
-	chat_handle_line(u, line);
-	drain(u);
-	if (!u->quit)
-		editor_on(u);
+	return u->in_eof && u->in_len == 0 && u->inq == NULL && outbox_pending(u) == 0;
 }
 
+static void
+read_keys(ui *u)
+{
+	/* libedit updates rl_point and rl_end after a key only when the line
+	 * is not empty afterwards (rl_callback_read_char returns early on an
+	 * empty line): zero first, so that an emptied line reads as one. */
+	rl_point = rl_end = 0;
+	rl_callback_read_char();
+	u->edit_w = -1;
+	if (u->want_clear) {
+		u->want_clear = false;
+		fputs("\033[H\033[2J", stdout);
+		u->live_rows = 0;
+		screen_draw_live(u);
+	}
+	if (u->typed_eof) {
+		u->quit = true;
+	} else if (u->typed != NULL) {
+		char *line = u->typed;
+
+		u->typed = NULL;
+		typed(u, line);
+		free(line);
+	}
+}
 
 int
 cli_interactive(cli_ctx *ctx)
 {
-	ui u = {.ctx = ctx, .conn = ctx->conn, .wake = {-1, -1}};
+	ui u = {.ctx = ctx, .conn = ctx->conn, .wake = {-1, -1}, .edit_w = -1};
 	int rc = CLI_EXIT_OK;
 
 	the_ui = &u;
@@ -521,14 +498,16 @@ cli_interactive(cli_ctx *ctx)
 		rc = cli_local_error("cannot create a pipe");
 		goto out;
 	}
-	if (!cli_signal_thread_start(on_signal, &u) ||
-	    pthread_create(&u.poller, NULL, poller_main, &u) != 0) {
+	if (!cli_signal_thread_start(on_signal, &u) || !poller_start(&u) || !outbox_start(&u)) {
 		rc = cli_local_error("cannot start a thread");
 		goto out;
 	}
-	u.poller_running = true;
-	if (u.tty)
+	if (u.tty) {
 		rl_catch_signals = 0;
+		rl_initialize();
+		rl_add_defun("parley-eof", on_ctrl_d, 'D' - '@');
+		rl_add_defun("parley-clear", on_ctrl_l, 'L' - '@');
+	}
 
 	ui_show(&u, "parley: chat on Parley. /help lists the commands.");
 	chat_resume(&u);
@@ -542,6 +521,11 @@ cli_interactive(cli_ctx *ctx)
 			{.fd = u.wake[0], .events = POLLIN},
 		};
 
+		/* A pipe is read one line at a time, only once the lines before
+		 * are handled (a command waiting takes the next line as its
+		 * password, say), and not polled again once ended. */
+		if (!u.tty && (u.in_eof || u.inq != NULL))
+			p[0].fd = -1;
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -550,42 +534,34 @@ cli_interactive(cli_ctx *ctx)
 		}
 		if (p[1].revents & POLLIN)
 			woken(&u);
-		if (u.quit || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		if (u.tty) {
-			rl_callback_read_char();
-			if (u.typed_eof) {
-				u.quit = true;
-			} else if (u.typed != NULL) {
-				char *line = u.typed;
-				u.typed = NULL;
-				typed(&u, line);
-				free(line);
-			}
-		} else {
+		if (!u.quit && u.tty && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			read_keys(&u);
+		if (!u.tty) {
 			char *line;
-			while (!u.quit && (line = pipe_line(&u, false)) != NULL)
+
+			while (!u.quit && u.inq == NULL && (line = pipe_line(&u, false)) != NULL)
 				typed(&u, line);
-			if (u.in_eof && u.in_len == 0)
-				u.quit = true;
 		}
+		if (!u.tty && pipe_done(&u))
+			u.quit = true;
 	}
+	if (u.tty && outbox_pending(&u) > 0)
+		ui_show(&u, "* leaving with messages still on their way; they may not have been sent");
 	editor_off(&u);
-	if (u.tty)
+	if (u.tty) {
+		cli_term_echo(STDIN_FILENO, true);
 		fputc('\n', stdout);
+	}
 
 out:
-	ui_stop_following(&u);
-	if (u.poller_running) {
-		pthread_mutex_lock(&u.mtx);
-		u.stop = true;
-		pthread_cond_broadcast(&u.cv);
-		pthread_mutex_unlock(&u.mtx);
-		pthread_join(u.poller, NULL);
-	}
+	outbox_stop(&u);
+	poller_stop(&u);
 	cli_signal_thread_stop();
-	drain(&u);
+	qline_free(poller_take(&u));
+	while (u.inq != NULL)
+		free(inq_pop(&u));
 	free(u.typed);
+	free(u.restore);
 	if (u.wake[0] >= 0) {
 		close(u.wake[0]);
 		close(u.wake[1]);
@@ -593,5 +569,8 @@ out:
 	pthread_mutex_destroy(&u.mtx);
 	pthread_cond_destroy(&u.cv);
 	the_ui = NULL;
+	/* A script learns that something went wrong. */
+	if (rc == CLI_EXIT_OK && !u.tty && u.errors > 0)
+		rc = CLI_EXIT_STATUS;
 	return rc;
 }

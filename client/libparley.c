@@ -30,20 +30,6 @@ static const char *const service_names[PARLEY_NSERVICES] = {
 	[PARLEY_MESSAGING] = "messaging",
 };
 
-static const int default_ports[PARLEY_NSERVICES] = {
-	[PARLEY_AUTH] = PARLEY_PORT_AUTH,
-	[PARLEY_ROOMS] = PARLEY_PORT_ROOMS,
-	[PARLEY_HISTORY] = PARLEY_PORT_HISTORY,
-	[PARLEY_MESSAGING] = PARLEY_PORT_MESSAGING,
-};
-
-static const char *const env_names[PARLEY_NSERVICES] = {
-	[PARLEY_AUTH] = "PARLEY_AUTH",
-	[PARLEY_ROOMS] = "PARLEY_ROOMS",
-	[PARLEY_HISTORY] = "PARLEY_HISTORY",
-	[PARLEY_MESSAGING] = "PARLEY_MESSAGING",
-};
-
 const char *
 parley_service_name(parley_service s)
 {
@@ -62,87 +48,6 @@ parley_code_transient(rpc_code code)
 {
 	return code == RPC_UNAVAILABLE || code == RPC_DEADLINE_EXCEEDED || code == RPC_ABORTED ||
 	       code == RPC_RESOURCE_EXHAUSTED;
-}
-
-/* Endpoints ---------------------------------------------------------------- */
-
-static bool
-host_char(char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       ch == '.' || ch == '-' || ch == '_' || ch == ':' || ch == '%';
-}
-
-rpc_code
-parley_endpoints_for_host(parley_endpoints *ep, const char *host, rpc_status *st)
-{
-	char h[200];
-	size_t len;
-	bool v6;
-
-	if (host == NULL || host[0] == '\0')
-		host = "127.0.0.1";
-	len = strlen(host);
-	if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-		host++;
-		len -= 2;
-	}
-	if (len == 0 || len >= sizeof(h))
-		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "server host must be 1-%zu characters",
-				      sizeof(h) - 1);
-	memcpy(h, host, len);
-	h[len] = '\0';
-	for (size_t i = 0; i < len; i++)
-		if (!host_char(h[i]))
-			return rpc_status_set(st, RPC_INVALID_ARGUMENT,
-					      "'%s' is not a host name or address (give a host, "
-					      "not a URL; per-service URLs have their own flags)",
-					      host);
-	v6 = strchr(h, ':') != NULL;
-	for (int s = 0; s < PARLEY_NSERVICES; s++)
-		snprintf(ep->url[s], PARLEY_URL_MAX, v6 ? "tcp://[%s]:%d" : "tcp://%s:%d", h,
-			 default_ports[s]);
-	return rpc_status_set(st, RPC_OK, NULL);
-}
-
-rpc_code
-parley_endpoints_set(parley_endpoints *ep, parley_service s, const char *url, rpc_status *st)
-{
-	const char *sep;
-
-	if ((unsigned)s >= PARLEY_NSERVICES)
-		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "no such service");
-	if (url == NULL || strlen(url) >= PARLEY_URL_MAX ||
-	    (sep = strstr(url, "://")) == NULL || sep == url || sep[3] == '\0')
-		return rpc_status_set(st, RPC_INVALID_ARGUMENT,
-				      "%s address '%.64s' is not a URL like tcp://host:port",
-				      service_names[s], url ? url : "");
-	for (const char *p = url; *p != '\0'; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f)
-			return rpc_status_set(st, RPC_INVALID_ARGUMENT,
-					      "%s address contains a space or control character",
-					      service_names[s]);
-	snprintf(ep->url[s], PARLEY_URL_MAX, "%s", url);
-	return rpc_status_set(st, RPC_OK, NULL);
-}
-
-rpc_code
-parley_endpoints_from_env(parley_endpoints *ep, rpc_status *st)
-{
-	for (int s = 0; s < PARLEY_NSERVICES; s++) {
-		const char *v = getenv(env_names[s]);
-		rpc_code code;
-
-		if (v == NULL || v[0] == '\0')
-			continue;
-		if ((code = parley_endpoints_set(ep, s, v, st)) != RPC_OK) {
-			char msg[RPC_STATUS_MESSAGE_MAX];
-
-			snprintf(msg, sizeof(msg), "%s", st ? st->message : "");
-			return rpc_status_set(st, code, "%s: %s", env_names[s], msg);
-		}
-	}
-	return rpc_status_set(st, RPC_OK, NULL);
 }
 
 /* Connection ------------------------------------------------------------- */
@@ -271,6 +176,37 @@ parley_endpoint(const parley_conn *c, parley_service s)
 	return (unsigned)s < PARLEY_NSERVICES ? c->ep.url[s] : "";
 }
 
+/*
+ * Whether a call may be sent again after the connection carrying it
+ * dropped (rpc_call_opts.resend). Only when running it twice is the same
+ * as once: reads, Close, and a Send that
+ * carries a client_msg_id (the server stores that message once). Anything
+ * else (Register, Login, CreateRoom, JoinRoom, an Open that would leave a
+ * second session, ...) runs at most once: a dropped connection fails it
+ * UNAVAILABLE ("... may already have taken effect"), and the caller
+ * decides. Unknown methods are not resent.
+ */
+static bool
+resendable(const ProtobufCServiceDescriptor *svc, const char *method, const ProtobufCMessage *req)
+{
+	static const char *const idempotent[] = {
+		"parley.v1.Health/Check",	"parley.v1.Rooms/ListRooms",
+		"parley.v1.Rooms/GetRoom",	"parley.v1.Rooms/ListMyRooms",
+		"parley.v1.History/GetHistory", "parley.v1.Messaging/Close",
+	};
+	char name[128];
+
+	snprintf(name, sizeof(name), "%s/%s", svc->name, method);
+	if (strcmp(name, "parley.v1.Messaging/Send") == 0) {
+		const Parley__V1__SendRequest *send = (const void *)req;
+		return send->client_msg_id != NULL && send->client_msg_id[0] != '\0';
+	}
+	for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+		if (strcmp(name, idempotent[i]) == 0)
+			return true;
+	return false;
+}
+
 /* One call: attaches the token, waits at most timeout_ms (0 = the
  * connection's), and checks the reply's bytes (every string valid UTF-8
  * without NUL) before unpacking them. */
@@ -281,7 +217,8 @@ call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
 {
 	const ProtobufCMethodDescriptor *m;
 	char token[PARLEY_TOKEN_MAX], full[256], msg[RPC_STATUS_MESSAGE_MAX];
-	rpc_call_opts o = {.timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms};
+	rpc_call_opts o = {.timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms,
+			   .resend = resendable(svc, method, req)};
 	uint8_t stackbuf[1024], *body = stackbuf;
 	void *reply;
 	size_t len, reply_len;
@@ -596,23 +533,31 @@ parley_new_client_msg_id(char id[PARLEY_CLIENT_MSG_ID_LEN + 1])
 	id[PARLEY_CLIENT_MSG_ID_LEN] = '\0';
 }
 
+/* Sleeps ms on the monotonic clock (the one timed-wait helper). */
 static void
 sleep_ms(int64_t ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;
+	int64_t until = rpc_now_ms() + ms;
 
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	rpc_cond_init(&cv);
+	pthread_mutex_lock(&mtx);
+	while (rpc_now_ms() < until)
+		rpc_cond_wait_until(&cv, &mtx, until);
+	pthread_mutex_unlock(&mtx);
+	pthread_cond_destroy(&cv);
+	pthread_mutex_destroy(&mtx);
 }
 
 rpc_code
-parley_send(parley_conn *c, const char *room_id, const char *text, const char *client_msg_id,
-	    Parley__V1__SendResponse **out, rpc_status *st)
+parley_send_until(parley_conn *c, const char *room_id, const char *text,
+		  const char *client_msg_id, int64_t deadline, const bool *cancel,
+		  Parley__V1__SendResponse **out, rpc_status *st)
 {
 	Parley__V1__SendRequest req = PARLEY__V1__SEND_REQUEST__INIT;
 	Parley__V1__SendResponse *resp;
 	char id[PARLEY_CLIENT_MSG_ID_LEN + 1];
-	int64_t deadline = rpc_now_ms() + c->timeout_ms;
 	int64_t backoff = 50;
 	rpc_code code;
 
@@ -627,10 +572,13 @@ parley_send(parley_conn *c, const char *room_id, const char *text, const char *c
 	for (;;) {
 		int64_t left = deadline - rpc_now_ms();
 
+		if (cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE))
+			return rpc_status_set(st, RPC_CANCELLED, "sending stopped");
 		if (left <= 0)
 			return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "send not acknowledged in time");
 		code = call(c, PARLEY_MESSAGING, &parley__v1__messaging__descriptor, "Send",
-			    &req.base, (ProtobufCMessage **)&resp, (uint32_t)left, st);
+			    &req.base, (ProtobufCMessage **)&resp,
+			    (uint32_t)(left < PARLEY_SEND_TRY_MS ? left : PARLEY_SEND_TRY_MS), st);
 		if (code == RPC_OK)
 			break;
 		if (!parley_code_transient(code))
@@ -648,6 +596,28 @@ parley_send(parley_conn *c, const char *room_id, const char *text, const char *c
 	if (resp->seq == 0)
 		return bad_reply(resp, PARLEY_MESSAGING, "Send without a seq", st);
 	return deliver(resp, out, st);
+}
+
+rpc_code
+parley_send(parley_conn *c, const char *room_id, const char *text, const char *client_msg_id,
+	    Parley__V1__SendResponse **out, rpc_status *st)
+{
+	return parley_send_until(c, room_id, text, client_msg_id, rpc_now_ms() + c->timeout_ms,
+				 NULL, out, st);
+}
+
+bool
+parley_user_id_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 3 || n > 32 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '.' || s[i] == '-'))
+			return false;
+	return true;
 }
 
 rpc_code

@@ -383,6 +383,54 @@ cli_room_json(strbuf *sb, const Parley__V1__Room *r, int member)
 	sb_putc(sb, '}');
 }
 
+/* Protocol field names a server message may carry, and how a person says
+ * them. */
+static const char *const field_words[][2] = {
+	{"user_id", "user id"},		 {"room_id", "room id"},
+	{"display_name", "display name"}, {"client_msg_id", "message id"},
+	{"session_id", "session"},	 {"page_token", "page"},
+	{"before_seq", "before"},	 {"after_seq", "after"},
+	{"since_seq", "since"},		 {"old_password", "old password"},
+	{"new_password", "new password"}, {"max_events", "max events"},
+	{"wait_ms", "wait time"},	 {"page_size", "page size"},
+};
+
+static bool
+word_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_';
+}
+
+void
+sb_humanized(strbuf *sb, const char *message, size_t max_chars)
+{
+	strbuf safe = {0};
+	const char *p;
+
+	sb_sanitized(&safe, message, max_chars);
+	p = sb_str(&safe);
+	while (*p != '\0') {
+		bool done = false;
+
+		if (p == sb_str(&safe) || !word_char(p[-1])) {
+			for (size_t i = 0; i < sizeof(field_words) / sizeof(field_words[0]); i++) {
+				size_t n = strlen(field_words[i][0]);
+
+				if (strncmp(p, field_words[i][0], n) == 0 && !word_char(p[n])) {
+					sb_puts(sb, field_words[i][1]);
+					p += n;
+					done = true;
+					break;
+				}
+			}
+		}
+		if (!done)
+			sb_putc(sb, *p++);
+	}
+	sb_free(&safe);
+}
+
 void
 cli_error_line(strbuf *sb, rpc_code code, const char *message)
 {
@@ -390,8 +438,36 @@ cli_error_line(strbuf *sb, rpc_code code, const char *message)
 	sb_puts(sb, rpc_code_name(code));
 	if (message != NULL && message[0] != '\0') {
 		sb_puts(sb, ": ");
-		sb_sanitized(sb, message, MESSAGE_MAX_CHARS);
+		sb_humanized(sb, message, MESSAGE_MAX_CHARS);
 	}
+}
+
+static const char *
+code_words(rpc_code code)
+{
+	switch (code) {
+	case RPC_UNAUTHENTICATED: return "not logged in";
+	case RPC_PERMISSION_DENIED: return "not allowed";
+	case RPC_NOT_FOUND: return "not found";
+	case RPC_ALREADY_EXISTS: return "already exists";
+	case RPC_INVALID_ARGUMENT: return "not valid";
+	case RPC_UNAVAILABLE: return "the server cannot be reached";
+	case RPC_DEADLINE_EXCEEDED: return "the server did not answer in time";
+	case RPC_RESOURCE_EXHAUSTED: return "too many requests; try again shortly";
+	case RPC_FAILED_PRECONDITION: return "not possible now";
+	case RPC_CANCELLED: return "cancelled";
+	default: return "the server failed";
+	}
+}
+
+void
+cli_error_words(strbuf *sb, rpc_code code, const char *message)
+{
+	sb_puts(sb, "error: ");
+	if (message != NULL && message[0] != '\0')
+		sb_humanized(sb, message, MESSAGE_MAX_CHARS);
+	else
+		sb_puts(sb, code_words(code));
 }
 
 bool
@@ -402,6 +478,28 @@ cli_write_line(FILE *out, const strbuf *sb)
 	if (putc('\n', out) == EOF)
 		return false;
 	return fflush(out) == 0 && !ferror(out);
+}
+
+bool
+cli_text_blank(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	while (n > 0) {
+		uint32_t cp;
+		size_t len = utf8_decode(p, n, &cp);
+
+		if (len == 0)
+			return false;
+		if (!(cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0x85 || cp == 0xa0 ||
+		      cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200b) || cp == 0x2028 ||
+		      cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000 || cp == 0xfeff))
+			return false;
+		p += len;
+		n -= len;
+	}
+	return true;
 }
 
 /* East Asian wide and fullwidth ranges, emoji: two columns. */

@@ -4,7 +4,7 @@
  * interactive chat (interactive.c).
  *
  * Where to connect, strongest first: a service's flag (--auth URL), its
- * environment variable (PARLEY_AUTH), --server HOST, PARLEY_SERVER, the
+ * environment variable (PARLEY_AUTH), --server SERVER, PARLEY_SERVER, the
  * endpoints saved with the login, and 127.0.0.1 at the default ports.
  *
  * Exit status: 0 success; 1 a call failed ("error: STATUS_NAME: message" on
@@ -82,6 +82,7 @@ cli_block_signals(void)
 	sigaddset(&handled, SIGTERM);
 	sigaddset(&handled, SIGHUP);
 	sigaddset(&handled, SIGWINCH);
+	sigaddset(&handled, SIGCONT); /* back from Ctrl-Z: redraw */
 	pthread_sigmask(SIG_BLOCK, &handled, NULL);
 }
 
@@ -180,7 +181,9 @@ static const char connection_help[] =
 	"Where to connect (strongest first: a service's flag, its environment\n"
 	"variable, --server, PARLEY_SERVER, the servers of the saved login,\n"
 	"127.0.0.1):\n"
-	"  --server HOST       every service at its default port on HOST   [PARLEY_SERVER]\n"
+	"  --server SERVER     HOST (every service at its default port), HOST:PORT\n"
+	"                      (auth at PORT, rooms PORT+1, history PORT+2, messaging\n"
+	"                      PORT+3), or tcp://HOST[:PORT]                [PARLEY_SERVER]\n"
 	"  --auth URL          the auth service, e.g. tcp://10.0.0.5:5201   [PARLEY_AUTH]\n"
 	"  --rooms URL         the rooms service (default port 5202)        [PARLEY_ROOMS]\n"
 	"  --history URL       the history service (default port 5203)      [PARLEY_HISTORY]\n"
@@ -376,6 +379,7 @@ run(int argc, char **argv, char **pos)
 	const char *server = NULL, *flags[PARLEY_NSERVICES] = {0};
 	const char *tls_ca = getenv("PARLEY_TLS_CA");
 	int npos = 0, opt, rc;
+	const char *lines_arg = NULL;
 	bool help = false;
 	char err[512];
 	rpc_status st;
@@ -405,11 +409,10 @@ run(int argc, char **argv, char **pos)
 		case LO_JSON: ctx.json = true; break;
 		case 'n':
 		case LO_LINES:
+			/* The range depends on the command (history 1-500, tail
+			 * 0-500), which may come later: checked there. */
 			opt = LO_LINES;
-			if (!parse_u64(optarg, PARLEY_HISTORY_MAX, &v))
-				return cli_usage_error(NULL, "-n: '%s' is not a number from 0 to %d",
-						       optarg, PARLEY_HISTORY_MAX);
-			ctx.lines = (uint32_t)v;
+			lines_arg = optarg;
 			break;
 		case LO_BEFORE:
 		case LO_AFTER:
@@ -474,6 +477,15 @@ run(int argc, char **argv, char **pos)
 					     nargs < current->min_args ? "missing" : "too many",
 					     current->name, current->args);
 		}
+		if (rc == CLI_EXIT_OK && lines_arg != NULL) {
+			uint64_t min = strcmp(current->name, "tail") == 0 ? 0 : 1;
+
+			if (!parse_u64(lines_arg, PARLEY_HISTORY_MAX, &v) || v < min)
+				rc = cli_usage_error(&ctx, "-n: '%s' is not a number from %llu to %d",
+						     lines_arg, (unsigned long long)min,
+						     PARLEY_HISTORY_MAX);
+			ctx.lines = (uint32_t)v;
+		}
 		if (rc != CLI_EXIT_OK)
 			return rc;
 	} else if (ctx.given != 0 || npos > 0)
@@ -516,6 +528,8 @@ run(int argc, char **argv, char **pos)
 			rc = cli_local_error("the saved session is damaged; log in again");
 		ctx.have_session = false;
 	}
+	if (current != NULL)
+		cli_commands_init(current);
 	if (rc == CLI_EXIT_OK)
 		rc = current != NULL ? current->run(&ctx, npos - 1, pos + 1) : cli_interactive(&ctx);
 	disconnect_bounded(ctx.conn);

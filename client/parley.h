@@ -8,6 +8,12 @@
  * token is guarded by the connection's lock and every rpc call has its own
  * nng context.
  *
+ * A call whose connection drops before the answer is sent again on the
+ * next connection only if running it twice is the same as once (reads,
+ * Close, a Send with its client_msg_id). Any other call (Register, Login,
+ * CreateRoom, JoinRoom, LeaveRoom, Open, ...) then fails UNAVAILABLE with
+ * a message saying it may already have taken effect: never run twice.
+ *
  * Every reply is checked before it is handed out: strings are valid UTF-8,
  * messages a reply cannot do without are present, history comes in seq order
  * for the room asked. A reply that fails a check is RPC_INTERNAL. Strings are
@@ -75,9 +81,12 @@ typedef struct parley_endpoints {
 	char url[PARLEY_NSERVICES][PARLEY_URL_MAX];
 } parley_endpoints;
 
-/* Sets every service to its default port on host ("127.0.0.1" when host is
- * NULL or empty). host is a name or an address; an IPv6 address may be
- * bracketed or not. INVALID_ARGUMENT for anything else. */
+/* Sets every service from one server: "HOST" (each service at its default
+ * port), "HOST:PORT" (PORT is the base: auth at PORT, rooms PORT+1, history
+ * PORT+2, messaging PORT+3), or either as a tcp:// or tls+tcp:// URL.
+ * NULL or "" means 127.0.0.1. An IPv6 address may be bracketed, and must be
+ * to carry a port. INVALID_ARGUMENT, saying what is accepted, for anything
+ * else. */
 rpc_code parley_endpoints_for_host(parley_endpoints *ep, const char *host, rpc_status *st);
 
 /* Sets one service's address (an nng URL such as tcp://10.0.0.5:5204). */
@@ -180,6 +189,24 @@ void parley_new_client_msg_id(char id[PARLEY_CLIENT_MSG_ID_LEN + 1]);
 rpc_code parley_send(parley_conn *c, const char *room_id, const char *text,
 		     const char *client_msg_id, Parley__V1__SendResponse **out, rpc_status *st);
 
+/* Each try of a send waits at most this long; then it is tried again. */
+#define PARLEY_SEND_TRY_MS 2000
+
+/*
+ * parley_send with its own deadline (monotonic ms, rpc_now_ms) instead of
+ * the connection's timeout, each try at most PARLEY_SEND_TRY_MS, and a
+ * cancel flag (may be NULL) read between tries: once set, the send stops
+ * with CANCELLED (the message may or may not have been stored).
+ */
+rpc_code parley_send_until(parley_conn *c, const char *room_id, const char *text,
+			   const char *client_msg_id, int64_t deadline_ms, const bool *cancel,
+			   Parley__V1__SendResponse **out, rpc_status *st);
+
+/* The server's rule for user ids, checked before asking for a password:
+ * 3-32 characters of a-z 0-9 _ . - starting with a letter or digit. */
+#define PARLEY_USER_ID_RULE "3 to 32 characters of a-z 0-9 _ . - starting with a letter or digit"
+bool parley_user_id_valid(const char *s);
+
 /* GetHistory: at most one of before_seq and after_seq non-zero; limit 0 is
  * the server's default. Events come checked: this room, ascending seq. */
 rpc_code parley_history(parley_conn *c, const char *room_id, uint64_t before_seq,
@@ -226,7 +253,8 @@ rpc_code parley_follow_new(parley_follow **fp, parley_conn *c, const parley_curs
  * A transient failure (parley_code_transient, or NOT_FOUND for a session the
  * server no longer knows, e.g. after a restart) is returned as it is, and
  * the next call opens a new session from the last seq delivered per room,
- * after a short back-off: keep calling. Any other failure (PERMISSION_DENIED
+ * after a short back-off: keep calling. The call that reopens it returns
+ * RPC_OK at once (no events), so a caller can say it is back. Any other failure (PERMISSION_DENIED
  * after leaving a room, UNAUTHENTICATED, ...) is final. CANCELLED after
  * parley_follow_cancel. A gap in a room's seqs (which a correct server never
  * sends) is filled from History before later events are delivered.
@@ -235,6 +263,25 @@ rpc_code parley_follow_new(parley_follow **fp, parley_conn *c, const parley_curs
  */
 rpc_code parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void *arg,
 			    rpc_status *st);
+
+/* Called from parley_follow_poll when the user stops being a member of a
+ * followed room (left it from elsewhere, was removed), and again when they
+ * are a member once more. */
+typedef void (*parley_member_fn)(const char *room_id, bool member, void *arg);
+
+#define PARLEY_WATCH_MS 2000
+
+/*
+ * Watches the user's membership of the followed rooms, checking at least
+ * every every_ms (0: PARLEY_WATCH_MS; a long poll waits no longer than
+ * that). A room the user is no longer a member of is reported to fn and
+ * set aside, PERMISSION_DENIED no longer ends the follower, and the room
+ * is taken up again from its last seq when the user is a member again
+ * (fn is told). UNAUTHENTICATED (the session ended) stays final. Same
+ * thread as parley_follow_poll; may be called again (before each poll,
+ * say) to change fn or arg without resetting the schedule.
+ */
+void parley_follow_watch(parley_follow *f, uint32_t every_ms, parley_member_fn fn, void *arg);
 
 /* The last seq delivered for room_id (its since_seq before any); 0 for a
  * room the follower does not follow. Same thread as parley_follow_poll. */

@@ -103,3 +103,19 @@ cli_term_columns(int fd)
 		return 0;
 	return ws.ws_col;
 }
+
+bool
+cli_term_echo(int fd, bool on)
+{
+	struct termios tio;
+
+	if (!isatty(fd) || tcgetattr(fd, &tio) != 0)
+		return false;
+	if (on == ((tio.c_lflag & ECHO) != 0))
+		return true;
+	if (on)
+		tio.c_lflag |= ECHO;
+	else
+		tio.c_lflag &= ~(tcflag_t)ECHO;
+	return tcsetattr(fd, TCSANOW, &tio) == 0;
+}

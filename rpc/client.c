@@ -189,9 +189,10 @@ roundtrip_local(rpc_client *cli, rpc_server *srv, Parley__V1__RpcRequest *env,
 	return unpack_response(cli, msg, out, st);
 }
 
-/* Sends env and waits for the matching RpcResponse; *out owned by caller. */
+/* Sends env and waits for the matching RpcResponse; *out owned by caller.
+ * resend: see rpc_call_opts. */
 static rpc_code
-roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
+roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline, bool resend,
 	  Parley__V1__RpcResponse **out, rpc_status *st)
 {
 	rpc_server *local;
@@ -218,10 +219,13 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline,
 	env->timeout_ms = (uint32_t)left;
 	if ((rv = nng_ctx_open(&ctx, cli->sock)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "%s", nng_strerror(rv));
-	/* No timed resends: they would run a slow call (a long poll) twice.
-	 * nng still resends at once when the connection carrying the request
-	 * closes, which is what carries a call across a server restart. */
-	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	/* nng's REQ resends a request whose connection closed only when the
+	 * context has a resend time; with none (INFINITE) the call fails with
+	 * ECONNRESET instead. So an idempotent call gets a resend time past its
+	 * deadline (resent after a dropped connection, never on a timer: that
+	 * would run a slow call twice) and any other call none. */
+	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME,
+		       resend ? (nng_duration)left + 1000 : NNG_DURATION_INFINITE);
 	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0)
 		goto fail;
 	if ((msg = pack_request(env)) == NULL) {
@@ -252,6 +256,11 @@ fail:
 	if (aio != NULL)
 		nng_aio_free(aio);
 	nng_ctx_close(ctx);
+	if (rv == NNG_ECONNRESET)
+		return rpc_status_set(st, RPC_UNAVAILABLE,
+				      "the connection to %s dropped during the call; it was not "
+				      "sent again, since it may already have taken effect",
+				      cli->url);
 	if (rv == NNG_ETIMEDOUT && !rpc_client_connected(cli))
 		return rpc_status_set(st, RPC_UNAVAILABLE, "cannot reach %s", cli->url);
 	if (rv == NNG_ETIMEDOUT)
@@ -296,7 +305,7 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 		md[env.n_metadata++] = &peer;
 	}
 	env.metadata = env.n_metadata ? md : NULL;
-	code = roundtrip(cli, &env, deadline, &resp, st);
+	code = roundtrip(cli, &env, deadline, opts && opts->resend, &resp, st);
 	if (code != RPC_OK)
 		return code;
 	if (resp->status == NULL || resp->status->code == PARLEY__V1__CODE__OK) {

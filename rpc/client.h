@@ -22,6 +22,11 @@ typedef struct rpc_call_opts {
 	const char *token;	/* sent as "authorization: Bearer <token>" if not NULL */
 	const char *peer;	/* sent as metadata "peer" if not NULL: the address of the
 				 * end client a gateway calls for (trusted in-process only) */
+	/* The call is idempotent: if the connection carrying it drops before
+	 * the answer, send it again on the next connection, within the
+	 * deadline. false (the default): a dropped connection fails the call
+	 * UNAVAILABLE, saying it may have taken effect; it is never sent twice. */
+	bool resend;
 } rpc_call_opts;
 
 /* Opens a client for url (e.g. "tcp://127.0.0.1:5201"). Does not wait for

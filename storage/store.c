@@ -10,6 +10,8 @@
 
 #include <lmdb.h>
 
+#include "store_int.h"
+
 struct store_env {
 	MDB_env *env;
 	size_t map_size;	 /* [gate_mtx] */
@@ -570,4 +572,18 @@ store_space(store_env *e, uint64_t *map_bytes, uint64_t *used_bytes)
 	*map_bytes = info.me_mapsize;
 	*used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 	return STORE_OK;
+}
+
+/* ---- for the other files of storage/ (store_int.h) ---------------------- */
+
+MDB_env *
+store_env_mdb(store_env *e)
+{
+	return e->env;
+}
+
+MDB_txn *
+store_txn_mdb(store_txn *t)
+{
+	return t->txn;
 }

@@ -128,6 +128,32 @@ store_err store_put1(store_env *env, store_table t, const void *key, size_t klen
 		     const void *val, size_t vlen, unsigned flags);
 store_err store_del1(store_env *env, store_table t, const void *key, size_t klen);
 
+/*
+ * Erasing for good. LMDB never overwrites a committed page: a replaced
+ * record's old bytes stay in the file (in free pages, and in the unused
+ * middle of pages) until reused. store_wipe overwrites with zeros every
+ * occurrence of each needle that no record and no reader can still reach:
+ * in free pages LMDB would reuse, pages past the end in use, and the
+ * unused middle of any branch or leaf page. Occurrences inside live
+ * records (another record with the same bytes) are left alone and counted
+ * as live; those in free pages an older reader may still read are counted
+ * as held: commit something and call again once readers moved on.
+ *
+ * Use: commit the change that drops the bytes, commit once more (the
+ * pages the change freed belong to LMDB's fallback snapshot until the next
+ * commit), then wipe. It takes the write lock for its duration (a scan of
+ * the file per needle) and syncs what it wrote. Not inside a transaction
+ * of the calling thread. Errors: those of store_begin, STORE_READONLY,
+ * STORE_CORRUPT (a damaged free list), STORE_NOSPACE, STORE_IO.
+ */
+typedef struct store_wipe_stats {
+	unsigned pages_zeroed;	/* free pages (or past the end) zeroed whole */
+	unsigned gaps_zeroed;	/* unused middles of pages zeroed */
+	unsigned held;		/* occurrences in pages a reader may still read */
+	unsigned live;		/* occurrences inside live records */
+} store_wipe_stats;
+store_err store_wipe(store_env *env, const store_val *needles, size_t n, store_wipe_stats *st);
+
 /* Big-endian key encoding: byte order equals numeric order. */
 static inline void
 store_be64_put(uint8_t out[8], uint64_t v)

@@ -9,6 +9,15 @@ rpc_code
 members_check(rpc_client *rooms, const char *room, const char *user, const char *token,
 	      int64_t deadline_ms, bool *member, rpc_status *st)
 {
+	int role;
+
+	return members_check_role(rooms, room, user, token, deadline_ms, member, &role, st);
+}
+
+rpc_code
+members_check_role(rpc_client *rooms, const char *room, const char *user, const char *token,
+		   int64_t deadline_ms, bool *member, int *role, rpc_status *st)
+{
 	Parley__V1__IsMemberRequest req = PARLEY__V1__IS_MEMBER_REQUEST__INIT;
 	Parley__V1__IsMemberResponse *resp;
 	int64_t cap = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
@@ -17,6 +26,7 @@ members_check(rpc_client *rooms, const char *room, const char *user, const char 
 	rpc_code code;
 
 	*member = false;
+	*role = 0;
 	if (user == NULL || user[0] == '\0')
 		return rpc_status_set(st, RPC_INTERNAL, "membership check without a user id");
 	opts.deadline_ms = deadline_ms != 0 && deadline_ms < cap ? deadline_ms : cap;
@@ -27,6 +37,7 @@ members_check(rpc_client *rooms, const char *room, const char *user, const char 
 	switch (code) {
 	case RPC_OK:
 		*member = resp->member;
+		*role = resp->member ? (int)resp->role : 0;
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
 		return RPC_OK;
 	case RPC_NOT_FOUND:

@@ -27,6 +27,12 @@
 rpc_code members_check(rpc_client *rooms, const char *room, const char *user,
 		       const char *token, int64_t deadline_ms, bool *member, rpc_status *st);
 
+/* The same, also giving the member's role (parley.v1.Role: 0 for none,
+ * MEMBER 1, MODERATOR 2, ADMIN 3) in *role. */
+rpc_code members_check_role(rpc_client *rooms, const char *room, const char *user,
+			    const char *token, int64_t deadline_ms, bool *member, int *role,
+			    rpc_status *st);
+
 /* For a handler: RPC_OK when the caller is a member of room; otherwise
  * fails call (PERMISSION_DENIED "you are not a member of room 'x'", or the
  * status of members_check) and returns the code. */

@@ -84,6 +84,28 @@ timeline_append(store_txn *txn, const timeline *t, const char *room, uint64_t se
 			 0);
 }
 
+store_err
+timeline_get(store_txn *txn, const timeline *t, const char *room, uint64_t seq, store_val *ev)
+{
+	uint8_t key[TIMELINE_KEY_MAX];
+
+	return store_get(txn, t->events, key, timeline_key(key, room, seq), ev);
+}
+
+store_err
+timeline_replace(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
+		 const void *ev, size_t len)
+{
+	uint8_t key[TIMELINE_KEY_MAX];
+	size_t klen = timeline_key(key, room, seq);
+	store_val old;
+	store_err err;
+
+	if ((err = store_get(txn, t->events, key, klen, &old)) != STORE_OK)
+		return err;
+	return store_put(txn, t->events, key, klen, ev, len, 0);
+}
+
 struct read_state {
 	size_t prefix_len;
 	const uint8_t *prefix;
@@ -167,9 +189,29 @@ event_fits_key(const Parley__V1__Event *ev, const char *room, uint64_t seq, char
 	}
 	switch (ev->body_case) {
 	case PARLEY__V1__EVENT__BODY_MESSAGE:
+		/* A deleted message keeps its place with its text erased. */
 		n = strlen(ev->message->text);
-		if (n == 0 || n > TIMELINE_TEXT_MAX) {
-			snprintf(why, why_len, "message text of %zu bytes", n);
+		if ((n == 0 && !ev->message->redacted) || n > TIMELINE_TEXT_MAX ||
+		    (n != 0 && ev->message->redacted)) {
+			snprintf(why, why_len, "message text of %zu bytes%s", n,
+				 ev->message->redacted ? " (redacted)" : "");
+			return false;
+		}
+		return true;
+	case PARLEY__V1__EVENT__BODY_EDIT:
+		/* Emptied when the message it edits is deleted. */
+		n = strlen(ev->edit->text);
+		if (n > TIMELINE_TEXT_MAX || ev->edit->target_seq == 0 ||
+		    ev->edit->target_seq >= seq) {
+			snprintf(why, why_len, "edit of seq %llu with %zu bytes of text",
+				 (unsigned long long)ev->edit->target_seq, n);
+			return false;
+		}
+		return true;
+	case PARLEY__V1__EVENT__BODY_REDACTION:
+		if (ev->redaction->target_seq == 0 || ev->redaction->target_seq >= seq) {
+			snprintf(why, why_len, "redaction of seq %llu",
+				 (unsigned long long)ev->redaction->target_seq);
 			return false;
 		}
 		return true;
@@ -177,7 +219,7 @@ event_fits_key(const Parley__V1__Event *ev, const char *room, uint64_t seq, char
 	case PARLEY__V1__EVENT__BODY_ROOM_UPDATE:
 		return true;
 	default:
-		snprintf(why, why_len, "no message or membership body");
+		snprintf(why, why_len, "no message, edit, redaction or membership body");
 		return false;
 	}
 }

@@ -7,6 +7,11 @@
  *   msg.events  room_id \0 be64(seq)  -> serialized parley.v1.Event
  *   msg.heads   room_id               -> be64(latest seq; absent = 0)
  *
+ * A chat message's record is kept current: after an edit it holds the
+ * latest text and edited_at_ms, after a delete an empty text and
+ * redacted = true (the MessageEdit and MessageRedaction events follow it
+ * in the timeline with their own seqs).
+ *
  * Every room's persisted events are numbered 1, 2, 3, ... without gaps, and
  * the head is written in the same transaction as the events it covers, so
  * a reader that sees head h in a transaction sees every event 1..h in it.
@@ -60,6 +65,18 @@ store_err timeline_head(store_txn *txn, const timeline *t, const char *room, uin
  * makes seq the room's head. The caller assigns seq = head + 1. */
 store_err timeline_append(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
 			  const void *ev, size_t len);
+
+/* The packed event (room, seq), valid until txn ends. STORE_NOTFOUND
+ * when there is none. */
+store_err timeline_get(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
+		       store_val *ev);
+
+/* In a write transaction: replaces the stored event (room, seq), which
+ * must exist, with ev (len bytes); the head is unchanged. Edits and
+ * deletes keep the original record current this way, so that reading a
+ * page of history costs no more than before. */
+store_err timeline_replace(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
+			   const void *ev, size_t len);
 
 /*
  * Visits the events of room with from <= seq <= to in ascending order; fn

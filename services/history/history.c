@@ -66,6 +66,7 @@ handle_get_history(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	uint32_t limit = req->limit ? req->limit : HISTORY_DEFAULT_LIMIT;
 	struct page p = {.call = call, .room = req->room_id};
 	uint64_t head = 0, from, to;
+	bool forward;
 	store_txn *txn;
 	store_err err;
 	rpc_code code;
@@ -77,6 +78,21 @@ handle_get_history(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 	if (req->before_seq != 0 && req->after_seq != 0)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "set before_seq or after_seq, not both");
+	if (req->direction != PARLEY__V1__GET_HISTORY_REQUEST__DIRECTION__DIRECTION_UNSPECIFIED &&
+	    req->direction != PARLEY__V1__GET_HISTORY_REQUEST__DIRECTION__BACKWARD &&
+	    req->direction != PARLEY__V1__GET_HISTORY_REQUEST__DIRECTION__FORWARD)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "direction must be DIRECTION_UNSPECIFIED, BACKWARD or FORWARD "
+				     "(got %d)",
+				     (int)req->direction);
+	if (req->direction == PARLEY__V1__GET_HISTORY_REQUEST__DIRECTION__BACKWARD &&
+	    req->after_seq != 0)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "direction BACKWARD pages with before_seq; after_seq must be 0");
+	if (req->direction == PARLEY__V1__GET_HISTORY_REQUEST__DIRECTION__FORWARD &&
+	    req->before_seq != 0)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "direction FORWARD pages with after_seq; before_seq must be 0");
 	if (limit > HISTORY_MAX_LIMIT)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT, "limit must be at most %d",
 				     HISTORY_MAX_LIMIT);
@@ -97,10 +113,12 @@ handle_get_history(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessag
 		return svc_fail_store(call, err, "history");
 	}
 
-	if (req->after_seq >= head && req->after_seq != 0) {
+	forward = req->after_seq != 0 ||
+		  req->direction == PARLEY__V1__GET_HISTORY_REQUEST__DIRECTION__FORWARD;
+	if (forward && req->after_seq >= head) {
 		from = 1;
 		to = 0;
-	} else if (req->after_seq != 0) {
+	} else if (forward) {
 		from = req->after_seq + 1;
 		to = head - req->after_seq > limit ? req->after_seq + limit : head;
 		resp->has_more = to < head;

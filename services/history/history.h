@@ -7,7 +7,13 @@
  *
  * Behaviour where the contract leaves room:
  *   - Set before_seq or after_seq, not both (INVALID_ARGUMENT). Both 0: the
- *     latest events. before_seq past the head counts from the head.
+ *     latest events, unless direction is FORWARD: then the first ones (from
+ *     seq 1). before_seq past the head counts from the head. BACKWARD with
+ *     after_seq, or FORWARD with before_seq, is INVALID_ARGUMENT, as is a
+ *     direction the contract does not name.
+ *   - Edited messages read with their latest text and edited_at_ms, deleted
+ *     ones with empty text and redacted set: the writer keeps the original
+ *     record up to date (timeline.h), so a page costs no more reads.
  *   - limit 0 means 50; above 500 is INVALID_ARGUMENT.
  *   - Only members read (IsMember with the caller's token, asked on every
  *     call): PERMISSION_DENIED, or NOT_FOUND for a room that does not exist.

@@ -236,7 +236,8 @@ handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *resp
 				     "client_msg_id must be at most %d bytes", MX_CLIENT_MSG_ID_MAX);
 	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;
-	return mx_writer_send(m->writer, call, req);
+	return mx_writer_op(m->writer, call, MX_OP_SEND, req->room_id, req->text,
+			    req->client_msg_id, 0, false);
 }
 
 /* Subscribe is a server stream: the HTTP face serves it on top of
@@ -256,12 +257,19 @@ static const rpc_method messaging_methods[] = {
 	{.fn = mx_handle_poll, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_close, .auth = RPC_AUTH_REQUIRED},
 	{.fn = handle_subscribe, .auth = RPC_AUTH_NONE},
+	{.fn = mx_handle_edit, .auth = RPC_AUTH_REQUIRED},
+	{.fn = mx_handle_delete, .auth = RPC_AUTH_REQUIRED},
+	{.fn = mx_handle_set_typing, .auth = RPC_AUTH_REQUIRED},
+	{.fn = mx_handle_mark_read, .auth = RPC_AUTH_REQUIRED},
+	{.fn = mx_handle_get_unread, .auth = RPC_AUTH_REQUIRED},
 };
 
 static bool
 methods_match_descriptor(void)
 {
-	static const char *const names[] = {"Send", "Open", "Poll", "Close", "Subscribe"};
+	static const char *const names[] = {"Send",	"Open",	  "Poll",      "Close",
+					    "Subscribe", "Edit",  "Delete",    "SetTyping",
+					    "MarkRead",	 "GetUnread"};
 	const ProtobufCServiceDescriptor *d = &parley__v1__messaging__descriptor;
 
 	if (d->n_methods != sizeof(messaging_methods) / sizeof(messaging_methods[0]))
@@ -313,7 +321,9 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	}
 	if (!svc_open_table(m->env, "msg.client_ids", &m->client_ids, st) ||
 	    !svc_open_table(m->env, "msg.members", &m->members, st) ||
-	    !svc_open_table(m->env, "msg.meta", &m->meta, st))
+	    !svc_open_table(m->env, "msg.meta", &m->meta, st) ||
+	    !svc_open_table(m->env, "msg.edits", &m->edits, st) ||
+	    mx_unread_open(m, st) != RPC_OK)
 		goto fail;
 	if (svc_authn_open(&m->authn, cfg->auth_addr, st) != RPC_OK ||
 	    rpc_client_open(&m->rooms, cfg->rooms_addr, st) != RPC_OK ||
@@ -322,6 +332,7 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	if (pub_open(m, cfg->events_listen, st) != RPC_OK)
 		goto fail;
 	if (mx_presence_start(m, &m->presence, st) != RPC_OK ||
+	    mx_typing_start(m, &m->typing, st) != RPC_OK ||
 	    mx_writer_start(m, &m->writer, st) != RPC_OK ||
 	    mx_sessions_start(m, &m->sessions, st) != RPC_OK ||
 	    mx_feed_start(m, &m->feed, st) != RPC_OK)
@@ -369,6 +380,7 @@ messaging_service_stop(messaging_service *m)
 	messaging_service_shutdown(m);
 	if (m->srv != NULL)
 		rpc_server_close(m->srv, 5000);
+	mx_typing_stop(m->typing);
 	mx_presence_stop(m->presence);
 	rpc_client_close(m->rooms_feed);
 	rpc_client_close(m->rooms);

@@ -38,6 +38,22 @@
  *     expired: NOT_FOUND.
  *   - Backbone frames whose topic starts with byte 0x01 are internal
  *     control frames (no Event); room ids never start with it.
+ *   - Presence is per user: ONLINE when the user's first session covering
+ *     the room opens, OFFLINE when the last one ends or expires.
+ *     parley.internal.v1.Presence/Online (same endpoint) tells members who
+ *     is online (presence.c).
+ *   - Edit/Delete: members only; the writer checks the target in the
+ *     writing transaction (see mx_writer_op for the refusals); retries by
+ *     client_msg_id as Send. Moderators cannot delete others' messages yet:
+ *     the rooms service on this branch keeps no roles. A Delete is answered
+ *     after its texts are also erased from data.mdb (store_wipe): a scan of
+ *     the file per text, and up to 3 s more while an old reader holds pages.
+ *   - SetTyping: members only; 5 at once per (user, room), then one a
+ *     second (RESOURCE_EXHAUSTED with retry_after_ms); true lapses after 6 s.
+ *   - MarkRead: members only; seq past the head is OUT_OF_RANGE (a client
+ *     cannot have read it); a seq behind the marker changes nothing.
+ *   - GetUnread: at most 100 room_ids, each checked for membership; empty
+ *     means ListMyRooms. Deleted messages still count as unread.
  */
 #ifndef PARLEY_MESSAGING_H
 #define PARLEY_MESSAGING_H

@@ -5,6 +5,10 @@
  *   messaging.c  lifecycle, the method table, Send's checks, the PUB socket
  *   writer.c     the one LMDB writer thread: group commit, gap-free seqs,
  *                client_msg_id records, publishing after commit
+ *   writer_ops.c Edit, Delete (and erasing the deleted text from the data
+ *                file), MarkRead, as the writer applies them
+ *   edits.c      the Edit, Delete and SetTyping handlers; typing state
+ *   unread.c     read markers and unread counters; MarkRead, GetUnread
  *   feed.c       follows the rooms service's membership log into timelines
  *   sessions.c   the session registry and the Open/Poll/Close handlers
  *   session.c    one session: its worker thread and buffer
@@ -15,9 +19,13 @@
  *
  * Tables (besides the timeline, see timeline.h; records in
  * proto/parley/store/v1/messaging_records.proto):
- *   msg.client_ids  sender \0 client_msg_id -> ClientMsgRecord
+ *   msg.client_ids  sender \0 client_msg_id -> ClientMsgRecord (Send, Edit, Delete)
  *   msg.members     room_id \0 user_id      -> "" (the membership mirror)
  *   msg.meta        "rooms_feed_cursor"     -> be64(last membership change applied)
+ *                   "wipe_round"            -> be64(wall ms; written to commit before an erase)
+ *   msg.edits       room_id \0 be64(target) \0 be64(edit seq) -> the text that edit
+ *                   replaced (emptied when the message is deleted)
+ *   msg.counts, msg.own, msg.mentions, msg.reads: see unread.c
  *
  * Only the writer thread writes LMDB, so it alone assigns seqs: one
  * sequence per room, in commit order, and publishes in that order.
@@ -38,6 +46,12 @@
 #define MX_TEXT_MAX 4096
 #define MX_CLIENT_MSG_ID_MAX 64
 #define MX_FEED_CURSOR_KEY "rooms_feed_cursor"
+#define MX_WIPE_ROUND_KEY "wipe_round"
+#define MX_EDITS_MAX 100	/* edits of one message */
+#define UNREAD_MENTIONS_MAX 32	/* users one message mentions, counted */
+
+/* What the writer applies for a call. */
+typedef enum mx_op { MX_OP_SEND, MX_OP_EDIT, MX_OP_DELETE, MX_OP_READ } mx_op;
 
 typedef struct mx_writer mx_writer;
 typedef struct mx_feed mx_feed;
@@ -45,6 +59,7 @@ typedef struct mx_sessions mx_sessions;
 typedef struct mx_router mx_router;
 typedef struct mx_session mx_session;
 typedef struct mx_presence mx_presence;
+typedef struct mx_typing mx_typing;
 
 struct messaging_service {
 	rpc_server *srv;
@@ -57,6 +72,8 @@ struct messaging_service {
 	store_table client_ids;
 	store_table members;
 	store_table meta;
+	store_table edits;
+	store_table counts, own, mentions, reads; /* unread.c */
 
 	nng_socket pub;
 	bool pub_open;
@@ -75,6 +92,7 @@ struct messaging_service {
 	mx_sessions *sessions;
 	mx_router *router;
 	mx_presence *presence;
+	mx_typing *typing;
 };
 
 /* ---- publishing (messaging.c) ---------------------------------------- */
@@ -135,11 +153,21 @@ bool mx_close_bounded(nng_socket sock, const char *what);
 int mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st);
 
 /*
- * Queues a checked Send from call (caller = sender) and returns
- * RPC_DEFERRED: the writer answers it after the commit. When the queue is
- * full, fails call with RESOURCE_EXHAUSTED and returns that.
+ * Queues a checked op from call (caller = sender) and returns
+ * RPC_DEFERRED: the writer answers it after the commit. The strings must
+ * live as long as the call (its request or arena); text and cmid may be
+ * NULL. target: the message of an EDIT or DELETE, the seq of a READ.
+ * may_moderate: a DELETE of someone else's message is allowed. When the
+ * queue is full, fails call with RESOURCE_EXHAUSTED and returns that.
+ *
+ * What the writer answers: SEND as messaging.h says; EDIT and DELETE
+ * NOT_FOUND (no event at target), FAILED_PRECONDITION (not a chat message,
+ * already deleted, too many edits), PERMISSION_DENIED (not the sender, and
+ * for DELETE not a moderator); all three INVALID_ARGUMENT for a
+ * client_msg_id used before for something else. READ never moves back.
  */
-rpc_code mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req);
+rpc_code mx_writer_op(mx_writer *w, rpc_call *call, mx_op op, const char *room,
+		      const char *text, const char *cmid, uint64_t target, bool may_moderate);
 
 /*
  * Appends the membership changes (Events with a membership body whose seq
@@ -209,6 +237,50 @@ void mx_presence_leave(mx_presence *p, const char *room, const char *user, bool 
 
 /* Does any session of user cover room now? */
 bool mx_presence_online(mx_presence *p, const char *room, const char *user);
+
+/* ---- read markers and unread counts (unread.c) ---------------------------------------- */
+
+int mx_unread_open(messaging_service *m, rpc_status *st);
+
+/* Writer: counts the chat message (room, seq) of sender with text. */
+store_err mx_unread_note(messaging_service *m, store_txn *txn, const char *room, uint64_t seq,
+			 const char *sender, const char *text);
+/* Writer: user has read room up to seq (kept if not behind). */
+store_err mx_unread_mark(messaging_service *m, store_txn *txn, const char *user,
+			 const char *room, uint64_t seq);
+store_err mx_unread_read_seq(messaging_service *m, store_txn *txn, const char *user,
+			     const char *room, uint64_t *seq);
+
+typedef struct mx_unread {
+	uint64_t head, read, unread, mentions;
+} mx_unread;
+
+/* The counts of user in room. *reads (if not NULL) grows by the number of
+ * store lookups made: a constant, whatever the length of the room. */
+store_err mx_unread_get(messaging_service *m, store_txn *txn, const char *user,
+			const char *room, mx_unread *u, unsigned *reads);
+
+/* The distinct users (other than sender) text mentions as @user_id, at
+ * most max, into out. */
+size_t mx_mentions(const char *text, const char *sender, char (*out)[RPC_USER_ID_MAX],
+		   size_t max);
+
+rpc_code mx_handle_mark_read(rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage *resp, void *ctx);
+rpc_code mx_handle_get_unread(rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage *resp, void *ctx);
+
+/* ---- edits, deletes and typing (edits.c) ---------------------------------------------- */
+
+int mx_typing_start(messaging_service *m, mx_typing **out, rpc_status *st);
+void mx_typing_stop(mx_typing *t);
+
+rpc_code mx_handle_edit(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+			void *ctx);
+rpc_code mx_handle_delete(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
+			  void *ctx);
+rpc_code mx_handle_set_typing(rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage *resp, void *ctx);
 
 /* ---- sessions (sessions.c) ------------------------------------------------------------ */
 

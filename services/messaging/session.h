@@ -158,7 +158,8 @@ rpc_code session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, ui
 int session_room_index(const mx_session *s, const char *room_id);
 
 /* Asks the worker to end (Close, or shutdown); it answers a waiting Poll
- * empty and puts OFFLINE presence into the rooms. false if already asked. */
+ * empty and leaves the rooms' presence (OFFLINE where it was the user's
+ * last session). false if already asked. */
 bool session_close(mx_session *s);
 
 /* A frame of one of s's rooms, from the router (which holds its lock);

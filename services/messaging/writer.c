@@ -29,38 +29,12 @@
 #include "messaging_int.h"
 #include "metrics.h"
 #include "parley/store/v1/messaging_records.pb-c.h"
+#include "writer_int.h"
 
 #define WRITER_QUEUE_MAX 4096	/* sends waiting; beyond, RESOURCE_EXHAUSTED */
 #define WRITER_BATCH_MAX 512	/* items per transaction */
 #define MAP_SLOTS 4096		/* > 2 x the distinct keys one batch can hold */
-#define HASH_BYTES 32
 #define CLIENT_KEY_MAX (RPC_USER_ID_MAX + 1 + MX_CLIENT_MSG_ID_MAX)
-
-typedef enum item_kind { ITEM_SEND, ITEM_CHANGES } item_kind;
-
-struct wr_item {
-	item_kind kind;
-	struct wr_item *next;
-
-	/* ITEM_SEND */
-	rpc_call *call;
-	const Parley__V1__SendRequest *req;
-	const char *sender;
-	uint8_t hash[HASH_BYTES];
-	rpc_code code;
-	bool fresh;		  /* wrote a new event in this batch */
-	bool stored_hit;	  /* a retry of a send committed earlier */
-	bool mismatch;		  /* client_msg_id reused for another message */
-	uint64_t seq, ts_ms;
-	struct wr_item *same_as;  /* an earlier send of the batch with the same key */
-
-	/* ITEM_CHANGES */
-	Parley__V1__Event **changes;
-	size_t nchanges;
-	uint64_t cursor;
-	store_err err;
-	bool done;
-};
 
 /* A fixed open-addressing map from one or two strings to a number or an
  * item, reset after each batch. */
@@ -162,10 +136,14 @@ push_pub(mx_writer *w, nng_msg *msg)
 	return true;
 }
 
-/* Appends ev (its seq assigned here) to its room in txn and keeps its PUB
- * frame for after the commit. */
-static store_err
-append_event(mx_writer *w, store_txn *txn, Parley__V1__Event *ev)
+messaging_service *
+wr_service(mx_writer *w)
+{
+	return w->m;
+}
+
+store_err
+wr_append_event(mx_writer *w, store_txn *txn, Parley__V1__Event *ev)
 {
 	struct map_entry *room = map_get(&w->rooms, ev->room_id, NULL, true);
 	size_t off = strlen(ev->room_id) + 1;
@@ -210,15 +188,13 @@ client_key(uint8_t *key, const char *sender, const char *cmid)
 static store_err
 lookup_client_id(mx_writer *w, store_txn *txn, struct wr_item *it, bool *found)
 {
-	const Parley__V1__SendRequest *req = it->req;
 	Parley__Store__V1__ClientMsgRecord *rec;
 	uint8_t key[CLIENT_KEY_MAX];
 	store_val v;
 	store_err err;
 
 	*found = false;
-	err = store_get(txn, w->m->client_ids, key, client_key(key, it->sender, req->client_msg_id),
-			&v);
+	err = store_get(txn, w->m->client_ids, key, client_key(key, it->sender, it->cmid), &v);
 	if (err == STORE_NOTFOUND)
 		return STORE_OK;
 	if (err != STORE_OK)
@@ -231,7 +207,7 @@ lookup_client_id(mx_writer *w, store_txn *txn, struct wr_item *it, bool *found)
 	if (rec == NULL)
 		return STORE_CORRUPT;
 	*found = true;
-	if (strcmp(rec->room_id, req->room_id) == 0 && rec->text_hash.len == HASH_BYTES &&
+	if (strcmp(rec->room_id, it->room) == 0 && rec->text_hash.len == HASH_BYTES &&
 	    memcmp(rec->text_hash.data, it->hash, HASH_BYTES) == 0) {
 		it->code = RPC_OK;
 		it->stored_hit = true;
@@ -252,7 +228,7 @@ put_client_id(mx_writer *w, store_txn *txn, struct wr_item *it)
 	uint8_t key[CLIENT_KEY_MAX], buf[256];
 	size_t len;
 
-	rec.room_id = (char *)it->req->room_id;
+	rec.room_id = (char *)it->room;
 	rec.seq = it->seq;
 	rec.ts_ms = it->ts_ms;
 	rec.text_hash.data = it->hash;
@@ -261,64 +237,85 @@ put_client_id(mx_writer *w, store_txn *txn, struct wr_item *it)
 	if (len > sizeof(buf))
 		return STORE_INVALID;
 	parley__store__v1__client_msg_record__pack(&rec, buf);
-	return store_put(txn, w->m->client_ids, key,
-			 client_key(key, it->sender, it->req->client_msg_id), buf, len, 0);
+	return store_put(txn, w->m->client_ids, key, client_key(key, it->sender, it->cmid), buf,
+			 len, 0);
+}
+
+store_err
+wr_key_check(mx_writer *w, store_txn *txn, struct wr_item *it, bool *answered)
+{
+	struct map_entry *k;
+	bool found;
+	store_err err;
+
+	*answered = false;
+	if (it->cmid[0] == '\0')
+		return STORE_OK;
+	/* A retry inside this very batch, then a retry of a stored one. */
+	k = map_get(&w->keys, it->sender, it->cmid, true);
+	if (k == NULL)
+		return STORE_FULL;
+	if (k->item != NULL) {
+		if (strcmp(k->item->room, it->room) == 0 &&
+		    memcmp(k->item->hash, it->hash, HASH_BYTES) == 0) {
+			it->same_as = k->item;
+		} else {
+			it->code = RPC_INVALID_ARGUMENT;
+			it->mismatch = true;
+		}
+		*answered = true;
+		return STORE_OK;
+	}
+	if ((err = lookup_client_id(w, txn, it, &found)) != STORE_OK)
+		return err;
+	if (found) {
+		if (!it->mismatch)
+			k->item = it;
+		*answered = true;
+	}
+	return STORE_OK;
+}
+
+store_err
+wr_key_done(mx_writer *w, store_txn *txn, struct wr_item *it)
+{
+	struct map_entry *k;
+	store_err err;
+
+	if (it->cmid[0] == '\0')
+		return STORE_OK;
+	if ((err = put_client_id(w, txn, it)) != STORE_OK)
+		return err;
+	if ((k = map_get(&w->keys, it->sender, it->cmid, true)) != NULL)
+		k->item = it;
+	return STORE_OK;
 }
 
 static store_err
 apply_send(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 {
-	const Parley__V1__SendRequest *req = it->req;
 	Parley__V1__Event ev = PARLEY__V1__EVENT__INIT;
 	Parley__V1__ChatMessage msg = PARLEY__V1__CHAT_MESSAGE__INIT;
-	bool keyed = req->client_msg_id[0] != '\0';
-	struct map_entry *k = NULL;
-	bool found;
+	bool answered;
 	store_err err;
 
-	if (keyed) {
-		/* A retry inside this very batch, then a retry of a stored one. */
-		k = map_get(&w->keys, it->sender, req->client_msg_id, true);
-		if (k == NULL)
-			return STORE_FULL;
-		if (k->item != NULL) {
-			if (strcmp(k->item->req->room_id, req->room_id) == 0 &&
-			    memcmp(k->item->hash, it->hash, HASH_BYTES) == 0) {
-				it->same_as = k->item;
-			} else {
-				it->code = RPC_INVALID_ARGUMENT;
-				it->mismatch = true;
-			}
-			return STORE_OK;
-		}
-		if ((err = lookup_client_id(w, txn, it, &found)) != STORE_OK)
-			return err;
-		if (found) {
-			if (!it->mismatch)
-				k->item = it;
-			return STORE_OK;
-		}
-	}
-
-	msg.text = (char *)req->text;
-	msg.client_msg_id = (char *)req->client_msg_id;
-	ev.room_id = (char *)req->room_id;
+	if ((err = wr_key_check(w, txn, it, &answered)) != STORE_OK || answered)
+		return err;
+	msg.text = (char *)it->text;
+	msg.client_msg_id = (char *)it->cmid;
+	ev.room_id = (char *)it->room;
 	ev.ts_ms = now;
 	ev.sender = (char *)it->sender;
 	ev.body_case = PARLEY__V1__EVENT__BODY_MESSAGE;
 	ev.message = &msg;
-	if ((err = append_event(w, txn, &ev)) != STORE_OK)
+	if ((err = wr_append_event(w, txn, &ev)) != STORE_OK ||
+	    (err = mx_unread_note(w->m, txn, it->room, ev.seq, it->sender, it->text)) != STORE_OK)
 		return err;
 	it->seq = ev.seq;
 	it->ts_ms = now;
 	it->code = RPC_OK;
 	it->fresh = true;
-	if (keyed) {
-		if ((err = put_client_id(w, txn, it)) != STORE_OK)
-			return err;
-		k->item = it;
-	}
-	return STORE_OK;
+	return wr_key_done(w, txn, it);
 }
 
 /* The rooms log's changes: membership (JOINED ... INVITED) or room_update. */
@@ -382,7 +379,7 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 			mc.reason = c->membership->reason;
 			ev.membership = &mc;
 		}
-		if ((err = append_event(w, txn, &ev)) != STORE_OK)
+		if ((err = wr_append_event(w, txn, &ev)) != STORE_OK)
 			return err;
 	}
 	store_be64_put(be, cursor);
@@ -391,28 +388,63 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	return err;
 }
 
-/* Answers one send; the item is gone afterwards. */
+/* Answers one op; the item is gone afterwards. */
 static void
-answer_send(struct wr_item *it, store_err err)
+answer_op(struct wr_item *it, store_err err)
 {
 	rpc_call *call = it->call;
-	Parley__V1__SendResponse *resp;
+	ProtobufCMessage *resp;
 
 	if (it->mismatch) {
 		rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-			      "client_msg_id '%s' was already used for a different message",
-			      it->req->client_msg_id);
+			      "client_msg_id '%s' was already used for a different %s",
+			      it->cmid, it->op == MX_OP_SEND ? "message" : "request");
 		rpc_call_finish(call, RPC_INVALID_ARGUMENT);
 		return;
 	}
-	if (it->code != RPC_OK) {
-		rpc_call_finish(call, svc_fail_store(call, err, "send"));
+	if (it->code != RPC_OK && it->why[0] != '\0') {
+		rpc_call_fail(call, it->code, "%s", it->why);
+		rpc_call_finish(call, it->code);
 		return;
 	}
-	resp = (Parley__V1__SendResponse *)rpc_call_response(call);
-	resp->seq = it->seq;
-	resp->ts_ms = it->ts_ms;
+	if (it->code != RPC_OK) {
+		rpc_call_finish(call, svc_fail_store(call, err, "write"));
+		return;
+	}
+	resp = rpc_call_response(call);
+	switch (it->op) {
+	case MX_OP_SEND:
+		((Parley__V1__SendResponse *)resp)->seq = it->seq;
+		((Parley__V1__SendResponse *)resp)->ts_ms = it->ts_ms;
+		break;
+	case MX_OP_EDIT:
+		((Parley__V1__EditResponse *)resp)->seq = it->seq;
+		((Parley__V1__EditResponse *)resp)->ts_ms = it->ts_ms;
+		break;
+	case MX_OP_DELETE:
+		((Parley__V1__DeleteResponse *)resp)->seq = it->seq;
+		((Parley__V1__DeleteResponse *)resp)->ts_ms = it->ts_ms;
+		break;
+	case MX_OP_READ:
+		break;
+	}
 	rpc_call_finish(call, RPC_OK);
+}
+
+static store_err
+apply_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
+{
+	switch (it->op) {
+	case MX_OP_SEND:
+		return apply_send(w, txn, it, now);
+	case MX_OP_EDIT:
+		return wr_apply_edit(w, txn, it, now);
+	case MX_OP_DELETE:
+		return wr_apply_delete(w, txn, it, now);
+	case MX_OP_READ:
+		return wr_apply_read(w, txn, it);
+	}
+	return STORE_INVALID;
 }
 
 static store_err
@@ -421,13 +453,14 @@ write_batch(mx_writer *w, struct wr_item *batch)
 	uint64_t now = rpc_wall_ms();
 	struct wr_item *it, *next;
 	store_txn *txn = NULL;
+	bool erase = false;
 	store_err err;
 
 	w->npubs = 0;
 	err = store_begin(w->m->env, true, &txn);
 	for (it = batch; err == STORE_OK && it != NULL; it = it->next)
-		err = it->kind == ITEM_SEND ? apply_send(w, txn, it, now)
-					    : apply_changes(w, txn, it, now);
+		err = it->kind == ITEM_OP ? apply_op(w, txn, it, now)
+					  : apply_changes(w, txn, it, now);
 	if (err == STORE_OK)
 		err = store_commit(txn);
 	else
@@ -448,23 +481,34 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		w->npubs = 0;
 		/* Only answers resting on earlier commits stand. */
 		for (it = batch; it != NULL; it = it->next)
-			if (it->kind == ITEM_SEND && !it->stored_hit && !it->mismatch &&
-			    it->same_as == NULL)
+			if (it->kind == ITEM_OP && !it->stored_hit && !it->mismatch &&
+			    it->same_as == NULL) {
 				it->code = RPC_INTERNAL; /* reported from err */
+				it->why[0] = '\0';
+				it->fresh = false;
+			}
 	}
 	/* Copy each in-batch retry's answer before any call is answered:
 	 * answering frees the item. */
 	for (it = batch; it != NULL; it = it->next) {
-		if (it->kind != ITEM_SEND || it->same_as == NULL)
+		if (it->kind != ITEM_OP || it->same_as == NULL)
 			continue;
 		it->code = it->same_as->code;
+		memcpy(it->why, it->same_as->why, sizeof(it->why));
 		it->seq = it->same_as->seq;
 		it->ts_ms = it->same_as->ts_ms;
 	}
+	/* A fresh delete is answered once its text is erased (below); a retry
+	 * of it within the batch waits with it. */
+	for (it = batch; it != NULL; it = it->next)
+		erase |= it->kind == ITEM_OP && it->op == MX_OP_DELETE &&
+			 (it->fresh || it->nneedles > 0);
 	for (it = batch; it != NULL; it = next) {
 		next = it->next;
-		if (it->kind == ITEM_SEND) {
-			answer_send(it, err);
+		if (it->kind == ITEM_OP && erase && it->op == MX_OP_DELETE) {
+			continue;
+		} else if (it->kind == ITEM_OP) {
+			answer_op(it, err);
 		} else {
 			pthread_mutex_lock(&w->mtx);
 			it->err = err;
@@ -478,6 +522,14 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		mx_publish_locked(w->m, w->pubs[i]);
 	pthread_mutex_unlock(&w->m->pub_mtx);
 	w->npubs = 0;
+	if (erase) {
+		wr_erase_deleted(w, batch);
+		for (it = batch; it != NULL; it = next) {
+			next = it->next;
+			if (it->kind == ITEM_OP && it->op == MX_OP_DELETE)
+				answer_op(it, err);
+		}
+	}
 	return err;
 }
 
@@ -497,7 +549,7 @@ writer_main(void *arg)
 
 	for (;;) {
 		struct wr_item *batch, *last;
-		unsigned n = 1, sends;
+		unsigned n = 1, ops;
 		int64_t t0;
 
 		pthread_mutex_lock(&w->mtx);
@@ -508,25 +560,25 @@ writer_main(void *arg)
 			break;
 		}
 		batch = last = w->head;
-		sends = batch->kind == ITEM_SEND;
+		ops = batch->kind == ITEM_OP;
 		while (last->next != NULL && n < WRITER_BATCH_MAX) {
 			last = last->next;
-			sends += last->kind == ITEM_SEND;
+			ops += last->kind == ITEM_OP;
 			n++;
 		}
 		w->head = last->next;
 		if (w->head == NULL)
 			w->tail = NULL;
 		last->next = NULL;
-		w->queued -= sends;
+		w->queued -= ops;
 		pthread_mutex_unlock(&w->mtx);
 
 		t0 = clock_ns();
 		if (write_batch(w, batch) == STORE_OK) {
 			rpc_counter_add(w->m_commits, 1);
-			rpc_counter_add(w->m_sends, sends);
-			if (sends > 0)
-				rpc_histogram_observe(w->m_per_commit, sends);
+			rpc_counter_add(w->m_sends, ops);
+			if (ops > 0)
+				rpc_histogram_observe(w->m_per_commit, ops);
 			rpc_histogram_observe(w->m_commit_s, (double)(clock_ns() - t0) / 1e9);
 		} else {
 			rpc_counter_add(w->m_failed, 1);
@@ -549,18 +601,44 @@ enqueue_locked(mx_writer *w, struct wr_item *it)
 	pthread_cond_signal(&w->cv);
 }
 
+/* What a retry of the op must repeat: the text of a Send (as stored by
+ * earlier versions), else the op, its target and text, which a Send's text
+ * (no NUL) can never equal. */
+static void
+op_hash(struct wr_item *it)
+{
+	static const char *const tags[] = {"", "\0edit", "\0delete", "\0read"};
+	crypto_generichash_state h;
+	uint8_t be[8];
+
+	crypto_generichash_init(&h, NULL, 0, HASH_BYTES);
+	if (it->op != MX_OP_SEND) {
+		store_be64_put(be, it->target);
+		crypto_generichash_update(&h, (const unsigned char *)tags[it->op],
+					  1 + strlen(tags[it->op] + 1));
+		crypto_generichash_update(&h, be, sizeof(be));
+	}
+	crypto_generichash_update(&h, (const unsigned char *)it->text, strlen(it->text));
+	crypto_generichash_final(&h, it->hash, HASH_BYTES);
+}
+
 rpc_code
-mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req)
+mx_writer_op(mx_writer *w, rpc_call *call, mx_op op, const char *room, const char *text,
+	     const char *cmid, uint64_t target, bool may_moderate)
 {
 	struct wr_item *it = rpc_call_alloc(call, sizeof(*it));
 	rpc_code code;
 
-	it->kind = ITEM_SEND;
+	it->kind = ITEM_OP;
+	it->op = op;
 	it->call = call;
-	it->req = req;
+	it->room = room;
+	it->text = text != NULL ? text : "";
+	it->cmid = cmid != NULL ? cmid : "";
+	it->target = target;
+	it->may_moderate = may_moderate;
 	it->sender = rpc_call_caller(call);
-	crypto_generichash(it->hash, HASH_BYTES, (const unsigned char *)req->text,
-			   strlen(req->text), NULL, 0);
+	op_hash(it);
 
 	pthread_mutex_lock(&w->mtx);
 	if (w->stopping) {
@@ -570,7 +648,7 @@ mx_writer_send(mx_writer *w, rpc_call *call, const Parley__V1__SendRequest *req)
 	if (w->queued >= WRITER_QUEUE_MAX) {
 		pthread_mutex_unlock(&w->mtx);
 		rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
-			      "too many messages waiting to be written; try again shortly");
+			      "too many requests waiting to be written; try again shortly");
 		rpc_call_retry_after(call, 100);
 		return RPC_RESOURCE_EXHAUSTED;
 	}

@@ -614,6 +614,16 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 		asker_in = true;
 	if (err == STORE_OK && asker_in)
 		err = is_member(r, txn, req->room_id, req->user_id, &member);
+	if (err == STORE_OK && member) {
+		/* Services ask for the role to authorise moderation (a
+		 * moderator's Delete of another user's message). */
+		room_rec *rec;
+		rooms_member m;
+
+		if ((err = rooms_read_room(r, txn, call, req->room_id, &rec)) == STORE_OK &&
+		    (err = rooms_member_get(r, txn, rec, req->user_id, &m)) == STORE_OK)
+			resp->role = m.role;
+	}
 	store_abort(txn);
 	if (err == STORE_NOTFOUND)
 		return fail_no_room(call, req->room_id);

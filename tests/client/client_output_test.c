@@ -255,6 +255,16 @@ test_session(void)
 }
 
 static void
+test_blank(void)
+{
+	TH_CHECK(cli_text_blank(""), "empty");
+	TH_CHECK(cli_text_blank(" \t \r\n"), "ascii");
+	TH_CHECK(cli_text_blank("\xc2\xa0\xe3\x80\x80\xe2\x80\x8b \xef\xbb\xbf"), "nbsp, ideographic, zwsp, bom");
+	TH_CHECK(!cli_text_blank("  x "), "a letter");
+	TH_CHECK(!cli_text_blank(" \xff "), "invalid UTF-8 is not blank");
+}
+
+static void
 test_endpoints(void)
 {
 	parley_endpoints ep;
@@ -269,7 +279,30 @@ test_endpoints(void)
 	EQ(ep.url[PARLEY_AUTH], "tcp://[::1]:5201");
 	TH_CHECK(parley_endpoints_for_host(&ep, "[fe80::1%eth0]", &st) == RPC_OK, "v6 bracketed");
 	EQ(ep.url[PARLEY_HISTORY], "tcp://[fe80::1%eth0]:5203");
-	TH_CHECK(parley_endpoints_for_host(&ep, "tcp://x", &st) == RPC_INVALID_ARGUMENT, "url");
+	/* HOST:PORT is a base port: auth, rooms, history, messaging from it
+	 * (issue 11: "127.0.0.1:6201" became tcp://[127.0.0.1:6201]:5201). */
+	TH_CHECK(parley_endpoints_for_host(&ep, "127.0.0.1:6201", &st) == RPC_OK, "%s", st.message);
+	EQ(ep.url[PARLEY_AUTH], "tcp://127.0.0.1:6201");
+	EQ(ep.url[PARLEY_ROOMS], "tcp://127.0.0.1:6202");
+	EQ(ep.url[PARLEY_HISTORY], "tcp://127.0.0.1:6203");
+	EQ(ep.url[PARLEY_MESSAGING], "tcp://127.0.0.1:6204");
+	TH_CHECK(parley_endpoints_for_host(&ep, "[::1]:7000", &st) == RPC_OK, "%s", st.message);
+	EQ(ep.url[PARLEY_MESSAGING], "tcp://[::1]:7003");
+	TH_CHECK(parley_endpoints_for_host(&ep, "tcp://chat.example.org:6201/", &st) == RPC_OK,
+		 "%s", st.message);
+	EQ(ep.url[PARLEY_ROOMS], "tcp://chat.example.org:6202");
+	TH_CHECK(parley_endpoints_for_host(&ep, "tcp://x", &st) == RPC_OK, "%s", st.message);
+	EQ(ep.url[PARLEY_AUTH], "tcp://x:5201");
+	TH_CHECK(parley_endpoints_for_host(&ep, "tls+tcp://x:9000", &st) == RPC_OK, "%s", st.message);
+	EQ(ep.url[PARLEY_HISTORY], "tls+tcp://x:9002");
+	TH_CHECK(parley_endpoints_for_host(&ep, "http://x:8080", &st) == RPC_INVALID_ARGUMENT, "http");
+	TH_CHECK(strstr(st.message, "per service") != NULL, "says what to do: %s", st.message);
+	TH_CHECK(parley_endpoints_for_host(&ep, "x:0", &st) == RPC_INVALID_ARGUMENT, "port 0");
+	TH_CHECK(parley_endpoints_for_host(&ep, "x:65535", &st) == RPC_INVALID_ARGUMENT, "port");
+	TH_CHECK(parley_endpoints_for_host(&ep, "x:12ab", &st) == RPC_INVALID_ARGUMENT, "port");
+	TH_CHECK(strstr(st.message, "base port") != NULL, "says what is accepted: %s", st.message);
+	TH_CHECK(parley_endpoints_for_host(&ep, "[::1", &st) == RPC_INVALID_ARGUMENT, "bracket");
+	TH_CHECK(parley_endpoints_for_host(&ep, "[fe80::1%eth0]", &st) == RPC_OK, "again");
 	TH_CHECK(parley_endpoints_for_host(&ep, "a b", &st) == RPC_INVALID_ARGUMENT, "space");
 	TH_CHECK(parley_endpoints_set(&ep, PARLEY_ROOMS, "ipc:///tmp/rooms.sock", &st) == RPC_OK,
 		 "ipc");
@@ -313,6 +346,7 @@ main(void)
 	test_rooms_and_errors();
 	test_session();
 	test_endpoints();
+	test_blank();
 	test_client_msg_id();
 	printf("ok client output test\n");
 	return 0;

@@ -28,6 +28,12 @@ grep -q "room-events-listen tcp://0.0.0.0:5206" <<<"$out" || fail "open PUB not 
 grep -q "port published on 0.0.0.0" <<<"$out" || fail "port on every address not caught: $out"
 echo "ok the check catches a PUB on 0.0.0.0 and a port published on every address"
 
+# The image's build context: no history, build trees, stores or keys.
+for pattern in .git 'build*/' 'data/' '**/*.mdb' '**/auth.key'; do
+  grep -qxF -- "$pattern" "$src/.dockerignore" || fail ".dockerignore lets $pattern into the build context"
+done
+echo "ok .dockerignore keeps .git, build trees, stores and keys out of the image"
+
 argv=$(python3 "$here/compose.py" "$src/compose.yml" argv certs)
 [[ $(head -n 1 <<<"$argv") == parley-make-certs ]] || fail "certs runs: $argv"
 mapfile -t hosts < <(tail -n +3 <<<"$argv")

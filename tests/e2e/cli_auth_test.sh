@@ -5,7 +5,7 @@
 # refused when others can read it), local errors (exit 3), and endpoints.
 source "$(dirname "$0")/lib.sh"
 
-for cmd in register login logout rooms create join leave who send history tail health; do
+for cmd in register login logout rooms create join leave who send history tail health whoami version; do
   expect 0 nobody "$cmd" --help
   out_has "^usage: parley $cmd"
   expect 0 nobody help "$cmd"
@@ -14,7 +14,12 @@ done
 expect 0 nobody --help
 out_has "^usage: parley "
 out_has "Exit status"
-ok "--help for every subcommand"
+expect 0 nobody version
+out_has "^parley [0-9]+\.[0-9]+"
+cp "$work/out" "$work/version"
+expect 0 nobody --version
+cmp -s "$work/out" "$work/version" || fail "version and --version differ"
+ok "--help for every subcommand, version"
 
 expect_err 2 usage nobody frobnicate
 expect_err 2 usage nobody send lobby
@@ -23,10 +28,21 @@ expect_err 2 usage nobody join a b
 expect_err 2 usage nobody rooms --before 3
 expect_err 2 usage nobody history lobby -n abc
 expect_err 2 usage nobody history lobby -n 501
+cp "$work/err" "$work/err501"
+expect_err 2 usage nobody history lobby -n 0
+# -n 0 and -n 501 say the same thing, and point to the command's help.
+for f in "$work/err" "$work/err501"; do
+  grep -q "^parley history: -n: '[0-9]*' is not a number from 1 to 500$" "$f" || fail "-n message: $(cat "$f")"
+  grep -q "^Try 'parley history --help'.$" "$f" || fail "-n hint: $(cat "$f")"
+done
+expect_err 2 usage nobody tail lobby -n 501
+grep -q "is not a number from 0 to 500" "$work/err" || fail "tail -n message: $(cat "$work/err")"
 expect_err 2 usage nobody rooms --timeout 0
 expect_err 2 usage nobody rooms --no-such-option
 expect_err 2 usage nobody history lobby --before
-expect_err 2 usage nobody --server 'tcp://x:1' rooms
+expect_err 2 usage nobody --server 'http://x:1' rooms
+expect_err 2 usage nobody --server 'x:99999' rooms
+grep -q 'base port' "$work/err" || fail "--server error does not say what it takes: $(cat "$work/err")"
 expect_err 2 usage nobody --auth 'not a url' health auth
 expect_err 2 usage nobody --json
 ok "usage errors exit 2"
@@ -47,7 +63,11 @@ echo "pw-alice-secret" | expect_err 1 ALREADY_EXISTS alice register alice --pass
 echo "short" >"$work/pw"
 as alice register shorty --password-stdin <"$work/pw" 2>"$work/err" && fail "short password accepted"
 grep -q "^error: INVALID_ARGUMENT: " "$work/err" || fail "short password: $(cat "$work/err")"
-expect_err 1 INVALID_ARGUMENT alice register "Bad User!" --password-stdin <<<"pw-long-enough"
+# A bad user id is refused before any password is asked for.
+expect_err 2 usage alice register "Bad User!" --password-stdin <<<"pw-long-enough"
+grep -q "is not a user id: a user id is 3 to 32 characters" "$work/err" || fail "register id: $(cat "$work/err")"
+expect_err 2 usage alice register "x" </dev/null
+grep -q "password" "$work/err" && fail "asked for a password for a bad id: $(cat "$work/err")"
 expect_err 2 usage alice register carol </dev/null   # stdin is not a terminal
 expect_err 2 usage alice login alice --password-stdin </dev/null  # nothing on stdin
 ok "register"
@@ -77,6 +97,17 @@ out_has "tcp://127.0.0.1:1 "
 as alice --server 10.9.8.7 --auth "$PARLEY_AUTH" health auth >"$work/out" || fail "--auth ignored"
 (unset PARLEY_AUTH; as nobody --server ::1 health auth --timeout 200 >"$work/out" 2>&1) || true
 out_has "tcp://\[::1\]:5201"
+# --server HOST:PORT: PORT is auth's, the others follow it (issue 11 #7;
+# only auth runs here, the others are named but down).
+(unset PARLEY_AUTH PARLEY_ROOMS PARLEY_HISTORY PARLEY_MESSAGING
+ as nobody --server "127.0.0.1:$port_auth" health --timeout 300 >"$work/out" 2>/dev/null) && fail "only auth is up"
+out_has "^auth +tcp://127.0.0.1:$port_auth +SERVING$"
+out_has "^rooms +tcp://127.0.0.1:$port_rooms +UNAVAILABLE$"
+out_has "^history +tcp://127.0.0.1:$port_history +UNAVAILABLE$"
+out_has "^messaging +tcp://127.0.0.1:$port_messaging +UNAVAILABLE$"
+(unset PARLEY_AUTH PARLEY_ROOMS PARLEY_HISTORY PARLEY_MESSAGING
+ as nobody --server "tcp://127.0.0.1:$port_auth" health auth >"$work/out") || fail "--server URL: $(cat "$work/out")"
+out_has "^auth +tcp://127.0.0.1:$port_auth +SERVING$"
 ok "endpoint precedence"
 
 # A session file others can read is refused (exit 3), not used.
@@ -97,6 +128,7 @@ mkdir -p "$work/home-alice2/parley" && chmod 700 "$work/home-alice2/parley"
 cp -p "$session" "$work/home-alice2/parley/session"
 expect 0 alice logout
 out_has "^logged out$"
+
 [[ ! -e $session ]] || fail "logout left the session file"
 expect 0 alice2 logout
 out_has "already ended"

@@ -4,7 +4,6 @@
 # "error: STATUS: ..." line when the server says no. Also: a hostile
 # message cannot put escape sequences on a terminal.
 source "$(dirname "$0")/lib.sh"
-need_services auth rooms history messaging
 start_parleyd
 
 expect 0 nobody health
@@ -14,6 +13,19 @@ ok "health of all four services"
 signup alice
 signup bob
 signup carol
+
+# whoami: the saved user, checked with the server.
+expect 0 alice whoami
+out_has "^alice$"
+expect 0 alice whoami --json
+out_has '^\{"user_id":"alice","expires_at_ms":[0-9]+,"rooms":0,"auth":"tcp://127.0.0.1:'
+mkdir -p "$work/home-carol2/parley" && chmod 700 "$work/home-carol2/parley"
+cp -p "$work/home-carol/parley/session" "$work/home-carol2/parley/session"
+expect 0 carol2 logout
+expect_err 1 UNAUTHENTICATED carol whoami
+grep -q "has ended; run 'parley login USER'" "$work/err" || fail "whoami after the end: $(cat "$work/err")"
+echo "pw-carol-secret" | as carol login carol --password-stdin >/dev/null
+ok "whoami"
 
 # rooms / create -------------------------------------------------------------
 expect 0 alice rooms
@@ -93,6 +105,10 @@ grep -q '"text":"from stdin"' "$work/out" || fail "--after: $(cat "$work/out")"
 [[ $(wc -l <"$work/out") == 1 ]] || fail "--after gave more than the last"
 expect_err 2 usage bob history lobby --before 3 --after 1
 expect_err 2 usage bob history lobby -n 0
+expect_err 2 usage alice send lobby "   "
+grep -q "only spaces" "$work/err" || fail "spaces-only send: $(cat "$work/err")"
+expect_err 2 usage alice send lobby $'\u00a0\u3000'
+grep -q "only spaces" "$work/err" || fail "unicode-spaces-only send: $(cat "$work/err")"
 expect_err 2 usage bob history lobby --after 0
 expect_err 1 NOT_FOUND bob history no-such-room
 ok "send and history"

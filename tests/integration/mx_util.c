@@ -75,8 +75,8 @@ mx_users_new(mx_user *u, int n, const char *prefix)
 		pthread_join(t[i], NULL);
 }
 
-static rpc_code
-call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
+rpc_code
+mx_call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
      const mx_user *u, const ProtobufCMessage *req, ProtobufCMessage **resp, rpc_status *st)
 {
 	rpc_call_opts o = {.timeout_ms = mx_timeout_ms, .token = u ? u->token : NULL};
@@ -89,6 +89,8 @@ call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
 		protobuf_c_message_free_unpacked(r, NULL);
 	return code;
 }
+
+#define call mx_call
 
 rpc_code
 mx_create_room(const mx_user *u, const char *room, rpc_status *st)

@@ -37,6 +37,12 @@ void mx_user_new(mx_user *u, const char *prefix);
  * service runs one hash per core). */
 void mx_users_new(mx_user *u, int n, const char *prefix);
 
+/* Any call as user u (NULL = no token); *resp (if resp) is freed by the
+ * caller with protobuf_c_message_free_unpacked. */
+rpc_code mx_call(rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
+		 const mx_user *u, const ProtobufCMessage *req, ProtobufCMessage **resp,
+		 rpc_status *st);
+
 rpc_code mx_create_room(const mx_user *u, const char *room, rpc_status *st);
 rpc_code mx_join(const mx_user *u, const char *room, rpc_status *st);
 rpc_code mx_leave(const mx_user *u, const char *room, rpc_status *st);

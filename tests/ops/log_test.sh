@@ -48,11 +48,11 @@ no_secrets "$log"
 ts='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z '
 line=$(grep 'method="/parley.v1.Auth/Login"' "$log") || fail "no line for the failed login"
 (( $(wc -l <<<"$line") == 1 )) || fail "the failed login was logged $(wc -l <<<"$line") times: $line"
-[[ $line =~ ${ts}warn\ auth:\ call\ failed\ method=\"/parley.v1.Auth/Login\"\ status=UNAUTHENTICATED\ code=16\ request_id=[1-9][0-9]*\ peer=\"127.0.0.1:[0-9]+\"\ duration_ms=[0-9.]+\ message=\"invalid\ user\ id\ or\ password\"$ ]] ||
+[[ $line =~ ${ts}warn\ auth:\ call\ failed\ method=\"/parley.v1.Auth/Login\"\ status=UNAUTHENTICATED\ code=16\ request_id=[1-9][0-9]*\ peer=\"127.0.0.1\"\ duration_ms=[0-9.]+\ message=\"invalid\ user\ id\ or\ password\"$ ]] ||
   fail "failed login line: $line"
 line=$(grep 'method="/parley.v1.Messaging/Send"' "$log") || fail "no line for the send with a revoked token"
 (( $(wc -l <<<"$line") == 1 )) || fail "the failed send was logged $(wc -l <<<"$line") times"
-[[ $line == *"status=UNAUTHENTICATED"* && $line == *'peer="127.0.0.1:'* ]] || fail "failed send line: $line"
+[[ $line == *"status=UNAUTHENTICATED"* && $line == *'peer="127.0.0.1"'* ]] || fail "failed send line: $line"
 grep -q 'status=OK\|method="/parley.v1.Messaging/Open"' "$log" && fail "successful calls are logged as failures"
 forged=$(grep -c 'FORGED' "$log")
 ((forged == 1)) || fail "the forged method shows on $forged lines"
@@ -82,7 +82,7 @@ l = logins[0]
 assert l["status"] == "UNAUTHENTICATED" and l["code"] == 16 and l["level"] == "warn", l
 assert l["message"] == "invalid user id or password", l
 assert int(l["request_id"]) > 0 and isinstance(l["duration_ms"], float) and l["duration_ms"] >= 0, l
-assert re.fullmatch(r"127\.0\.0\.1:\d+", l["peer"]), l
+assert l["peer"] == "127.0.0.1", l
 sends = [o for o in failed if o["method"] == "/parley.v1.Messaging/Send"]
 assert len(sends) == 1 and sends[0]["status"] == "UNAUTHENTICATED", sends
 forged = [o for o in failed if "FORGED" in o["method"]]

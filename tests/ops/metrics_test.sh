@@ -37,6 +37,8 @@ curl -fsS "http://127.0.0.1:$mport/healthz" >"$work/healthz"
 grep -q '"version":"[0-9.]*","commit":"[0-9a-z-]*"' "$work/healthz" || fail "healthz: $(cat "$work/healthz")"
 kill -INT "$tail_pid"
 wait "$tail_pid" || true
+# The tail closed its session on the way out.
+wait_for "no session open" 20 bash -c "curl -fs http://127.0.0.1:$mport/metrics | grep -qx 'parley_messaging_sessions_open 0'"
 
 python3 - "$work/metrics.txt" "$work/face.txt" "$sends" <<'PY' || fail "metrics"
 import math, re, sys
@@ -100,12 +102,14 @@ login = "/parley.v1.Auth/Login"
 assert get(calls, service="auth", method=login, code="OK") == 2, get(calls, service="auth", method=login, code="OK")
 assert get(calls, service="auth", method=login, code="UNAUTHENTICATED") == 1
 assert get(calls, service="messaging", method="/parley.v1.Messaging/Send", code="OK") == sends
-assert get(calls, service="messaging", method="/parley.v1.Messaging/Open", code="RESOURCE_EXHAUSTED") == 1
+# At least the refused second tail (a busy machine may make bob's own tail
+# reopen its session, and be refused by the same cap).
+assert get(calls, service="messaging", method="/parley.v1.Messaging/Open", code="RESOURCE_EXHAUSTED") >= 1
 assert get("parley_rpc_call_duration_seconds_count", service="messaging",
            method="/parley.v1.Messaging/Send") == sends
 assert get("parley_rpc_call_duration_seconds_sum", service="auth", method=login) > 0
 assert get("parley_auth_login_failures_total") == 1
-assert get("parley_limits_hit_total", limit="user_sessions") == 1
+assert get("parley_limits_hit_total", limit="user_sessions") >= 1
 assert get("parley_messaging_sends_total") == sends, get("parley_messaging_sends_total")
 commits = get("parley_messaging_commits_total")
 assert 1 <= commits, commits
@@ -114,7 +118,7 @@ assert 1 <= get("parley_messaging_sends_per_commit_count") <= sends
 assert get("parley_messaging_commit_duration_seconds_count") == commits
 assert get("parley_messaging_deliveries_total") >= sends
 assert get("parley_messaging_events_refilled_total") >= 5, get("parley_messaging_events_refilled_total")
-assert get("parley_messaging_sessions_open") == 1
+assert get("parley_messaging_sessions_open") in (0, 1)  # the cap is 1; 1 was seen above
 assert get("parley_lmdb_map_size_bytes") == 1024 * 1024 * 1024, get("parley_lmdb_map_size_bytes")
 assert 0 < get("parley_lmdb_used_bytes") < get("parley_lmdb_map_size_bytes")
 print(f"ok {len(s)} series in {len(types)} families parse; {sends} sends in {int(commits)} commits, "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Debian package, built by dpkg-buildpackage from a copy of the tree and
-# unpacked into a fresh directory tree: parleyd and parley, the systemd unit
+# unpacked into a fresh directory tree: parleyd and parley, their man
+# pages, the systemd unit
 # (parley user, /var/lib/parley, hardening), the sysusers entry and the
 # defaults file; the unit passes systemd-analyze verify; the unpacked
 # parleyd runs (--version names the commit, a backup of a store works). Run
@@ -39,6 +40,15 @@ done
 [[ -f $root/usr/lib/sysusers.d/parley.conf ]] || fail "no sysusers.d entry"
 grep -q '^u parley ' "$root/usr/lib/sysusers.d/parley.conf" || fail "sysusers entry: $(cat "$root/usr/lib/sysusers.d/parley.conf")"
 [[ -f $root/etc/default/parley ]] || fail "no /etc/default/parley"
+for page in parleyd parley; do
+  man=$root/usr/share/man/man1/$page.1.gz
+  [[ -f $man ]] || fail "no man page for $page"
+  zcat "$man" | grep -q "^\.TH ${page^^} 1" || fail "$page.1 is not a section 1 page"
+  if command -v man >/dev/null; then
+    warnings=$(man --warnings -l "$man" 2>&1 >/dev/null)
+    [[ -z $warnings ]] || fail "man warns about $page.1: $warnings"
+  fi
+done
 for want in 'User=parley' 'StateDirectory=parley' 'ExecStart=/usr/bin/parleyd --data-dir /var/lib/parley' \
             'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=' 'PrivateTmp=yes' \
             'SystemCallFilter=@system-service' 'UMask=0077'; do
@@ -52,7 +62,7 @@ if command -v systemd-analyze >/dev/null; then
   # It exits 0 on settings it ignores: any line about the unit is a failure.
   ! grep -q 'parley.service:' "$work/verify" || fail "systemd-analyze verify: $(cat "$work/verify")"
 fi
-echo "ok the package holds parleyd, parley, a hardened unit for the parley user, sysusers and defaults"
+echo "ok the package holds parleyd, parley, their man pages, a hardened unit for the parley user, sysusers and defaults"
 
 out=$("$root/usr/bin/parleyd" --version)
 [[ $out == "parleyd "*" (commit $commit)" ]] || fail "unpacked parleyd --version: $out"

@@ -1,0 +1,74 @@
+/*
+ * writer_int.h — what writer.c (the queue, batches, Send, membership
+ * changes) and writer_ops.c (Edit, Delete, MarkRead, erasing deleted text)
+ * share. The writer thread alone touches a batch's items and the maps.
+ */
+#ifndef PARLEY_MESSAGING_WRITER_INT_H
+#define PARLEY_MESSAGING_WRITER_INT_H
+
+#include "messaging_int.h"
+
+#define HASH_BYTES 32
+#define WHY_MAX 160
+
+typedef enum item_kind { ITEM_OP, ITEM_CHANGES } item_kind;
+
+struct wr_item {
+	item_kind kind;
+	struct wr_item *next;
+
+	/* ITEM_OP: a checked call; its strings live in the call's arena until
+	 * the writer answers it. */
+	mx_op op;
+	rpc_call *call;
+	const char *room, *text, *cmid; /* "" when the op has none */
+	uint64_t target;		/* EDIT/DELETE: the message; READ: the seq */
+	bool may_moderate;		/* DELETE: the caller moderates the room */
+	const char *sender;
+	uint8_t hash[HASH_BYTES];	/* what a retry must repeat */
+	rpc_code code;
+	char why[WHY_MAX];		/* the message of a refusal (code != OK) */
+	bool fresh;			/* wrote a new event in this batch */
+	bool stored_hit;		/* a retry of an op committed earlier */
+	bool mismatch;			/* client_msg_id reused for another op */
+	uint64_t seq, ts_ms;
+	struct wr_item *same_as;	/* an earlier op of the batch with the same key */
+	store_val *needles;		/* DELETE: the texts to erase (malloc'd) */
+	size_t nneedles;
+
+	/* ITEM_CHANGES */
+	Parley__V1__Event **changes;
+	size_t nchanges;
+	uint64_t cursor;
+	store_err err;
+	bool done;
+};
+
+/* writer.c, for writer_ops.c: */
+
+/* Appends ev (its seq assigned here) to its room in txn and keeps its PUB
+ * frame for after the commit. */
+store_err wr_append_event(mx_writer *w, store_txn *txn, Parley__V1__Event *ev);
+
+/* For an op with a client_msg_id: finds an earlier op with the same key
+ * (in this batch or stored). *answered is true when it decided the op (a
+ * retry: stored_hit or same_as; or a mismatch); else the op goes ahead
+ * and wr_key_done records it once it succeeded. */
+store_err wr_key_check(mx_writer *w, store_txn *txn, struct wr_item *it, bool *answered);
+store_err wr_key_done(mx_writer *w, store_txn *txn, struct wr_item *it);
+
+messaging_service *wr_service(mx_writer *w);
+
+/* writer_ops.c: */
+
+store_err wr_apply_edit(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now);
+store_err wr_apply_delete(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now);
+store_err wr_apply_read(mx_writer *w, store_txn *txn, struct wr_item *it);
+
+/* After the commit of a batch with fresh deletes: erases their texts from
+ * the data file (store_wipe), committing a marker first so that the pages
+ * the batch freed can be reached. Bounded; failures are logged. Frees
+ * and wipes the needles. */
+void wr_erase_deleted(mx_writer *w, struct wr_item *batch);
+
+#endif
