@@ -1,14 +1,13 @@
 // app.js — the chat page: who is logged in, the room lists, the open
 // room, and the live feed that ties them together.
 //
-// Unread counts are counted here, from what the page has seen: the
-// messages of others above the last seq read in each room (kept per user
-// in localStorage), counted from History at start and from the feed
-// after. Display names: the server tells the page only its own user's
-// (at login); others show as their user id.
+// Unread counts come from Messaging.GetUnread at start (and for each room
+// joined), then grow with the feed; reading a room moves its read marker
+// on the server (MarkRead, at most once a second per room). Display names
+// come from Auth.GetUsers, asked in batches for the ids the page shows.
 
 import { call, describe } from './api.js';
-import { clearSession, loadSession, setupAuth } from './auth.js';
+import { clearSession, loadSession, setupAuth, userIdProblem } from './auth.js';
 import { $, h, say } from './dom.js';
 import { Live } from './live.js';
 import { Timeline } from './room.js';
@@ -43,11 +42,6 @@ const state = {
 const token = () => state.session?.token ?? '';
 const me = () => state.session?.userId ?? '';
 
-function nameOf(userId) {
-  if (userId === me()) return state.session.displayName || userId;
-  return userId;
-}
-
 function pageError(text) {
   say($('page-error'), text);
 }
@@ -62,27 +56,70 @@ function announce(text) {
   while (box.childElementCount > 5) box.firstElementChild.remove();
 }
 
-function readKey() {
-  return `parley.read.${me()}`;
-}
+const MARK_READ_EVERY_MS = 1000;
+const readTimers = new Map(); // roomId -> timer of a MarkRead not sent yet
 
-function loadRead() {
-  try {
-    const v = JSON.parse(localStorage.getItem(readKey()) ?? '{}');
-    return v && typeof v === 'object' ? v : {};
-  } catch {
-    return {};
-  }
-}
-
-function saveRead() {
-  localStorage.setItem(readKey(), JSON.stringify(state.read));
-}
-
+// The person has seen roomId up to seq: remembered here at once, told to
+// the server a moment later (one MarkRead for a burst of messages).
 function markRead(roomId, seq) {
   if (!(seq > (state.read[roomId] ?? 0))) return;
   state.read[roomId] = seq;
-  saveRead();
+  if (readTimers.has(roomId)) return;
+  readTimers.set(roomId, setTimeout(async () => {
+    readTimers.delete(roomId);
+    if (!state.myRooms.has(roomId)) return;
+    try {
+      await call('Messaging/MarkRead', { roomId, seq: String(state.read[roomId]) }, { token: token() });
+    } catch (e) {
+      if (e.code === 'unauthenticated') sessionEnded();
+      // Otherwise the next read moves it on; the marker never moves back.
+    }
+  }, MARK_READ_EVERY_MS));
+}
+
+// ---- display names ----------------------------------------------------------------
+
+const names = new Map();   // userId -> display name ('' while asked)
+let namesWanted = new Set();
+let namesTimer = 0;
+
+function nameOf(userId) {
+  if (userId === me()) return state.session.displayName || userId;
+  const n = names.get(userId);
+  if (n === undefined) wantName(userId);
+  return n || userId;
+}
+
+function wantName(userId) {
+  if (!userId || names.has(userId)) return;
+  names.set(userId, '');
+  namesWanted.add(userId);
+  clearTimeout(namesTimer);
+  namesTimer = setTimeout(fetchNames, 50);
+}
+
+// Asks GetUsers for the names wanted (100 at a time) and puts them in
+// every .who shown for those users.
+async function fetchNames() {
+  const ids = [...namesWanted];
+  namesWanted = new Set();
+  for (let i = 0; i < ids.length; i += 100) {
+    let r;
+    try {
+      r = await call('Auth/GetUsers', { userIds: ids.slice(i, i + 100) }, { token: token() });
+    } catch {
+      for (const id of ids.slice(i, i + 100)) names.delete(id); // asked again when next shown
+      continue;
+    }
+    for (const u of r.users ?? []) {
+      if (!u.displayName) continue;
+      names.set(u.userId, u.displayName);
+      for (const tl of state.timelines.values())
+        for (const el of tl.list.querySelectorAll('.who[data-user]'))
+          if (el.dataset.user === u.userId) el.textContent = u.displayName;
+    }
+  }
+  renderRooms();
 }
 
 function isNarrow() {
@@ -161,7 +198,7 @@ async function logout() {
 
 async function enterChat(session) {
   state.session = session;
-  state.read = loadRead();
+  state.read = {};
   $('auth-screen').hidden = true;
   $('chat-screen').hidden = false;
   $('me').hidden = false;
@@ -177,11 +214,7 @@ async function enterChat(session) {
   state.roomsTimer = setInterval(() => {
     if (!document.hidden) syncRooms();
   }, ROOMS_REFRESH_MS);
-  const cursors = new Map();
-  await Promise.all([...state.myRooms.keys()].map(async (id) => {
-    const c = await prime(id);
-    if (c !== null) cursors.set(id, c);
-  }));
+  const cursors = await prime([...state.myRooms.keys()]);
   if (state.session !== session) return;
   state.live.setRooms(cursors);
   renderRooms();
@@ -251,47 +284,37 @@ async function syncRooms() {
   renderRoomHead();
   if (gone.length === 0 && added.length === 0) return;
   for (const id of gone) dropRoom(id);
-  const cursors = new Map();
-  for (const id of state.myRooms.keys()) {
-    const c = had.has(id) ? state.live.cursor(id) : await prime(id);
-    if (c !== null) cursors.set(id, c);
-  }
+  const cursors = await prime(added);
+  for (const id of state.myRooms.keys())
+    if (had.has(id)) cursors.set(id, state.live.cursor(id));
   if (state.session !== session) return;
   state.live.setRooms(cursors);
   renderRooms();
 }
 
-// Where the feed starts for a room, and its unread count: from the last
-// seq read (counting the messages of others after it), or from the
-// room's head for a room never read here. null: the room cannot be read.
-async function prime(roomId) {
-  const read = state.read[roomId];
-  try {
-    if (read === undefined) {
-      const r = await call('History/GetHistory', { roomId, limit: 1 }, { token: token() });
-      const head = Number(r.headSeq ?? 0);
-      markRead(roomId, head);
-      state.unread.set(roomId, 0);
-      return head;
+// Where the feed starts for each of roomIds (its head now) and their
+// unread counts and read markers, from GetUnread: a Map roomId -> seq
+// (rooms that cannot be read are left out).
+async function prime(roomIds) {
+  const cursors = new Map();
+  for (let i = 0; i < roomIds.length; i += 100) {
+    try {
+      const r = await call('Messaging/GetUnread', { roomIds: roomIds.slice(i, i + 100) },
+        { token: token() });
+      for (const u of r.rooms ?? []) {
+        cursors.set(u.roomId, Number(u.headSeq ?? 0));
+        state.read[u.roomId] = Number(u.readSeq ?? 0);
+        state.unread.set(u.roomId, Number(u.unreadCount ?? 0));
+      }
+    } catch (e) {
+      if (e.code === 'unauthenticated') {
+        sessionEnded();
+        break;
+      }
+      pageError(describe(e, 'Could not read the state of your rooms'));
     }
-    const r = await call('History/GetHistory',
-      { roomId, afterSeq: String(read), limit: UNREAD_SCAN }, { token: token() });
-    const events = r.events ?? [];
-    const head = Number(r.headSeq ?? 0);
-    state.unread.set(roomId, events.filter((ev) => ev.message && ev.sender !== me()).length);
-    if (head < read) { // the server lost what this page read (a new data dir)
-      state.read[roomId] = head;
-      saveRead();
-    }
-    if (r.hasMore) {
-      state.unreadMore.add(roomId);
-      return head;
-    }
-    return events.length > 0 ? Number(events[events.length - 1].seq) : Math.min(read, head);
-  } catch (e) {
-    if (e.code === 'unauthenticated') sessionEnded();
-    return null;
   }
+  return cursors;
 }
 
 function unreadText(roomId) {
@@ -305,34 +328,72 @@ function membersText(n) {
   return `${n} member${n === 1 ? '' : 's'}`;
 }
 
+// A room's name as shown: a direct room by the other person's name.
+function roomName(r) {
+  if (r.visibility === 'DIRECT') {
+    const other = (r.name ?? '').split(', ').find((id) => id !== me());
+    return other ? `@ ${nameOf(other)}` : (r.name || r.roomId);
+  }
+  return r.name || r.roomId;
+}
+
+// Makes ul hold one li per item, in order, reusing the li of each key
+// (so a focused button keeps its focus while counts change).
+function syncList(ul, items, key, build, update) {
+  const old = new Map([...ul.children].map((li) => [li.dataset.room, li]));
+  items.forEach((item, i) => {
+    let li = old.get(key(item));
+    if (li) update(li, item);
+    else li = build(item);
+    if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] ?? null);
+  });
+  while (ul.children.length > items.length) ul.lastElementChild.remove();
+}
+
+function myRoomParts(r) {
+  const unread = unreadText(r.roomId);
+  return [
+    h('span', { class: 'room-name', text: roomName(r) }),
+    h('span', { class: 'room-count', text: r.visibility === 'DIRECT' ? 'direct messages' : membersText(r.memberCount) }),
+    unread ? h('span', { class: 'badge', text: unread }) : null,
+  ];
+}
+
+function myRoomLabel(r) {
+  const unread = unreadText(r.roomId);
+  return `${roomName(r)}, ${r.visibility === 'DIRECT' ? 'direct messages' : membersText(r.memberCount)}` +
+    (unread ? `, ${unread} unread` : '');
+}
+
 function renderRooms() {
-  const mine = [...state.myRooms.values()].sort((a, b) => a.roomId.localeCompare(b.roomId));
-  $('my-rooms').replaceChildren(...mine.map((r) => {
-    const unread = unreadText(r.roomId);
-    const label = `${r.name || r.roomId}, ${membersText(r.memberCount)}` +
-      (unread ? `, ${unread} unread` : '');
-    return h('li', { dataset: { room: r.roomId } },
-      h('button', {
-        type: 'button', class: 'room-button', 'aria-label': label,
-        'aria-current': r.roomId === state.active ? 'true' : null,
-        onclick: () => openRoom(r.roomId, true),
-      },
-      h('span', { class: 'room-name', text: r.name || r.roomId }),
-      h('span', { class: 'room-count', text: membersText(r.memberCount) }),
-      unread ? h('span', { class: 'badge', text: unread }) : null));
-  }));
+  const mine = [...state.myRooms.values()].sort((a, b) =>
+    (a.visibility === 'DIRECT') - (b.visibility === 'DIRECT') || roomName(a).localeCompare(roomName(b)));
+  syncList($('my-rooms'), mine, (r) => r.roomId, (r) => h('li', { dataset: { room: r.roomId } },
+    h('button', {
+      type: 'button', class: 'room-button', 'aria-label': myRoomLabel(r),
+      'aria-current': r.roomId === state.active ? 'true' : null,
+      onclick: () => openRoom(r.roomId, true),
+    }, myRoomParts(r))), (li, r) => {
+    const b = li.firstElementChild;
+    b.setAttribute('aria-label', myRoomLabel(r));
+    if (r.roomId === state.active) b.setAttribute('aria-current', 'true');
+    else b.removeAttribute('aria-current');
+    b.replaceChildren(...myRoomParts(r).filter(Boolean));
+  });
   $('my-rooms-empty').hidden = mine.length > 0;
   const others = [...state.otherRooms].sort((a, b) => a.roomId.localeCompare(b.roomId));
-  $('other-rooms').replaceChildren(...others.map((r) => h('li', { class: 'other', dataset: { room: r.roomId } },
-    h('div', { class: 'other-text' },
-      h('span', { class: 'room-name', text: r.name || r.roomId }),
-      h('span', { class: 'room-count', text: membersText(r.memberCount) }),
-      r.topic ? h('span', { class: 'room-topic', text: r.topic }) : null),
+  const otherText = (r) => [
+    h('span', { class: 'room-name', text: r.name || r.roomId }),
+    h('span', { class: 'room-count', text: membersText(r.memberCount) }),
+    r.topic ? h('span', { class: 'room-topic', text: r.topic }) : null,
+  ].filter(Boolean);
+  syncList($('other-rooms'), others, (r) => r.roomId, (r) => h('li', { class: 'other', dataset: { room: r.roomId } },
+    h('div', { class: 'other-text' }, otherText(r)),
     h('button', {
       type: 'button', class: 'quiet', text: 'Join',
       'aria-label': `Join ${r.name || r.roomId}`,
       onclick: (ev) => joinRoom(r.roomId, ev.currentTarget),
-    }))));
+    })), (li, r) => li.firstElementChild.replaceChildren(...otherText(r)));
   $('other-rooms-empty').hidden = others.length > 0;
   $('more-rooms').hidden = !state.nextPage;
   document.title = totalUnread() > 0 ? `(${totalUnread()}) Parley` : 'Parley';
@@ -360,11 +421,10 @@ async function joinRoom(roomId, button) {
 async function addRoom(room) {
   state.myRooms.set(room.roomId, room);
   state.otherRooms = state.otherRooms.filter((r) => r.roomId !== room.roomId);
-  delete state.read[room.roomId];
-  const c = await prime(room.roomId);
-  if (c !== null) {
+  const primed = await prime([room.roomId]);
+  if (primed.has(room.roomId)) {
     const cursors = new Map([...state.myRooms.keys()].map((id) => [id, state.live.cursor(id)]));
-    cursors.set(room.roomId, c);
+    cursors.set(room.roomId, primed.get(room.roomId));
     state.live.setRooms(cursors);
   }
   pageError('');
@@ -434,12 +494,19 @@ function onLiveEvents(byRoom) {
       const seq = Number(ev.seq ?? 0);
       if (ev.membership) {
         roomsChanged = true;
-        if (ev.sender === me() && ev.membership.kind === 'LEFT' && state.myRooms.has(roomId)) {
-          // Left from another tab or the CLI.
+        const kind = ev.membership.kind;
+        if (ev.sender === me() && ['LEFT', 'KICKED', 'BANNED'].includes(kind) && state.myRooms.has(roomId)) {
+          // Left from another tab or the CLI, or removed by a moderator.
+          const name = roomName(state.myRooms.get(roomId));
           forgetRoom(roomId);
+          if (kind !== 'LEFT')
+            pageError(`You were ${kind === 'KICKED' ? 'removed from' : 'banned from'} ${name} by ` +
+              `${nameOf(ev.membership.actor || '')}` + (ev.membership.reason ? `: ${ev.membership.reason}` : '.'));
           break;
         }
       }
+      // A message from someone ends their typing.
+      if (ev.message) onTyping(roomId, ev.sender, false);
       if (seq === 0) continue;
       if (visible) markRead(roomId, seq);
       else if (ev.message && ev.sender !== me() && seq > (state.read[roomId] ?? 0))
@@ -475,7 +542,7 @@ function showRoomPanel(on) {
 function renderRoomHead() {
   const r = state.myRooms.get(state.active);
   if (!r) return;
-  $('room-title').textContent = r.name || r.roomId;
+  $('room-title').textContent = roomName(r);
   const meta = [r.roomId !== (r.name || r.roomId) ? r.roomId : null, membersText(r.memberCount), r.topic || null];
   $('room-meta').textContent = meta.filter(Boolean).join(' · ');
 }
@@ -492,6 +559,7 @@ function timelineCtx() {
       if (roomId === state.active) markRead(roomId, seq);
     },
     focusComposer: () => $('composer-text').focus(),
+    onTyping,
     mutate: (tl, fn, older) => {
       const wrap = $('log-wrap');
       if (tl.list !== $('log')) return fn();
@@ -505,6 +573,44 @@ function timelineCtx() {
       if (wrap.scrollHeight <= wrap.clientHeight + 8) queueMicrotask(olderIfAtTop);
     },
   };
+}
+
+// ---- typing ------------------------------------------------------------------------------
+
+const TYPING_LAPSE_MS = 6000;  // the server's: typing = true lapses by itself
+const TYPING_RESEND_MS = 4000; // while typing, said again this often
+const typers = new Map();      // roomId -> Map userId -> timer
+let typingSentAt = 0;          // when this page last said it is typing
+let typingRoom = null;
+
+function onTyping(roomId, userId, typing) {
+  if (!typers.has(roomId)) typers.set(roomId, new Map());
+  const room = typers.get(roomId);
+  clearTimeout(room.get(userId));
+  room.delete(userId);
+  if (typing) room.set(userId, setTimeout(() => onTyping(roomId, userId, false), TYPING_LAPSE_MS));
+  if (roomId === state.active) renderTyping();
+}
+
+function renderTyping() {
+  const who = [...(typers.get(state.active)?.keys() ?? [])].map(nameOf);
+  let text = '';
+  if (who.length === 1) text = `${who[0]} is typing…`;
+  else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
+  else if (who.length > 2) text = 'Several people are typing…';
+  $('typing').textContent = text;
+}
+
+// Tells the room the person types (or stopped), without a call per key.
+function sayTyping(typing) {
+  const roomId = state.active;
+  if (!roomId) return;
+  const now = Date.now();
+  if (typing && typingRoom === roomId && now - typingSentAt < TYPING_RESEND_MS) return;
+  if (!typing && typingRoom === null) return;
+  typingSentAt = typing ? now : 0;
+  typingRoom = typing ? roomId : null;
+  call('Messaging/SetTyping', { roomId, typing }, { token: token() }).catch(() => {});
 }
 
 function openRoom(roomId, focus) {
@@ -524,6 +630,7 @@ function openRoom(roomId, focus) {
   showRoomPanel(true);
   roomError('');
   renderRoomHead();
+  renderTyping();
   tl.updateTop();
   const wrap = $('log-wrap');
   wrap.scrollTop = wrap.scrollHeight;
@@ -555,6 +662,7 @@ function setupRoom() {
       return roomError('This message is too long: at most 4096 bytes.');
     roomError('');
     state.timelines.get(state.active)?.send(value);
+    typingRoom = null; // the message itself tells the others
     text.value = '';
     fit();
     const wrap = $('log-wrap');
@@ -568,9 +676,13 @@ function setupRoom() {
       text.value = '';
       fit();
       roomError('');
+      sayTyping(false);
     }
   });
-  text.addEventListener('input', fit);
+  text.addEventListener('input', () => {
+    fit();
+    sayTyping(text.value.trim() !== '');
+  });
   $('log-wrap').addEventListener('scroll', olderIfAtTop);
   $('leave').addEventListener('click', leaveRoom);
   $('back').addEventListener('click', () => {
@@ -636,12 +748,47 @@ function setupCreate() {
   });
 }
 
+// ---- direct messages -------------------------------------------------------------------
+
+function setupDirect() {
+  const form = $('dm-form');
+  const input = $('dm-user');
+  const err = $('dm-error');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const userId = input.value.trim();
+    const problem = userIdProblem(userId);
+    if (problem || userId === me()) {
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+      return say(err, problem || 'That is you: pick someone else.');
+    }
+    input.removeAttribute('aria-invalid');
+    try {
+      const r = await call('Rooms/OpenDirect', { userId }, { token: token() });
+      say(err, '');
+      input.value = '';
+      await addRoom(r.room);
+    } catch (e) {
+      if (e.code === 'unauthenticated') return sessionEnded();
+      say(err, e.code === 'not_found' ? `There is no user ${userId}.` : describe(e, 'Could not open the conversation'));
+    }
+  });
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      input.value = '';
+      say(err, '');
+    }
+  });
+}
+
 // ---- start ------------------------------------------------------------------------------
 
 function boot() {
   authForms = setupAuth((s) => enterChat(s));
   setupRoom();
   setupCreate();
+  setupDirect();
   $('logout').addEventListener('click', logout);
   $('more-rooms').addEventListener('click', moreRooms);
   const s = loadSession();

@@ -147,6 +147,20 @@ export class Timeline {
         p.li.remove();
         p.li = null;
       }
+      if (ev.edit || ev.redaction) {
+        // Kept as a hidden marker (its seq is part of the timeline) and
+        // applied to the message it changes.
+        this.applyChange(ev);
+        const mark = h('li', { class: 'change', hidden: true, dataset: { seq: String(seq) } });
+        this.bySeq.set(seq, mark);
+        this.oldest = Math.min(this.oldest, seq);
+        this.newest = Math.max(this.newest, seq);
+        this.place(mark, seq);
+        return;
+      }
+    } else if (ev.typing) {
+      if (live && ev.sender !== me) this.ctx.onTyping(this.roomId, ev.sender, Boolean(ev.typing.typing));
+      return;
     } else if (!live || !ev.presence || ev.sender === me) {
       return; // presence is only news when it happens, and not one's own
     } else if (live !== 'held' && !this.presenceNews(ev)) {
@@ -191,25 +205,147 @@ export class Timeline {
     return true;
   }
 
+  whoEl(userId) {
+    return h('span', { class: 'who', text: this.ctx.nameOf(userId), title: userId,
+      dataset: { user: userId } });
+  }
+
   render(ev) {
-    const who = this.ctx.nameOf(ev.sender ?? '');
     const ts = Number(ev.tsMs ?? 0);
     if (ev.message) {
       const mine = ev.sender === this.ctx.me;
-      return h('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: String(ev.seq) } },
-        h('div', { class: 'line' },
-          h('span', { class: 'who', text: who, title: ev.sender }), ' ', ts ? timeEl(ts) : null),
-        h('p', { class: 'text', text: ev.message.text ?? '' }));
+      const m = ev.message;
+      const li = h('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: String(ev.seq) } },
+        h('div', { class: 'line' }, this.whoEl(ev.sender ?? ''), ' ', ts ? timeEl(ts) : null,
+          h('span', { class: 'edited', text: Number(m.editedAtMs ?? 0) ? '(edited)' : '' })),
+        h('p', { class: 'text', text: m.text ?? '' }));
+      if (m.redacted) this.showRedacted(li);
+      else if (mine) this.addTools(li, Number(ev.seq));
+      return li;
     }
+    const mb = ev.membership;
+    const by = mb?.actor && mb.actor !== ev.sender ? mb.actor : '';
+    const reason = mb?.reason ? `: ${mb.reason}` : '';
     let what = null;
-    if (ev.membership?.kind === 'JOINED') what = 'joined';
-    else if (ev.membership?.kind === 'LEFT') what = 'left';
+    if (mb?.kind === 'JOINED') what = by ? 'was added' : 'joined';
+    else if (mb?.kind === 'LEFT') what = 'left';
+    else if (mb?.kind === 'KICKED') what = 'was removed';
+    else if (mb?.kind === 'BANNED') what = 'was banned';
+    else if (mb?.kind === 'UNBANNED') what = 'may join again';
+    else if (mb?.kind === 'INVITED') what = 'was invited';
+    else if (ev.roomUpdate) what = `changed the room: ${ev.roomUpdate.name ?? ''}` +
+      (ev.roomUpdate.topic ? ` (${ev.roomUpdate.topic})` : '');
     else if (ev.presence?.state === 'ONLINE') what = 'is online';
     else if (ev.presence?.state === 'OFFLINE') what = 'is offline';
     if (!what) return null; // a kind of event this page does not know yet
     const cls = ev.presence ? 'notice presence' : 'notice';
     return h('li', { class: cls, dataset: ev.seq ? { seq: String(ev.seq) } : {} },
-      `${who} ${what}`, ts ? ' ' : null, ts ? timeEl(ts) : null);
+      this.whoEl(ev.sender ?? ''), ` ${what}`, by ? ' by ' : null, by ? this.whoEl(by) : null,
+      reason, ts ? ' ' : null, ts ? timeEl(ts) : null);
+  }
+
+  // ---- edits and deletes --------------------------------------------------------
+
+  applyChange(ev) {
+    const target = Number((ev.edit ?? ev.redaction).targetSeq ?? 0);
+    const li = this.bySeq.get(target);
+    if (!li || !li.classList.contains('msg')) return; // older than what is loaded
+    if (ev.redaction) {
+      this.showRedacted(li);
+      return;
+    }
+    li.querySelector('.text').textContent = ev.edit.text ?? '';
+    li.querySelector('.edited').textContent = '(edited)';
+  }
+
+  showRedacted(li) {
+    li.classList.add('redacted');
+    li.querySelector('.text').textContent = 'message deleted';
+    li.querySelector('.edited').textContent = '';
+    li.querySelector('.tools')?.remove();
+    li.querySelector('.edit-box')?.remove();
+    li.querySelector('.text').hidden = false;
+  }
+
+  addTools(li, seq) {
+    const edit = h('button', { type: 'button', text: 'Edit', 'aria-label': 'Edit this message' });
+    const del = h('button', { type: 'button', text: 'Delete', 'aria-label': 'Delete this message' });
+    edit.addEventListener('click', () => this.startEdit(li, seq));
+    del.addEventListener('click', () => {
+      if (del.dataset.armed !== 'yes') {
+        // A second press confirms; leaving the button disarms it.
+        del.dataset.armed = 'yes';
+        del.textContent = 'Really delete?';
+        return;
+      }
+      del.disabled = true;
+      this.change('Messaging/Delete', { seq: String(seq) }, 'Could not delete the message')
+        .finally(() => { del.disabled = false; });
+    });
+    const disarm = () => {
+      del.dataset.armed = '';
+      del.textContent = 'Delete';
+    };
+    del.addEventListener('blur', disarm);
+    del.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') disarm(); });
+    li.querySelector('.line').append(h('span', { class: 'tools' }, edit, del));
+  }
+
+  startEdit(li, seq) {
+    if (li.querySelector('.edit-box')) return;
+    const text = li.querySelector('.text');
+    const id = `edit-${seq}`;
+    const box = h('textarea', { id, rows: 2, maxlength: 4096 });
+    box.value = text.textContent;
+    const save = h('button', { type: 'button', class: 'primary', text: 'Save' });
+    const cancel = h('button', { type: 'button', class: 'quiet', text: 'Cancel' });
+    const form = h('div', { class: 'edit-box' },
+      h('label', { for: id, class: 'sr-only', text: 'Edit the message' }), box,
+      h('div', { class: 'row' }, save, cancel));
+    const close = () => {
+      form.remove();
+      text.hidden = false;
+      li.querySelector('.tools button')?.focus();
+    };
+    const submit = async () => {
+      const value = box.value.trim();
+      if (!value || value === text.textContent) return close();
+      save.disabled = true;
+      if (await this.change('Messaging/Edit', { seq: String(seq), text: value }, 'Could not edit the message')) {
+        text.textContent = value; // the feed's MessageEdit says the same
+        li.querySelector('.edited').textContent = '(edited)';
+        close();
+      }
+      save.disabled = false;
+    };
+    save.addEventListener('click', submit);
+    cancel.addEventListener('click', close);
+    box.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        submit();
+      } else if (ev.key === 'Escape') {
+        ev.stopPropagation();
+        close();
+      }
+    });
+    text.hidden = true;
+    text.after(form);
+    box.focus();
+  }
+
+  // Edit or Delete (with a fresh client_msg_id, so a retry is harmless);
+  // true when the server took it.
+  async change(method, body, doing) {
+    try {
+      await call(method, { roomId: this.roomId, clientMsgId: randomId(), ...body },
+        { token: this.ctx.token() });
+      return true;
+    } catch (e) {
+      if (e.code === 'unauthenticated') this.ctx.onSessionEnded();
+      else this.ctx.onError(describe(e, doing));
+      return false;
+    }
   }
 
   // ---- sending ------------------------------------------------------------------
@@ -307,7 +443,7 @@ export class Timeline {
       p.li.remove();
       return;
     }
-    const li = this.render({ seq, tsMs: ts, sender: this.ctx.me,
+    const li = this.render({ seq: String(seq), tsMs: ts, sender: this.ctx.me,
       message: { text: p.text, clientMsgId: p.id } });
     p.li.replaceWith(li);
     p.li = null;

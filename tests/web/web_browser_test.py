@@ -287,8 +287,8 @@ def main():
         el(bob, "register-submit").click()
         until(bob, "the chat after registering", lambda: el(bob, "chat-screen").is_displayed())
         join(bob, "lobby")
-        until(alice, "bob joined", lambda: any(t.startswith("bob joined") for _, _, t in log_items(alice)))
-        until(alice, "bob online", lambda: any(t.startswith("bob is online") for _, _, t in log_items(alice)))
+        until(alice, "bob joined", lambda: any(t.startswith("Bob joined") for _, _, t in log_items(alice)))
+        until(alice, "bob online", lambda: any(t.startswith("Bob is online") for _, _, t in log_items(alice)))
         until(alice, "2 members", lambda: "2 members" in el(alice, "room-meta").text)
 
         send(alice, "hello bob")
@@ -297,10 +297,10 @@ def main():
         until(alice, "bob's reply", lambda: has_text(alice, "hi alice"))
         until(bob, "his own message acknowledged",
               lambda: not bob.find_elements(By.CSS_SELECTOR, "#log li.pending"))
-        who = alice.execute_script(
+        whos = lambda d: d.execute_script(
             "return [...document.querySelectorAll('#log li.msg')].map(li => li.querySelector('.who').textContent)")
-        if who[-2:] != ["Alice Liddell", "bob"]:
-            fail(f"names shown: {who}")
+        until(alice, "display names", lambda: whos(alice)[-2:] == ["Alice Liddell", "Bob"])
+        until(bob, "display names", lambda: whos(bob)[-2:] == ["Alice Liddell", "Bob"])
         ok("two browsers registered, met in a room and chatted both ways")
 
         # --- landmarks and the live region a screen reader follows ---
@@ -314,7 +314,7 @@ def main():
             if marks != [True, True, True, "polite"]:
                 fail(f"{d.who}: landmarks header/nav/main and aria-live: {marks}")
         until(bob, "alice's message announced",
-              lambda: "alice: hello bob" in el(bob, "announce").get_attribute("textContent"))
+              lambda: ": hello bob" in el(bob, "announce").get_attribute("textContent"))
         unlabelled = alice.execute_script("""
             return [...document.querySelectorAll('input, textarea')].filter(
               i => !(i.labels && i.labels.length) && !i.getAttribute('aria-label')).map(i => i.id);""")
@@ -334,6 +334,56 @@ def main():
         box.send_keys(Keys.ENTER)
         until(alice, "the two-line message", lambda: has_text(alice, "two\nlines"))
         ok("Enter sends, Shift+Enter breaks the line, Escape clears")
+
+        # --- typing, edits, deletes ---
+        box.send_keys("something I may not s")
+        until(alice, "bob typing", lambda: el(alice, "typing").text == "Bob is typing…")
+        box.send_keys(Keys.ESCAPE)
+        until(alice, "bob no longer typing", lambda: el(alice, "typing").text == "")
+        seq = alice.execute_script("""return [...document.querySelectorAll('#log li.msg.mine')]
+            .find(li => li.querySelector('.text').textContent === 'hello bob').dataset.seq""")
+        alice.find_element(By.CSS_SELECTOR, f'#log li[data-seq="{seq}"] .tools button').click()
+        edit_box = until(alice, "the edit box", lambda: alice.find_elements(By.ID, f"edit-{seq}"))[0]
+        edit_box.send_keys(Keys.END, ", welcome", Keys.ENTER)
+        until(bob, "the edit", lambda: has_text(bob, "hello bob, welcome") and not has_text(bob, "hello bob"))
+        edited = bob.find_element(By.CSS_SELECTOR, f'#log li[data-seq="{seq}"] .edited').text
+        if edited != "(edited)":
+            fail(f"the edited message is marked {edited!r}")
+        send(alice, "oops, wrong room")
+        until(bob, "the slip", lambda: has_text(bob, "oops, wrong room"))
+        until(alice, "the slip acknowledged", lambda: not alice.find_elements(By.CSS_SELECTOR, "#log li.pending"))
+        slip = alice.execute_script("""return [...document.querySelectorAll('#log li.msg.mine')]
+            .find(li => li.querySelector('.text').textContent === 'oops, wrong room').dataset.seq""")
+        delete = alice.find_element(By.CSS_SELECTOR, f'#log li[data-seq="{slip}"] .tools button:last-child')
+        delete.click()
+        if delete.text != "Really delete?":
+            fail(f"Delete asks nothing first: {delete.text!r}")
+        delete.click()
+        until(bob, "the slip deleted", lambda: not has_text(bob, "oops, wrong room") and bob.find_element(
+            By.CSS_SELECTOR, f'#log li[data-seq="{slip}"]').get_attribute("class") == "msg redacted")
+        check_once_in_order(bob, "bob after an edit and a delete")
+        ok("typing shown and cleared; own messages edited and deleted, seen so by the other")
+
+        # --- direct messages ---
+        type_into(alice, "dm-user", "bob")
+        el(alice, "dm-user").send_keys(Keys.ENTER)
+        until(alice, "the direct room", lambda: el(alice, "room-title").text == "@ Bob")
+        send(alice, "psst, just between us")
+        open_room_list(bob)
+        type_into(bob, "dm-user", "alice")
+        el(bob, "dm-user").send_keys(Keys.ENTER)
+        until(bob, "the direct room", lambda: el(bob, "room-title").text == "@ Alice Liddell")
+        until(bob, "the private message", lambda: has_text(bob, "psst, just between us"))
+        open_room_list(bob)
+        type_into(bob, "dm-user", "nobody-here")
+        el(bob, "dm-user").send_keys(Keys.ENTER)
+        until(bob, "no such user", lambda: visible_text(bob, "dm-error") == "There is no user nobody-here.")
+        alice.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').click()
+        until(alice, "lobby open again", lambda: el(alice, "room-title").text == "The Lobby")
+        open_room_list(bob)
+        bob.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').click()
+        until(bob, "lobby open again", lambda: el(bob, "room-title").text == "The Lobby")
+        ok("direct messages: both open the same room by user id; an unknown id is said in words")
 
         # --- HTML in a message is text, and runs nothing ---
         xss = "<img src=x onerror=alert(1)>"
@@ -468,7 +518,7 @@ def main():
         ok(f"screenshots in {SHOTS}")
 
         # --- bob logs out: alice sees him go ---
-        offline = lambda: sum(t.startswith("bob is offline") for _, _, t in log_items(alice))
+        offline = lambda: sum(t.startswith("Bob is offline") for _, _, t in log_items(alice))
         seen = offline()
         el(bob, "logout").click()
         until(bob, "bob's login form", lambda: el(bob, "login-form").is_displayed())
