@@ -184,16 +184,22 @@ function leaveChat() {
   sessionStorage.removeItem('parley.room');
 }
 
+// Forgets the token here at once, revokes it on the server (a few seconds
+// at most: a server that cannot be reached leaves it to expire), then
+// shows the log-in form.
 async function logout() {
   const t = token();
   leaveChat();
   clearSession();
-  showAuth('');
+  $('logout').disabled = true;
   try {
-    await call('Auth/Logout', {}, { token: t });
+    await call('Auth/Logout', {}, { token: t, timeoutMs: 5000 });
   } catch {
     // the token is forgotten here either way
+  } finally {
+    $('logout').disabled = false;
   }
+  showAuth('');
 }
 
 async function enterChat(session) {
@@ -515,6 +521,7 @@ function onLiveEvents(byRoom) {
   }
   renderRooms();
   if (roomsChanged) refreshSoon();
+  if (roomsChanged && !$('members').hidden && byRoom.has(state.active)) showMembers();
 }
 
 document.addEventListener('visibilitychange', () => {
@@ -631,6 +638,8 @@ function openRoom(roomId, focus) {
   roomError('');
   renderRoomHead();
   renderTyping();
+  $('members').hidden = true;
+  $('show-members').setAttribute('aria-expanded', 'false');
   tl.updateTop();
   const wrap = $('log-wrap');
   wrap.scrollTop = wrap.scrollHeight;
@@ -748,6 +757,77 @@ function setupCreate() {
   });
 }
 
+// ---- members and moderation ------------------------------------------------------------
+
+const ROLE_RANK = { MEMBER: 1, MODERATOR: 2, ADMIN: 3 };
+
+async function showMembers() {
+  const roomId = state.active;
+  const list = $('member-list');
+  const note = $('members-note');
+  let r;
+  try {
+    r = await call('Rooms/ListMembers', { roomId, pageSize: 100 }, { token: token() });
+  } catch (e) {
+    if (e.code === 'unauthenticated') return sessionEnded();
+    return say(note, describe(e, 'Could not list the members'));
+  }
+  if (roomId !== state.active) return;
+  const members = r.members ?? [];
+  for (const m of members) if (m.displayName) names.set(m.userId, m.displayName);
+  const mine = ROLE_RANK[members.find((m) => m.userId === me())?.role] ?? 1;
+  const direct = state.myRooms.get(roomId)?.visibility === 'DIRECT';
+  const moderate = (method, m, body, doing) => async () => {
+    try {
+      await call(method, { roomId, userId: m.userId, ...body }, { token: token() });
+      showMembers();
+    } catch (e) {
+      if (e.code === 'unauthenticated') return sessionEnded();
+      say(note, describe(e, doing));
+    }
+  };
+  list.replaceChildren(...members.map((m) => {
+    const theirs = ROLE_RANK[m.role] ?? 1;
+    const who = m.displayName && m.displayName !== m.userId ? `${m.displayName} (${m.userId})` : m.userId;
+    const tools = [];
+    if (!direct && m.userId !== me() && mine > theirs && mine >= ROLE_RANK.MODERATOR) {
+      tools.push(h('button', { type: 'button', class: 'quiet', text: 'Remove', 'aria-label': `Remove ${who} from the room`,
+        onclick: moderate('Rooms/Kick', m, {}, `Could not remove ${m.userId}`) }));
+      tools.push(h('button', { type: 'button', class: 'quiet', text: 'Ban', 'aria-label': `Ban ${who} from the room`,
+        onclick: moderate('Rooms/Ban', m, {}, `Could not ban ${m.userId}`) }));
+    }
+    if (!direct && m.userId !== me() && mine === ROLE_RANK.ADMIN) {
+      const up = m.role !== 'MODERATOR';
+      tools.push(h('button', { type: 'button', class: 'quiet', text: up ? 'Make moderator' : 'Make member',
+        'aria-label': `${up ? 'Make' : 'Stop making'} ${who} a moderator`,
+        onclick: moderate('Rooms/SetRole', m, { role: up ? 'MODERATOR' : 'MEMBER' }, `Could not change the role of ${m.userId}`) }));
+    }
+    return h('li', { dataset: { user: m.userId } },
+      h('span', { class: 'member-name', text: who }),
+      m.role && m.role !== 'MEMBER' ? h('span', { class: 'role', text: m.role.toLowerCase() }) : null,
+      h('span', { class: m.online ? 'online yes' : 'online', text: m.online ? 'online' : 'away' }),
+      tools.length ? h('span', { class: 'actions-m' }, tools) : null);
+  }));
+  say(note, r.nextPageToken ? 'Showing the first 100 members.' : '');
+}
+
+function setupMembers() {
+  const toggle = $('show-members');
+  toggle.addEventListener('click', () => {
+    const open = $('members').hidden;
+    $('members').hidden = !open;
+    toggle.setAttribute('aria-expanded', String(open));
+    if (open) showMembers();
+  });
+  $('members').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      $('members').hidden = true;
+      toggle.setAttribute('aria-expanded', 'false');
+      toggle.focus();
+    }
+  });
+}
+
 // ---- direct messages -------------------------------------------------------------------
 
 function setupDirect() {
@@ -789,6 +869,7 @@ function boot() {
   setupRoom();
   setupCreate();
   setupDirect();
+  setupMembers();
   $('logout').addEventListener('click', logout);
   $('more-rooms').addEventListener('click', moreRooms);
   const s = loadSession();

@@ -385,6 +385,24 @@ def main():
         until(bob, "lobby open again", lambda: el(bob, "room-title").text == "The Lobby")
         ok("direct messages: both open the same room by user id; an unknown id is said in words")
 
+        # --- members and moderation ---
+        el(alice, "show-members").click()
+        el(bob, "show-members").click()
+        member = lambda d, user: d.execute_script("""
+            const li = document.querySelector(`#member-list li[data-user="${arguments[0]}"]`);
+            return li && [li.querySelector('.role')?.textContent ?? '',
+                          li.querySelector('.online').textContent,
+                          [...li.querySelectorAll('button')].map(b => b.textContent)];""", user)
+        until(alice, "bob among the members", lambda: member(alice, "bob") ==
+              ["", "online", ["Remove", "Ban", "Make moderator"]])
+        alice.execute_script("""[...document.querySelectorAll('#member-list li[data-user="bob"] button')]
+            .find(b => b.textContent === 'Make moderator').click()""")
+        until(alice, "bob a moderator", lambda: member(alice, "bob") == ["moderator", "online", ["Remove", "Ban", "Make member"]])
+        until(bob, "alice the admin, out of bob's reach", lambda: member(bob, "alice") == ["admin", "online", []])
+        el(alice, "show-members").click()
+        el(bob, "show-members").click()
+        ok("members with roles and presence; the admin names a moderator, who cannot act on the admin")
+
         # --- HTML in a message is text, and runs nothing ---
         xss = "<img src=x onerror=alert(1)>"
         send(alice, xss)
@@ -553,6 +571,17 @@ def main():
         if stored[0] is not None or stored[1] is None:
             fail(f"stay logged in: the token is not in localStorage only: {stored}")
         ok("log out forgets and revokes the token; 'stay logged in' keeps it in localStorage")
+
+        alice.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').click()
+        until(alice, "lobby open", lambda: el(alice, "room-title").text == "The Lobby")
+        el(alice, "show-members").click()
+        until(alice, "bob's tools", lambda: (member(alice, "bob") or [0, 0, []])[2][:1] == ["Remove"])
+        alice.execute_script("""[...document.querySelectorAll('#member-list li[data-user="bob"] button')]
+            .find(b => b.textContent === 'Remove').click()""")
+        until(alice, "bob removed", lambda: any(t.startswith("Bob was removed by Alice Liddell")
+                                                for _, _, t in log_items(alice)))
+        until(alice, "bob off the member list", lambda: member(alice, "bob") is None)
+        ok("an admin removes a member: the notice says who did it")
 
         for d in browsers:
             no_alert(d)
