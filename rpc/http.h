@@ -147,6 +147,13 @@ typedef struct rpc_http_reply {
 	void *body;
 	size_t len;
 	bool static_body;	  /* body is static storage: do not free */
+	/* Optional: the representation's ETag (quoted, static or living as
+	 * long as the server). A GET or HEAD whose If-None-Match names it
+	 * gets 304 with no body (and the headers below). */
+	const char *etag;
+	/* Optional: more response headers, name/value pairs ending in NULL,
+	 * in static storage (Cache-Control, Content-Security-Policy, ...). */
+	const char *const *headers;
 } rpc_http_reply;
 typedef bool (*rpc_http_get_fn)(void *ctx, const char *path, rpc_http_reply *out);
 

@@ -65,19 +65,68 @@ answer_health(rpc_http *h, struct MHD_Connection *c)
 			   NULL);
 }
 
+/* Whether an If-None-Match header (a list of entity tags, or "*") names
+ * etag; weak tags (W/"...") match too, as RFC 9110 wants for GET. */
+static bool
+etag_matches(const char *inm, const char *etag)
+{
+	size_t n = strlen(etag);
+
+	while (*inm != '\0') {
+		size_t len;
+
+		inm += strspn(inm, " \t,");
+		if (strncmp(inm, "W/", 2) == 0)
+			inm += 2;
+		len = strcspn(inm, " \t,");
+		if ((len == 1 && inm[0] == '*') || (len == n && strncmp(inm, etag, n) == 0))
+			return true;
+		inm += len;
+	}
+	return false;
+}
+
 static enum MHD_Result
 answer_get(struct MHD_Connection *c, rpc_http_get_fn fn, void *ctx, const char *path)
 {
 	rpc_http_reply rep = {0};
+	struct MHD_Response *resp;
+	enum MHD_ResponseMemoryMode mode;
+	const char *inm;
+	unsigned status;
+	enum MHD_Result ret;
 	rpc_status st;
 
 	if (!fn(ctx, path, &rep)) {
 		rpc_status_set(&st, RPC_NOT_FOUND, "nothing at '%.128s'", path);
 		return connect_queue_error(c, MHD_HTTP_NOT_FOUND, &st, NULL, NULL);
 	}
-	return queue_bytes(c, rep.status ? rep.status : MHD_HTTP_OK, rep.content_type, rep.body,
-			   rep.len, rep.static_body ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE,
-			   NULL, NULL);
+	status = rep.status ? rep.status : MHD_HTTP_OK;
+	mode = rep.static_body ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE;
+	inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+	if (rep.etag != NULL && status == MHD_HTTP_OK && inm != NULL && etag_matches(inm, rep.etag)) {
+		/* The client's copy is current: no body. */
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(rep.body);
+		rep.body = NULL;
+		rep.len = 0;
+		mode = MHD_RESPMEM_PERSISTENT;
+		status = MHD_HTTP_NOT_MODIFIED;
+	}
+	if ((resp = MHD_create_response_from_buffer(rep.len, rep.body, mode)) == NULL) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(rep.body);
+		return MHD_NO;
+	}
+	if (rep.content_type != NULL && status != MHD_HTTP_NOT_MODIFIED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep.content_type);
+	if (rep.etag != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rep.etag);
+	for (const char *const *hd = rep.headers; hd != NULL && hd[0] != NULL; hd += 2)
+		MHD_add_response_header(resp, hd[0], hd[1]);
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
 }
 
 static enum MHD_Result

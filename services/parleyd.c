@@ -226,6 +226,7 @@ usage(FILE *out)
 		"                         a process running some services serves HTTP only when given it)   [PARLEY_HTTP_LISTEN]\n"
 		"  --http-max-connections N  open HTTP connections at most (default 1000)   [PARLEY_HTTP_MAX_CONNECTIONS]\n"
 		"  --http-max-per-ip N    HTTP connections from one address at most (default 100)   [PARLEY_HTTP_MAX_PER_IP]\n"
+		"  --web-root DIR         serve the web page at / from DIR instead of the copy built in   [PARLEY_WEB_ROOT]\n"
 		"  --tls-cert FILE        certificate (PEM) for tls+tcp://, wss:// and https:// listeners   [PARLEY_TLS_CERT]\n"
 		"  --tls-key FILE         its private key (PEM)   [PARLEY_TLS_KEY]\n"
 		"  --tls-ca FILE          CA (PEM): listeners require client certificates it signed; dialled servers must chain to it (default: system CAs)   [PARLEY_TLS_CA]\n"
@@ -398,6 +399,7 @@ main(int argc, char **argv)
 		OPT_TTL, OPT_IDLE,
 		OPT_MAXS, OPT_MAXUS, OPT_WORKERS, OPT_CONTEXTS, OPT_HTTP_L, OPT_TLS_CERT,
 		OPT_TLS_KEY, OPT_TLS_CA, OPT_HIST, OPT_MSG, OPT_HTTP_MAXC, OPT_HTTP_MAXIP,
+		OPT_WEB_ROOT,
 		OPT_MAXC, OPT_MAXCP, OPT_MAXCC, OPT_CONN_IDLE, OPT_HELP,
 		OPT_VERSION, OPT_LOG_FORMAT, OPT_METRICS_L,
 	};
@@ -434,6 +436,7 @@ main(int argc, char **argv)
 		{"history", required_argument, NULL, OPT_HIST},
 		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAXC},
 		{"http-max-per-ip", required_argument, NULL, OPT_HTTP_MAXIP},
+		{"web-root", required_argument, NULL, OPT_WEB_ROOT},
 		{"help", no_argument, NULL, OPT_HELP},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -489,6 +492,7 @@ main(int argc, char **argv)
 	http_explicit = env_or("PARLEY_HTTP_LISTEN", NULL) != NULL;
 	cfg.http_max_connections = (unsigned)parse_number("PARLEY_HTTP_MAX_CONNECTIONS", env_or("PARLEY_HTTP_MAX_CONNECTIONS", "1000"), 100000);
 	cfg.http_max_per_ip = (unsigned)parse_number("PARLEY_HTTP_MAX_PER_IP", env_or("PARLEY_HTTP_MAX_PER_IP", "100"), 100000);
+	cfg.web_root = env_or("PARLEY_WEB_ROOT", NULL);
 	cfg.tls_cert = env_or("PARLEY_TLS_CERT", NULL);
 	cfg.tls_key = env_or("PARLEY_TLS_KEY", NULL);
 	cfg.tls_ca = env_or("PARLEY_TLS_CA", NULL);
@@ -526,6 +530,7 @@ main(int argc, char **argv)
 		case OPT_HIST: cfg.history_addr = optarg; break;
 		case OPT_HTTP_MAXC: cfg.http_max_connections = (unsigned)parse_number("--http-max-connections", optarg, 100000); break;
 		case OPT_HTTP_MAXIP: cfg.http_max_per_ip = (unsigned)parse_number("--http-max-per-ip", optarg, 100000); break;
+		case OPT_WEB_ROOT: cfg.web_root = optarg; break;
 		case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
 		case OPT_TLS_KEY: cfg.tls_key = optarg; break;
 		case OPT_TLS_CA: cfg.tls_ca = optarg; break;

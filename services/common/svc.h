@@ -56,6 +56,7 @@ typedef struct parley_config {
 	const char *http_listen;
 	unsigned http_max_connections;	/* 0 = the default (rpc/http.h) */
 	unsigned http_max_per_ip;	/* 0 = the default */
+	const char *web_root;		/* serve the web page from here; NULL = embedded */
 
 	/* TLS for every tls+tcp://, wss:// and https:// listener, and the
 	 * client certificate this process presents when it dials one; tls_ca

@@ -12,6 +12,7 @@
 #include "parley/v1/messaging.pb-c.h"
 #include "parley/v1/rooms.pb-c.h"
 #include "subscribe.h"
+#include "web.h"
 
 /* GET /metrics: the process's metrics (rpc/metrics.h). */
 static bool
@@ -37,6 +38,7 @@ metrics_get(void *ctx, const char *path, rpc_http_reply *out)
 struct gateway {
 	rpc_http *http;
 	rpc_client *messaging; /* Subscribe's Open/Poll/Close */
+	web_site *web;	       /* the page at / */
 };
 
 bool
@@ -85,6 +87,9 @@ gateway_start(const parley_config *cfg, const gateway_targets *t, gateway **out,
 			goto fail;
 	}
 	rpc_http_set_metrics(g->http, metrics_get, NULL);
+	if (web_open(&g->web, cfg->web_root, st) != RPC_OK)
+		goto fail;
+	rpc_http_set_static(g->http, web_get, g->web);
 	if (rpc_http_start(g->http, st) != RPC_OK)
 		goto fail;
 	*out = g;
@@ -109,5 +114,6 @@ gateway_stop(gateway *g)
 		return;
 	rpc_http_close(g->http);
 	rpc_client_close(g->messaging);
+	web_close(g->web);
 	free(g);
 }

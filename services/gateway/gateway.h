@@ -1,8 +1,8 @@
 /*
  * gateway.h — Parley's HTTP face: every public Parley service served by
  * the Connect protocol on cfg->http_listen (rpc/http.h does the protocol),
- * Messaging/Subscribe as a server stream built on Open/Poll/Close, and
- * /healthz. Each service is called at the URL given for it: the address
+ * Messaging/Subscribe as a server stream built on Open/Poll/Close,
+ * /healthz, and the web page at / (web.h: embedded, or cfg->web_root). Each service is called at the URL given for it: the address
  * its server listens on in this process (an in-process call), or, in the
  * gateway role, its remote address (an nng call).
  *
