@@ -536,14 +536,14 @@ def main():
         ok(f"screenshots in {SHOTS}")
 
         # --- bob closes the page: alice sees him go ---
-        # The server notices a closed stream when a write to it fails: a
-        # keep-alive (every 15 s) after the peer's FIN is answered by a
-        # reset, the next one fails. So up to two keep-alives, then the
-        # page's 3 s grace for offline notices.
+        # Seen here: parleyd ends the Subscribe stream of a page that went
+        # away only when its HTTP idle cut (60 s, rpc/http.h) closes the
+        # connection, not at the next keep-alive; then the session closes,
+        # OFFLINE goes out, and the page shows it after its 3 s grace.
         offline = lambda: sum(t.startswith("Bob is offline") for _, _, t in log_items(alice))
         seen = offline()
         bob.get("about:blank")
-        until(alice, "bob offline", lambda: offline() == seen + 1, 2 * 15 + 3 + WAIT)
+        until(alice, "bob offline", lambda: offline() == seen + 1, 60 + 3 + WAIT)
         ok("online and offline notices")
 
         # --- log out; "stay logged in" picks localStorage ---
