@@ -535,12 +535,15 @@ def main():
         bob.save_screenshot(os.path.join(SHOTS, "narrow-360-rooms.png"))
         ok(f"screenshots in {SHOTS}")
 
-        # --- bob logs out: alice sees him go ---
+        # --- bob closes the page: alice sees him go ---
+        # Seen here: parleyd ends the Subscribe stream of a page that went
+        # away only when its HTTP idle cut (60 s, rpc/http.h) closes the
+        # connection, not at the next keep-alive; then the session closes,
+        # OFFLINE goes out, and the page shows it after its 3 s grace.
         offline = lambda: sum(t.startswith("Bob is offline") for _, _, t in log_items(alice))
         seen = offline()
-        el(bob, "logout").click()
-        until(bob, "bob's login form", lambda: el(bob, "login-form").is_displayed())
-        until(alice, "bob offline", lambda: offline() == seen + 1)
+        bob.get("about:blank")
+        until(alice, "bob offline", lambda: offline() == seen + 1, 60 + 3 + WAIT)
         ok("online and offline notices")
 
         # --- log out; "stay logged in" picks localStorage ---
@@ -590,6 +593,12 @@ def main():
                 fail(f"{d.who}: errors in the browser console: {errs}")
         ok("no alert, no console error (CSP violations would be errors)")
     except BaseException:
+        try:  # the daemon's count of sessions and streams, for the failure's reader
+            with urllib.request.urlopen(daemon.url + "/metrics", timeout=5) as r:
+                print("--- metrics:", [l for l in r.read().decode().splitlines()
+                                      if ("session" in l or "stream" in l) and not l.startswith("#")])
+        except Exception:  # noqa: BLE001 - the daemon may be down
+            pass
         for d in browsers:  # what each page showed, for the failure's reader
             try:
                 print(f"--- {d.who}'s log:", log_items(d))
