@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,7 +23,50 @@
 #endif
 
 #define MAX_DAEMONS 16
+#define LOG_TAIL_LINES 40
 static pid_t live[MAX_DAEMONS];
+/* The logs of the daemons this test started: shown when it fails, since
+ * a failure in CI is read from its output alone. */
+static char logs[MAX_DAEMONS][300];
+
+static void
+note_log(const char *log)
+{
+	for (int i = 0; i < MAX_DAEMONS; i++) {
+		if (strcmp(logs[i], log) == 0)
+			return;
+		if (logs[i][0] == '\0') {
+			snprintf(logs[i], sizeof(logs[i]), "%s", log);
+			return;
+		}
+	}
+}
+
+static void
+print_tail(const char *log)
+{
+	char *lines[LOG_TAIL_LINES] = {0};
+	char *line = NULL;
+	size_t cap = 0, n = 0;
+	FILE *f = fopen(log, "r");
+
+	if (f == NULL)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		free(lines[n % LOG_TAIL_LINES]);
+		lines[n++ % LOG_TAIL_LINES] = strdup(line);
+	}
+	fclose(f);
+	free(line);
+	fprintf(stderr, "---- the last %zu lines of %s ----\n",
+		n < LOG_TAIL_LINES ? n : (size_t)LOG_TAIL_LINES, log);
+	for (size_t i = n < LOG_TAIL_LINES ? 0 : n - LOG_TAIL_LINES; i < n; i++) {
+		if (lines[i % LOG_TAIL_LINES] != NULL)
+			fputs(lines[i % LOG_TAIL_LINES], stderr);
+		free(lines[i % LOG_TAIL_LINES]);
+		lines[i % LOG_TAIL_LINES] = NULL;
+	}
+}
 
 static void
 track(pid_t pid, bool add)
@@ -46,6 +90,8 @@ th_abort(void)
 		if (live[i] > 0)
 			kill(live[i], SIGKILL);
 	fflush(stdout);
+	for (int i = 0; i < MAX_DAEMONS && logs[i][0] != '\0'; i++)
+		print_tail(logs[i]);
 	_exit(1);
 }
 
@@ -72,8 +118,11 @@ th_free_port(void)
 	static unsigned seed;
 	int low = ephemeral_low();
 
-	if (seed == 0)
-		seed = (unsigned)getpid() ^ (unsigned)rpc_wall_ms();
+	/* From the kernel: tests started together (ctest -j) must not walk the
+	 * same sequence of ports, as getpid() ^ time let them. */
+	while (seed == 0)
+		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			seed = (unsigned)getpid() * 2654435761u ^ (unsigned)rpc_wall_ms();
 	for (int tries = 0; tries < 1000; tries++) {
 		struct sockaddr_in sa = {.sin_family = AF_INET};
 		int port = 10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000));
@@ -195,6 +244,7 @@ spawn(th_daemon *d)
 	argv[n] = NULL;
 
 	snprintf(d->log, sizeof(d->log), "%s.log", d->dir);
+	note_log(d->log);
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
@@ -263,6 +313,23 @@ spawn(th_daemon *d)
 			return false;
 		}
 		usleep(20000);
+	}
+	/* What answered may be another test's daemon on a port ours could not
+	 * take: only our daemon's own word that it started counts. */
+	while (!th_log_has(d, "parleyd: started (pid")) {
+		int status;
+
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			track(d->pid, false);
+			d->pid = 0;
+			fprintf(stderr, "parleyd exited before it started; see %s\n", d->log);
+			return false;
+		}
+		if (rpc_now_ms() >= until) {
+			fprintf(stderr, "parleyd did not say it started; see %s\n", d->log);
+			return false;
+		}
+		usleep(10000);
 	}
 	return true;
 }
