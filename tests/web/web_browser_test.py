@@ -413,6 +413,7 @@ def main():
         type_into(alice, "create-id", "secret")
         type_into(alice, "create-name", "Secret")
         el(alice, "create-private").click()
+        alice.save_screenshot(os.path.join(SHOTS, "desktop-new-private-room.png"))
         el(alice, "create-id").send_keys(Keys.ENTER)
         until(alice, "the private room open", lambda: el(alice, "room-title").text == "Secret")
         if "private" not in el(alice, "room-meta").text:
@@ -628,9 +629,21 @@ def main():
         # below the idle cut, so a stream left open fails here.
         offline = lambda: sum(t.startswith("Bob is offline") for _, _, t in log_items(alice))
         seen = offline()
+        online = lambda: sum(t.startswith("Bob is online") for _, _, t in log_items(alice))
+        back_online = online() + 1
+        bob.execute_script("window.parleyTestMark = 'the same page'")
         bob.get("about:blank")
         until(alice, "bob offline", lambda: offline() == seen + 1)
-        ok("online and offline notices; a page left ends its stream at once")
+        # Back to the page: the cached page itself comes back (the mark
+        # tells), and its feed resumes.
+        bob.back()
+        until(bob, "the page back from the cache",
+              lambda: bob.execute_script("return window.parleyTestMark ?? null") == "the same page")
+        until(alice, "bob online again", lambda: online() == back_online)
+        send(alice, "welcome back")
+        until(bob, "a message after coming back", lambda: has_text(bob, "welcome back"))
+        check_once_in_order(bob, "bob back from the cache")
+        ok("online and offline notices; a page left ends its stream at once, and resumes it when back")
 
         # --- log out; "stay logged in" picks localStorage ---
         el(alice, "logout").click()
