@@ -53,11 +53,12 @@ const state = {
 const token = () => state.session?.token ?? '';
 const me = () => state.session?.userId ?? '';
 
-// The banner over the page. A failure to load the rooms is taken back
-// when they load again; other news (a removal) stays until replaced.
-let roomsFailed = false;
-function pageError(text, ofRooms = false) {
-  roomsFailed = ofRooms && text !== '';
+// The banner over the page. A failure is taken back when the rooms next
+// load; news (the person was removed from a room) stays until the next
+// news or action.
+let bannerNews = false;
+function pageError(text, news = false) {
+  bannerNews = news && text !== '';
   say($('page-error'), text);
 }
 
@@ -274,10 +275,10 @@ async function refreshRooms() {
       sessionEnded();
       return false;
     }
-    pageError(describe(e, 'Could not load the rooms'), true);
+    pageError(describe(e, 'Could not load the rooms'));
     return true;
   }
-  if (roomsFailed) pageError('', true);
+  if (!bannerNews) pageError('');
   renderRooms();
   return true;
 }
@@ -317,7 +318,7 @@ async function syncRooms() {
   // room ends with the removal): say what is known.
   if (gone.length > 0) {
     const which = gone.map((id) => (before.has(id) ? roomName(before.get(id)) : id)).join(', ');
-    pageError(`You are no longer in ${which}: you left elsewhere, or a moderator removed you.`);
+    pageError(`You are no longer in ${which}: you left elsewhere, or a moderator removed you.`, true);
   }
   const cursors = await prime(added);
   for (const id of state.myRooms.keys())
@@ -568,7 +569,7 @@ function onLiveEvents(byRoom) {
           forgetRoom(roomId);
           if (kind !== 'LEFT')
             pageError(`You were ${kind === 'KICKED' ? 'removed from' : 'banned from'} ${name} by ` +
-              `${nameOf(ev.membership.actor || '')}` + (ev.membership.reason ? `: ${ev.membership.reason}` : '.'));
+              `${nameOf(ev.membership.actor || '')}` + (ev.membership.reason ? `: ${ev.membership.reason}` : '.'), true);
           break;
         }
       }

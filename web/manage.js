@@ -48,7 +48,7 @@ export function setupManage(ctx) {
 
   // Remove (Kick) or Ban: asks for the reason first, inside the member's row.
   function askReason(li, m, method) {
-    li.querySelector('form.reason')?.remove();
+    list.querySelector('form.reason')?.remove(); // one question at a time
     const verb = method === 'Rooms/Kick' ? 'Remove' : 'Ban';
     const id = `reason-${m.userId}`;
     const input = h('input', { id, name: 'reason', maxlength: String(REASON_MAX),
