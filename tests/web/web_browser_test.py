@@ -8,9 +8,12 @@ call), counts unread messages, loads history as bob scrolls up, shows a
 message that looks like HTML as text (and runs nothing), survives a
 reload with no duplicate, and a daemon restart with no gap: a message
 typed while the server is away waits, is sent when it is back, and one
-that waited too long is marked failed and goes on Retry. Log out and
-"stay logged in" decide where the token is kept. Screenshots of both
-windows are written to the build tree.
+that waited too long is marked failed and goes on Retry. A private room
+is joined by invitation and by its id; a moderator renames it, bans with
+a reason, unbans. A room joined elsewhere shows up on the open page; a
+page left ends its stream (its person goes offline at once) and resumes
+it when back. Log out and "stay logged in" decide where the token is
+kept. Screenshots of both windows are written to the build tree.
 
 Every wait has a deadline (WebDriverWait); nothing here measures time.
 Usage: web_browser_test.py PARLEYD SCREENSHOT_DIR
@@ -451,7 +454,9 @@ def main():
         alice.execute_script("""[...document.querySelectorAll('#member-list li[data-user="bob"] button')]
             .find(b => b.textContent === 'Ban').click()""")
         until(alice, "the reason asked", lambda: alice.switch_to.active_element == el(alice, "reason-bob"))
-        el(alice, "reason-bob").send_keys("spoiling the surprise", Keys.ENTER)
+        el(alice, "reason-bob").send_keys("spoiling the surprise")
+        alice.save_screenshot(os.path.join(SHOTS, "desktop-ban-reason.png"))
+        el(alice, "reason-bob").send_keys(Keys.ENTER)
         # (A removed person's feed of the room ends before the removal:
         # the page can only say that they are out.)
         until(bob, "told in words", lambda: visible_text(bob, "page-error") ==
