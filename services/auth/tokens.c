@@ -224,6 +224,7 @@ struct revoke_scan {
 	const unsigned char *keep; /* hash of the session to keep, or NULL */
 	unsigned char (*hashes)[AUTH_TOKEN_HASH_BYTES];
 	size_t n, cap;
+	bool nomem;	/* stopped early: a revocation must not pass for complete */
 };
 
 static bool
@@ -240,8 +241,10 @@ collect_user_tokens(void *arg, store_val key, store_val val)
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 16;
 		void *p = realloc(s->hashes, cap * AUTH_TOKEN_HASH_BYTES);
-		if (p == NULL)
+		if (p == NULL) {
+			s->nomem = true;
 			return false;
+		}
 		s->hashes = p;
 		s->cap = cap;
 	}
@@ -260,6 +263,8 @@ auth_revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
 
 	err = store_scan(txn, a->user_tokens, user_id, s.prefix_len, false, collect_user_tokens,
 			 &s);
+	if (err == STORE_OK && s.nomem)
+		err = STORE_NOMEM; /* ChangePassword and DeleteAccount fail, nothing half done */
 	for (size_t i = 0; err == STORE_OK && i < s.n; i++) {
 		user_token_key(ukey, &uklen, user_id, s.hashes[i]);
 		err = store_del(txn, a->user_tokens, ukey, uklen);
