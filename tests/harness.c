@@ -335,8 +335,13 @@ spawn(th_daemon *d)
 		usleep(20000);
 	}
 	/* What answered may be another test's daemon on a port ours could not
-	 * take: only our daemon's own word that it started counts. */
-	while (!th_log_has(d, "parleyd: started (pid")) {
+	 * take: only our daemon's own word that it started counts, said by
+	 * this process (the log is appended to: after th_restart it still
+	 * holds the started line of the daemon before). */
+	char started[64];
+
+	snprintf(started, sizeof(started), "parleyd: started (pid %ld,", (long)d->pid);
+	while (!th_log_has(d, started)) {
 		int status;
 
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {

@@ -240,11 +240,40 @@ test_port_in_use(void)
 	printf("ok a taken port is a clear error\n");
 }
 
+/* A restarted daemon that cannot take its ports back is not "up" because
+ * another daemon answers there: the harness waits for the started line of
+ * the new process, not the one the log kept from the run before. */
+static void
+test_restart_onto_taken_ports(void)
+{
+	th_daemon b = {0}, a = {0};
+
+	TH_CHECK(th_start(&b, "auth"), "start b");
+	TH_CHECK(th_stop(&b) == 0, "stop b");
+	memcpy(a.auth, b.auth, sizeof(a.auth));
+	memcpy(a.rooms, b.rooms, sizeof(a.rooms));
+	memcpy(a.history, b.history, sizeof(a.history));
+	memcpy(a.messaging, b.messaging, sizeof(a.messaging));
+	memcpy(a.events, b.events, sizeof(a.events));
+	memcpy(a.room_events, b.room_events, sizeof(a.room_events));
+	memcpy(a.rooms_internal, b.rooms_internal, sizeof(a.rooms_internal));
+	memcpy(a.http, b.http, sizeof(a.http));
+	TH_CHECK(th_start(&a, "auth"), "start a on b's ports");
+	TH_CHECK(!th_restart(&b), "b restarted onto a's ports counts as up");
+	TH_CHECK(b.pid == 0, "b's new process has exited");
+	TH_CHECK(th_log_has(&b, "in use"), "b's log says why");
+	TH_CHECK(th_wait_serving(a.auth, 5000), "a is unharmed");
+	th_cleanup(&a);
+	th_cleanup(&b);
+	printf("ok a restart onto taken ports fails\n");
+}
+
 int
 main(void)
 {
 	test_bad_flags();
 	test_sigterm_answers_inflight();
 	test_port_in_use();
+	test_restart_onto_taken_ports();
 	return 0;
 }
