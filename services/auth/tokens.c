@@ -197,10 +197,20 @@ auth_lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MA
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	if (err != STORE_OK)
 		return rpc_status_set(st, RPC_INTERNAL, "token store: %s", store_strerror(err));
-	rec = parley__store__v1__token_record__unpack(NULL, len, buf);
+	/* The user_id read here becomes the caller of every service: it must
+	 * be UTF-8 and fit whole, never cut to another user's id. */
+	rec = rpc_check_wire(&parley__store__v1__token_record__descriptor, buf, len, st) == RPC_OK
+		  ? parley__store__v1__token_record__unpack(NULL, len, buf)
+		  : NULL;
 	free(buf);
-	if (rec == NULL)
+	if (rec != NULL && (rec->user_id[0] == '\0' || strlen(rec->user_id) >= RPC_USER_ID_MAX)) {
+		parley__store__v1__token_record__free_unpacked(rec, NULL);
+		rec = NULL;
+	}
+	if (rec == NULL) {
+		plog_error("auth", "a token record is damaged");
 		return rpc_status_set(st, RPC_DATA_LOSS, "token record is damaged");
+	}
 	ok = rec->token_hash.len == AUTH_TOKEN_HASH_BYTES &&
 	     sodium_memcmp(rec->token_hash.data, hash, AUTH_TOKEN_HASH_BYTES) == 0;
 	snprintf(user_id, RPC_USER_ID_MAX, "%s", rec->user_id);

@@ -8,12 +8,16 @@
  * reported by `parleyd check`.
  */
 #include <lmdb.h>
+#include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "mx_util.h"
+#include "parley/store/v1/auth_records.pb-c.h"
+#include "parley/v1/auth.pb-c.h"
+#include "parley/v1/rooms.pb-c.h"
 #include "store.h"
 
 #define NMSG 6
@@ -83,6 +87,60 @@ damage(const char *dir, const char *room, uint64_t a, uint64_t b)
 	mdb_env_close(env);
 }
 
+/* Overwrites, through LMDB itself, user's record with one whose display
+ * name is not UTF-8, and the session of token with one whose user_id is
+ * not UTF-8 (its key: the keyed BLAKE2b of the raw token, as auth does). */
+static void
+damage_auth(const char *dir, const char *user, const char *token)
+{
+	Parley__Store__V1__UserRecord ur = PARLEY__STORE__V1__USER_RECORD__INIT;
+	Parley__Store__V1__TokenRecord tr = PARLEY__STORE__V1__TOKEN_RECORD__INIT;
+	unsigned char key[crypto_generichash_KEYBYTES], raw[32], hash[32];
+	uint8_t buf[256];
+	char path[400];
+	size_t rawlen = 0;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi users, tokens;
+	MDB_val k, v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/auth.key", dir);
+	TH_CHECK((f = fopen(path, "rb")) != NULL && fread(key, 1, sizeof(key), f) == sizeof(key),
+		 "read %s", path);
+	fclose(f);
+	TH_CHECK(sodium_base642bin(raw, sizeof(raw), token, strlen(token), NULL, &rawlen, NULL,
+				   sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+			 rawlen == sizeof(raw),
+		 "decode the token");
+	crypto_generichash(hash, sizeof(hash), raw, sizeof(raw), key, sizeof(key));
+
+	TH_CHECK(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 64) == 0 &&
+			 mdb_env_set_mapsize(env, (size_t)1 << 30) == 0 &&
+			 mdb_env_open(env, dir, 0, 0600) == 0,
+		 "open the daemon's LMDB");
+	TH_CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0 &&
+			 mdb_dbi_open(txn, "auth.users", 0, &users) == 0 &&
+			 mdb_dbi_open(txn, "auth.tokens", 0, &tokens) == 0,
+		 "auth tables");
+	ur.user_id = (char *)user;
+	ur.display_name = "caf\xc3\x28 bad";
+	ur.created_at_ms = 1;
+	k = (MDB_val){.mv_size = strlen(user), .mv_data = (void *)user};
+	v = (MDB_val){.mv_size = parley__store__v1__user_record__pack(&ur, buf), .mv_data = buf};
+	TH_CHECK(mdb_put(txn, users, &k, &v, 0) == 0, "overwrite %s's record", user);
+	tr.user_id = "caf\xc3\x28";
+	tr.expires_at_ms = UINT64_MAX / 2;
+	tr.token_hash.data = hash;
+	tr.token_hash.len = sizeof(hash);
+	k = (MDB_val){.mv_size = sizeof(hash), .mv_data = hash};
+	v = (MDB_val){.mv_size = parley__store__v1__token_record__pack(&tr, buf), .mv_data = buf};
+	TH_CHECK(mdb_put(txn, tokens, &k, &v, 0) == 0, "overwrite the session");
+	TH_CHECK(mdb_txn_commit(txn) == 0, "commit");
+	mdb_env_close(env);
+	sodium_memzero(key, sizeof(key));
+}
+
 static void
 reconnect(void)
 {
@@ -113,10 +171,11 @@ main(void)
 	char file[400];
 	struct stat fst;
 	rpc_status st;
-	mx_user a;
+	mx_user a, u[2];
 
 	mx_start(NULL);
 	mx_users_new(&a, 1, "dmg");
+	mx_users_new(u, 2, "dmgauth");
 	snprintf(room, sizeof(room), "%s", th_name("dmg"));
 	TH_CODE(mx_create_room(&a, room, &st), RPC_OK, &st);
 	for (int i = 0; i < NMSG; i++) {
@@ -134,6 +193,7 @@ main(void)
 	printf("ok parleyd check on clean data exits 0\n");
 
 	damage(mx_d.dir, room, seqs[2], seqs[4]);
+	damage_auth(mx_d.dir, u[0].name, u[1].token);
 	TH_CHECK(run_check(mx_d.dir, out, sizeof(out)) == 1, "damage is found:\n%s", out);
 	snprintf(want, sizeof(want), "room '%s' seq %llu: ", room, (unsigned long long)seqs[2]);
 	TH_CHECK(strstr(out, want) != NULL, "names the record that does not decode:\n%s", out);
@@ -160,6 +220,31 @@ main(void)
 	protobuf_c_message_free_unpacked(&h->base, NULL);
 	TH_CHECK(th_log_has(&mx_d, "is damaged"), "the log says what is damaged");
 	printf("ok GetHistory answers DATA_LOSS for damaged records: %s\n", st.message);
+
+	/* Auth's records: the damaged text is DATA_LOSS, never served. */
+	{
+		Parley__V1__GetUsersRequest gu = PARLEY__V1__GET_USERS_REQUEST__INIT;
+		Parley__V1__ValidateRequest vr = PARLEY__V1__VALIDATE_REQUEST__INIT;
+		Parley__V1__ListMyRoomsRequest lr = PARLEY__V1__LIST_MY_ROOMS_REQUEST__INIT;
+		char *ids[1] = {u[0].name};
+
+		gu.n_user_ids = 1;
+		gu.user_ids = ids;
+		mx_expect(mx_call(mx_auth, &parley__v1__auth__descriptor, "GetUsers", &a, &gu.base,
+				  NULL, &st),
+			  RPC_DATA_LOSS, &st, "stored data is damaged", "GetUsers of a damaged user");
+		vr.token = u[1].token;
+		mx_expect(mx_call(mx_auth, &parley__v1__auth__descriptor, "Validate", &a, &vr.base,
+				  NULL, &st),
+			  RPC_DATA_LOSS, &st, "token record is damaged", "Validate a damaged session");
+		TH_CHECK(mx_call(mx_rooms, &parley__v1__rooms__descriptor, "ListMyRooms", &u[1],
+				 &lr.base, NULL, &st) != RPC_OK,
+			 "a damaged session calls nothing");
+		TH_CHECK(th_log_has(&mx_d, "a user record is damaged") &&
+				 th_log_has(&mx_d, "a token record is damaged"),
+			 "the log says which records are damaged");
+		printf("ok damaged auth records answer DATA_LOSS: %s\n", st.message);
+	}
 
 	/* A session from the start: the events before the damage, then
 	 * DATA_LOSS, and the daemon stays up. */
