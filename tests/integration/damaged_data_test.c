@@ -3,7 +3,9 @@
  * client as invalid UTF-8: records overwritten through LMDB directly (one
  * that does not decode, one whose text is not UTF-8) answer DATA_LOSS on
  * GetHistory and Poll, naming the seq, while the events before them are
- * still served; `parleyd check` reports both and exits 1 (0 on clean data);
+ * still served; a user record whose display name and a session whose
+ * user_id are not UTF-8 answer DATA_LOSS on GetUsers and Validate;
+ * `parleyd check` reports both events and exits 1 (0 on clean data);
  * a data.mdb truncated to half is refused at start with a clear reason and
  * reported by `parleyd check`.
  */
