@@ -70,6 +70,8 @@ from_mdb(int rc)
 	case ENOSPC:
 	case EDQUOT:
 		return STORE_NOSPACE;
+	case ENOMEM:
+		return STORE_NOMEM;
 	default:
 		return STORE_IO;
 	}
@@ -183,7 +185,7 @@ store_open(store_env **envp, const char *dir, const store_opts *opts, char *deta
 
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
-		return STORE_IO;
+		return STORE_NOMEM;
 	e->map_size = opts && opts->map_size ? opts->map_size : STORE_DEFAULT_MAP_SIZE;
 	e->read_only = opts && opts->read_only;
 	pthread_mutex_init(&e->dbi_mtx, NULL);
@@ -368,7 +370,7 @@ store_begin(store_env *e, bool write, store_txn **txnp)
 		return STORE_READONLY;
 	t = malloc(sizeof(*t));
 	if (t == NULL)
-		return STORE_IO;
+		return STORE_NOMEM;
 	t->env = e;
 	rc = txn_begin(e, write ? 0 : MDB_RDONLY, &t->txn);
 	if (rc != 0) {
@@ -520,7 +522,7 @@ store_get_copy(store_env *e, store_table tbl, const void *key, size_t klen, void
 	if (err == STORE_OK) {
 		*val = malloc(v.len ? v.len : 1);
 		if (*val == NULL)
-			err = STORE_IO;
+			err = STORE_NOMEM;
 		else
 			memcpy(*val, v.data, v.len);
 		*vlen = v.len;

@@ -38,7 +38,7 @@ typedef enum store_err {
 	STORE_NOSPACE,	 /* the file system is full (ENOSPC, EDQUOT) */
 	STORE_DENIED,	 /* the file system refused access (EACCES, EPERM) */
 	STORE_ROFS,	 /* the file system is mounted read-only (EROFS) */
-	STORE_NOMEM,	 /* out of memory (a caller's scan could not keep what it read) */
+	STORE_NOMEM,	 /* out of memory (ENOMEM from LMDB, a copy, or a caller's scan) */
 } store_err;
 
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB */
@@ -67,7 +67,7 @@ const char *store_strerror(store_err err);
  * A data file shorter than the pages its meta page counts (truncated) is
  * STORE_CORRUPT, refused before any page is read. Errors: STORE_CORRUPT,
  * STORE_NOTFOUND (read-only and no environment), STORE_DENIED, STORE_ROFS,
- * STORE_NOSPACE, STORE_INVALID, STORE_IO. */
+ * STORE_NOSPACE, STORE_INVALID, STORE_NOMEM, STORE_IO. */
 store_err store_open(store_env **envp, const char *dir, const store_opts *opts,
 		     char *detail, size_t detail_len);
 void store_close(store_env *env);
@@ -91,7 +91,7 @@ store_err store_table_open(store_env *env, const char *name, store_table *out);
 /* Begins a transaction; may wait while the map is adopted (see above).
  * Errors: STORE_READONLY (write on a read-only env), STORE_BUSY (no reader
  * slot, or the map grew while this thread holds another transaction),
- * STORE_CORRUPT, STORE_IO. */
+ * STORE_CORRUPT, STORE_NOMEM, STORE_IO. */
 store_err store_begin(store_env *env, bool write, store_txn **txnp);
 
 /* Calls fn with the name of every table in env, in name order, inside one
