@@ -17,9 +17,14 @@
  * arriving while round r runs needs round r + 1: that is what makes the
  * mirror safe to use for "has this user left?" without a stale window.
  *
+ * Following: once a page is applied, every JOINED in it is passed to the
+ * sessions (mx_sessions_joined), whose open sessions of that user add the
+ * room. The sessions end before the feed: mx_feed_unfollow stops that.
+ *
  * Locking: f->mtx guards the round counters, `kick` and `stop`;
- * the SUB callback (an nng thread) only sets `kick`. Everything else
- * belongs to the feed thread.
+ * the SUB callback (an nng thread) only sets `kick`. f->follow_mtx guards
+ * `follow` and is held while the sessions are told of joins. Everything
+ * else belongs to the feed thread.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -56,6 +61,8 @@ struct mx_feed {
 	uint64_t round_wanted; /* the latest round a barrier waits for */
 	bool kick, stop;
 	rpc_status round_error; /* why the last failed round failed */
+	pthread_mutex_t follow_mtx;
+	bool follow;		/* [follow_mtx] tell the sessions of joins */
 
 	/* Feed thread only. */
 	uint64_t cursor;
@@ -130,6 +137,34 @@ load_cursor(messaging_service *m)
 	return c;
 }
 
+/* Tells the sessions of the JOINEDs among changes that were applied now
+ * (those past the cursor `before`). */
+static void
+tell_joins(mx_feed *f, Parley__V1__Event **changes, size_t n, uint64_t before)
+{
+	pthread_mutex_lock(&f->follow_mtx);
+	for (size_t i = 0; i < n && f->follow; i++) {
+		const Parley__V1__Event *c = changes[i];
+
+		if (c->seq > before && c->seq <= f->cursor &&
+		    c->body_case == PARLEY__V1__EVENT__BODY_MEMBERSHIP && c->membership != NULL &&
+		    c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED &&
+		    c->room_id != NULL && c->sender != NULL)
+			mx_sessions_joined(f->m->sessions, c->room_id, c->sender);
+	}
+	pthread_mutex_unlock(&f->follow_mtx);
+}
+
+void
+mx_feed_unfollow(mx_feed *f)
+{
+	if (f == NULL)
+		return;
+	pthread_mutex_lock(&f->follow_mtx);
+	f->follow = false;
+	pthread_mutex_unlock(&f->follow_mtx);
+}
+
 /* Fetches one page after the cursor and has the writer apply it. *head
  * receives the log's head as the rooms service reported it. */
 static bool
@@ -141,6 +176,7 @@ catch_up_page(mx_feed *f, uint64_t *head)
 	rpc_call_opts opts = {.timeout_ms = FEED_CALL_TIMEOUT_MS};
 	rpc_status *st = &f->last_error;
 	store_err err = STORE_OK;
+	uint64_t before = f->cursor;
 
 	req.after_seq = f->cursor;
 	req.limit = FEED_PAGE;
@@ -158,10 +194,11 @@ catch_up_page(mx_feed *f, uint64_t *head)
 			  (unsigned long long)f->cursor);
 	f->rooms_down = false;
 	*head = resp->head_seq;
-	if (resp->n_changes > 0)
-		err = mx_writer_apply_changes(f->m->writer, resp->changes, resp->n_changes,
-					      &f->cursor);
-	else if (resp->head_seq < f->cursor)
+	if (resp->n_changes > 0 &&
+	    (err = mx_writer_apply_changes(f->m->writer, resp->changes, resp->n_changes,
+					   &f->cursor)) == STORE_OK)
+		tell_joins(f, resp->changes, resp->n_changes, before);
+	else if (resp->n_changes == 0 && resp->head_seq < f->cursor)
 		plog_error("messaging", "rooms log ends at %llu, before our cursor %llu: was it reset?",
 			   (unsigned long long)resp->head_seq, (unsigned long long)f->cursor);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -304,7 +341,9 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	f->m = m;
 	f->cursor = load_cursor(m);
+	f->follow = m->sessions != NULL;
 	pthread_mutex_init(&f->mtx, NULL);
+	pthread_mutex_init(&f->follow_mtx, NULL);
 	rpc_cond_init(&f->cv);
 	rpc_cond_init(&f->done_cv);
 	if ((rv = nng_sub0_open(&f->sub)) == 0) {
@@ -362,6 +401,7 @@ mx_feed_stop(mx_feed *f)
 	}
 	pthread_cond_destroy(&f->done_cv);
 	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->follow_mtx);
 	pthread_mutex_destroy(&f->mtx);
 	free(f);
 }
