@@ -17,11 +17,20 @@
  * arriving while round r runs needs round r + 1: that is what makes the
  * mirror safe to use for "has this user left?" without a stale window.
  *
+ * The barrier is asked for as early as it can be: the router takes, as a
+ * frame arrives (its event is committed by then), the round that must
+ * pass before the frame may be delivered (mx_feed_round_next) and kicks
+ * that round off at once. By the time a session builds its reply, that
+ * round has often passed, and then the barrier costs one atomic load: no
+ * lock, no wait (mx_feed_sync_round). An event read from LMDB at reply
+ * time needs a round that starts after that moment, as before.
+ *
  * Following: once a page is applied, every JOINED in it is passed to the
  * sessions (mx_sessions_joined), whose open sessions of that user add the
  * room. The sessions end before the feed: mx_feed_unfollow stops that.
  *
- * Locking: f->mtx guards the round counters, `kick` and `stop`;
+ * Locking: f->mtx guards the round counters, `kick` and `stop`
+ * (round_started and round_ok are also read atomically without it);
  * the SUB callback (an nng thread) only sets `kick`. f->follow_mtx guards
  * `follow` and is held while the sessions are told of joins. Everything
  * else belongs to the feed thread.
@@ -283,7 +292,8 @@ feed_main(void *arg)
 			continue;
 		}
 		f->kick = false;
-		round = ++f->round_started;
+		round = f->round_started + 1;
+		__atomic_store_n(&f->round_started, round, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&f->mtx);
 
 		ok = catch_up(f);
@@ -292,7 +302,7 @@ feed_main(void *arg)
 		pthread_mutex_lock(&f->mtx);
 		f->round_done = round;
 		if (ok)
-			f->round_ok = round;
+			__atomic_store_n(&f->round_ok, round, __ATOMIC_RELEASE);
 		else /* last_error is the feed thread's; waiters read this copy */
 			f->round_error = f->last_error;
 		pthread_cond_broadcast(&f->done_cv);
@@ -302,14 +312,31 @@ feed_main(void *arg)
 	return NULL;
 }
 
-rpc_code
-mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
+uint64_t
+mx_feed_round_next(mx_feed *f)
 {
-	uint64_t mine;
+	return __atomic_load_n(&f->round_started, __ATOMIC_ACQUIRE) + 1;
+}
+
+void
+mx_feed_want(mx_feed *f, uint64_t round)
+{
+	pthread_mutex_lock(&f->mtx);
+	if (f->round_wanted < round) {
+		f->round_wanted = round;
+		pthread_cond_signal(&f->cv);
+	}
+	pthread_mutex_unlock(&f->mtx);
+}
+
+rpc_code
+mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *st)
+{
 	rpc_code code = RPC_OK;
 
+	if (__atomic_load_n(&f->round_ok, __ATOMIC_ACQUIRE) >= mine)
+		return RPC_OK; /* passed already: the mirror is current enough */
 	pthread_mutex_lock(&f->mtx);
-	mine = f->round_started + 1;
 	if (f->round_wanted < mine) {
 		f->round_wanted = mine;
 		pthread_cond_signal(&f->cv);
@@ -326,6 +353,12 @@ mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
 				      "rooms service did not answer in time");
 	pthread_mutex_unlock(&f->mtx);
 	return code;
+}
+
+rpc_code
+mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
+{
+	return mx_feed_sync_round(f, mx_feed_round_next(f), deadline_ms, st);
 }
 
 /* ---- life ------------------------------------------------------------------------ */

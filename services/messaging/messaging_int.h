@@ -200,6 +200,15 @@ void mx_feed_stop(mx_feed *f);
  */
 rpc_code mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st);
 
+/* The barrier in two steps. mx_feed_round_next: the first round that
+ * starts after now (every change committed before now is in the mirror
+ * once it passed). mx_feed_want: asks for that round to run soon, without
+ * waiting. mx_feed_sync_round: returns RPC_OK once round `mine` has
+ * passed, at once (an atomic load) if it has; else as mx_feed_sync. */
+uint64_t mx_feed_round_next(mx_feed *f);
+void mx_feed_want(mx_feed *f, uint64_t round);
+rpc_code mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *st);
+
 /* From now on the feed no longer tells sessions of joins (mx_sessions_joined);
  * returns once no such call is in progress. f may be NULL. */
 void mx_feed_unfollow(mx_feed *f);

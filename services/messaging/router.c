@@ -61,6 +61,7 @@ struct mx_router {
 	pthread_mutex_t mtx;
 	pthread_cond_t cv;	/* marker_seen, stop */
 	bool marker_seen;
+	uint64_t wanted;	/* the last membership round asked of the feed */
 	bool stop;		/* the tick thread ends */
 	pthread_t tick;
 	bool tick_started;
@@ -122,6 +123,7 @@ frame_of(nng_msg *msg, size_t off, unsigned n)
 	f->msg = msg;
 	f->off = off;
 	f->seq = ev->seq;
+	f->need = 0;
 	snprintf(f->sender, sizeof(f->sender), "%s", ev->sender != NULL ? ev->sender : "");
 	parley__v1__event__free_unpacked(ev, NULL);
 	return f;
@@ -153,6 +155,15 @@ deliver_locked(mx_router *r, nng_msg *msg)
 	f = frame_of(msg, (size_t)(nul - body) + 1, rt->n);
 	if (f != NULL && f->seq > rt->seen)
 		rt->seen = f->seq;
+	if (f != NULL && r->m->feed != NULL) {
+		/* Committed by now: the first round that starts from here
+		 * clears it for delivery. Start it now, once per round. */
+		f->need = mx_feed_round_next(r->m->feed);
+		if (f->need > r->wanted) {
+			r->wanted = f->need;
+			mx_feed_want(r->m->feed, f->need);
+		}
+	}
 	for (unsigned i = 0; i < rt->n; i++)
 		session_deliver(rt->v[i].s, f);
 	return true;

@@ -30,16 +30,18 @@
  * check puts the rooms back where they were, to be read again.
  *
  * Leaving a room: before a reply carries any event of a room, the worker
- * passes the membership barrier (mx_feed_sync: every change the rooms
- * service committed before the barrier began is in the mirror) and looks
- * the user up in the mirror; a room the mirror does not list is confirmed
- * with IsMember (the Poll's own token), and dropped from the session with
- * whatever it had buffered if the user is not a member. A LeaveRoom that
- * has returned is therefore seen by every reply built after it: no stale
- * window. The barrier is shared: one round trip to the rooms service
- * serves every session answering at that moment. The user's own removal
- * event (LEFT, KICKED, BANNED) is the last event the room delivers: it is
- * looked up in the timeline and sent alone, never what was sent around it.
+ * passes the membership barrier and looks the user up in the mirror; a
+ * room the mirror does not list is confirmed with IsMember (the Poll's own
+ * token). The barrier (mx_feed_sync_round) waits for a round of the feed
+ * that started after the event was committed: for a live event, the round
+ * the router took when the frame arrived; for events read from LMDB, a
+ * round from the moment of the read. So an event committed after a
+ * LeaveRoom returned always meets the mirror without the user: no stale
+ * window. When the round has passed already, the barrier is one atomic
+ * load; one round trip to the rooms service serves every session waiting.
+ * The user's own removal event (LEFT, KICKED, BANNED) is the last event
+ * the room delivers: it is looked up in the timeline and sent alone, never
+ * what was sent around it.
  *
  * Following the user: when the feed applies a JOINED of the session's user
  * (joined from anywhere), the session adds the room (session_follow), from
@@ -95,6 +97,7 @@ typedef struct mx_frame {
 	nng_msg *msg;		/* room_id \0 packed Event */
 	size_t off;		/* where the packed Event starts */
 	uint64_t seq;		/* 0 for presence */
+	uint64_t need;		/* the membership round to pass before delivery */
 	char sender[RPC_USER_ID_MAX];
 } mx_frame;
 

@@ -137,8 +137,10 @@ start_leaving(mx_session *s, unsigned i)
 
 /*
  * Checks membership of every room with something to deliver. First the
- * membership barrier (every change the rooms service committed before now
- * is in the mirror), then the mirror; a room the mirror does not list is
+ * membership barrier (every change the rooms service committed before the
+ * events at hand were committed is in the mirror: for a live event, the
+ * round the router took when it arrived; for LMDB, a round from now), then
+ * the mirror; a room the mirror does not list is
  * confirmed with IsMember (the Poll's token) before the user's removal
  * becomes its last event. RPC_OK, or the failure in st (nothing is
  * consumed then). checked[i] tells which rooms may deliver.
@@ -148,6 +150,7 @@ check_rooms(mx_session *s, rpc_call *call, bool *checked, rpc_status *st)
 {
 	int64_t deadline = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
 	bool unsure[SESSION_MAX_ROOMS], any = false;
+	uint64_t mine = 0;
 	store_txn *txn;
 
 	for (unsigned i = 0; i < s->nrooms; i++) {
@@ -157,12 +160,24 @@ check_rooms(mx_session *s, rpc_call *call, bool *checked, rpc_status *st)
 		unsure[i] = !session_is_gone(r) && !r->leaving &&
 			    (r->buffered > 0 || session_behind(r));
 		any |= unsure[i];
+		/* Read from LMDB now: what it holds needs a round from now. */
+		if (unsure[i] && session_behind(r) && mine == 0)
+			mine = mx_feed_round_next(s->m->feed);
 	}
 	if (!any)
 		return RPC_OK;
+	/* A live event needs the round taken when it reached the router. */
+	for (unsigned k = 0; k < s->buf_len; k++) {
+		const mx_frame *f = s->buf[(s->buf_head + k) % s->buf_cap].f;
+
+		if (f->need > mine)
+			mine = f->need;
+	}
+	if (mine == 0)
+		mine = mx_feed_round_next(s->m->feed);
 	if (rpc_call_deadline(call) < deadline)
 		deadline = rpc_call_deadline(call);
-	if (mx_feed_sync(s->m->feed, deadline, st) != RPC_OK)
+	if (mx_feed_sync_round(s->m->feed, mine, deadline, st) != RPC_OK)
 		return st->code;
 	if (store_begin(s->m->env, false, &txn) == STORE_OK) {
 		for (unsigned i = 0; i < s->nrooms; i++) {
