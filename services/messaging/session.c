@@ -314,89 +314,6 @@ read_heads(mx_session *s)
 	store_abort(txn);
 }
 
-/* ---- following the user's memberships ------------------------------------------ */
-
-/* A new slot for room id at the end of s->rooms; NULL when full or out of
- * memory. */
-static sess_room *
-add_slot(mx_session *s, const char *id)
-{
-	sess_room *r;
-
-	if (s->nrooms >= SESSION_MAX_ROOMS || (r = calloc(1, sizeof(*r))) == NULL)
-		return NULL;
-	snprintf(r->id, sizeof(r->id), "%s", id);
-	pthread_mutex_lock(&s->mtx);
-	if (s->nrooms == s->rooms_cap) {
-		unsigned cap = s->rooms_cap * 2 > SESSION_MAX_ROOMS ? SESSION_MAX_ROOMS
-								     : s->rooms_cap * 2;
-		sess_room **v = realloc(s->rooms, cap * sizeof(*v));
-
-		if (v == NULL) {
-			pthread_mutex_unlock(&s->mtx);
-			free(r);
-			return NULL;
-		}
-		s->rooms = v;
-		s->rooms_cap = cap;
-	}
-	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE); /* until it is set up */
-	s->rooms[s->nrooms++] = r;
-	pthread_mutex_unlock(&s->mtx);
-	return r;
-}
-
-/*
- * The user joined room id (the feed applied the JOINED): the session
- * covers it from that JOINED event on. A room the session has and has not
- * left is left alone; a slot of a room it left is used again.
- */
-static void
-follow_room(mx_session *s, const char *id)
-{
-	uint64_t joined = 0, head = 0;
-	sess_room *r = NULL;
-	store_txn *txn;
-	unsigned i;
-
-	for (i = 0; i < s->nrooms; i++)
-		if (strcmp(s->rooms[i]->id, id) == 0)
-			break;
-	if (i < s->nrooms && !session_is_gone(s->rooms[i]))
-		return;
-	if (store_begin(s->m->env, false, &txn) != STORE_OK)
-		return;
-	joined = session_find_membership(s, txn, id, 0, true);
-	if (timeline_head(txn, &s->m->tl, id, &head) != STORE_OK)
-		joined = 0;
-	store_abort(txn);
-	if (joined == 0)
-		return; /* no JOINED of ours near the head: nothing to start from */
-	if (i < s->nrooms)
-		r = s->rooms[i];
-	else if ((r = add_slot(s, id)) == NULL) {
-		plog_info("messaging", "session of %s covers %u rooms: does not follow %s", s->user,
-			  s->nrooms, id);
-		return;
-	}
-	if (!mx_presence_enter(s->m->presence, id, s->user))
-		return;
-	r->cursor = joined - 1;
-	r->known_head = head;
-	r->buffered = 0;
-	r->leaving = false;
-	pthread_mutex_lock(&s->mtx);
-	r->rewind_set = false;
-	pthread_mutex_unlock(&s->mtx);
-	__atomic_store_n(&r->gone, false, __ATOMIC_RELEASE);
-	if (!mx_router_add_room(s->m->router, s, i)) {
-		/* Out of memory: served from LMDB, woken by Polls only. */
-		plog_error("messaging", "session of %s: cannot route %s", s->user, id);
-	}
-	plog_info("messaging", "session of %s: now follows %s from seq %llu", s->user, id,
-		  (unsigned long long)joined);
-}
-
 /* ---- the worker ---------------------------------------------------------------------- */
 
 /* Takes the rewinds Polls left (s->mtx held) for apply_rewinds. */
@@ -575,7 +492,7 @@ worker_main(void *arg)
 			take_frame(s, t.frames[i]);
 		free(t.frames);
 		for (unsigned i = 0; i < t.njoins && !t.ending; i++)
-			follow_room(s, t.joins[i]);
+			session_follow_room(s, t.joins[i]);
 		free(t.joins);
 		if (t.ending)
 			break;

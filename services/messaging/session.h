@@ -255,6 +255,11 @@ void session_drop_room(mx_session *s, unsigned room);
 uint64_t session_find_membership(mx_session *s, store_txn *txn, const char *room,
 				 uint64_t floor, bool joined);
 
+/* The user joined room_id (the feed applied the JOINED): the session
+ * covers it from that JOINED event on. A room the session has and has not
+ * left is left alone; the slot of a room it left is used again. */
+void session_follow_room(mx_session *s, const char *room_id);
+
 /* Builds and sends the reply to call (session_reply.c). false, without
  * answering, when there turned out to be nothing to send and the call may
  * wait on. */
