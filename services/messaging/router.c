@@ -22,8 +22,9 @@
  * So no session needs a timer of its own, and an idle room costs nothing.
  *
  * Locking: r->mtx guards the index (and each route's `seen`) and is held
- * while a frame is handed out or the tick visits the routes, so once mx_router_remove returns no delivery to that session is in
- * progress or can start. Order: r->mtx, then a session's own lock.
+ * while a frame is handed out or the tick visits the routes, so once
+ * mx_router_remove returns no delivery to that session is in progress or
+ * can start. Order: r->mtx, then a session's own lock, or the feed's.
  */
 #include "session.h"
 
