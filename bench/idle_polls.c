@@ -36,6 +36,7 @@ struct idle_polls {
 	int n;
 	bool stopping;		/* atomic */
 	uint64_t answered;	/* atomic: Polls that came back */
+	uint64_t failed;	/* atomic: ...with an error (not sent again) */
 };
 
 static void
@@ -57,6 +58,9 @@ slot_cb(void *arg)
 {
 	struct idle_slot *s = arg;
 	int rv = nng_aio_result(s->aio);
+	Parley__V1__RpcResponse *resp;
+	nng_msg *msg;
+	bool ok;
 
 	if (s->sending) {
 		s->sending = false;
@@ -70,9 +74,18 @@ slot_cb(void *arg)
 	}
 	if (rv != 0)
 		return;
-	nng_msg_free(nng_aio_get_msg(s->aio));
+	msg = nng_aio_get_msg(s->aio);
 	nng_aio_set_msg(s->aio, NULL);
+	resp = parley__v1__rpc_response__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	ok = resp != NULL && (resp->status == NULL || resp->status->code == 0);
+	if (resp != NULL)
+		parley__v1__rpc_response__free_unpacked(resp, NULL);
+	nng_msg_free(msg);
 	__atomic_add_fetch(&s->p->answered, 1, __ATOMIC_RELAXED);
+	if (!ok) {
+		__atomic_add_fetch(&s->p->failed, 1, __ATOMIC_RELAXED);
+		return; /* refused: sending it again would only spin */
+	}
 	slot_send(s);
 }
 
@@ -143,6 +156,12 @@ uint64_t
 idle_polls_answered(idle_polls *p)
 {
 	return __atomic_load_n(&p->answered, __ATOMIC_RELAXED);
+}
+
+uint64_t
+idle_polls_failed(idle_polls *p)
+{
+	return __atomic_load_n(&p->failed, __ATOMIC_RELAXED);
 }
 
 void

@@ -91,13 +91,24 @@ idle_window(breport *r, const bench_opts *o, pd_daemon *d, open_ctx *c, long rss
 		rep_fail(r, "%d sessions: cannot keep Polls waiting", c->n);
 		goto out;
 	}
-	bench_sleep_ns(1500000000); /* every Poll arrives and settles */
+	/* Settled: every Poll arrived and what the sessions held (presence
+	 * of the other user) went out: nothing answered for 1 s (at most
+	 * 30 s of waiting). */
+	for (int quiet = 0, waited = 0; quiet < 4 && waited < 120; waited++) {
+		uint64_t before = idle_polls_answered(ip);
+
+		bench_sleep_ns(250000000);
+		quiet = idle_polls_answered(ip) == before ? quiet + 1 : 0;
+	}
 	a0 = idle_polls_answered(ip);
 	cpu0 = bench_proc_cpu_s(d->pid);
 	bench_sleep_ns((uint64_t)(window_s * 1e9));
 	cpu1 = bench_proc_cpu_s(d->pid);
 	a1 = idle_polls_answered(ip);
 	rss = bench_proc_status(d->pid, "VmRSS");
+	if (idle_polls_failed(ip) > 0)
+		rep_fail(r, "%d sessions: %llu idle Polls failed", c->n,
+			 (unsigned long long)idle_polls_failed(ip));
 	rstat_add(&rows->idle_cpu->parley, (cpu1 - cpu0) * 100.0 / window_s);
 	rstat_add(&rows->idle_answered->parley, (double)(a1 - a0));
 	rstat_add(&rows->per_kib_polling->parley, (double)(rss - rss0) / c->n);
@@ -294,7 +305,8 @@ scen_sessions(const bench_opts *o)
 		     "the LMDB map counts as far as it is touched); baseline columns for "
 		     "RSS/threads are the same daemon before the sessions were opened");
 	rep_note(&r, "then a Poll (wait 30 s) is kept waiting on every session from one "
-		     "connection; server CPU is utime+stime over %s s of that, as %% of one core",
+		     "connection, until none has come back for 1 s; server CPU is utime+stime "
+		     "over %s s after that, as %% of one core",
 		     o->quick ? "1" : "3");
 	return rep_finish(&r);
 }
