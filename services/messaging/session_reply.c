@@ -258,7 +258,9 @@ session_follow_room(mx_session *s, const char *id)
 		return;
 	if (store_begin(s->m->env, false, &txn) != STORE_OK)
 		return;
-	joined = session_find_membership(s, txn, id, 0, true);
+	/* A room it left: never back before what it delivered there. */
+	joined = session_find_membership(s, txn, id, i < s->nrooms ? s->rooms[i]->cursor : 0,
+					 true);
 	if (timeline_head(txn, &s->m->tl, id, &head) != STORE_OK)
 		joined = 0;
 	store_abort(txn);
