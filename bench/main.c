@@ -57,8 +57,8 @@ usage(FILE *out)
 		"  --parleyd PATH  the daemon to measure (default %s)\n"
 		"  --out DIR       where JSON results go (default %s)\n"
 		"  --cases LIST    fanout only: rooms x members cases, e.g. 1x10,10x100\n"
-		"  --ab PATH       peers only: also measure Parley Poll on this parleyd, rep by rep\n"
-		"                  with --parleyd (a before/after of one change in the same run)\n"
+		"  --ab PATH       peers and sessions: also measure this parleyd, rep by rep with\n"
+		"                  --parleyd (a before/after of one change in the same run)\n"
 		"  --tmp DIR       scratch space; the data dir's filesystem is measured (default $TMPDIR or /tmp)\n",
 		PARLEYD_PATH, BENCH_RESULTS_DIR);
 }

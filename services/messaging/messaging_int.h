@@ -200,6 +200,19 @@ void mx_feed_stop(mx_feed *f);
  */
 rpc_code mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st);
 
+/* The barrier in two steps. mx_feed_round_next: the first round that
+ * starts after now (every change committed before now is in the mirror
+ * once it passed). mx_feed_want: asks for that round to run soon, without
+ * waiting. mx_feed_sync_round: returns RPC_OK once round `mine` has
+ * passed, at once (an atomic load) if it has; else as mx_feed_sync. */
+uint64_t mx_feed_round_next(mx_feed *f);
+void mx_feed_want(mx_feed *f, uint64_t round);
+rpc_code mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *st);
+
+/* From now on the feed no longer tells sessions of joins (mx_sessions_joined);
+ * returns once no such call is in progress. f may be NULL. */
+void mx_feed_unfollow(mx_feed *f);
+
 /* The membership mirror: the rooms service's members as of the feed
  * cursor, kept by the writer in the cursor's transaction. */
 store_err mx_mirror_apply(messaging_service *m, store_txn *txn, const Parley__V1__Event *change);
@@ -216,6 +229,10 @@ void mx_router_stop(mx_router *r);
 /* Routes the frames of each of s's rooms to s; false when out of memory
  * (then s is in no route). */
 bool mx_router_add(mx_router *r, mx_session *s);
+
+/* Routes s's room (an index into s->rooms) to s, a room added to the
+ * session (the worker's call); false when out of memory. */
+bool mx_router_add_room(mx_router *r, mx_session *s, unsigned room);
 
 /* Stops routing s's room (an index into s->rooms) to s. */
 void mx_router_drop_room(mx_router *r, mx_session *s, unsigned room);
@@ -293,6 +310,10 @@ int mx_sessions_start(messaging_service *m, mx_sessions **out, rpc_status *st);
 /* Finishes every waiting Poll (empty), ends every worker and waits for
  * them; then frees everything. */
 void mx_sessions_stop(mx_sessions *ss);
+
+/* The feed applied a JOINED of user in room: every open session of user
+ * adds the room (session_follow). */
+void mx_sessions_joined(mx_sessions *ss, const char *room, const char *user);
 
 rpc_code mx_handle_open(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
 			void *ctx);
