@@ -12,6 +12,9 @@
  * batch fails with it and nothing is published; retries answered from
  * existing records still succeed.
  *
+ * Deletes are answered by the eraser thread (eraser.c), after their text
+ * is erased from the file, so that the writer never waits for it.
+ *
  * Locking: w->mtx guards the queue, `queued`, `stopping` and the `done`
  * flag of change items. The batch being written, and the scratch maps,
  * belong to the writer thread alone. A queued Send lives in its call's
@@ -62,6 +65,8 @@ struct mx_writer {
 	struct wr_item *head, *tail;
 	unsigned queued;
 	bool stopping;
+
+	wr_eraser *eraser; /* answers the Deletes (eraser.c) */
 
 	/* Writer thread only. */
 	struct map rooms; /* room -> head seq within the batch */
@@ -394,9 +399,8 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	return err;
 }
 
-/* Answers one op; the item is gone afterwards. */
-static void
-answer_op(struct wr_item *it, store_err err)
+void
+wr_answer(struct wr_item *it, store_err err)
 {
 	rpc_call *call = it->call;
 	ProtobufCMessage *resp;
@@ -457,9 +461,8 @@ static store_err
 write_batch(mx_writer *w, struct wr_item *batch)
 {
 	uint64_t now = rpc_wall_ms();
-	struct wr_item *it, *next;
+	struct wr_item *it, *next, *deletes = NULL, **deletes_tail = &deletes;
 	store_txn *txn = NULL;
-	bool erase = false;
 	store_err err;
 
 	w->npubs = 0;
@@ -504,17 +507,18 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		it->seq = it->same_as->seq;
 		it->ts_ms = it->same_as->ts_ms;
 	}
-	/* A fresh delete is answered once its text is erased (below); a retry
-	 * of it within the batch waits with it. */
-	for (it = batch; it != NULL; it = it->next)
-		erase |= it->kind == ITEM_OP && it->op == MX_OP_DELETE &&
-			 (it->fresh || it->nneedles > 0);
+	/* Every Delete is answered by the eraser, once the texts of the fresh
+	 * ones are erased, and in commit order (a retry never overtakes the
+	 * erase of its original); the rest now. */
 	for (it = batch; it != NULL; it = next) {
 		next = it->next;
-		if (it->kind == ITEM_OP && erase && it->op == MX_OP_DELETE) {
-			continue;
+		if (it->kind == ITEM_OP && it->op == MX_OP_DELETE) {
+			it->batch_err = err;
+			it->next = NULL;
+			*deletes_tail = it;
+			deletes_tail = &it->next;
 		} else if (it->kind == ITEM_OP) {
-			answer_op(it, err);
+			wr_answer(it, err);
 		} else {
 			pthread_mutex_lock(&w->mtx);
 			it->err = err;
@@ -528,14 +532,7 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		mx_publish_locked(w->m, w->pubs[i]);
 	pthread_mutex_unlock(&w->m->pub_mtx);
 	w->npubs = 0;
-	if (erase) {
-		wr_erase_deleted(w, batch);
-		for (it = batch; it != NULL; it = next) {
-			next = it->next;
-			if (it->kind == ITEM_OP && it->op == MX_OP_DELETE)
-				answer_op(it, err);
-		}
-	}
+	wr_eraser_submit(w->eraser, deletes);
 	return err;
 }
 
@@ -712,6 +709,10 @@ mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st)
 	    "parley_messaging_commit_duration_seconds",
 	    "Time to write and sync one batch.", NULL, rpc_metrics_latency_bounds,
 	    rpc_metrics_latency_nbounds);
+	if (wr_eraser_start(m, &w->eraser, st) != RPC_OK) {
+		mx_writer_stop(w);
+		return st->code;
+	}
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		mx_writer_stop(w);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the writer");
@@ -732,6 +733,8 @@ mx_writer_stop(mx_writer *w)
 	pthread_mutex_unlock(&w->mtx);
 	if (w->started)
 		pthread_join(w->thread, NULL);
+	/* After the writer: its last batch may have handed Deletes over. */
+	wr_eraser_stop(w->eraser);
 	free(w->pubs);
 	pthread_cond_destroy(&w->done_cv);
 	pthread_cond_destroy(&w->cv);

@@ -1,7 +1,7 @@
 /*
  * writer_int.h — what writer.c (the queue, batches, Send, membership
- * changes) and writer_ops.c (Edit, Delete, MarkRead, erasing deleted text)
- * share. The writer thread alone touches a batch's items and the maps.
+ * changes), writer_ops.c (Edit, Delete, MarkRead) and eraser.c (erasing
+ * deleted text, then answering Deletes) share. The writer thread alone touches a batch's items and the maps.
  */
 #ifndef PARLEY_MESSAGING_WRITER_INT_H
 #define PARLEY_MESSAGING_WRITER_INT_H
@@ -35,6 +35,7 @@ struct wr_item {
 	struct wr_item *same_as;	/* an earlier op of the batch with the same key */
 	store_val *needles;		/* DELETE: the texts to erase (malloc'd) */
 	size_t nneedles;
+	store_err batch_err;		/* DELETE: its batch's outcome, for the eraser */
 
 	/* ITEM_CHANGES */
 	Parley__V1__Event **changes;
@@ -67,16 +68,29 @@ store_err wr_answer_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_
 
 messaging_service *wr_service(mx_writer *w);
 
+/* Answers op it (err: its batch's commit) and finishes its call; the item
+ * is gone afterwards (it lived in the call's arena). Any thread. */
+void wr_answer(struct wr_item *it, store_err err);
+
 /* writer_ops.c: */
 
 store_err wr_apply_edit(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now);
 store_err wr_apply_delete(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now);
 store_err wr_apply_read(mx_writer *w, store_txn *txn, struct wr_item *it);
 
-/* After the commit of a batch with fresh deletes: erases their texts from
- * the data file (store_wipe), committing a marker first so that the pages
- * the batch freed can be reached. Bounded; failures are logged. Frees
- * and wipes the needles. */
-void wr_erase_deleted(mx_writer *w, struct wr_item *batch);
+/* eraser.c: the thread that erases deleted texts from the data file
+ * (store_wipe) and then answers the Deletes. */
+typedef struct wr_eraser wr_eraser;
+
+int wr_eraser_start(messaging_service *m, wr_eraser **out, rpc_status *st);
+/* Takes a committed batch's Delete items (linked through next, each with
+ * batch_err set) and answers each with wr_answer, in order, after every
+ * item handed over before, once the texts of the fresh ones are erased
+ * (bounded: ERASE_WAIT_MS and the calls' deadlines; failures are logged).
+ * The items' needles are freed and wiped. */
+void wr_eraser_submit(wr_eraser *e, struct wr_item *deletes);
+/* Erases and answers what was handed over (one round, no waiting for
+ * readers), then stops the thread. NULL is fine. */
+void wr_eraser_stop(wr_eraser *e);
 
 #endif
