@@ -12,8 +12,11 @@
  * batch fails with it and nothing is published; retries answered from
  * existing records still succeed.
  *
- * Deletes are answered by the eraser thread (eraser.c), after their text
- * is erased from the file, so that the writer never waits for it.
+ * After the commit the writer hands the batch to the replier thread
+ * (replier.c), which answers the calls, marks change items done and
+ * publishes, batch after batch in commit order, while the writer
+ * already writes the next batch. Deletes are answered by the eraser
+ * thread (eraser.c), after their text is erased from the file.
  *
  * Locking: w->mtx guards the queue, `queued`, `stopping` and the `done`
  * flag of change items. The batch being written, and the scratch maps,
@@ -66,7 +69,8 @@ struct mx_writer {
 	unsigned queued;
 	bool stopping;
 
-	wr_eraser *eraser; /* answers the Deletes (eraser.c) */
+	wr_eraser *eraser;   /* answers the Deletes (eraser.c) */
+	wr_replier *replier; /* answers the rest, publishes (replier.c) */
 
 	/* Writer thread only. */
 	struct map rooms; /* room -> head seq within the batch */
@@ -399,48 +403,6 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	return err;
 }
 
-void
-wr_answer(struct wr_item *it, store_err err)
-{
-	rpc_call *call = it->call;
-	ProtobufCMessage *resp;
-
-	if (it->mismatch) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-			      "client_msg_id '%s' was already used for a different %s",
-			      it->cmid, it->op == MX_OP_SEND ? "message" : "request");
-		rpc_call_finish(call, RPC_INVALID_ARGUMENT);
-		return;
-	}
-	if (it->code != RPC_OK && it->why[0] != '\0') {
-		rpc_call_fail(call, it->code, "%s", it->why);
-		rpc_call_finish(call, it->code);
-		return;
-	}
-	if (it->code != RPC_OK) {
-		rpc_call_finish(call, svc_fail_store(call, err, "write"));
-		return;
-	}
-	resp = rpc_call_response(call);
-	switch (it->op) {
-	case MX_OP_SEND:
-		((Parley__V1__SendResponse *)resp)->seq = it->seq;
-		((Parley__V1__SendResponse *)resp)->ts_ms = it->ts_ms;
-		break;
-	case MX_OP_EDIT:
-		((Parley__V1__EditResponse *)resp)->seq = it->seq;
-		((Parley__V1__EditResponse *)resp)->ts_ms = it->ts_ms;
-		break;
-	case MX_OP_DELETE:
-		((Parley__V1__DeleteResponse *)resp)->seq = it->seq;
-		((Parley__V1__DeleteResponse *)resp)->ts_ms = it->ts_ms;
-		break;
-	case MX_OP_READ:
-		break;
-	}
-	rpc_call_finish(call, RPC_OK);
-}
-
 static store_err
 apply_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 {
@@ -461,7 +423,7 @@ static store_err
 write_batch(mx_writer *w, struct wr_item *batch)
 {
 	uint64_t now = rpc_wall_ms();
-	struct wr_item *it, *next, *deletes = NULL, **deletes_tail = &deletes;
+	struct wr_item *it;
 	store_txn *txn = NULL;
 	store_err err;
 
@@ -507,33 +469,22 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		it->seq = it->same_as->seq;
 		it->ts_ms = it->same_as->ts_ms;
 	}
-	/* Every Delete is answered by the eraser, once the texts of the fresh
-	 * ones are erased, and in commit order (a retry never overtakes the
-	 * erase of its original); the rest now. */
-	for (it = batch; it != NULL; it = next) {
-		next = it->next;
-		if (it->kind == ITEM_OP && it->op == MX_OP_DELETE) {
-			it->batch_err = err;
-			it->next = NULL;
-			*deletes_tail = it;
-			deletes_tail = &it->next;
-		} else if (it->kind == ITEM_OP) {
-			wr_answer(it, err);
-		} else {
-			pthread_mutex_lock(&w->mtx);
-			it->err = err;
-			it->done = true;
-			pthread_cond_broadcast(&w->done_cv);
-			pthread_mutex_unlock(&w->mtx);
-		}
-	}
-	pthread_mutex_lock(&w->m->pub_mtx);
-	for (size_t i = 0; i < w->npubs; i++)
-		mx_publish_locked(w->m, w->pubs[i]);
-	pthread_mutex_unlock(&w->m->pub_mtx);
-	w->npubs = 0;
-	wr_eraser_submit(w->eraser, deletes);
+	/* Answering, publishing and marking changes done go to the replier
+	 * thread: the next batch is written meanwhile. */
+	wr_replier_submit(w->replier, batch, w->pubs, w->npubs, err);
+	w->pubs = NULL;
+	w->npubs = w->cap_pubs = 0;
 	return err;
+}
+
+void
+wr_change_done(mx_writer *w, struct wr_item *it, store_err err)
+{
+	pthread_mutex_lock(&w->mtx);
+	it->err = err;
+	it->done = true;
+	pthread_cond_broadcast(&w->done_cv);
+	pthread_mutex_unlock(&w->mtx);
 }
 
 static int64_t
@@ -709,7 +660,8 @@ mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st)
 	    "parley_messaging_commit_duration_seconds",
 	    "Time to write and sync one batch.", NULL, rpc_metrics_latency_bounds,
 	    rpc_metrics_latency_nbounds);
-	if (wr_eraser_start(m, &w->eraser, st) != RPC_OK) {
+	if (wr_eraser_start(m, &w->eraser, st) != RPC_OK ||
+	    wr_replier_start(w, w->eraser, &w->replier, st) != RPC_OK) {
 		mx_writer_stop(w);
 		return st->code;
 	}
@@ -733,7 +685,9 @@ mx_writer_stop(mx_writer *w)
 	pthread_mutex_unlock(&w->mtx);
 	if (w->started)
 		pthread_join(w->thread, NULL);
-	/* After the writer: its last batch may have handed Deletes over. */
+	/* After the writer: its last batches may still be answered, and
+	 * those may have handed Deletes over. */
+	wr_replier_stop(w->replier);
 	wr_eraser_stop(w->eraser);
 	free(w->pubs);
 	pthread_cond_destroy(&w->done_cv);
