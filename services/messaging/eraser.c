@@ -22,6 +22,7 @@
  * erased belong to the eraser thread alone; an item lives in its call's
  * arena until it is answered.
  */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,8 @@ static void *
 eraser_main(void *arg)
 {
 	wr_eraser *e = arg;
+
+	pthread_setname_np(pthread_self(), "mx-eraser"); /* for perf and top */
 
 	for (;;) {
 		struct wr_item *list, *next;

@@ -14,6 +14,7 @@
  * Locking: r->mtx guards the queue, `busy` and `stopping`. A batch handed over
  * belongs to the replier thread alone until it is answered.
  */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -119,6 +120,8 @@ static void *
 replier_main(void *arg)
 {
 	wr_replier *r = arg;
+
+	pthread_setname_np(pthread_self(), "mx-replier"); /* for perf and top */
 
 	for (;;) {
 		struct wr_done *d;

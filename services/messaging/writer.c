@@ -24,6 +24,7 @@
  * arena until the writer answers it; a change item lives on the feed
  * thread's stack until it is marked done.
  */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,6 +501,8 @@ static void *
 writer_main(void *arg)
 {
 	mx_writer *w = arg;
+
+	pthread_setname_np(pthread_self(), "mx-writer"); /* for perf and top */
 
 	for (;;) {
 		struct wr_item *batch, *last;
