@@ -44,6 +44,7 @@ struct wr_eraser {
 
 	pthread_mutex_t mtx;
 	pthread_cond_t cv;	/* work queued, or stopping */
+	pthread_cond_t stop_cv;	/* stopping: ends a pause between rounds */
 	struct wr_item *head, *tail;
 	bool stopping;
 };
@@ -113,10 +114,14 @@ erase(wr_eraser *e, struct wr_item *list, int64_t until)
 	if ((err = bump(e->m)) == STORE_OK)
 		err = store_wipe(e->m->env, all, n, &st);
 	while (err == STORE_OK && st.held > 0 && rpc_now_ms() + pause < until) {
+		bool stopping;
+
 		pthread_mutex_lock(&e->mtx);
-		if (!e->stopping)
-			rpc_cond_wait_until(&e->cv, &e->mtx, rpc_now_ms() + pause);
+		if (!(stopping = e->stopping))
+			rpc_cond_wait_until(&e->stop_cv, &e->mtx, rpc_now_ms() + pause);
 		pthread_mutex_unlock(&e->mtx);
+		if (stopping)
+			break; /* shutdown is bounded: what is held stays */
 		pause = pause * 2 > ERASE_PAUSE_MAX_MS ? ERASE_PAUSE_MAX_MS : pause * 2;
 		err = store_wipe(e->m->env, all, n, &st);
 	}
@@ -208,6 +213,7 @@ wr_eraser_start(messaging_service *m, wr_eraser **out, rpc_status *st)
 	e->m = m;
 	pthread_mutex_init(&e->mtx, NULL);
 	rpc_cond_init(&e->cv);
+	rpc_cond_init(&e->stop_cv);
 	if (pthread_create(&e->thread, NULL, eraser_main, e) != 0) {
 		wr_eraser_stop(e);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the eraser");
@@ -225,9 +231,11 @@ wr_eraser_stop(wr_eraser *e)
 	pthread_mutex_lock(&e->mtx);
 	e->stopping = true;
 	pthread_cond_broadcast(&e->cv);
+	pthread_cond_broadcast(&e->stop_cv);
 	pthread_mutex_unlock(&e->mtx);
 	if (e->started)
 		pthread_join(e->thread, NULL);
+	pthread_cond_destroy(&e->stop_cv);
 	pthread_cond_destroy(&e->cv);
 	pthread_mutex_destroy(&e->mtx);
 	free(e);
