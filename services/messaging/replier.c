@@ -9,7 +9,8 @@
  * writes the next; the replier answers the batches one after the other,
  * in commit order: its calls (Deletes through the eraser), then its change
  * items (marked done), then its events published on the backbone, as the
- * writer did before.
+ * writer did before. When the writer has nothing more to write and the
+ * replier nothing to answer, the writer answers the batch itself.
  *
  * Locking: r->mtx guards the queue, `busy` and `stopping`. A batch handed over
  * belongs to the replier thread alone until it is answered.
@@ -149,11 +150,22 @@ replier_main(void *arg)
 
 void
 wr_replier_submit(wr_replier *r, struct wr_item *batch, nng_msg **pubs, size_t npubs,
-		  store_err err)
+		  store_err err, bool more)
 {
-	struct wr_done *d = malloc(sizeof(*d));
+	struct wr_done *d;
+	bool idle;
 
-	if (d == NULL) {
+	/* Nothing else to write and nothing before it to answer: answered
+	 * here, without waking the replier (a wake-up is latency for a lone
+	 * sender). Only the writer submits, so an idle replier stays so. */
+	pthread_mutex_lock(&r->mtx);
+	idle = r->head == NULL && !r->busy;
+	pthread_mutex_unlock(&r->mtx);
+	if (idle && !more) {
+		reply_batch(r, batch, pubs, npubs, err);
+		return;
+	}
+	if ((d = malloc(sizeof(*d))) == NULL) {
 		/* No memory to queue it: answer it here, after what is queued,
 		 * so that the order stays the commits'. */
 		pthread_mutex_lock(&r->mtx);

@@ -426,6 +426,7 @@ write_batch(mx_writer *w, struct wr_item *batch)
 	uint64_t now = rpc_wall_ms();
 	struct wr_item *it;
 	store_txn *txn = NULL;
+	bool more;
 	store_err err;
 
 	w->npubs = 0;
@@ -472,7 +473,10 @@ write_batch(mx_writer *w, struct wr_item *batch)
 	}
 	/* Answering, publishing and marking changes done go to the replier
 	 * thread: the next batch is written meanwhile. */
-	wr_replier_submit(w->replier, batch, w->pubs, w->npubs, err);
+	pthread_mutex_lock(&w->mtx);
+	more = w->head != NULL;
+	pthread_mutex_unlock(&w->mtx);
+	wr_replier_submit(w->replier, batch, w->pubs, w->npubs, err, more);
 	w->pubs = NULL;
 	w->npubs = w->cap_pubs = 0;
 	return err;

@@ -85,9 +85,11 @@ int wr_replier_start(mx_writer *w, wr_eraser *eraser, wr_replier **out, rpc_stat
 /* Takes a written batch (err: its commit's outcome), its events' PUB
  * frames and the malloc'd array holding them: answers the ops (Deletes
  * through the eraser), marks the change items done and publishes the
- * frames, after every batch handed over before. */
+ * frames, after every batch handed over before. more: the writer has
+ * another batch waiting (else, if nothing is being answered, this is
+ * answered on the caller's thread). Writer thread only. */
 void wr_replier_submit(wr_replier *r, struct wr_item *batch, nng_msg **pubs, size_t npubs,
-		       store_err err);
+		       store_err err, bool more);
 /* Answers what was handed over, then stops the thread. NULL is fine. */
 void wr_replier_stop(wr_replier *r);
 
