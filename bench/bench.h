@@ -33,6 +33,7 @@ typedef struct bench_opts {
 	char tmproot[256];	/* this run's scratch directory */
 	const char *fanout_cases; /* "RxM,RxM": fanout's rooms x members, or NULL */
 	const char *parleyd_b;	/* peers: a second parleyd measured alongside (--ab) */
+	bool sends_only;	/* peers: the durable-sends rows only (--sends-only) */
 } bench_opts;
 
 /* ---- time and samples (util.c) ------------------------------------------ */

@@ -4,10 +4,14 @@
  *
  *   messaging.c  lifecycle, the method table, Send's checks, the PUB socket
  *   writer.c     the one LMDB writer thread: group commit, gap-free seqs,
- *                client_msg_id records, publishing after commit
- *   writer_ops.c Edit, Delete (and erasing the deleted text from the data
- *                file), MarkRead, as the writer applies them
- *   edits.c      the Edit, Delete and SetTyping handlers; typing state
+ *                client_msg_id records
+ *   replier.c    answers committed batches and publishes their events, in
+ *                commit order, while the writer writes the next one
+ *   writer_ops.c Edit, Delete, MarkRead, as the writer applies them
+ *   eraser.c     erases deleted texts from the data file, then answers
+ *                the Deletes (off the writer thread)
+ *   edits.c      the Edit, Delete and SetTyping handlers; typing state and
+ *                the per-user limit of Edits and Deletes
  *   unread.c     read markers and unread counters; MarkRead, GetUnread
  *   feed.c       follows the rooms service's membership log into timelines
  *   sessions.c   the session registry and the Open/Poll/Close handlers
@@ -27,8 +31,9 @@
  *                   replaced (emptied when the message is deleted)
  *   msg.counts, msg.own, msg.mentions, msg.reads: see unread.c
  *
- * Only the writer thread writes LMDB, so it alone assigns seqs: one
- * sequence per room, in commit order, and publishes in that order.
+ * Only the writer thread writes events to LMDB (the eraser commits nothing
+ * but its wipe_round marker), so it alone assigns seqs: one sequence per
+ * room, in commit order; the replier publishes in that order.
  */
 #ifndef PARLEY_MESSAGING_INT_H
 #define PARLEY_MESSAGING_INT_H
