@@ -57,12 +57,9 @@ usage(FILE *out)
 		"  --parleyd PATH  the daemon to measure (default %s)\n"
 		"  --out DIR       where JSON results go (default %s)\n"
 		"  --cases LIST    fanout only: rooms x members cases, e.g. 1x10,10x100\n"
-		"  --ab PATH       peers and sessions: also measure this parleyd, rep by rep with
-"
-		"                  --parleyd (a before/after of one change in the same run)
-"
-		"  --sends-only    peers only: the durable-sends rows, no fan-out
-"
+		"  --ab PATH       peers and sessions: also measure this parleyd, rep by rep with\n"
+		"                  --parleyd (a before/after of one change in the same run)\n"
+		"  --sends-only    peers only: the durable-sends rows, no fan-out\n"
 		"  --tmp DIR       scratch space; the data dir's filesystem is measured (default $TMPDIR or /tmp)\n",
 		PARLEYD_PATH, BENCH_RESULTS_DIR);
 }
