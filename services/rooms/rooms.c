@@ -372,7 +372,7 @@ direct_party(const room_rec *rec, const char *user)
  * PRIVATE room is seen by its members and the users invited to it, a
  * DIRECT room by its two users; a PUBLIC room by everyone.
  */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 hidden_from_caller(rooms_service *r, store_txn *txn, rpc_call *call, const room_rec *rec)
 {
 	const char *caller = rpc_call_caller(call);
@@ -497,6 +497,10 @@ set_membership(rpc_call *call, rooms_service *r, const char *room_id, bool join,
 	err = read_room(r, txn, call, room_id, recp);
 	if (err == STORE_OK)
 		err = rooms_member_get(r, txn, *recp, caller, &m);
+	/* A room the caller may not know of is answered as one that does
+	 * not exist, for a join as for a leave. */
+	if (err == STORE_OK && m.role == PARLEY__V1__ROLE__ROLE_UNSPECIFIED)
+		err = hidden_from_caller(r, txn, call, *recp);
 	if (err == STORE_OK &&
 	    (m.role != PARLEY__V1__ROLE__ROLE_UNSPECIFIED) == join) {
 		/* Already so: nothing changes, nothing is logged. */
@@ -594,8 +598,8 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	Parley__V1__IsMemberResponse *resp = (void *)respm;
 	rooms_service *r = ctx;
 	bool asker_in = false, member = false;
+	room_rec *rec;
 	store_txn *txn;
-	store_val v;
 	store_err err;
 	rpc_code code;
 
@@ -607,7 +611,11 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 				     "starting with a letter or digit");
 	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "is member");
-	err = store_get(txn, r->rooms, req->room_id, strlen(req->room_id), &v);
+	/* A room the caller may not know of is NOT_FOUND, as if it did not
+	 * exist: "member: false" would tell a stranger that it does. */
+	err = read_room(r, txn, call, req->room_id, &rec);
+	if (err == STORE_OK)
+		err = hidden_from_caller(r, txn, call, rec);
 	/* Anyone may ask about themselves (messaging and history ask for
 	 * the user whose token they carry); only members may ask about
 	 * others, as only they may see the member list. */
@@ -620,11 +628,9 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	if (err == STORE_OK && member) {
 		/* Services ask for the role to authorise moderation (a
 		 * moderator's Delete of another user's message). */
-		room_rec *rec;
 		rooms_member m;
 
-		if ((err = rooms_read_room(r, txn, call, req->room_id, &rec)) == STORE_OK &&
-		    (err = rooms_member_get(r, txn, rec, req->user_id, &m)) == STORE_OK)
+		if ((err = rooms_member_get(r, txn, rec, req->user_id, &m)) == STORE_OK)
 			resp->role = m.role;
 	}
 	store_abort(txn);
@@ -893,6 +899,12 @@ rpc_code
 rooms_fail_no_room(rpc_call *call, const char *room_id)
 {
 	return fail_no_room(call, room_id);
+}
+
+store_err
+rooms_hidden_from_caller(rooms_service *r, store_txn *txn, rpc_call *call, const room_rec *rec)
+{
+	return hidden_from_caller(r, txn, call, rec);
 }
 
 Parley__V1__Visibility

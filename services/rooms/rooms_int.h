@@ -73,6 +73,14 @@ rpc_code rooms_check_user_id(rpc_call *call, const char *field, const char *user
 rpc_code rooms_check_name_topic(rpc_call *call, const char *name, const char *topic);
 /* NOT_FOUND "no room 'x'". */
 rpc_code rooms_fail_no_room(rpc_call *call, const char *room_id);
+/* In txn: STORE_NOTFOUND when the caller may not know that rec's room
+ * exists (a PRIVATE room to all but its members and invited users, a
+ * DIRECT room to all but its two users): such a caller is answered "no
+ * room", exactly as for a room that does not exist. STORE_OK when the room
+ * is visible, or the store's error. */
+__attribute__((warn_unused_result)) store_err
+rooms_hidden_from_caller(rooms_service *r, store_txn *txn, rpc_call *call,
+			 const room_rec *rec);
 /* The room's visibility, older records (UNSPECIFIED) read as PUBLIC. */
 Parley__V1__Visibility rooms_visibility(const room_rec *rec);
 
