@@ -244,6 +244,7 @@ call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
 		o.token = token;
 	code = rpc_client_call_raw(cli, full, body, len, &reply, &reply_len, &o, st);
 	explicit_bzero(token, sizeof(token));
+	explicit_bzero(body, len); /* a password (Login, Register, ChangePassword) */
 	if (body != stackbuf)
 		free(body);
 	if (code != RPC_OK)
@@ -255,6 +256,7 @@ call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
 				      service_names[s], method, msg);
 	}
 	*resp = protobuf_c_message_unpack(m->output, NULL, reply_len, reply);
+	explicit_bzero(reply, reply_len); /* a token (Login) */
 	free(reply);
 	if (*resp == NULL)
 		return rpc_status_set(st, RPC_INTERNAL, "%s server sent a malformed %s reply",

@@ -22,8 +22,18 @@
 
 #include "json.h"
 #include "json_fields.h"
+#include "secret.h"
 
 #define MEMBER(type, msg, off) (*(type *)((char *)(msg) + (off)))
+
+/* jansson copies every string of a body it parses (a Login's password):
+ * its allocator zeroes what it frees. json_set_alloc_funcs must come
+ * before any other jansson call, so it runs before main. */
+__attribute__((constructor)) static void
+json_wiping_allocator(void)
+{
+	json_set_alloc_funcs(rpc_secret_malloc, rpc_secret_free);
+}
 
 /* ---- names --------------------------------------------------------------- */
 

@@ -103,7 +103,7 @@ bool svc_open_table(store_env *env, const char *name, store_table *t, rpc_status
 typedef struct svc_authn svc_authn;
 int svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st);
 void svc_authn_close(svc_authn *a);
-rpc_code svc_authn_validate(void *a, const char *token, int64_t deadline_ms,
+__attribute__((warn_unused_result)) rpc_code svc_authn_validate(void *a, const char *token, int64_t deadline_ms,
 			    char user_id[RPC_USER_ID_MAX], rpc_status *st);
 
 #endif

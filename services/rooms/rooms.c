@@ -337,7 +337,7 @@ list_suffixes(store_txn *txn, store_table t, rpc_call *call, const char *id, siz
 
 /* In txn: whether user belongs to room_id (which the caller checked).
  * STORE_OK with *member set, or the store's error. */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 is_member(rooms_service *r, store_txn *txn, const char *room_id, const char *user,
 	  bool *member)
 {

@@ -97,7 +97,7 @@ bool rooms_member_decode(const room_rec *rec, const char *user, store_val v, roo
 
 /* In txn: user's place in rec's room. STORE_OK (role UNSPECIFIED when not a
  * member), STORE_CORRUPT, or the store's error. */
-store_err rooms_member_get(rooms_service *r, store_txn *txn, const room_rec *rec,
+__attribute__((warn_unused_result)) store_err rooms_member_get(rooms_service *r, store_txn *txn, const room_rec *rec,
 			   const char *user, rooms_member *m);
 
 /* In txn: makes user a member of rec's room with role (rec->member_count
@@ -121,10 +121,10 @@ store_err rooms_other_admin(rooms_service *r, store_txn *txn, const room_rec *re
 			    const char *user, bool *found);
 
 /* In txn: whether user is banned from room_id. */
-store_err rooms_is_banned(rooms_service *r, store_txn *txn, const char *room_id,
+__attribute__((warn_unused_result)) store_err rooms_is_banned(rooms_service *r, store_txn *txn, const char *room_id,
 			  const char *user, bool *banned);
 /* In txn: whether user holds an invitation to room_id. */
-store_err rooms_is_invited(rooms_service *r, store_txn *txn, const char *room_id,
+__attribute__((warn_unused_result)) store_err rooms_is_invited(rooms_service *r, store_txn *txn, const char *room_id,
 			   const char *user, bool *invited);
 
 /* The frames of one write transaction's changes, in order, in the call's
