@@ -670,8 +670,8 @@ rpc_json_decode(const ProtobufCMessageDescriptor *d, const char *json, size_t le
 	*out = msg;
 	return RPC_OK;
 fail:
-	if (msg != NULL)
-		protobuf_c_message_free_unpacked(msg, NULL);
+	/* A refused body may have had a password decoded already. */
+	rpc_secret_free_message(msg);
 	json_decref(root);
 	return rc;
 }
