@@ -36,6 +36,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "records.h"
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
 #include "guard.h"
@@ -149,7 +150,7 @@ get_user(auth_service *a, const char *user_id, Parley__Store__V1__UserRecord **o
 	err = store_get_copy(a->env, a->users, user_id, strlen(user_id), &buf, &len);
 	if (err != STORE_OK)
 		return err;
-	*out = parley__store__v1__user_record__unpack(NULL, len, buf);
+	*out = records_user(NULL, user_id, buf, len);
 	free(buf);
 	return *out != NULL ? STORE_OK : STORE_CORRUPT;
 }
@@ -302,7 +303,7 @@ lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MAX],
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	if (err != STORE_OK)
 		return rpc_status_set(st, RPC_INTERNAL, "token store: %s", store_strerror(err));
-	rec = parley__store__v1__token_record__unpack(NULL, len, buf);
+	rec = records_token(NULL, buf, len);
 	free(buf);
 	if (rec == NULL)
 		return rpc_status_set(st, RPC_DATA_LOSS, "token record is damaged");
@@ -417,7 +418,7 @@ collect_expired(void *arg, store_val key, store_val val)
 		s->more = true;
 		return false;
 	}
-	rec = parley__store__v1__token_record__unpack(NULL, val.len, val.data);
+	rec = records_token(NULL, val.data, val.len);
 	if (rec == NULL)
 		return true; /* damaged: Validate reports it, the sweeper leaves it */
 	if (rec->expires_at_ms <= s->now && strlen(rec->user_id) < RPC_USER_ID_MAX) {

@@ -9,6 +9,7 @@
 #include <nng/protocol/pubsub0/pub.h>
 
 #include "log.h"
+#include "records.h"
 #include "tls.h"
 #include "parley/internal/v1/feed.pb-c.h"
 
@@ -156,9 +157,10 @@ collect(void *arg, store_val key, store_val val)
 {
 	struct scan *s = arg;
 	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = s->call};
-	Parley__V1__Event *ev = parley__v1__event__unpack(&a, val.len, val.data);
+	Parley__V1__Event *ev =
+	    key.len == 8 ? records_change(&a, store_be64_get(key.data), val.data, val.len) : NULL;
 
-	if (ev == NULL || key.len != 8 || ev->seq != store_be64_get(key.data)) {
+	if (ev == NULL) {
 		s->damaged = true;
 		return false;
 	}

@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "records.h"
 #include "rooms_int.h"
 
 #define NAME_MAX_CHARS 100
@@ -54,26 +55,20 @@ arena_free(void *call, void *p)
 	/* The arena goes away with the call. */
 }
 
-/* Unpacks with every allocation in call's arena: nothing to free, and the
- * result outlives the LMDB transaction the bytes came from. */
-static ProtobufCMessage *
-unpack_in_call(rpc_call *call, const ProtobufCMessageDescriptor *d, store_val v)
-{
-	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
-
-	return protobuf_c_message_unpack(d, &a, v.len, v.data);
-}
-
+/* Unpacks (and checks: records.h) with every allocation in call's arena:
+ * nothing to free, and the result outlives the LMDB transaction the bytes
+ * came from. */
 static store_err
 read_room(rooms_service *r, store_txn *txn, rpc_call *call, const char *room_id,
 	  Parley__Store__V1__RoomRecord **out)
 {
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
 	store_val v;
 	store_err err = store_get(txn, r->rooms, room_id, strlen(room_id), &v);
 
 	if (err != STORE_OK)
 		return err;
-	*out = (void *)unpack_in_call(call, &parley__store__v1__room_record__descriptor, v);
+	*out = records_room(&a, room_id, v.data, v.len);
 	return *out != NULL ? STORE_OK : STORE_CORRUPT;
 }
 
@@ -235,9 +230,15 @@ static bool
 collect_room(void *arg, store_val key, store_val val)
 {
 	struct list_scan *s = arg;
-	Parley__Store__V1__RoomRecord *rec;
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = s->call};
+	char id[ROOM_ID_MAX + 1];
+	Parley__Store__V1__RoomRecord *rec = NULL;
 
-	rec = (void *)unpack_in_call(s->call, &parley__store__v1__room_record__descriptor, val);
+	if (key.len <= ROOM_ID_MAX) {
+		memcpy(id, key.data, key.len);
+		id[key.len] = '\0';
+		rec = records_room(&a, id, val.data, val.len);
+	}
 	if (rec == NULL) {
 		s->damaged = true;
 		return false;
