@@ -23,6 +23,7 @@ struct changes {
 	store_table log, meta;
 	nng_socket pub;
 	bool pub_open;
+	rpc_conns *pub_conns; /* its connection caps (svc_pub_conns_open) */
 	rpc_server *feed;
 	pthread_mutex_t write_mtx;
 };
@@ -227,6 +228,8 @@ changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
 		goto fail;
 	}
 	c->pub_open = true;
+	if (svc_pub_conns_open(c->pub, "room-events-pub", &c->pub_conns, st) != RPC_OK)
+		goto fail;
 	if ((rv = rpc_socket_cap(c->pub, RPC_MAX_PUB_INBOUND)) != 0 ||
 	    (rv = rpc_tls_listen(c->pub, pub_url, &why)) != 0) {
 		rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB: cannot listen on %s: %s",
@@ -270,8 +273,12 @@ changes_close(changes *c)
 		return;
 	if (c->feed != NULL)
 		rpc_server_close(c->feed, 5000);
+	if (c->pub_conns != NULL)
+		conns_close_all(c->pub_conns);
 	if (c->pub_open)
 		nng_close(c->pub);
+	if (c->pub_conns != NULL)
+		conns_free(c->pub_conns);
 	pthread_mutex_destroy(&c->write_mtx);
 	free(c);
 }
