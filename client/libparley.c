@@ -11,6 +11,7 @@
 
 #include <nng/nng.h>
 
+#include "secret.h"
 #include "tls.h"
 
 struct parley_conn {
@@ -39,8 +40,8 @@ parley_service_name(parley_service s)
 void
 parley_free(void *reply)
 {
-	if (reply != NULL)
-		protobuf_c_message_free_unpacked(reply, NULL);
+	/* A reply may hold a session token (Login): wiped before freed. */
+	rpc_secret_free_message(reply);
 }
 
 bool

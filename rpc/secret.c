@@ -8,8 +8,6 @@
 
 #include <sodium.h>
 
-static rpc_secret_hook hook;
-
 void *
 rpc_secret_malloc(size_t size)
 {
@@ -25,8 +23,6 @@ rpc_secret_free(void *p)
 		return;
 	size = malloc_usable_size(p);
 	sodium_memzero(p, size);
-	if (hook != NULL)
-		hook(p, size);
 	free(p);
 }
 
@@ -39,12 +35,24 @@ rpc_secret_wipe_free(void *p, size_t len)
 	free(p);
 }
 
-void
-rpc_secret_set_hook(rpc_secret_hook fn)
+/* The size of one element of a repeated field that may hold secrets
+ * (strings, bytes, messages); 0 for the rest (numbers, enums, bools). */
+static size_t
+element_size(ProtobufCType type)
 {
-	hook = fn;
+	switch (type) {
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(void *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	default:
+		return 0;
+	}
 }
 
+/* Zeroes what the field at v holds (a string's or bytes' contents, a
+ * message's fields, recursively); other types hold no secret text. */
 static void
 wipe_value(const ProtobufCFieldDescriptor *f, void *v)
 {
@@ -78,12 +86,7 @@ wipe_value(const ProtobufCFieldDescriptor *f, void *v)
 				if (g->label == PROTOBUF_C_LABEL_REPEATED) {
 					size_t n = *(size_t *)((char *)m + g->quantifier_offset);
 					char *arr = *(char **)base;
-					size_t sz = g->type == PROTOBUF_C_TYPE_STRING ||
-							    g->type == PROTOBUF_C_TYPE_MESSAGE
-							? sizeof(void *)
-						    : g->type == PROTOBUF_C_TYPE_BYTES
-							? sizeof(ProtobufCBinaryData)
-							: 0;
+					size_t sz = element_size(g->type);
 
 					for (size_t k = 0; sz > 0 && arr != NULL && k < n; k++)
 						wipe_value(g, arr + k * sz);
