@@ -12,16 +12,10 @@
 #define _GNU_SOURCE
 #include "fanout.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
@@ -139,9 +133,8 @@ static bool
 start_broker(mqtt_sys *q, const bench_opts *o, char *err, size_t errlen)
 {
 	char conf[400], log[400];
-	const char *bin = broker_path();
+	const char *argv[] = {broker_path(), "-c", conf, NULL};
 	FILE *f;
-	pid_t pid;
 
 	if (!bench_tmpdir(o, "mosquitto", q->tmp, sizeof(q->tmp))) {
 		snprintf(err, errlen, "mkdtemp failed");
@@ -159,42 +152,8 @@ start_broker(mqtt_sys *q, const bench_opts *o, char *err, size_t errlen)
 		   "log_dest stderr\nlog_type error\nlog_type warning\n",
 		q->port);
 	fclose(f);
-	fflush(stdout);
-	fflush(stderr);
-	if ((pid = fork()) < 0) {
-		snprintf(err, errlen, "fork failed");
-		return false;
-	}
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-		execl(bin, bin, "-c", conf, (char *)NULL);
-		_exit(127);
-	}
-	q->broker = pid;
-	bench_child_track(pid, true);
-	/* Up when it accepts a tcp connection. */
-	for (int i = 0; i < 400; i++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)q->port)};
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		bool up;
-
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		up = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-		if (fd >= 0)
-			close(fd);
-		if (up)
-			return true;
-		bench_sleep_ns(25000000);
-	}
-	snprintf(err, errlen, "mosquitto did not come up on 127.0.0.1:%d (see %s)", q->port, log);
-	return false;
+	/* Up when it accepts a tcp connection; teardown stops it either way. */
+	return bench_spawn_server(argv, log, "mosquitto", q->port, &q->broker, err, errlen);
 }
 
 static bool
@@ -248,13 +207,8 @@ mqtt_teardown(void *sys)
 	}
 	for (int i = 0; i < q->nsubs; i++)
 		mosquitto_destroy(q->subs[i].m);
-	if (q->broker > 0) {
-		kill(q->broker, SIGTERM);
-		if (bench_child_wait(q->broker, 10000) == -1) {
-			kill(q->broker, SIGKILL);
-			bench_child_wait(q->broker, 10000);
-		}
-	}
+	if (q->broker > 0)
+		bench_child_stop(q->broker, 10000, NULL);
 	bench_rmtree(q->tmp);
 	for (int r = 0; r < FO_MAX_ROOMS; r++)
 		pthread_mutex_destroy(&q->room_mtx[r]);

@@ -105,19 +105,13 @@ echo_child_main(const char *url)
 bool
 echo_start(echo_server *e, const bench_opts *o)
 {
+	const char *argv[] = {o->self, "__echo-server", e->url, NULL};
 	pid_t pid;
 
 	bench_addr(e->url, sizeof(e->url));
-	fflush(stdout);
-	fflush(stderr);
-	if ((pid = fork()) < 0)
+	if ((pid = bench_spawn(argv, NULL)) < 0)
 		return false;
-	if (pid == 0) {
-		execl(o->self, o->self, "__echo-server", e->url, (char *)NULL);
-		_exit(127);
-	}
 	e->pid = pid;
-	bench_child_track(pid, true);
 
 	/* Up when one round trip works. */
 	for (int i = 0; i < 200; i++) {
@@ -139,13 +133,8 @@ echo_start(echo_server *e, const bench_opts *o)
 void
 echo_stop(echo_server *e)
 {
-	if (e->pid > 0) {
-		kill(e->pid, SIGTERM);
-		if (bench_child_wait(e->pid, 10000) == -1) {
-			kill(e->pid, SIGKILL);
-			bench_child_wait(e->pid, 10000);
-		}
-	}
+	if (e->pid > 0)
+		bench_child_stop(e->pid, 10000, NULL);
 	e->pid = 0;
 }
 

@@ -95,6 +95,25 @@ void bench_child_track(pid_t pid, bool add);
 void bench_children_kill(void);
 /* Waits for pid up to timeout_ms; exit status, or -1 on timeout. */
 int bench_child_wait(pid_t pid, int timeout_ms);
+/* Stops a child: SIGTERM, up to term_ms for it to exit, then SIGKILL (and
+ * 10 s more). Says so on stderr before the SIGKILL when what names it. */
+void bench_child_stop(pid_t pid, int term_ms, const char *what);
+
+/*
+ * Starts argv (argv[0] a path, NULL-terminated) as a tracked child, killed
+ * if we die, with stdout and stderr appended to log (NULL: left as ours).
+ * Its pid, or -1 when fork fails.
+ */
+pid_t bench_spawn(const char *const *argv, const char *log);
+/*
+ * bench_spawn, then waits (10 s at most) until 127.0.0.1:port accepts a
+ * TCP connection. true with *pid the server's. false with err ("fork
+ * failed", or "<name> did not come up on 127.0.0.1:<port> (see <log>)")
+ * and *pid the child still to stop, or 0 when there is none (it exited:
+ * reaped here).
+ */
+bool bench_spawn_server(const char *const *argv, const char *log, const char *name, int port,
+			pid_t *pid, char *err, size_t errlen);
 
 /* ---- results (report.c) ------------------------------------------------- */
 

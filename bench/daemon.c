@@ -2,13 +2,9 @@
 #define _GNU_SOURCE
 #include "bench.h"
 
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 bool
 pd_has_service(const bench_opts *o, const char *name)
@@ -112,24 +108,9 @@ pd_start(pd_daemon *d, const bench_opts *o, const char *services, const char *co
 		argv[n++] = extra[i];
 	argv[n] = NULL;
 
-	fflush(stdout);
-	fflush(stderr);
-	if ((pid = fork()) < 0)
+	if ((pid = bench_spawn(argv, d->log)) < 0)
 		return false;
-	if (pid == 0) {
-		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
 	d->pid = pid;
-	bench_child_track(pid, true);
 
 	const struct {
 		const char *name;
@@ -163,13 +144,7 @@ void
 pd_stop(pd_daemon *d)
 {
 	if (d->pid > 0) {
-		kill(d->pid, SIGTERM);
-		if (bench_child_wait(d->pid, 30000) == -1) {
-			fprintf(stderr, "parley-bench: parleyd %ld did not stop; killing it\n",
-				(long)d->pid);
-			kill(d->pid, SIGKILL);
-			bench_child_wait(d->pid, 10000);
-		}
+		bench_child_stop(d->pid, 30000, "parleyd");
 		d->pid = 0;
 	}
 	bench_rmtree(d->tmp);

@@ -4,15 +4,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 const char *
@@ -96,44 +92,8 @@ peer_line(peer_lines *l, char *out, size_t max)
 bool
 peer_spawn(peer_server *s, const char *const *argv, char *err, size_t errlen)
 {
-	pid_t pid;
-
-	fflush(stdout);
-	fflush(stderr);
-	if ((pid = fork()) < 0) {
-		snprintf(err, errlen, "fork failed");
-		return false;
-	}
-	if (pid == 0) {
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	s->pid = pid;
-	bench_child_track(pid, true);
-	for (int i = 0; i < 400; i++) {
-		int fd = peer_connect(s->port);
-
-		if (fd >= 0) {
-			close(fd);
-			return true;
-		}
-		if (waitpid(pid, NULL, WNOHANG) == pid) {	/* it exited */
-			bench_child_track(pid, false);
-			s->pid = 0;
-			break;
-		}
-		bench_sleep_ns(25000000);
-	}
-	snprintf(err, errlen, "%s did not come up on 127.0.0.1:%d (see %s)", s->name, s->port,
-		 s->log);
+	if (bench_spawn_server(argv, s->log, s->name, s->port, &s->pid, err, errlen))
+		return true;
 	peer_stop(s);
 	return false;
 }
@@ -142,11 +102,7 @@ void
 peer_stop(peer_server *s)
 {
 	if (s->pid > 0) {
-		kill(s->pid, SIGTERM);
-		if (bench_child_wait(s->pid, 10000) == -1) {
-			kill(s->pid, SIGKILL);
-			bench_child_wait(s->pid, 10000);
-		}
+		bench_child_stop(s->pid, 10000, NULL);
 		s->pid = 0;
 	}
 	bench_rmtree(s->tmp);

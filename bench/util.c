@@ -1,9 +1,11 @@
-/* util.c — time, samples, threads, ports, /proc and files for parley-bench. */
+/* util.c — time, samples, threads, ports, /proc, files and child processes for
+ * parley-bench. */
 #define _GNU_SOURCE
 #include "bench.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -348,4 +351,80 @@ bench_child_wait(pid_t pid, int timeout_ms)
 		bench_sleep_ns(5000000);
 	}
 	return -1;
+}
+
+void
+bench_child_stop(pid_t pid, int term_ms, const char *what)
+{
+	kill(pid, SIGTERM);
+	if (bench_child_wait(pid, term_ms) == -1) {
+		if (what != NULL)
+			fprintf(stderr, "parley-bench: %s %ld did not stop; killing it\n", what,
+				(long)pid);
+		kill(pid, SIGKILL);
+		bench_child_wait(pid, 10000);
+	}
+}
+
+pid_t
+bench_spawn(const char *const *argv, const char *log)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = log != NULL ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	bench_child_track(pid, true);
+	return pid;
+}
+
+/* true when 127.0.0.1:port accepts a TCP connection now. */
+static bool
+accepts(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool up;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	up = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return up;
+}
+
+bool
+bench_spawn_server(const char *const *argv, const char *log, const char *name, int port,
+		   pid_t *pid, char *err, size_t errlen)
+{
+	if ((*pid = bench_spawn(argv, log)) < 0) {
+		*pid = 0;
+		snprintf(err, errlen, "fork failed");
+		return false;
+	}
+	for (int i = 0; i < 400; i++) {
+		if (accepts(port))
+			return true;
+		if (waitpid(*pid, NULL, WNOHANG) == *pid) {	/* it exited */
+			bench_child_track(*pid, false);
+			*pid = 0;
+			break;
+		}
+		bench_sleep_ns(25000000);
+	}
+	snprintf(err, errlen, "%s did not come up on 127.0.0.1:%d (see %s)", name, port, log);
+	return false;
 }

@@ -91,6 +91,8 @@ store_strerror(store_err err)
 		return "storage is read-only";
 	case STORE_ROFS:
 		return "storage is on a read-only file system (EROFS)";
+	case STORE_NOMEM:
+		return "out of memory";
 	case STORE_DENIED:
 		return "storage permission denied (EACCES/EPERM)";
 	case STORE_NOSPACE:

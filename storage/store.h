@@ -38,6 +38,7 @@ typedef enum store_err {
 	STORE_NOSPACE,	 /* the file system is full (ENOSPC, EDQUOT) */
 	STORE_DENIED,	 /* the file system refused access (EACCES, EPERM) */
 	STORE_ROFS,	 /* the file system is mounted read-only (EROFS) */
+	STORE_NOMEM,	 /* out of memory (a caller's scan could not keep what it read) */
 } store_err;
 
 #define STORE_DEFAULT_MAP_SIZE ((size_t)1 << 30) /* 1 GiB */

@@ -107,4 +107,9 @@ const char *th_name(const char *prefix);
  * -1 when the file or the field cannot be read. */
 long th_proc_kib(pid_t pid, const char *field);
 
+/* The CPU time (utime + stime) process pid has used so far, in clock ticks
+ * (sysconf(_SC_CLK_TCK) a second), from /proc/<pid>/stat; -1 when it cannot
+ * be read. */
+long th_proc_cpu_ticks(pid_t pid);
+
 #endif

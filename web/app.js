@@ -7,9 +7,11 @@
 // come from Auth.GetUsers, asked in batches for the ids the page shows.
 
 import { call, describe } from './api.js';
-import { clearSession, loadSession, setupAuth, userIdProblem } from './auth.js';
+import { clearSession, loadSession, setupAuth } from './auth.js';
 import { $, h, say } from './dom.js';
 import { Live } from './live.js';
+import { setupJoin } from './join.js';
+import { setupManage } from './manage.js';
 import { Timeline } from './room.js';
 
 const UNREAD_SCAN = 100; // messages counted per room at start; more shows "100+"
@@ -17,8 +19,16 @@ const ROOM_PAGES = 10;	 // pages of ListRooms fetched at most per "show more"
 // Rooms created elsewhere show up this often (and whenever the page comes
 // back into view); member counts of the person's rooms follow the feed.
 const ROOMS_REFRESH_MS = 60000;
+// Rooms the person joined or left elsewhere: other tabs of this browser
+// say so at once (a BroadcastChannel), a feed whose server follows
+// memberships brings the room's events (Live's onForeign); for the rest
+// (the CLI, another device) the page asks ListMyRooms this often while
+// it is in view: one small call.
+const MY_ROOMS_POLL_MS = 5000;
+const tabs = 'BroadcastChannel' in window ? new BroadcastChannel('parley.rooms') : null;
 
 let authForms = null; // setupAuth's handle
+let manage = null;    // setupManage's handle
 
 const state = {
   session: null,
@@ -33,6 +43,7 @@ const state = {
   live: null,
   refreshTimer: 0,
   roomsTimer: 0,
+  myRoomsTimer: 0,
   refusals: 0,		// feed refusals in a row
   connNoteTimer: 0,
 };
@@ -42,7 +53,12 @@ const state = {
 const token = () => state.session?.token ?? '';
 const me = () => state.session?.userId ?? '';
 
-function pageError(text) {
+// The banner over the page. A failure is taken back when the rooms next
+// load; news (the person was removed from a room) stays until the next
+// news or action.
+let bannerNews = false;
+function pageError(text, news = false) {
+  bannerNews = news && text !== '';
   say($('page-error'), text);
 }
 
@@ -173,6 +189,7 @@ function sessionEnded() {
 function leaveChat() {
   state.live?.stop();
   clearInterval(state.roomsTimer);
+  clearInterval(state.myRoomsTimer);
   for (const tl of state.timelines.values()) tl.drop();
   Object.assign(state, {
     session: null, myRooms: new Map(), otherRooms: [], nextPage: '', active: null,
@@ -215,11 +232,17 @@ async function enterChat(session) {
     onEvents: onLiveEvents,
     onState: onLiveState,
     onRefused: onLiveRefused,
+    onForeign: (ev) => {
+      if (ev.membership && ev.sender === me()) refreshSoon();
+    },
   });
   if (!(await refreshRooms())) return;
   state.roomsTimer = setInterval(() => {
     if (!document.hidden) syncRooms();
   }, ROOMS_REFRESH_MS);
+  state.myRoomsTimer = setInterval(() => {
+    if (!document.hidden) checkMyRooms();
+  }, MY_ROOMS_POLL_MS);
   const cursors = await prime([...state.myRooms.keys()]);
   if (state.session !== session) return;
   state.live.setRooms(cursors);
@@ -255,7 +278,7 @@ async function refreshRooms() {
     pageError(describe(e, 'Could not load the rooms'));
     return true;
   }
-  pageError('');
+  if (!bannerNews) pageError('');
   renderRooms();
   return true;
 }
@@ -283,6 +306,7 @@ function refreshSoon() {
 // elsewhere join it, rooms left elsewhere leave it (and the screen).
 async function syncRooms() {
   const session = state.session;
+  const before = new Map(state.myRooms);
   if (!session || !state.live || !(await refreshRooms()) || state.session !== session) return;
   const had = new Set(state.live.cursors.keys());
   const gone = [...had].filter((id) => !state.myRooms.has(id));
@@ -290,6 +314,12 @@ async function syncRooms() {
   renderRoomHead();
   if (gone.length === 0 && added.length === 0) return;
   for (const id of gone) dropRoom(id);
+  // The server tells a removed person nothing of why (their feed of the
+  // room ends with the removal): say what is known.
+  if (gone.length > 0) {
+    const which = gone.map((id) => (before.has(id) ? roomName(before.get(id)) : id)).join(', ');
+    pageError(`You are no longer in ${which}: you left elsewhere, or a moderator removed you.`, true);
+  }
   const cursors = await prime(added);
   for (const id of state.myRooms.keys())
     if (had.has(id)) cursors.set(id, state.live.cursor(id));
@@ -297,6 +327,30 @@ async function syncRooms() {
   state.live.setRooms(cursors);
   renderRooms();
 }
+
+// Looks whether the person's rooms are still those on the page (joined
+// or left elsewhere), and syncs when not.
+async function checkMyRooms() {
+  const session = state.session;
+  let mine;
+  try {
+    mine = await call('Rooms/ListMyRooms', {}, { token: token() });
+  } catch {
+    return; // the next look, or syncRooms, says what is wrong
+  }
+  if (state.session !== session) return;
+  const ids = new Set((mine.rooms ?? []).map((r) => r.roomId));
+  if (ids.size !== state.myRooms.size || [...ids].some((id) => !state.myRooms.has(id))) refreshSoon();
+}
+
+// Tells the other tabs of this browser that the person's rooms changed.
+function tellTabs() {
+  tabs?.postMessage({ userId: me() });
+}
+
+tabs?.addEventListener('message', (ev) => {
+  if (state.session && ev.data?.userId === me()) refreshSoon();
+});
 
 // Where the feed starts for each of roomIds (its head now) and their
 // unread counts and read markers, from GetUnread: a Map roomId -> seq
@@ -334,6 +388,12 @@ function membersText(n) {
   return `${n} member${n === 1 ? '' : 's'}`;
 }
 
+// "3 members", "3 members, private" or "direct messages".
+function roomKind(r) {
+  if (r.visibility === 'DIRECT') return 'direct messages';
+  return membersText(r.memberCount) + (r.visibility === 'PRIVATE' ? ', private' : '');
+}
+
 // A room's name as shown: a direct room by the other person's name.
 function roomName(r) {
   if (r.visibility === 'DIRECT') {
@@ -360,14 +420,14 @@ function myRoomParts(r) {
   const unread = unreadText(r.roomId);
   return [
     h('span', { class: 'room-name', text: roomName(r) }),
-    h('span', { class: 'room-count', text: r.visibility === 'DIRECT' ? 'direct messages' : membersText(r.memberCount) }),
+    h('span', { class: 'room-count', text: roomKind(r) }),
     unread ? h('span', { class: 'badge', text: unread }) : null,
   ];
 }
 
 function myRoomLabel(r) {
   const unread = unreadText(r.roomId);
-  return `${roomName(r)}, ${r.visibility === 'DIRECT' ? 'direct messages' : membersText(r.memberCount)}` +
+  return `${roomName(r)}, ${roomKind(r)}` +
     (unread ? `, ${unread} unread` : '');
 }
 
@@ -437,6 +497,7 @@ async function addRoom(room) {
   renderRooms();
   openRoom(room.roomId, true);
   refreshSoon();
+  tellTabs();
 }
 
 async function leaveRoom() {
@@ -449,6 +510,7 @@ async function leaveRoom() {
     return roomError(describe(e, 'Could not leave the room'));
   }
   forgetRoom(roomId);
+  tellTabs();
   announce(`You left ${roomId}.`);
   $('new-room').focus();
 }
@@ -507,10 +569,12 @@ function onLiveEvents(byRoom) {
           forgetRoom(roomId);
           if (kind !== 'LEFT')
             pageError(`You were ${kind === 'KICKED' ? 'removed from' : 'banned from'} ${name} by ` +
-              `${nameOf(ev.membership.actor || '')}` + (ev.membership.reason ? `: ${ev.membership.reason}` : '.'));
+              `${nameOf(ev.membership.actor || '')}` + (ev.membership.reason ? `: ${ev.membership.reason}` : '.'), true);
           break;
         }
       }
+      if (ev.roomUpdate && state.myRooms.has(roomId))
+        updateRoom({ roomId, name: ev.roomUpdate.name || roomId, topic: ev.roomUpdate.topic ?? '' });
       // A message from someone ends their typing.
       if (ev.message) onTyping(roomId, ev.sender, false);
       if (seq === 0) continue;
@@ -521,8 +585,20 @@ function onLiveEvents(byRoom) {
   }
   renderRooms();
   if (roomsChanged) refreshSoon();
-  if (roomsChanged && !$('members').hidden && byRoom.has(state.active)) showMembers();
+  if (roomsChanged && !$('members').hidden && byRoom.has(state.active)) manage.show();
 }
+
+// A page left for another stays alive in the back/forward cache, and so
+// would its feed: the stream's socket stays open, the server keeps the
+// session, and others see the person online until the server's idle cut
+// (60 s). Leaving the page ends the feed (the server sees the socket
+// close at once); coming back to it resumes from the cursors.
+window.addEventListener('pagehide', () => state.live?.stop());
+window.addEventListener('pageshow', (ev) => {
+  if (!ev.persisted || !state.session || !state.live) return;
+  state.live.restart();
+  refreshSoon();
+});
 
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden && state.session) refreshSoon();
@@ -531,6 +607,14 @@ document.addEventListener('visibilitychange', () => {
     clearUnread(state.active);
   }
 });
+
+// A room's name or topic changed (here, or in the feed).
+function updateRoom(room) {
+  if (!state.myRooms.has(room.roomId)) return;
+  state.myRooms.set(room.roomId, { ...state.myRooms.get(room.roomId), ...room, topic: room.topic ?? '' });
+  renderRooms();
+  if (room.roomId === state.active) renderRoomHead();
+}
 
 function clearUnread(roomId) {
   state.unread.set(roomId, 0);
@@ -550,7 +634,7 @@ function renderRoomHead() {
   const r = state.myRooms.get(state.active);
   if (!r) return;
   $('room-title').textContent = roomName(r);
-  const meta = [r.roomId !== (r.name || r.roomId) ? r.roomId : null, membersText(r.memberCount), r.topic || null];
+  const meta = [r.roomId !== (r.name || r.roomId) ? r.roomId : null, roomKind(r), r.topic || null];
   $('room-meta').textContent = meta.filter(Boolean).join(' · ');
 }
 
@@ -638,8 +722,7 @@ function openRoom(roomId, focus) {
   roomError('');
   renderRoomHead();
   renderTyping();
-  $('members').hidden = true;
-  $('show-members').setAttribute('aria-expanded', 'false');
+  manage.reset();
   tl.updateTop();
   const wrap = $('log-wrap');
   wrap.scrollTop = wrap.scrollHeight;
@@ -703,173 +786,24 @@ function setupRoom() {
   });
 }
 
-// ---- creating a room ------------------------------------------------------------------
-
-function setupCreate() {
-  const form = $('create-form');
-  const toggle = $('new-room');
-  const err = $('create-error');
-  const close = () => {
-    form.hidden = true;
-    toggle.setAttribute('aria-expanded', 'false');
-    say(err, '');
-    toggle.focus();
-  };
-  toggle.addEventListener('click', () => {
-    if (!form.hidden) return close();
-    form.hidden = false;
-    toggle.setAttribute('aria-expanded', 'true');
-    $('create-id').focus();
-  });
-  $('create-cancel').addEventListener('click', close);
-  form.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape') close();
-  });
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const roomId = $('create-id').value.trim();
-    const name = $('create-name').value.trim();
-    const topic = $('create-topic').value.trim();
-    if (!/^[a-z0-9][a-z0-9_.-]{0,63}$/.test(roomId)) {
-      $('create-id').setAttribute('aria-invalid', 'true');
-      $('create-id').focus();
-      return say(err, 'The room id must be 1 to 64 characters of lower-case letters, digits, _ . or -, starting with a letter or digit.');
-    }
-    $('create-id').removeAttribute('aria-invalid');
-    const submit = form.querySelector('button[type=submit]');
-    submit.disabled = true;
-    try {
-      await call('Rooms/CreateRoom', { roomId, name, topic }, { token: token() });
-      const r = await call('Rooms/JoinRoom', { roomId }, { token: token() });
-      form.reset();
-      form.hidden = true;
-      toggle.setAttribute('aria-expanded', 'false');
-      say(err, '');
-      await addRoom(r.room ?? { roomId, name });
-    } catch (e) {
-      if (e.code === 'unauthenticated') return sessionEnded();
-      say(err, e.code === 'already_exists'
-        ? `A room ${roomId} exists already: pick another id, or join it from the list.`
-        : describe(e, 'Could not create the room'));
-    } finally {
-      submit.disabled = false;
-    }
-  });
-}
-
-// ---- members and moderation ------------------------------------------------------------
-
-const ROLE_RANK = { MEMBER: 1, MODERATOR: 2, ADMIN: 3 };
-
-async function showMembers() {
-  const roomId = state.active;
-  const list = $('member-list');
-  const note = $('members-note');
-  let r;
-  try {
-    r = await call('Rooms/ListMembers', { roomId, pageSize: 100 }, { token: token() });
-  } catch (e) {
-    if (e.code === 'unauthenticated') return sessionEnded();
-    return say(note, describe(e, 'Could not list the members'));
-  }
-  if (roomId !== state.active) return;
-  const members = r.members ?? [];
-  for (const m of members) if (m.displayName) names.set(m.userId, m.displayName);
-  const mine = ROLE_RANK[members.find((m) => m.userId === me())?.role] ?? 1;
-  const direct = state.myRooms.get(roomId)?.visibility === 'DIRECT';
-  const moderate = (method, m, body, doing) => async () => {
-    try {
-      await call(method, { roomId, userId: m.userId, ...body }, { token: token() });
-      showMembers();
-    } catch (e) {
-      if (e.code === 'unauthenticated') return sessionEnded();
-      say(note, describe(e, doing));
-    }
-  };
-  list.replaceChildren(...members.map((m) => {
-    const theirs = ROLE_RANK[m.role] ?? 1;
-    const who = m.displayName && m.displayName !== m.userId ? `${m.displayName} (${m.userId})` : m.userId;
-    const tools = [];
-    if (!direct && m.userId !== me() && mine > theirs && mine >= ROLE_RANK.MODERATOR) {
-      tools.push(h('button', { type: 'button', class: 'quiet', text: 'Remove', 'aria-label': `Remove ${who} from the room`,
-        onclick: moderate('Rooms/Kick', m, {}, `Could not remove ${m.userId}`) }));
-      tools.push(h('button', { type: 'button', class: 'quiet', text: 'Ban', 'aria-label': `Ban ${who} from the room`,
-        onclick: moderate('Rooms/Ban', m, {}, `Could not ban ${m.userId}`) }));
-    }
-    if (!direct && m.userId !== me() && mine === ROLE_RANK.ADMIN) {
-      const up = m.role !== 'MODERATOR';
-      tools.push(h('button', { type: 'button', class: 'quiet', text: up ? 'Make moderator' : 'Make member',
-        'aria-label': `${up ? 'Make' : 'Stop making'} ${who} a moderator`,
-        onclick: moderate('Rooms/SetRole', m, { role: up ? 'MODERATOR' : 'MEMBER' }, `Could not change the role of ${m.userId}`) }));
-    }
-    return h('li', { dataset: { user: m.userId } },
-      h('span', { class: 'member-name', text: who }),
-      m.role && m.role !== 'MEMBER' ? h('span', { class: 'role', text: m.role.toLowerCase() }) : null,
-      h('span', { class: m.online ? 'online yes' : 'online', text: m.online ? 'online' : 'away' }),
-      tools.length ? h('span', { class: 'actions-m' }, tools) : null);
-  }));
-  say(note, r.nextPageToken ? 'Showing the first 100 members.' : '');
-}
-
-function setupMembers() {
-  const toggle = $('show-members');
-  toggle.addEventListener('click', () => {
-    const open = $('members').hidden;
-    $('members').hidden = !open;
-    toggle.setAttribute('aria-expanded', String(open));
-    if (open) showMembers();
-  });
-  $('members').addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape') {
-      $('members').hidden = true;
-      toggle.setAttribute('aria-expanded', 'false');
-      toggle.focus();
-    }
-  });
-}
-
-// ---- direct messages -------------------------------------------------------------------
-
-function setupDirect() {
-  const form = $('dm-form');
-  const input = $('dm-user');
-  const err = $('dm-error');
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const userId = input.value.trim();
-    const problem = userIdProblem(userId);
-    if (problem || userId === me()) {
-      input.setAttribute('aria-invalid', 'true');
-      input.focus();
-      return say(err, problem || 'That is you: pick someone else.');
-    }
-    input.removeAttribute('aria-invalid');
-    try {
-      const r = await call('Rooms/OpenDirect', { userId }, { token: token() });
-      say(err, '');
-      input.value = '';
-      await addRoom(r.room);
-    } catch (e) {
-      if (e.code === 'unauthenticated') return sessionEnded();
-      say(err, e.code === 'not_found' ? `There is no user ${userId}.` : describe(e, 'Could not open the conversation'));
-    }
-  });
-  input.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape') {
-      input.value = '';
-      say(err, '');
-    }
-  });
-}
-
 // ---- start ------------------------------------------------------------------------------
 
 function boot() {
   authForms = setupAuth((s) => enterChat(s));
   setupRoom();
-  setupCreate();
-  setupDirect();
-  setupMembers();
+  setupJoin({
+    token, me, sessionEnded, addRoom,
+    has: (id) => state.myRooms.has(id),
+    open: (id) => openRoom(id, true),
+  });
+  manage = setupManage({
+    token, me, names,
+    active: () => state.active,
+    room: (id) => state.myRooms.get(id),
+    onRoom: updateRoom,
+    sessionEnded,
+    announce,
+  });
   $('logout').addEventListener('click', logout);
   $('more-rooms').addEventListener('click', moreRooms);
   const s = loadSession();

@@ -21,12 +21,16 @@ export class Live {
   // onEvents(Map roomId -> [Event]) for new events; onState('live' |
   // 'reconnecting' | 'idle', error); onRefused(ApiError) when the server
   // refuses the subscription itself (a room left elsewhere, the session
-  // ended): the owner fixes the room set and calls setRooms again.
-  constructor(token, { onEvents, onState, onRefused }) {
+  // ended): the owner fixes the room set and calls setRooms again;
+  // onForeign(Event) for an event of a room the feed does not hold (a
+  // server whose sessions follow memberships sends those of a room
+  // joined elsewhere): the owner looks at its rooms again.
+  constructor(token, { onEvents, onState, onRefused, onForeign }) {
     this.token = token;
     this.onEvents = onEvents;
     this.onState = onState;
     this.onRefused = onRefused;
+    this.onForeign = onForeign;
     this.cursors = new Map();
     this.ctl = null;
     this.down = new Set(); // streams not connected now
@@ -125,7 +129,10 @@ export class Live {
   take(m) {
     const byRoom = new Map();
     for (const ev of m.events ?? []) {
-      if (!this.cursors.has(ev.roomId)) continue;
+      if (!this.cursors.has(ev.roomId)) {
+        this.onForeign?.(ev);
+        continue;
+      }
       const seq = Number(ev.seq ?? 0);
       if (seq !== 0) {
         if (seq <= this.cursor(ev.roomId)) continue;

@@ -3,10 +3,8 @@
  *
  * Tables:
  *   auth.users        user_id                  -> UserRecord
- *   auth.tokens       BLAKE2b(key, token)      -> TokenRecord
- *   auth.user_tokens  user_id \0 BLAKE2b(...)  -> "" (to revoke a user's sessions)
- * Expired sessions go when presented, or at the latest when the sweeper
- * thread passes (every token lifetime, at most every 10 minutes).
+ *   auth.deleting     deleted accounts with rooms still to leave (account.c)
+ *   auth.tokens, auth.user_tokens: the sessions (tokens.c)
  *
  * Password hashing is the expensive part. Register, Login and ChangePassword
  * do their cheap checks on the rpc worker thread, then hand the call to a
@@ -23,13 +21,10 @@
  */
 #include "auth.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -43,66 +38,14 @@
 #include "workpool.h"
 #include "auth_int.h"
 
-#define TOKEN_BYTES 32
-#define TOKEN_HASH_BYTES 32
-#define TOKEN_B64_LEN 43 /* URL-safe base64 of 32 bytes, no padding */
-_Static_assert(TOKEN_B64_LEN + 1 == AUTH_TOKEN_WIRE_BYTES, "auth_int.h's wire size");
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 1024
 #define HASH_QUEUE_MAX 64	/* password checks waiting, at most ... */
 #define HASH_QUEUE_SHARE 4	/* ... and at most 1/4 of the call slots */
-#define SWEEP_BATCH 512			/* expired sessions deleted per transaction */
-#define SWEEP_INTERVAL_MAX_MS 600000	/* sweep at least every 10 minutes */
 
 /* Identical for an unknown user and a wrong password: same status, same
  * bytes. */
 static const char login_failed[] = "invalid user id or password";
-
-/* ---- the token key ------------------------------------------------------ */
-
-static int
-load_or_create_key(const char *dir, unsigned char key[crypto_generichash_KEYBYTES],
-		   rpc_status *st)
-{
-	char path[4096], tmp[4200];
-	int fd;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "%s/auth.key", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, key, crypto_generichash_KEYBYTES);
-		close(fd);
-		if (n != crypto_generichash_KEYBYTES)
-			return rpc_status_set(st, RPC_DATA_LOSS, "%s is damaged (%zd bytes)", path,
-					      n);
-		return RPC_OK;
-	}
-	if (errno != ENOENT)
-		return rpc_status_set(st, RPC_INTERNAL, "cannot read %s: %s", path,
-				      strerror(errno));
-
-	/* First start: write a fresh key beside, sync, then rename into place,
-	 * so a crash never leaves a half-written key. */
-	crypto_generichash_keygen(key);
-	snprintf(tmp, sizeof(tmp), "%s.new", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return rpc_status_set(st, RPC_INTERNAL, "cannot create %s: %s", tmp,
-				      strerror(errno));
-	n = write(fd, key, crypto_generichash_KEYBYTES);
-	if (n != crypto_generichash_KEYBYTES || fsync(fd) != 0) {
-		close(fd);
-		unlink(tmp);
-		return rpc_status_set(st, RPC_INTERNAL, "cannot write %s", tmp);
-	}
-	close(fd);
-	if (rename(tmp, path) != 0)
-		return rpc_status_set(st, RPC_INTERNAL, "cannot rename %s: %s", tmp,
-				      strerror(errno));
-	plog_info("auth", "created token key %s", path);
-	return RPC_OK;
-}
 
 /* ---- passwords ------------------------------------------------------------ */
 
@@ -184,330 +127,18 @@ put_record(store_txn *txn, store_table t, const void *key, size_t klen,
 	return err;
 }
 
-/* ---- tokens ------------------------------------------------------------------- */
-
-static void
-token_hash(auth_service *a, const unsigned char token[TOKEN_BYTES],
-	   unsigned char out[TOKEN_HASH_BYTES])
-{
-	crypto_generichash(out, TOKEN_HASH_BYTES, token, TOKEN_BYTES, a->token_key,
-			   sizeof(a->token_key));
-}
-
-/* Decodes a wire token into its hash; false if it cannot be one of ours. */
-static __attribute__((warn_unused_result)) bool
-decode_token(auth_service *a, const char *wire, unsigned char hash[TOKEN_HASH_BYTES])
-{
-	unsigned char raw[TOKEN_BYTES];
-	size_t len = 0;
-
-	if (strlen(wire) != TOKEN_B64_LEN)
-		return false;
-	if (sodium_base642bin(raw, sizeof(raw), wire, TOKEN_B64_LEN, NULL, &len, NULL,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-	    len != TOKEN_BYTES)
-		return false;
-	token_hash(a, raw, hash);
-	sodium_memzero(raw, sizeof(raw));
-	return true;
-}
-
-static void
-user_token_key(uint8_t *key, size_t *klen, const char *user_id,
-	       const unsigned char hash[TOKEN_HASH_BYTES])
-{
-	size_t n = strlen(user_id);
-
-	memcpy(key, user_id, n);
-	key[n] = '\0';
-	memcpy(key + n + 1, hash, TOKEN_HASH_BYTES);
-	*klen = n + 1 + TOKEN_HASH_BYTES;
-}
-
-/* Stores a new session of user_id; writes the wire token (TOKEN_B64_LEN+1). */
-static __attribute__((warn_unused_result)) store_err
-issue_token(auth_service *a, const char *user_id, uint64_t now, char *wire,
-	    uint64_t *expires)
-{
-	Parley__Store__V1__TokenRecord rec = PARLEY__STORE__V1__TOKEN_RECORD__INIT;
-	unsigned char raw[TOKEN_BYTES], hash[TOKEN_HASH_BYTES];
-	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
-	size_t uklen;
-	store_txn *txn;
-	store_err err;
-
-	randombytes_buf(raw, sizeof(raw));
-	token_hash(a, raw, hash);
-	sodium_bin2base64(wire, TOKEN_B64_LEN + 1, raw, sizeof(raw),
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	sodium_memzero(raw, sizeof(raw));
-
-	rec.user_id = (char *)user_id;
-	rec.created_at_ms = now;
-	rec.expires_at_ms = *expires = now + a->token_ttl_ms;
-	rec.token_hash.data = hash;
-	rec.token_hash.len = sizeof(hash);
-	user_token_key(ukey, &uklen, user_id, hash);
-
-	if ((err = store_begin(a->env, true, &txn)) != STORE_OK)
-		return err;
-	if ((err = put_record(txn, a->tokens, hash, sizeof(hash), &rec.base, 0)) != STORE_OK ||
-	    (err = store_put(txn, a->user_tokens, ukey, uklen, "", 0, 0)) != STORE_OK) {
-		store_abort(txn);
-		return err;
-	}
-	return store_commit(txn);
-}
-
-/* Deletes one session of user_id, durably. STORE_OK (also when it was
- * gone already), or the store's error: the session may still be valid. */
-static __attribute__((warn_unused_result)) store_err
-revoke_token(auth_service *a, const char *user_id, const unsigned char hash[TOKEN_HASH_BYTES])
-{
-	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
-	size_t uklen;
-	store_txn *txn;
-	store_err err;
-
-	user_token_key(ukey, &uklen, user_id, hash);
-	if ((err = store_begin(a->env, true, &txn)) != STORE_OK)
-		return err;
-	err = store_del(txn, a->tokens, hash, TOKEN_HASH_BYTES);
-	if (err == STORE_OK || err == STORE_NOTFOUND)
-		err = store_del(txn, a->user_tokens, ukey, uklen);
-	if (err != STORE_OK && err != STORE_NOTFOUND) {
-		store_abort(txn);
-		return err;
-	}
-	return store_commit(txn);
-}
-
-/*
- * Resolves a wire token. RPC_OK with user_id and expiry, or UNAUTHENTICATED.
- * An expired token is deleted on the way.
- */
-static __attribute__((warn_unused_result)) rpc_code
-lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MAX],
-	     uint64_t *expires, unsigned char hash[TOKEN_HASH_BYTES], rpc_status *st)
-{
-	Parley__Store__V1__TokenRecord *rec;
-	void *buf;
-	size_t len;
-	store_err err;
-	bool ok;
-
-	if (!decode_token(a, wire, hash))
-		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
-	err = store_get_copy(a->env, a->tokens, hash, TOKEN_HASH_BYTES, &buf, &len);
-	if (err == STORE_NOTFOUND)
-		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
-	if (err != STORE_OK)
-		return rpc_status_set(st, RPC_INTERNAL, "token store: %s", store_strerror(err));
-	rec = records_token(NULL, buf, len);
-	free(buf);
-	if (rec == NULL)
-		return rpc_status_set(st, RPC_DATA_LOSS, "token record is damaged");
-	ok = rec->token_hash.len == TOKEN_HASH_BYTES &&
-	     sodium_memcmp(rec->token_hash.data, hash, TOKEN_HASH_BYTES) == 0;
-	snprintf(user_id, RPC_USER_ID_MAX, "%s", rec->user_id);
-	*expires = rec->expires_at_ms;
-	parley__store__v1__token_record__free_unpacked(rec, NULL);
-	if (!ok)
-		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
-	if (*expires <= rpc_wall_ms()) {
-		/* Expired whether or not this delete succeeds; the sweeper
-		 * takes what is left. */
-		if (revoke_token(a, user_id, hash) != STORE_OK)
-			plog_error("auth", "cannot delete an expired session of %s", user_id);
-		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
-	}
-	return RPC_OK;
-}
+/* ---- handlers -------------------------------------------------------------------- */
 
 /* The auth endpoint's own authenticator: a local lookup. */
 static rpc_code
 authn_local(void *ctx, const char *token, int64_t deadline_ms, char user_id[RPC_USER_ID_MAX],
 	    rpc_status *st)
 {
-	unsigned char hash[TOKEN_HASH_BYTES];
+	unsigned char hash[AUTH_TOKEN_HASH_BYTES];
 	uint64_t expires;
 
-	return lookup_token(ctx, token, user_id, &expires, hash, st);
+	return auth_lookup_token(ctx, token, user_id, &expires, hash, st);
 }
-
-struct revoke_scan {
-	const char *user_id;
-	size_t prefix_len;
-	const unsigned char *keep; /* hash of the session to keep, or NULL */
-	unsigned char (*hashes)[TOKEN_HASH_BYTES];
-	size_t n, cap;
-};
-
-static bool
-collect_user_tokens(void *arg, store_val key, store_val val)
-{
-	struct revoke_scan *s = arg;
-	const uint8_t *k = key.data;
-
-	if (key.len != s->prefix_len + TOKEN_HASH_BYTES ||
-	    memcmp(k, s->user_id, s->prefix_len) != 0)
-		return false;
-	if (s->keep != NULL && memcmp(k + s->prefix_len, s->keep, TOKEN_HASH_BYTES) == 0)
-		return true;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		void *p = realloc(s->hashes, cap * TOKEN_HASH_BYTES);
-		if (p == NULL)
-			return false;
-		s->hashes = p;
-		s->cap = cap;
-	}
-	memcpy(s->hashes[s->n++], k + s->prefix_len, TOKEN_HASH_BYTES);
-	return true;
-}
-
-/* In txn: deletes every session of user_id except keep. */
-static __attribute__((warn_unused_result)) store_err
-revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
-		   const unsigned char *keep)
-{
-	struct revoke_scan s = {.user_id = user_id, .prefix_len = strlen(user_id) + 1, .keep = keep};
-	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
-	size_t uklen;
-	store_err err;
-
-	err = store_scan(txn, a->user_tokens, user_id, s.prefix_len, false, collect_user_tokens,
-			 &s);
-	for (size_t i = 0; err == STORE_OK && i < s.n; i++) {
-		user_token_key(ukey, &uklen, user_id, s.hashes[i]);
-		err = store_del(txn, a->user_tokens, ukey, uklen);
-		if (err == STORE_OK || err == STORE_NOTFOUND)
-			err = store_del(txn, a->tokens, s.hashes[i], TOKEN_HASH_BYTES);
-		if (err == STORE_NOTFOUND)
-			err = STORE_OK;
-	}
-	free(s.hashes);
-	return err;
-}
-
-/* ---- the sweeper ------------------------------------------------------------------ */
-
-/* An expired token is deleted when it is next presented; one never seen
- * again would stay forever. The sweeper thread deletes those, a batch per
- * write transaction, every token lifetime (at most every 10 minutes). */
-
-struct sweep_scan {
-	uint64_t now;
-	size_t n;
-	unsigned char hashes[SWEEP_BATCH][TOKEN_HASH_BYTES];
-	char users[SWEEP_BATCH][RPC_USER_ID_MAX];
-	unsigned char next[TOKEN_HASH_BYTES]; /* where the next batch starts */
-	bool more;
-};
-
-static bool
-collect_expired(void *arg, store_val key, store_val val)
-{
-	struct sweep_scan *s = arg;
-	Parley__Store__V1__TokenRecord *rec;
-
-	if (key.len != TOKEN_HASH_BYTES)
-		return true;
-	if (s->n == SWEEP_BATCH) {
-		memcpy(s->next, key.data, TOKEN_HASH_BYTES);
-		s->more = true;
-		return false;
-	}
-	rec = records_token(NULL, val.data, val.len);
-	if (rec == NULL)
-		return true; /* damaged: Validate reports it, the sweeper leaves it */
-	if (rec->expires_at_ms <= s->now && strlen(rec->user_id) < RPC_USER_ID_MAX) {
-		memcpy(s->hashes[s->n], key.data, TOKEN_HASH_BYTES);
-		snprintf(s->users[s->n], RPC_USER_ID_MAX, "%s", rec->user_id);
-		s->n++;
-	}
-	parley__store__v1__token_record__free_unpacked(rec, NULL);
-	return true;
-}
-
-/* Deletes every session expired by now; returns how many went. */
-static size_t
-sweep_expired(auth_service *a, struct sweep_scan *s)
-{
-	uint8_t ukey[RPC_USER_ID_MAX + 1 + TOKEN_HASH_BYTES];
-	bool first = true;
-	size_t uklen, total = 0;
-	store_txn *txn;
-
-	s->now = rpc_wall_ms();
-	do {
-		s->n = 0;
-		s->more = false;
-		if (store_begin(a->env, false, &txn) != STORE_OK)
-			break;
-		store_scan(txn, a->tokens, first ? NULL : s->next, first ? 0 : TOKEN_HASH_BYTES,
-			   false, collect_expired, s);
-		store_abort(txn);
-		first = false;
-		if (s->n == 0)
-			continue;
-		if (store_begin(a->env, true, &txn) != STORE_OK)
-			break;
-		for (size_t i = 0; i < s->n; i++) {
-			user_token_key(ukey, &uklen, s->users[i], s->hashes[i]);
-			store_del(txn, a->tokens, s->hashes[i], TOKEN_HASH_BYTES);
-			store_del(txn, a->user_tokens, ukey, uklen);
-		}
-		if (store_commit(txn) != STORE_OK)
-			break;
-		total += s->n;
-	} while (s->more);
-	return total;
-}
-
-static void *
-sweeper_main(void *arg)
-{
-	auth_service *a = arg;
-	uint64_t every = a->token_ttl_ms < SWEEP_INTERVAL_MAX_MS ? a->token_ttl_ms
-								 : SWEEP_INTERVAL_MAX_MS;
-	struct sweep_scan *s = malloc(sizeof(*s));
-
-	if (s == NULL) {
-		plog_error("auth", "no memory for the session sweeper; expired sessions stay");
-		return NULL;
-	}
-	pthread_mutex_lock(&a->sweep_mtx);
-	while (!a->sweeper_stop) {
-		rpc_cond_wait_until(&a->sweep_cv, &a->sweep_mtx, rpc_now_ms() + (int64_t)every);
-		if (a->sweeper_stop)
-			break;
-		pthread_mutex_unlock(&a->sweep_mtx);
-		size_t n = sweep_expired(a, s);
-		if (n > 0)
-			plog_info("auth", "deleted %zu expired session%s", n, n == 1 ? "" : "s");
-		auth_retry_deletions(a);
-		pthread_mutex_lock(&a->sweep_mtx);
-	}
-	pthread_mutex_unlock(&a->sweep_mtx);
-	free(s);
-	return NULL;
-}
-
-static void
-sweeper_stop(auth_service *a)
-{
-	if (!a->sweeper_running)
-		return;
-	pthread_mutex_lock(&a->sweep_mtx);
-	a->sweeper_stop = true;
-	pthread_cond_signal(&a->sweep_cv);
-	pthread_mutex_unlock(&a->sweep_mtx);
-	pthread_join(a->sweeper, NULL);
-	a->sweeper_running = false;
-}
-
-/* ---- handlers -------------------------------------------------------------------- */
 
 static __attribute__((warn_unused_result)) rpc_code
 check_password_size(rpc_call *call, const char *field, const char *pw)
@@ -734,7 +365,7 @@ login_job(rpc_call *call, void *arg)
 	struct pw_job *j = arg;
 	const Parley__V1__LoginRequest *req = j->req;
 	Parley__V1__LoginResponse *resp = (void *)rpc_call_response(call);
-	char wire[TOKEN_B64_LEN + 1];
+	char wire[AUTH_TOKEN_WIRE_BYTES];
 	uint64_t expires;
 	store_err err;
 
@@ -750,7 +381,7 @@ login_job(rpc_call *call, void *arg)
 	guard_succeed(&j->address);
 	maybe_rehash(j->a, j->rec, req->password);
 
-	err = issue_token(j->a, j->rec->user_id, rpc_wall_ms(), wire, &expires);
+	err = auth_issue_token(j->a, j->rec->user_id, wire, &expires);
 	if (err == STORE_OK)
 		resp->token = rpc_call_strdup(call, wire); /* the arena is wiped too */
 	sodium_memzero(wire, sizeof(wire));
@@ -799,15 +430,15 @@ static rpc_code
 handle_logout(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
 {
 	auth_service *a = ctx;
-	unsigned char hash[TOKEN_HASH_BYTES];
+	unsigned char hash[AUTH_TOKEN_HASH_BYTES];
 	store_err err;
 
 	/* The runtime has validated the token; it decodes. */
-	if (!decode_token(a, rpc_call_token(call), hash))
+	if (!auth_decode_token(a, rpc_call_token(call), hash))
 		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
 	/* OK only once the session is gone for good: a client told OK
 	 * forgets its token, and must not leave a live one behind. */
-	if ((err = revoke_token(a, rpc_call_caller(call), hash)) != STORE_OK)
+	if ((err = auth_revoke_token(a, rpc_call_caller(call), hash)) != STORE_OK)
 		return svc_fail_store(call, err, "logout");
 	return RPC_OK;
 }
@@ -818,12 +449,12 @@ handle_validate(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *
 {
 	const Parley__V1__ValidateRequest *req = (const void *)reqm;
 	Parley__V1__ValidateResponse *resp = (void *)respm;
-	unsigned char hash[TOKEN_HASH_BYTES];
+	unsigned char hash[AUTH_TOKEN_HASH_BYTES];
 	char user_id[RPC_USER_ID_MAX];
 	rpc_status st;
 	uint64_t expires;
 
-	if (lookup_token(ctx, req->token, user_id, &expires, hash, &st) != RPC_OK)
+	if (auth_lookup_token(ctx, req->token, user_id, &expires, hash, &st) != RPC_OK)
 		return rpc_call_fail_status(call, &st);
 	resp->user_id = rpc_call_strdup(call, user_id);
 	resp->expires_at_ms = expires;
@@ -836,7 +467,7 @@ change_password_job(rpc_call *call, void *arg)
 	struct pw_job *j = arg;
 	const Parley__V1__ChangePasswordRequest *req = j->req;
 	const char *user_id = rpc_call_caller(call);
-	unsigned char keep[TOKEN_HASH_BYTES];
+	unsigned char keep[AUTH_TOKEN_HASH_BYTES];
 	char hash[crypto_pwhash_STRBYTES];
 	char *old_hash;
 	store_txn *txn;
@@ -853,7 +484,7 @@ change_password_job(rpc_call *call, void *arg)
 	guard_release(&j->address);
 	if (!hash_password(j->a, req->new_password, hash))
 		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot hash password now");
-	if (!decode_token(j->a, rpc_call_token(call), keep))
+	if (!auth_decode_token(j->a, rpc_call_token(call), keep))
 		return rpc_call_fail(call, RPC_UNAUTHENTICATED, "invalid or expired token");
 
 	old_hash = j->rec->password_hash;
@@ -862,7 +493,7 @@ change_password_job(rpc_call *call, void *arg)
 	if (err == STORE_OK) {
 		err = put_record(txn, j->a->users, user_id, strlen(user_id), &j->rec->base, 0);
 		if (err == STORE_OK)
-			err = revoke_user_tokens(j->a, txn, user_id, keep);
+			err = auth_revoke_user_tokens(j->a, txn, user_id, keep);
 		if (err == STORE_OK)
 			err = store_commit(txn);
 		else
@@ -1011,7 +642,7 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	pthread_mutex_init(&a->sweep_mtx, NULL);
 	rpc_cond_init(&a->sweep_cv);
 
-	if (load_or_create_key(cfg->data_dir, a->token_key, st) != RPC_OK)
+	if (auth_load_token_key(cfg->data_dir, a->token_key, st) != RPC_OK)
 		goto fail;
 	if (!svc_open_table(a->env, "auth.users", &a->users, st) ||
 	    !svc_open_table(a->env, "auth.tokens", &a->tokens, st) ||
@@ -1044,11 +675,10 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	rpc_server_set_authenticator(a->srv, authn_local, a);
 	if (rpc_server_start(a->srv, st) != RPC_OK)
 		goto fail;
-	if (pthread_create(&a->sweeper, NULL, sweeper_main, a) != 0) {
+	if (!auth_start_sweeper(a)) {
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the session sweeper");
 		goto fail;
 	}
-	a->sweeper_running = true;
 	*out = a;
 	return RPC_OK;
 
@@ -1071,7 +701,7 @@ auth_service_shutdown(auth_service *a)
 		rpc_server_shutdown(a->srv);
 	workpool_stop(a->hashers);
 	a->hashers = NULL;
-	sweeper_stop(a);
+	auth_stop_sweeper(a);
 }
 
 void
@@ -1082,7 +712,7 @@ auth_service_stop(auth_service *a)
 	if (a->srv != NULL)
 		rpc_server_close(a->srv, 5000);
 	workpool_stop(a->hashers);
-	sweeper_stop(a);
+	auth_stop_sweeper(a);
 	pthread_cond_destroy(&a->sweep_cv);
 	pthread_mutex_destroy(&a->sweep_mtx);
 	guard_free(a->guard);
@@ -1124,27 +754,4 @@ bool
 auth_valid_email(const char *s)
 {
 	return valid_email(s);
-}
-
-store_err
-auth_revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
-			const unsigned char *keep)
-{
-	return revoke_user_tokens(a, txn, user_id, keep);
-}
-
-store_err
-auth_issue_token(auth_service *a, const char *user_id, char *wire, uint64_t *expires)
-{
-	return issue_token(a, user_id, rpc_wall_ms(), wire, expires);
-}
-
-store_err
-auth_revoke_wire_token(auth_service *a, const char *user_id, const char *wire)
-{
-	unsigned char hash[TOKEN_HASH_BYTES];
-
-	if (!decode_token(a, wire, hash))
-		return STORE_OK; /* cannot be one of ours: nothing to revoke */
-	return revoke_token(a, user_id, hash);
 }

@@ -2,8 +2,10 @@
  * auth_int.h — what the files of the Auth service share. Not for other
  * services.
  *
- *   auth.c     lifecycle, the method table, tokens, Register, Login,
- *              Logout, Validate, ChangePassword, the session sweeper
+ *   auth.c     lifecycle, the method table, Register, Login, Logout,
+ *              Validate, ChangePassword
+ *   tokens.c   the session tokens: key, issue, look-up, revoke, the
+ *              session sweeper (tokens.h)
  *   account.c  UpdateProfile, GetUsers, DeleteAccount and the leaving of
  *              a deleted account's rooms
  *
@@ -21,6 +23,7 @@
 #include "auth.h"
 #include "client.h"
 #include "guard.h"
+#include "tokens.h"
 #include "workpool.h"
 
 #include "parley/store/v1/auth_records.pb-c.h"
@@ -28,8 +31,6 @@
 
 #define EMAIL_MAX 254
 #define DISPLAY_NAME_MAX 64
-#define AUTH_TOKEN_HASH_BYTES 32
-#define AUTH_TOKEN_WIRE_BYTES 44 /* URL-safe base64 of 32 bytes and a NUL */
 /* The rooms service names this user as the creator of the rooms it makes
  * itself ("general"): nobody may register it and so become their ADMIN. */
 #define AUTH_SYSTEM_USER "parley"
@@ -95,19 +96,6 @@ Parley__V1__User *auth_user_to_wire(rpc_call *call, const Parley__Store__V1__Use
 
 /* "" or at most EMAIL_MAX bytes with one '@' and no spaces or controls. */
 bool auth_valid_email(const char *s);
-
-/* In txn: deletes every session of user_id except keep (NULL: all). */
-store_err auth_revoke_user_tokens(auth_service *a, store_txn *txn, const char *user_id,
-				  const unsigned char *keep);
-
-/* Stores a new session of user_id and writes its wire token into wire
- * (AUTH_TOKEN_WIRE_BYTES); secret: the caller wipes it. */
-store_err auth_issue_token(auth_service *a, const char *user_id, char *wire,
-			   uint64_t *expires);
-
-/* Deletes the session of the wire token; STORE_OK also when it was gone. */
-__attribute__((warn_unused_result)) store_err
-auth_revoke_wire_token(auth_service *a, const char *user_id, const char *wire);
 
 /* account.c: handlers (method table in auth.c). */
 rpc_code auth_handle_update_profile(rpc_call *call, const ProtobufCMessage *reqm,

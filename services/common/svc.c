@@ -103,6 +103,10 @@ svc_fail_store(rpc_call *call, store_err err, const char *what)
 	case STORE_CORRUPT:
 		plog_error("store", "%s: %s", what, store_strerror(err));
 		return rpc_call_fail(call, RPC_DATA_LOSS, "%s: stored data is damaged", what);
+	case STORE_NOMEM:
+		plog_error("store", "%s: out of memory", what);
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "%s: the server is out of memory",
+				     what);
 	default:
 		plog_error("store", "%s: %s", what, store_strerror(err));
 		return rpc_call_fail(call, RPC_INTERNAL, "%s: %s", what, store_strerror(err));

@@ -5,17 +5,12 @@
 # json_test --reencode must read what Python's json_format writes. No
 # daemon: this checks the codec the HTTP face uses for application/json.
 source "$(dirname "$0")/../e2e/lib.sh"
+source "$(dirname "$0")/lib_python.sh"
 : "${PROTO_DIR:?the proto/ directory}"
 
 json_test=$BUILD_DIR/tests/unit/json_test
 [[ -x $json_test ]] || fail "no json_test at $json_test"
-py=""
-for candidate in python3 /usr/bin/python3; do
-  if "$candidate" -c 'import google.protobuf' 2>/dev/null; then py=$candidate; break; fi
-done
-[[ -n $py ]] || fail "no python3 with google.protobuf: python3-protobuf is not installed (.ci/deps)"
-command -v protoc >/dev/null || fail "protoc is not installed (.ci/deps: protobuf-compiler)"
-mkdir -p "$work/py"
+need_python_protobuf
 (cd "$PROTO_DIR" && protoc --python_out="$work/py" $(find parley -name '*.proto' | sort)) ||
   fail "protoc could not generate Python from proto/"
 

@@ -12,27 +12,6 @@
 
 static th_daemon d;
 
-/* utime + stime of process pid, in clock ticks; -1 if unreadable. */
-static long
-proc_cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long ut, st;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* Fields after the command name, which may hold spaces: ") state ..." */
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return -1;
-	return (long)(ut + st);
-}
 static rpc_client *auth, *home; /* auth: the one calls use; home: from 127.0.0.1 */
 
 static rpc_code
@@ -268,13 +247,13 @@ test_login_failures_identical_and_limited(void)
 		snprintf(pw, sizeof(pw), "timing-password-%d", i);
 		TH_CODE(do_register(user, pw, "Timing", "", &st1), RPC_OK, &st1);
 		snprintf(user, sizeof(user), "ghost%d", i);
-		c0 = proc_cpu_ticks(d.pid);
+		c0 = th_proc_cpu_ticks(d.pid);
 		TH_CODE(do_login(user, "whatever-pass", NULL, &st1), RPC_UNAUTHENTICATED, &st1);
-		cpu_unknown += proc_cpu_ticks(d.pid) - c0;
+		cpu_unknown += th_proc_cpu_ticks(d.pid) - c0;
 		snprintf(user, sizeof(user), "timing%d", i);
-		c0 = proc_cpu_ticks(d.pid);
+		c0 = th_proc_cpu_ticks(d.pid);
 		TH_CODE(do_login(user, "wrong-password", NULL, &st1), RPC_UNAUTHENTICATED, &st1);
-		cpu_wrong += proc_cpu_ticks(d.pid) - c0;
+		cpu_wrong += th_proc_cpu_ticks(d.pid) - c0;
 	}
 	TH_CHECK(cpu_wrong > 0 && cpu_unknown * 2 >= cpu_wrong,
 		 "unknown user cost %ld CPU ticks, wrong password %ld: a fast path", cpu_unknown,

@@ -294,6 +294,10 @@ slow_send(struct slow_call *c, const char *method, const void *body, size_t blen
 	nng_ctx_send(c->ctx, c->send);
 	nng_aio_wait(c->send);
 	TH_CHECK(nng_aio_result(c->send) == 0, "send");
+	/* A hang guard, not a measure: the socket's 10 s would cut the last
+	 * of eight Argon2id checks queued behind each other in a sanitizer
+	 * build on a busy machine (seen: 9 s for the fourth). */
+	nng_aio_set_timeout(c->recv, 120000);
 	nng_ctx_recv(c->ctx, c->recv);
 }
 

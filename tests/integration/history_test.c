@@ -92,6 +92,19 @@ test_members_only(void)
 	printf("ok members only; refused right after LeaveRoom\n");
 }
 
+/* Sets d up to run in a process of its own beside `of`: the same data
+ * directory, and of's auth and rooms to call (extra[0..3]; more arguments
+ * go from extra[4]). */
+static void
+beside(th_daemon *d, const th_daemon *of)
+{
+	snprintf(d->dir, sizeof(d->dir), "%s", of->dir);
+	d->extra[0] = "--auth";
+	d->extra[1] = of->auth;
+	d->extra[2] = "--rooms";
+	d->extra[3] = of->rooms;
+}
+
 /* History in a daemon of its own on the same data directory. */
 static void
 test_read_only_process(void)
@@ -104,11 +117,7 @@ test_read_only_process(void)
 	uint64_t head, seq;
 	rpc_status st;
 
-	snprintf(h.dir, sizeof(h.dir), "%s", mx_d.dir);
-	h.extra[0] = "--auth";
-	h.extra[1] = mx_d.auth;
-	h.extra[2] = "--rooms";
-	h.extra[3] = mx_d.rooms;
+	beside(&h, &mx_d);
 	TH_CHECK(th_start(&h, "history"), "start a history-only parleyd");
 	hist = th_client(h.history);
 	TH_CODE(mx_history(&a, room, 0, 0, 1, &r, &st), RPC_OK, &st);
@@ -162,11 +171,7 @@ test_tables_appear_later(void)
 		RPC_OK, &st);
 	protobuf_c_message_free_unpacked(resp, NULL);
 
-	snprintf(h.dir, sizeof(h.dir), "%s", x.dir);
-	h.extra[0] = "--auth";
-	h.extra[1] = x.auth;
-	h.extra[2] = "--rooms";
-	h.extra[3] = x.rooms;
+	beside(&h, &x);
 	TH_CHECK(th_start(&h, "history"), "history-only parleyd before any message table");
 	hist = th_client(h.history);
 	req.room_id = "early";
@@ -178,11 +183,7 @@ test_tables_appear_later(void)
 
 	/* Messaging comes up in a third process, creates its tables and
 	 * copies the creator's JOINED in; the history process sees it. */
-	snprintf(m.dir, sizeof(m.dir), "%s", x.dir);
-	m.extra[0] = "--auth";
-	m.extra[1] = x.auth;
-	m.extra[2] = "--rooms";
-	m.extra[3] = x.rooms;
+	beside(&m, &x);
 	m.extra[4] = "--room-events";
 	m.extra[5] = x.room_events;
 	m.extra[6] = "--rooms-internal";

@@ -46,36 +46,42 @@ create(const mx_user *u, const char *room, Parley__V1__Visibility vis, rpc_statu
 	return rc(u, "CreateRoom", &r.base, NULL, st);
 }
 
+/*
+ * Kick, Ban, Unban and Invite: their requests are the same fields, room_id,
+ * user_id and (Kick, Ban) reason, so one builder fills them through the
+ * method's input descriptor. reason NULL: the request has none.
+ */
 static rpc_code
-kick(const mx_user *u, const char *room, const char *user, const char *reason, rpc_status *st)
+on_user(const mx_user *u, const char *method, const char *room, const char *user,
+	const char *reason, rpc_status *st)
 {
-	Parley__V1__KickRequest r = PARLEY__V1__KICK_REQUEST__INIT;
+	const ProtobufCMethodDescriptor *m =
+	    protobuf_c_service_descriptor_get_method_by_name(&parley__v1__rooms__descriptor,
+							     method);
+	const char *const names[] = {"room_id", "user_id", "reason"};
+	const char *const values[] = {room, user, reason};
+	union {
+		ProtobufCMessage base;
+		Parley__V1__KickRequest kick;
+		Parley__V1__BanRequest ban;
+		Parley__V1__UnbanRequest unban;
+		Parley__V1__InviteRequest invite;
+	} r;
 
-	r.room_id = (char *)room;
-	r.user_id = (char *)user;
-	r.reason = (char *)reason;
-	return rc(u, "Kick", &r.base, NULL, st);
-}
+	TH_CHECK(m != NULL && m->input->sizeof_message <= sizeof(r),
+		 "%s is not a Rooms method of on_user's", method);
+	protobuf_c_message_init(m->input, &r);
+	for (int i = 0; i < 3; i++) {
+		const ProtobufCFieldDescriptor *f;
 
-static rpc_code
-ban(const mx_user *u, const char *room, const char *user, const char *reason, rpc_status *st)
-{
-	Parley__V1__BanRequest r = PARLEY__V1__BAN_REQUEST__INIT;
-
-	r.room_id = (char *)room;
-	r.user_id = (char *)user;
-	r.reason = (char *)reason;
-	return rc(u, "Ban", &r.base, NULL, st);
-}
-
-static rpc_code
-unban(const mx_user *u, const char *room, const char *user, rpc_status *st)
-{
-	Parley__V1__UnbanRequest r = PARLEY__V1__UNBAN_REQUEST__INIT;
-
-	r.room_id = (char *)room;
-	r.user_id = (char *)user;
-	return rc(u, "Unban", &r.base, NULL, st);
+		if (values[i] == NULL)
+			continue;
+		f = protobuf_c_message_descriptor_get_field_by_name(m->input, names[i]);
+		TH_CHECK(f != NULL && f->type == PROTOBUF_C_TYPE_STRING, "%s has no string %s",
+			 method, names[i]);
+		*(const char **)((char *)&r + f->offset) = values[i];
+	}
+	return rc(u, method, &r.base, NULL, st);
 }
 
 static rpc_code
@@ -88,16 +94,6 @@ set_role(const mx_user *u, const char *room, const char *user, Parley__V1__Role 
 	r.user_id = (char *)user;
 	r.role = role;
 	return rc(u, "SetRole", &r.base, NULL, st);
-}
-
-static rpc_code
-invite(const mx_user *u, const char *room, const char *user, rpc_status *st)
-{
-	Parley__V1__InviteRequest r = PARLEY__V1__INVITE_REQUEST__INIT;
-
-	r.room_id = (char *)room;
-	r.user_id = (char *)user;
-	return rc(u, "Invite", &r.base, NULL, st);
 }
 
 static rpc_code
@@ -169,7 +165,7 @@ setup(char *room)
 	ok(mx_join(&U, room, &st), &st, "U joins");
 	ok(mx_join(&B, room, &st), &st, "B joins");
 	ok(set_role(&A, room, M.name, ROLE(MODERATOR), &st), &st, "A makes M MODERATOR");
-	ok(ban(&A, room, B.name, "spam", &st), &st, "A bans B");
+	ok(on_user(&A, "Ban", room, B.name, "spam", &st), &st, "A bans B");
 }
 
 enum op { KICK, BAN, SETROLE, UNBAN, UPDATE, INVITE };
@@ -181,18 +177,18 @@ do_op(enum op op, const mx_user *actor, const char *room, const mx_user *target,
 {
 	switch (op) {
 	case KICK:
-		return kick(actor, room, target->name, "matrix", st);
+		return on_user(actor, "Kick", room, target->name, "matrix", st);
 	case BAN:
-		return ban(actor, room, target->name, "matrix", st);
+		return on_user(actor, "Ban", room, target->name, "matrix", st);
 	case SETROLE:
 		return set_role(actor, room, target->name,
 				target == &U ? ROLE(MODERATOR) : ROLE(MEMBER), st);
 	case UNBAN:
-		return unban(actor, room, B.name, st);
+		return on_user(actor, "Unban", room, B.name, NULL, st);
 	case UPDATE:
 		return update(actor, room, "", "a new topic", NULL, st);
 	default:
-		return invite(actor, room, N.name, st);
+		return on_user(actor, "Invite", room, N.name, NULL, st);
 	}
 }
 
@@ -325,9 +321,9 @@ test_timeline_and_bad_input(void)
 	rpc_status st;
 
 	setup(room);
-	ok(kick(&M, room, U.name, "be nice", &st), &st, "kick");
-	ok(unban(&M, room, B.name, &st), &st, "unban");
-	ok(invite(&M, room, N.name, &st), &st, "invite");
+	ok(on_user(&M, "Kick", room, U.name, "be nice", &st), &st, "kick");
+	ok(on_user(&M, "Unban", room, B.name, NULL, &st), &st, "unban");
+	ok(on_user(&M, "Invite", room, N.name, NULL, &st), &st, "invite");
 	ok(update(&M, room, "Renamed", "", &u, &st), &st, "update");
 	TH_CHECK(strcmp(u->room->name, "Renamed") == 0 && u->room->topic[0] == '\0',
 		 "empty topic = unchanged");
@@ -356,31 +352,31 @@ test_timeline_and_bad_input(void)
 	TH_CHECK(e && strcmp(e->room_update->name, "Renamed") == 0, "RoomUpdate in the timeline");
 	parley__v1__event__free_unpacked(e, NULL);
 
-	mx_expect(kick(&A, room, "no such user!", "", &st), RPC_INVALID_ARGUMENT, &st,
+	mx_expect(on_user(&A, "Kick", room, "no such user!", "", &st), RPC_INVALID_ARGUMENT, &st,
 	          "user_id must be 3 to 32 characters", "kick a bad id");
-	mx_expect(kick(&A, room, N.name, "", &st), RPC_FAILED_PRECONDITION, &st,
+	mx_expect(on_user(&A, "Kick", room, N.name, "", &st), RPC_FAILED_PRECONDITION, &st,
 	          "is not a member of room", "kick a non-member");
-	mx_expect(kick(&A, room, M.name, "bad\nreason", &st), RPC_INVALID_ARGUMENT, &st,
+	mx_expect(on_user(&A, "Kick", room, M.name, "bad\nreason", &st), RPC_INVALID_ARGUMENT, &st,
 	          "reason must be at most 500 characters", "a reason with a newline");
-	mx_expect(kick(&A, "No Such Room", M.name, "", &st), RPC_INVALID_ARGUMENT, &st,
+	mx_expect(on_user(&A, "Kick", "No Such Room", M.name, "", &st), RPC_INVALID_ARGUMENT, &st,
 	          "room_id must be", "kick in a bad room id");
-	mx_expect(kick(&A, "no-such-room", M.name, "", &st), RPC_NOT_FOUND, &st,
+	mx_expect(on_user(&A, "Kick", "no-such-room", M.name, "", &st), RPC_NOT_FOUND, &st,
 	          "no room 'no-such-room'", "kick in no room");
 	mx_expect(set_role(&A, room, M.name, ROLE(ROLE_UNSPECIFIED), &st), RPC_INVALID_ARGUMENT,
 	          &st, "role must be MEMBER, MODERATOR or ADMIN", "set role 0");
 	mx_expect(set_role(&A, room, M.name, (Parley__V1__Role)9, &st), RPC_INVALID_ARGUMENT, &st,
 	          "role must be", "set role 9");
-	mx_expect(unban(&A, room, N.name, &st), RPC_FAILED_PRECONDITION, &st, "is not banned",
-	          "unban the unbanned");
-	mx_expect(invite(&A, room, M.name, &st), RPC_ALREADY_EXISTS, &st, "already a member",
-	          "invite a member");
-	mx_expect(invite(&A, room, "nobody-here-at-all", &st), RPC_NOT_FOUND, &st,
+	mx_expect(on_user(&A, "Unban", room, N.name, NULL, &st), RPC_FAILED_PRECONDITION, &st,
+	          "is not banned", "unban the unbanned");
+	mx_expect(on_user(&A, "Invite", room, M.name, NULL, &st), RPC_ALREADY_EXISTS, &st,
+	          "already a member", "invite a member");
+	mx_expect(on_user(&A, "Invite", room, "nobody-here-at-all", NULL, &st), RPC_NOT_FOUND, &st,
 	          "no user 'nobody-here-at-all'", "invite nobody");
 	mx_expect(update(&A, room, "bad\x01name", "", NULL, &st), RPC_INVALID_ARGUMENT, &st,
 	          "name must be 1 to 100 characters", "a name with a control character");
-	ok(ban(&A, room, N.name, "pre-emptive", &st), &st, "ban a non-member");
-	mx_expect(invite(&A, room, N.name, &st), RPC_FAILED_PRECONDITION, &st, "unban them first",
-	          "invite the banned");
+	ok(on_user(&A, "Ban", room, N.name, "pre-emptive", &st), &st, "ban a non-member");
+	mx_expect(on_user(&A, "Invite", room, N.name, NULL, &st), RPC_FAILED_PRECONDITION, &st,
+	          "unban them first", "invite the banned");
 	printf("ok timeline events with actor and reason; bad input refused\n");
 }
 
@@ -436,9 +432,9 @@ test_kick_stops_delivery(bool by_ban)
 	}
 	TH_CHECK(pthread_create(&t, NULL, poll_thread, &w) == 0, "thread");
 	if (by_ban)
-		ok(ban(&M, room, U.name, "out", &st), &st, "ban U");
+		ok(on_user(&M, "Ban", room, U.name, "out", &st), &st, "ban U");
 	else
-		ok(kick(&M, room, U.name, "out", &st), &st, "kick U");
+		ok(on_user(&M, "Kick", room, U.name, "out", &st), &st, "kick U");
 	/* Refused at once, as after LeaveRoom. */
 	mx_expect(mx_send(&U, room, "still here?", NULL, &seq, NULL, &st), RPC_PERMISSION_DENIED,
 	          &st, "you are not a member of room", "send after the kick");
@@ -486,9 +482,9 @@ test_private(void)
 	          "GetRoom of a PRIVATE room by a stranger");
 	mx_expect(mx_join(&N, room, &st), RPC_NOT_FOUND, &st, "no room",
 	          "join PRIVATE uninvited");
-	mx_expect(invite(&U, room, N.name, &st), RPC_NOT_FOUND, &st, "no room",
+	mx_expect(on_user(&U, "Invite", room, N.name, NULL, &st), RPC_NOT_FOUND, &st, "no room",
 	          "invite by a non-member");
-	ok(invite(&A, room, N.name, &st), &st, "invite N");
+	ok(on_user(&A, "Invite", room, N.name, NULL, &st), &st, "invite N");
 	TH_CODE(rc(&N, "GetRoom", &gr.base, (ProtobufCMessage **)&g, &st), RPC_OK, &st);
 	TH_CHECK(g->room->visibility == PARLEY__V1__VISIBILITY__PRIVATE, "visibility PRIVATE");
 	protobuf_c_message_free_unpacked(&g->base, NULL);
@@ -543,13 +539,13 @@ probe(enum probe p, const mx_user *who, const char *room, const mx_user *other, 
 	case P_SETROLE:
 		return set_role(who, room, other->name, ROLE(MEMBER), st);
 	case P_KICK:
-		return kick(who, room, other->name, "", st);
+		return on_user(who, "Kick", room, other->name, "", st);
 	case P_BAN:
-		return ban(who, room, other->name, "", st);
+		return on_user(who, "Ban", room, other->name, "", st);
 	case P_UNBAN:
-		return unban(who, room, other->name, st);
+		return on_user(who, "Unban", room, other->name, NULL, st);
 	case P_INVITE:
-		return invite(who, room, who->name, st);
+		return on_user(who, "Invite", room, who->name, NULL, st);
 	case P_SEND:
 		return mx_send(who, room, "hello?", NULL, &seq, NULL, st);
 	case P_OPEN:
@@ -649,7 +645,7 @@ test_hidden(void)
 	ok(mx_send(&A, room, "secret", NULL, &seq, NULL, &st), &st, "A sends");
 	check_hidden(&N, room, &A, "PRIVATE");
 	/* A former member is a stranger again; an invited user is not. */
-	ok(invite(&A, room, U.name, &st), &st, "invite U");
+	ok(on_user(&A, "Invite", room, U.name, NULL, &st), &st, "invite U");
 	TH_CODE(probe(P_ISMEMBER_SELF, &U, room, &A, &st), RPC_OK, &st);
 	ok(mx_join(&U, room, &st), &st, "U joins");
 	ok(mx_leave(&U, room, &st), &st, "U leaves");
@@ -698,8 +694,8 @@ test_direct(void)
 	ok(mx_send(&M, room, "hi", NULL, &seq, NULL, &st), &st, "M sends");
 	/* A third user: no join, invite, read, send, session, nor a peek. */
 	mx_expect(mx_join(&N, room, &st), RPC_NOT_FOUND, &st, "no room", "a third user joins");
-	mx_expect(invite(&U, room, N.name, &st), RPC_FAILED_PRECONDITION, &st, "no moderation",
-	          "invite into a DM");
+	mx_expect(on_user(&U, "Invite", room, N.name, NULL, &st), RPC_FAILED_PRECONDITION, &st,
+	          "no moderation", "invite into a DM");
 	mx_expect(mx_history(&N, room, 0, 0, 0, &h, &st), RPC_NOT_FOUND, &st, "does not exist",
 	          "a third user reads");
 	mx_expect(mx_send(&N, room, "me too", NULL, &seq, NULL, &st), RPC_NOT_FOUND, &st,
@@ -708,8 +704,8 @@ test_direct(void)
 	          "does not exist", "a third user opens a session");
 	mx_expect(list_members(&N, room, 0, NULL, NULL, &st), RPC_NOT_FOUND, &st, "no room",
 	          "a third user lists members");
-	mx_expect(kick(&U, room, M.name, "", &st), RPC_FAILED_PRECONDITION, &st, "no moderation",
-	          "kick in a DM");
+	mx_expect(on_user(&U, "Kick", room, M.name, "", &st), RPC_FAILED_PRECONDITION, &st,
+	          "no moderation", "kick in a DM");
 
 	lr.page_size = 500;
 	TH_CODE(rc(&U, "ListRooms", &lr.base, (ProtobufCMessage **)&l, &st), RPC_OK, &st);

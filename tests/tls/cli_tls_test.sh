@@ -44,6 +44,7 @@ env -u PARLEY_TLS_CA "$PARLEYD" --data-dir "$work/data" \
   --events-listen "tcp://127.0.0.1:$port_events" \
   --room-events-listen "tcp://127.0.0.1:$port_room_events" \
   --rooms-internal-listen "tcp://127.0.0.1:$port_rooms_internal" \
+  --http-listen "http://127.0.0.1:$(free_port)" \
   --tls-cert "$certs/server.pem" --tls-key "$certs/server.key" 2>>"$work/parleyd.log" >&2 &
 daemon_pid=$!
 export PARLEY_TLS_CA=$certs/ca.pem

@@ -8,9 +8,12 @@ call), counts unread messages, loads history as bob scrolls up, shows a
 message that looks like HTML as text (and runs nothing), survives a
 reload with no duplicate, and a daemon restart with no gap: a message
 typed while the server is away waits, is sent when it is back, and one
-that waited too long is marked failed and goes on Retry. Log out and
-"stay logged in" decide where the token is kept. Screenshots of both
-windows are written to the build tree.
+that waited too long is marked failed and goes on Retry. A private room
+is joined by invitation and by its id; a moderator renames it, bans with
+a reason, unbans. A room joined elsewhere shows up on the open page; a
+page left ends its stream (its person goes offline at once) and resumes
+it when back. Log out and "stay logged in" decide where the token is
+kept. Screenshots of both windows are written to the build tree.
 
 Every wait has a deadline (WebDriverWait); nothing here measures time.
 Usage: web_browser_test.py PARLEYD SCREENSHOT_DIR
@@ -399,9 +402,92 @@ def main():
             .find(b => b.textContent === 'Make moderator').click()""")
         until(alice, "bob a moderator", lambda: member(alice, "bob") == ["moderator", "online", ["Remove", "Ban", "Make member"]])
         until(bob, "alice the admin, out of bob's reach", lambda: member(bob, "alice") == ["admin", "online", []])
+        el(bob, "show-members").click()  # his own role is news of no event: a fresh look
+        el(bob, "show-members").click()
+        until(bob, "a moderator's tools in a public room", lambda: el(bob, "unban-form").is_displayed()
+              and not el(bob, "invite-form").is_displayed() and el(bob, "settings-form").is_displayed())
+        bob.save_screenshot(os.path.join(SHOTS, "narrow-360-members.png"))
         el(alice, "show-members").click()
         el(bob, "show-members").click()
         ok("members with roles and presence; the admin names a moderator, who cannot act on the admin")
+
+        # --- a private room: joined by invitation; its settings; ban, unban ---
+        el(alice, "new-room").click()
+        type_into(alice, "create-id", "secret")
+        type_into(alice, "create-name", "Secret")
+        el(alice, "create-private").click()
+        alice.save_screenshot(os.path.join(SHOTS, "desktop-new-private-room.png"))
+        el(alice, "create-id").send_keys(Keys.ENTER)
+        until(alice, "the private room open", lambda: el(alice, "room-title").text == "Secret")
+        if "private" not in el(alice, "room-meta").text:
+            fail(f"the private room's line says {el(alice, 'room-meta').text!r}")
+        open_room_list(bob)
+        type_into(bob, "join-id", "secret")
+        el(bob, "join-id").send_keys(Keys.ENTER)
+        # A private room is not to be told from no room to a stranger.
+        until(bob, "the refusal in words", lambda: visible_text(bob, "join-error") ==
+              "There is no room secret.")
+        el(alice, "show-members").click()
+        until(alice, "the invite form", lambda: el(alice, "invite-form").is_displayed())
+        type_into(alice, "invite-user", "bob")
+        el(alice, "invite-user").send_keys(Keys.ENTER)
+        until(alice, "bob invited", lambda: visible_text(alice, "manage-status") ==
+              "bob is invited: they can now join with the room id secret.")
+        until(alice, "the invitation in the log", lambda: any(
+            t.startswith("Bob was invited by Alice Liddell") for _, _, t in log_items(alice)))
+        el(bob, "join-id").send_keys(Keys.ENTER)
+        until(bob, "in the private room", lambda: el(bob, "room-title").text == "Secret")
+        alice.save_screenshot(os.path.join(SHOTS, "desktop-manage.png"))
+
+        type_into(alice, "settings-name", "Secret Garden")
+        type_into(alice, "settings-topic", "plans for spring")
+        el(alice, "settings-save").click()
+        until(alice, "saved", lambda: visible_text(alice, "manage-status") == "The room is changed.")
+        until(bob, "the new name and topic", lambda: el(bob, "room-title").text == "Secret Garden"
+              and "plans for spring" in el(bob, "room-meta").text)
+        until(bob, "the change in the log", lambda: any(
+            "changed the room: Secret Garden (plans for spring)" in t for _, _, t in log_items(bob)))
+        until(bob, "the new name in the list", lambda: bob.find_element(
+            By.CSS_SELECTOR, '#my-rooms li[data-room="secret"] .room-name').get_attribute("textContent")
+            == "Secret Garden")
+
+        alice.execute_script("""[...document.querySelectorAll('#member-list li[data-user="bob"] button')]
+            .find(b => b.textContent === 'Ban').click()""")
+        until(alice, "the reason asked", lambda: alice.switch_to.active_element == el(alice, "reason-bob"))
+        el(alice, "reason-bob").send_keys("spoiling the surprise")
+        alice.save_screenshot(os.path.join(SHOTS, "desktop-ban-reason.png"))
+        el(alice, "reason-bob").send_keys(Keys.ENTER)
+        # (A removed person's feed of the room ends before the removal:
+        # the page can only say that they are out.)
+        until(bob, "told in words", lambda: visible_text(bob, "page-error") ==
+              "You are no longer in Secret Garden: you left elsewhere, or a moderator removed you.")
+        until(bob, "secret gone from his rooms",
+              lambda: not bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="secret"]'))
+        until(alice, "the ban in the log, with its reason", lambda: any(
+            t.startswith("Bob was banned by Alice Liddell: spoiling the surprise") for _, _, t in log_items(alice)))
+        type_into(alice, "invite-user", "bob")
+        el(alice, "invite-user").send_keys(Keys.ENTER)
+        until(alice, "no invitation while banned", lambda: visible_text(alice, "invite-error") ==
+              "Could not invite bob: User 'bob' is banned from room 'secret': unban them first.")
+        type_into(alice, "unban-user", "bob")
+        el(alice, "unban-user").send_keys(Keys.ENTER)
+        until(alice, "bob unbanned", lambda: visible_text(alice, "manage-status") ==
+              "bob is no longer banned and may join again.")
+        type_into(alice, "invite-user", "bob")
+        el(alice, "invite-user").send_keys(Keys.ENTER)
+        until(alice, "bob invited again", lambda: visible_text(alice, "manage-status") ==
+              "bob is invited: they can now join with the room id secret.")
+        open_room_list(bob)
+        type_into(bob, "join-id", "secret")
+        el(bob, "join-id").send_keys(Keys.ENTER)
+        until(bob, "back in the private room", lambda: el(bob, "room-title").text == "Secret Garden")
+        el(alice, "show-members").click()
+        alice.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').click()
+        until(alice, "lobby open again", lambda: el(alice, "room-title").text == "The Lobby")
+        open_room_list(bob)
+        bob.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"] button').click()
+        until(bob, "lobby open again", lambda: el(bob, "room-title").text == "The Lobby")
+        ok("a private room: refused in words, invited, joined by id; renamed; ban with a reason, unban")
 
         # --- HTML in a message is text, and runs nothing ---
         xss = "<img src=x onerror=alert(1)>"
@@ -441,9 +527,14 @@ def main():
         a_tok = json.loads(alice.execute_script("return sessionStorage.getItem('parley.session')"))["token"]
         for i in range(1, 131):
             daemon.post("Messaging/Send", {"roomId": "big", "text": f"big {i}", "clientMsgId": f"b{i}"}, a_tok)
-        bob.refresh()  # the new room shows up in the list
-        until(bob, "the chat after reload", lambda: el(bob, "chat-screen").is_displayed())
-        join(bob, "big")
+        # Bob joins big elsewhere (as the CLI would): his open page
+        # notices it without a reload. (WAIT bounds a hang; the page's
+        # full look at the rooms, every 60 s, would come too late for it.)
+        b_tok = json.loads(bob.execute_script("return sessionStorage.getItem('parley.session')"))["token"]
+        daemon.post("Rooms/JoinRoom", {"roomId": "big"}, b_tok)
+        until(bob, "big among his rooms", lambda: bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="big"]'))
+        open_room_list(bob)
+        bob.find_element(By.CSS_SELECTOR, '#my-rooms li[data-room="big"] button').click()
         until(bob, "the latest of big", lambda: has_text(bob, "big 130"))
         if has_text(bob, "big 1"):
             fail("the whole history came at once")
@@ -504,7 +595,6 @@ def main():
         daemon.start()
         # While the pages reconnect, someone else's message goes in: the
         # resumed feeds must bring it.
-        b_tok = json.loads(bob.execute_script("return sessionStorage.getItem('parley.session')"))["token"]
         daemon.post("Messaging/Send", {"roomId": "lobby", "text": "from a script", "clientMsgId": "s1"}, b_tok)
         for d in browsers:
             until(d, "the connection back", lambda: d.find_element(By.ID, "conn").get_attribute("data-state") == "live")
@@ -535,16 +625,30 @@ def main():
         bob.save_screenshot(os.path.join(SHOTS, "narrow-360-rooms.png"))
         ok(f"screenshots in {SHOTS}")
 
-        # --- bob closes the page: alice sees him go ---
-        # Seen here: parleyd ends the Subscribe stream of a page that went
-        # away only when its HTTP idle cut (60 s, rpc/http.h) closes the
-        # connection, not at the next keep-alive; then the session closes,
-        # OFFLINE goes out, and the page shows it after its 3 s grace.
+        # --- bob leaves the page: alice sees him go ---
+        # A page navigated away from lives on in the back/forward cache,
+        # and so did its Subscribe stream, until parleyd's HTTP idle cut
+        # (60 s). The page ends its stream on pagehide: parleyd sees the
+        # socket close, ends the session, and OFFLINE goes out (shown
+        # after the page's 3 s grace). WAIT only bounds a hang; it is
+        # below the idle cut, so a stream left open fails here.
         offline = lambda: sum(t.startswith("Bob is offline") for _, _, t in log_items(alice))
         seen = offline()
+        online = lambda: sum(t.startswith("Bob is online") for _, _, t in log_items(alice))
+        back_online = online() + 1
+        bob.execute_script("window.parleyTestMark = 'the same page'")
         bob.get("about:blank")
-        until(alice, "bob offline", lambda: offline() == seen + 1, 60 + 3 + WAIT)
-        ok("online and offline notices")
+        until(alice, "bob offline", lambda: offline() == seen + 1)
+        # Back to the page: the cached page itself comes back (the mark
+        # tells), and its feed resumes.
+        bob.back()
+        until(bob, "the page back from the cache",
+              lambda: bob.execute_script("return window.parleyTestMark ?? null") == "the same page")
+        until(alice, "bob online again", lambda: online() == back_online)
+        send(alice, "welcome back")
+        until(bob, "a message after coming back", lambda: has_text(bob, "welcome back"))
+        check_once_in_order(bob, "bob back from the cache")
+        ok("online and offline notices; a page left ends its stream at once, and resumes it when back")
 
         # --- log out; "stay logged in" picks localStorage ---
         el(alice, "logout").click()
@@ -581,7 +685,15 @@ def main():
         until(alice, "bob's tools", lambda: (member(alice, "bob") or [0, 0, []])[2][:1] == ["Remove"])
         alice.execute_script("""[...document.querySelectorAll('#member-list li[data-user="bob"] button')]
             .find(b => b.textContent === 'Remove').click()""")
-        until(alice, "bob removed", lambda: any(t.startswith("Bob was removed by Alice Liddell")
+        until(alice, "the reason asked", lambda: alice.switch_to.active_element == el(alice, "reason-bob"))
+        el(alice, "reason-bob").send_keys("not this")
+        el(alice, "reason-bob").send_keys(Keys.ESCAPE)
+        until(alice, "Escape cancels, back on Remove", lambda: not alice.find_elements(By.ID, "reason-bob")
+              and alice.switch_to.active_element.text == "Remove" and not el(alice, "members").get_attribute("hidden"))
+        alice.switch_to.active_element.send_keys(Keys.ENTER)
+        until(alice, "the reason asked again", lambda: alice.switch_to.active_element == el(alice, "reason-bob"))
+        el(alice, "reason-bob").send_keys("gone quiet", Keys.ENTER)
+        until(alice, "bob removed", lambda: any(t.startswith("Bob was removed by Alice Liddell: gone quiet")
                                                 for _, _, t in log_items(alice)))
         until(alice, "bob off the member list", lambda: member(alice, "bob") is None)
         ok("an admin removes a member: the notice says who did it")
@@ -602,6 +714,7 @@ def main():
         for d in browsers:  # what each page showed, for the failure's reader
             try:
                 print(f"--- {d.who}'s log:", log_items(d))
+                print(f"--- {d.who}'s banner:", repr(el(d, "page-error").get_attribute("textContent")))
                 print(f"--- {d.who}'s console:", d.get_log("browser"))
             except Exception:  # noqa: BLE001 - the browser may be gone
                 pass

@@ -23,7 +23,7 @@ start_parleyd
 wait_http
 
 # --- the embedded page -----------------------------------------------------------------
-for f in index.html app.js api.js auth.js dom.js live.js room.js style.css favicon.svg; do
+for f in index.html app.js api.js auth.js dom.js join.js live.js manage.js room.js style.css favicon.svg; do
   [[ -f $web_src/$f ]] || fail "web/$f is missing"
 done
 get /
