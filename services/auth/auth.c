@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "records.h"
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
 #include "guard.h"
@@ -92,7 +93,7 @@ get_user(auth_service *a, const char *user_id, Parley__Store__V1__UserRecord **o
 	err = store_get_copy(a->env, a->users, user_id, strlen(user_id), &buf, &len);
 	if (err != STORE_OK)
 		return err;
-	*out = parley__store__v1__user_record__unpack(NULL, len, buf);
+	*out = records_user(NULL, user_id, buf, len);
 	free(buf);
 	return *out != NULL ? STORE_OK : STORE_CORRUPT;
 }

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "auth_int.h"
+#include "records.h"
 
 #define TOKEN_BYTES 32
 #define TOKEN_B64_LEN 43 /* URL-safe base64 of 32 bytes, no padding */
@@ -197,7 +198,7 @@ auth_lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MA
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	if (err != STORE_OK)
 		return rpc_status_set(st, RPC_INTERNAL, "token store: %s", store_strerror(err));
-	rec = parley__store__v1__token_record__unpack(NULL, len, buf);
+	rec = records_token(NULL, buf, len);
 	free(buf);
 	if (rec == NULL)
 		return rpc_status_set(st, RPC_DATA_LOSS, "token record is damaged");
@@ -305,7 +306,7 @@ collect_expired(void *arg, store_val key, store_val val)
 		s->more = true;
 		return false;
 	}
-	rec = parley__store__v1__token_record__unpack(NULL, val.len, val.data);
+	rec = records_token(NULL, val.data, val.len);
 	if (rec == NULL)
 		return true; /* damaged: Validate reports it, the sweeper leaves it */
 	if (rec->expires_at_ms <= s->now && strlen(rec->user_id) < RPC_USER_ID_MAX) {

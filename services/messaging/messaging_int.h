@@ -82,6 +82,7 @@ struct messaging_service {
 
 	nng_socket pub;
 	bool pub_open;
+	rpc_conns *pub_conns; /* its connection caps (svc_pub_conns_open) */
 	pthread_mutex_t pub_mtx; /* held to publish, and to close the router's SUB */
 	pthread_mutex_t pipe_mtx; /* guards pipes_gone (nng's pipe callback) */
 	pthread_cond_t pipe_cv;

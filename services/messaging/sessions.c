@@ -352,7 +352,7 @@ unreserve:
 /* ---- Poll and Close -------------------------------------------------------------- */
 
 /* The caller's own session named by id, with a reference; else fails call. */
-static mx_session *
+static __attribute__((warn_unused_result)) mx_session *
 own_session(rpc_call *call, mx_sessions *ss, const char *id, rpc_code *code)
 {
 	mx_session *s;

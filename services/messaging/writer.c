@@ -35,6 +35,7 @@
 #include "log.h"
 #include "messaging_int.h"
 #include "metrics.h"
+#include "records.h"
 #include "parley/store/v1/messaging_records.pb-c.h"
 #include "writer_int.h"
 
@@ -203,10 +204,7 @@ lookup_client_id(mx_writer *w, store_txn *txn, struct wr_item *it, bool *found)
 	if (err != STORE_OK)
 		return err;
 	/* A damaged record is DATA_LOSS for this Send, not a crash. */
-	if (rpc_check_wire(&parley__store__v1__client_msg_record__descriptor, v.data, v.len,
-			   &(rpc_status){0}) != RPC_OK)
-		return STORE_CORRUPT;
-	rec = parley__store__v1__client_msg_record__unpack(NULL, v.len, v.data);
+	rec = records_client_msg(NULL, v.data, v.len);
 	if (rec == NULL)
 		return STORE_CORRUPT;
 	*found = true;
