@@ -33,6 +33,7 @@ typedef struct bench_opts {
 	char tmproot[256];	/* this run's scratch directory */
 	const char *fanout_cases; /* "RxM,RxM": fanout's rooms x members, or NULL */
 	const char *parleyd_b;	/* peers: a second parleyd measured alongside (--ab) */
+	bool sends_only;	/* peers: the durable-sends rows only (--sends-only) */
 } bench_opts;
 
 /* ---- time and samples (util.c) ------------------------------------------ */
@@ -194,6 +195,18 @@ bool pd_wait_serving(const char *url, int timeout_ms);
 
 #define PA_TOKEN 128
 #define PA_SESSION 128
+
+/* ---- idle long Polls (idle_polls.c) --------------------------------------- */
+
+/* Keeps a Poll (wait 30 s) waiting on each of n sessions (tokens[i],
+ * sids[i]) from one connection to url, sending it again whenever it comes
+ * back (unless it failed). NULL on failure. The server needs --max-conn-calls above n. */
+typedef struct idle_polls idle_polls;
+idle_polls *idle_polls_start(const char *url, const char *const *tokens,
+			     const char (*sids)[PA_SESSION], int n);
+uint64_t idle_polls_answered(idle_polls *p);	/* Polls that came back so far */
+uint64_t idle_polls_failed(idle_polls *p);	/* ...with an error status */
+void idle_polls_stop(idle_polls *p);
 
 rpc_client *pa_client(const char *url);	/* NULL on failure (message printed) */
 rpc_code pa_health(rpc_client *c, rpc_status *st);

@@ -57,8 +57,9 @@ usage(FILE *out)
 		"  --parleyd PATH  the daemon to measure (default %s)\n"
 		"  --out DIR       where JSON results go (default %s)\n"
 		"  --cases LIST    fanout only: rooms x members cases, e.g. 1x10,10x100\n"
-		"  --ab PATH       peers only: also measure Parley Poll on this parleyd, rep by rep\n"
-		"                  with --parleyd (a before/after of one change in the same run)\n"
+		"  --ab PATH       peers and sessions: also measure this parleyd, rep by rep with\n"
+		"                  --parleyd (a before/after of one change in the same run)\n"
+		"  --sends-only    peers only: the durable-sends rows, no fan-out\n"
 		"  --tmp DIR       scratch space; the data dir's filesystem is measured (default $TMPDIR or /tmp)\n",
 		PARLEYD_PATH, BENCH_RESULTS_DIR);
 }
@@ -120,6 +121,7 @@ main(int argc, char **argv)
 		{"tmp", required_argument, NULL, 't'},	 {"help", no_argument, NULL, 'h'},
 		{"cases", required_argument, NULL, 'c'},
 		{"ab", required_argument, NULL, 'a'},
+		{"sends-only", no_argument, NULL, 's'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *tmp = getenv("TMPDIR");
@@ -143,6 +145,7 @@ main(int argc, char **argv)
 		case 't': tmp = optarg; break;
 		case 'c': opts.fanout_cases = optarg; break;
 		case 'a': opts.parleyd_b = optarg; break;
+		case 's': opts.sends_only = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

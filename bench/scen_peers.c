@@ -29,7 +29,7 @@
 #include "parley/v1/messaging.pb-c.h"
 #include "parley/v1/rpc.pb-c.h"
 
-/* C_POLLB: Parley Poll on the parleyd given with --ab (before/after). */
+/* C_POLLB: Parley Send and Poll on the parleyd given with --ab (before/after). */
 enum { C_POLL, C_HTTP, C_REDIS, C_IRC, C_MQTT, C_POLLB, C_NNG, NCOL };
 
 static const char *const col_names[NCOL] = {
@@ -86,10 +86,11 @@ new_measure(peers_run *p, const char *name, const char *metric, const char *unit
 #define SEND_ROOMS 8
 #define SEND_TEXT 64
 
-static char send_token[PA_TOKEN];
+static char send_token[PA_TOKEN], send_token_b[PA_TOKEN]; /* b: the --ab parleyd's */
 static char send_rooms[SEND_ROOMS][32];
 static int send_run;
 
+/* arg: the sender's token on the parleyd measured. */
 static rpc_code
 do_send(rpc_client *c, void *arg, int thread, uint64_t i, rpc_status *st)
 {
@@ -98,7 +99,25 @@ do_send(rpc_client *c, void *arg, int thread, uint64_t i, rpc_status *st)
 
 	snprintf(cmid, sizeof(cmid), "pe%d-%d-%llu", send_run, thread, (unsigned long long)i);
 	snprintf(text, sizeof(text), "%-*s", SEND_TEXT, cmid);
-	return pa_send(c, send_token, send_rooms[thread % SEND_ROOMS], text, cmid, &seq, st);
+	return pa_send(c, arg, send_rooms[thread % SEND_ROOMS], text, cmid, &seq, st);
+}
+
+/* The sender and its rooms on the --ab parleyd; false with a failure noted. */
+static bool
+setup_sends_b(peers_run *p)
+{
+	rpc_client *rooms = pa_client(p->db.rooms), *auth = pa_client(p->db.auth);
+	rpc_status st = {0};
+	bool ok = rooms != NULL && auth != NULL && pa_user(auth, "pesender", send_token_b);
+
+	for (int k = 0; ok && k < SEND_ROOMS; k++)
+		ok = pa_create_join(rooms, send_token_b, send_rooms[k], &st) == RPC_OK;
+	if (!ok)
+		rep_fail(&p->r, "sends: cannot set up the sender on the --ab parleyd: %s",
+			 st.message);
+	rpc_client_close(rooms);
+	rpc_client_close(auth);
+	return ok;
 }
 
 /* The frames of one Send on the wire: envelope with method, body, deadline,
@@ -147,6 +166,7 @@ run_sends(peers_run *p, const echo_server *echo)
 	static const int counts[] = {1, 16, 64};
 	uint64_t dur = p->o->quick ? 300000000ull : 3000000000ull;
 	size_t req_len, reply_len;
+	bool ab;
 	rpc_client *rooms = pa_client(p->d.rooms), *auth = pa_client(p->d.auth);
 	rpc_status st = {0};
 
@@ -161,6 +181,7 @@ run_sends(peers_run *p, const echo_server *echo)
 			goto out;
 		}
 	}
+	ab = p->db.pid > 0 && setup_sends_b(p);
 	send_frames(&req_len, &reply_len);
 	rep_note(&p->r, "sends: closed loop, each sender its own connection, %d-byte texts over "
 			"%d rooms (Parley) / %d streams (Redis); raw nng echoes %zu-byte requests "
@@ -186,8 +207,8 @@ run_sends(peers_run *p, const echo_server *echo)
 			samples_init(&lat, 500000);
 			send_run++;
 			tx0 = lmdb_last_txnid(p->d.dir);
-			v = pa_load(p->d.messaging, counts[k], do_send, NULL, dur, &lat, &errors,
-				    &first);
+			v = pa_load(p->d.messaging, counts[k], do_send, send_token, dur, &lat,
+				    &errors, &first);
 			tx1 = lmdb_last_txnid(p->d.dir);
 			if (errors)
 				rep_fail(&p->r, "%s: Parley: %d failed sends, first: %s %s", name,
@@ -198,6 +219,24 @@ run_sends(peers_run *p, const echo_server *echo)
 				rstat_add(&mpc->v[C_POLL],
 					  (double)(lat.count + (uint64_t)counts[k]) / (double)(tx1 - tx0));
 
+			if (ab) {
+				samples_reset(&lat);
+				errors = 0;
+				tx0 = lmdb_last_txnid(p->db.dir);
+				v = pa_load(p->db.messaging, counts[k], do_send, send_token_b, dur,
+					    &lat, &errors, &first);
+				tx1 = lmdb_last_txnid(p->db.dir);
+				if (errors)
+					rep_fail(&p->r, "%s: --ab Parley: %d failed sends, first: %s %s",
+						 name, errors, rpc_code_name(first.code),
+						 first.message);
+				rstat_add(&rate->v[C_POLLB], v);
+				rstat_add(&p50->v[C_POLLB], samples_pct_us(&lat, 50));
+				if (tx0 != 0 && tx1 > tx0)
+					rstat_add(&mpc->v[C_POLLB],
+						  (double)(lat.count + (uint64_t)counts[k]) /
+						      (double)(tx1 - tx0));
+			}
 			if (p->redis_on) {
 				samples_reset(&lat);
 				errors = 0;
@@ -220,8 +259,10 @@ run_sends(peers_run *p, const echo_server *echo)
 				rstat_add(&p50->v[C_NNG], samples_pct_us(&lat, 50));
 			}
 			samples_free(&lat);
-			printf("  %-26s rep %d  Parley %7.0f/s  Redis %7.0f/s  raw nng %7.0f/s\n", name,
-			       rep + 1, rate->v[C_POLL].v[rep],
+			printf("  %-26s rep %d  Parley %7.0f/s  --ab %7.0f/s  Redis %7.0f/s  raw nng "
+			       "%7.0f/s\n",
+			       name, rep + 1, rate->v[C_POLL].v[rep],
+			       rate->v[C_POLLB].n > rep ? rate->v[C_POLLB].v[rep] : 0,
 			       rate->v[C_REDIS].n > rep ? rate->v[C_REDIS].v[rep] : 0,
 			       rate->v[C_NNG].n > rep ? rate->v[C_NNG].v[rep] : 0);
 		}
@@ -608,7 +649,9 @@ scen_peers(const bench_opts *o)
 		}
 		if (!ok)
 			rep_fail(&p->r, "cannot set up the fan-out users");
-		else if (o->quick) {
+		else if (o->sends_only) {
+			rep_note(&p->r, "--sends-only: no fan-out rows");
+		} else if (o->quick) {
 			run_case(p, 0, &c10, 100, true);	/* CI: that each works */
 		} else {
 			run_case(p, 0, &c10, 100, false);

@@ -11,6 +11,7 @@
 
 #include <nng/nng.h>
 
+#include "secret.h"
 #include "tls.h"
 
 struct parley_conn {
@@ -39,8 +40,8 @@ parley_service_name(parley_service s)
 void
 parley_free(void *reply)
 {
-	if (reply != NULL)
-		protobuf_c_message_free_unpacked(reply, NULL);
+	/* A reply may hold a session token (Login): wiped before freed. */
+	rpc_secret_free_message(reply);
 }
 
 bool
@@ -244,6 +245,7 @@ call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
 		o.token = token;
 	code = rpc_client_call_raw(cli, full, body, len, &reply, &reply_len, &o, st);
 	explicit_bzero(token, sizeof(token));
+	explicit_bzero(body, len); /* a password (Login, Register, ChangePassword) */
 	if (body != stackbuf)
 		free(body);
 	if (code != RPC_OK)
@@ -255,6 +257,7 @@ call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
 				      service_names[s], method, msg);
 	}
 	*resp = protobuf_c_message_unpack(m->output, NULL, reply_len, reply);
+	explicit_bzero(reply, reply_len); /* a token (Login) */
 	free(reply);
 	if (*resp == NULL)
 		return rpc_status_set(st, RPC_INTERNAL, "%s server sent a malformed %s reply",

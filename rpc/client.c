@@ -164,6 +164,8 @@ static rpc_code
 unpack_response(rpc_client *cli, nng_msg *msg, Parley__V1__RpcResponse **out, rpc_status *st)
 {
 	*out = parley__v1__rpc_response__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	/* A reply may carry a new session token (Login). */
+	explicit_bzero(nng_msg_body(msg), nng_msg_len(msg));
 	nng_msg_free(msg);
 	if (*out == NULL)
 		return rpc_status_set(st, RPC_INTERNAL, "%s sent a malformed response", cli->url);
@@ -313,6 +315,7 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 	}
 	env.metadata = env.n_metadata ? md : NULL;
 	code = roundtrip(cli, &env, deadline, opts && opts->resend, &resp, st);
+	explicit_bzero(bearer, sizeof(bearer));
 	if (code != RPC_OK)
 		return code;
 	if (resp->status == NULL || resp->status->code == PARLEY__V1__CODE__OK) {
@@ -330,6 +333,8 @@ rpc_client_call_raw(rpc_client *cli, const char *full_method, const void *body, 
 		if (st)
 			st->retry_after_ms = resp->status->retry_after_ms;
 	}
+	if (resp->body.data != NULL)
+		explicit_bzero(resp->body.data, resp->body.len);
 	parley__v1__rpc_response__free_unpacked(resp, NULL);
 	return code;
 }
@@ -362,11 +367,14 @@ rpc_client_call(rpc_client *cli, const ProtobufCServiceDescriptor *svc, const ch
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	protobuf_c_message_pack(req, body);
 	code = rpc_client_call_raw(cli, full, body, len, &reply, &reply_len, opts, st);
+	/* The request may hold a password, the reply a token. */
+	explicit_bzero(body, len);
 	if (body != stackbuf)
 		free(body);
 	if (code != RPC_OK)
 		return code;
 	*resp = protobuf_c_message_unpack(m->output, NULL, reply_len, reply);
+	explicit_bzero(reply, reply_len);
 	free(reply);
 	if (*resp == NULL)
 		return rpc_status_set(st, RPC_INTERNAL, "malformed %s from %s", m->output->name,

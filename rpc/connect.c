@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "json.h"
+#include "secret.h"
 
 /* ---- content types ----------------------------------------------------------- */
 
@@ -158,19 +159,21 @@ connect_to_wire(http_codec codec, const ProtobufCMessageDescriptor *d, const uin
 	} else {
 		if (rpc_json_decode(d, (const char *)body, len, &msg, st) != RPC_OK)
 			return st->code;
+		/* The decoded message and the packed copy may hold a
+		 * password: both are wiped before they are freed. */
 		*wlen = protobuf_c_message_get_packed_size(msg);
 		*wire = malloc(*wlen ? *wlen : 1);
 		if (*wire == NULL) {
-			protobuf_c_message_free_unpacked(msg, NULL);
+			rpc_secret_free_message(msg);
 			return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 		}
 		protobuf_c_message_pack(msg, *wire);
-		protobuf_c_message_free_unpacked(msg, NULL);
+		rpc_secret_free_message(msg);
 		*owned = true;
 	}
 	if (rpc_check_wire(d, *wire, *wlen, st) != RPC_OK) {
 		if (*owned)
-			free(*wire);
+			rpc_secret_wipe_free(*wire, *wlen);
 		return st->code;
 	}
 	return RPC_OK;
@@ -212,8 +215,10 @@ connect_unary(rpc_http *h, struct MHD_Connection *c, struct http_req *r)
 	rpc_client_call_raw(r->svc->cli, r->full_method, wire, wlen, &reply, &reply_len, &opts,
 			    &st);
 	http_count(h, &h->calls, -1);
+	/* A request may carry a password, a reply a new token: every copy
+	 * is wiped before it is freed, the one handed to libmicrohttpd too. */
 	if (owned)
-		free(wire);
+		rpc_secret_wipe_free(wire, wlen);
 	if (st.code != RPC_OK)
 		return connect_queue_error(c, 0, &st, NULL, NULL);
 
@@ -224,10 +229,9 @@ connect_unary(rpc_http *h, struct MHD_Connection *c, struct http_req *r)
 		ProtobufCMessage *m = protobuf_c_message_unpack(r->method->output, NULL, reply_len,
 								reply);
 
-		free(reply);
+		rpc_secret_wipe_free(reply, reply_len);
 		out = m ? rpc_json_encode(m, &len) : NULL;
-		if (m != NULL)
-			protobuf_c_message_free_unpacked(m, NULL);
+		rpc_secret_free_message(m);
 		if (out == NULL) {
 			rpc_status_set(&st, m ? RPC_RESOURCE_EXHAUSTED : RPC_INTERNAL,
 				       m ? "out of memory" : "the service sent a malformed %s",
@@ -235,9 +239,9 @@ connect_unary(rpc_http *h, struct MHD_Connection *c, struct http_req *r)
 			return connect_queue_error(c, 0, &st, NULL, NULL);
 		}
 	}
-	resp = MHD_create_response_from_buffer(len, out, MHD_RESPMEM_MUST_FREE);
+	resp = MHD_create_response_from_buffer_with_free_callback(len, out, rpc_secret_free);
 	if (resp == NULL) {
-		free(out);
+		rpc_secret_free(out);
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,

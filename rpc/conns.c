@@ -48,6 +48,9 @@ struct rpc_conns {
 	int count;
 	bool stop;
 	bool sweeping;
+	bool keep_local;	/* conns_keep_local */
+	void (*on_removed)(void *arg);
+	void *on_removed_arg;
 	pthread_t sweeper;
 	int64_t last_warn;	/* warnings: at most one a second (a flood is one event) */
 	int unwarned;		/* suppressed since */
@@ -138,7 +141,7 @@ idlest_locked(rpc_conns *c)
 
 	for (int b = 0; b < NBUCKETS; b++)
 		for (struct conn *k = c->buckets[b]; k != NULL; k = k->next)
-			if (k->calls == 0 && !k->closing &&
+			if (k->calls == 0 && !k->closing && (k->has_addr || !c->keep_local) &&
 			    (best == NULL || k->last_active < best->last_active))
 				best = k;
 	return best;
@@ -220,6 +223,8 @@ pipe_removed(nng_pipe p, rpc_conns *c)
 	}
 	pthread_mutex_unlock(&c->mtx);
 	free(k);
+	if (c->on_removed != NULL)
+		c->on_removed(c->on_removed_arg);
 }
 
 static void
@@ -542,4 +547,19 @@ conns_count(rpc_conns *c)
 	n = c->count;
 	pthread_mutex_unlock(&c->mtx);
 	return n;
+}
+
+void
+conns_keep_local(rpc_conns *c)
+{
+	c->keep_local = true;
+	rpc_tsan_release(c); /* read by pipe_event, on nng's threads */
+}
+
+void
+conns_on_removed(rpc_conns *c, void (*fn)(void *arg), void *arg)
+{
+	c->on_removed = fn;
+	c->on_removed_arg = arg;
+	rpc_tsan_release(c); /* read by pipe_event, on nng's threads */
 }

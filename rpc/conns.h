@@ -76,4 +76,14 @@ void conns_close_pipe(rpc_conns *c, uint32_t pipe, const char *why);
 /* Open connections now (for tests and /metrics). */
 int conns_count(rpc_conns *c);
 
+/* Options for a PUB socket, set right after conns_open (before the socket
+ * listens or dials):
+ *   conns_keep_local: connections without an IP address (inproc, ipc: the
+ *   process's own subscribers) never give way when the socket is full;
+ *   conns_on_removed: fn(arg) runs after a connection is gone (nng allows
+ *   one pipe callback per event, and conns takes it), on nng's thread,
+ *   without conns' lock held. */
+void conns_keep_local(rpc_conns *c);
+void conns_on_removed(rpc_conns *c, void (*fn)(void *arg), void *arg);
+
 #endif

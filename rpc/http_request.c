@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "http_int.h"
+#include "secret.h"
 #include "version.h"
 
 #include <stdio.h>
@@ -306,7 +307,7 @@ take_body(struct http_req *r, const char *data, size_t n)
 	if (r->len + n > max) {
 		/* Past the limit (a chunked body): keep nothing more, answer
 		 * 413 at its end, and give up on a client that keeps going. */
-		free(r->body);
+		rpc_secret_wipe_free(r->body, r->cap);
 		r->body = NULL;
 		r->cap = 0;
 		r->len += n;
@@ -320,8 +321,13 @@ take_body(struct http_req *r, const char *data, size_t n)
 			cap *= 2;
 		if (cap > max)
 			cap = max;
-		if ((b = realloc(r->body, cap)) == NULL)
+		/* Not realloc: it would free the old copy (a password,
+		 * maybe) without wiping it. */
+		if ((b = malloc(cap)) == NULL)
 			return MHD_NO;
+		if (r->len > 0)
+			memcpy(b, r->body, r->len);
+		rpc_secret_wipe_free(r->body, r->cap);
 		r->body = b;
 		r->cap = cap;
 	}
@@ -404,7 +410,8 @@ http_on_completed(void *cls, struct MHD_Connection *c, void **req_ctx,
 	/* The next request on this connection has until the idle timeout to
 	 * arrive (its request line then shortens that, see on_request_line). */
 	http_conn_deadline(h, r->conn, rpc_now_ms() + RPC_HTTP_IDLE_TIMEOUT_S * 1000, false);
-	free(r->body);
-	free(r);
+	/* The body and the bearer token are secrets (a Login's password). */
+	rpc_secret_wipe_free(r->body, r->cap);
+	rpc_secret_wipe_free(r, sizeof(*r));
 	*req_ctx = NULL;
 }

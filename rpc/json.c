@@ -22,8 +22,18 @@
 
 #include "json.h"
 #include "json_fields.h"
+#include "secret.h"
 
 #define MEMBER(type, msg, off) (*(type *)((char *)(msg) + (off)))
+
+/* jansson copies every string of a body it parses (a Login's password):
+ * its allocator zeroes what it frees. json_set_alloc_funcs must come
+ * before any other jansson call, so it runs before main. */
+__attribute__((constructor)) static void
+json_wiping_allocator(void)
+{
+	json_set_alloc_funcs(rpc_secret_malloc, rpc_secret_free);
+}
 
 /* ---- names --------------------------------------------------------------- */
 
@@ -660,8 +670,8 @@ rpc_json_decode(const ProtobufCMessageDescriptor *d, const char *json, size_t le
 	*out = msg;
 	return RPC_OK;
 fail:
-	if (msg != NULL)
-		protobuf_c_message_free_unpacked(msg, NULL);
+	/* A refused body may have had a password decoded already. */
+	rpc_secret_free_message(msg);
 	json_decref(root);
 	return rc;
 }

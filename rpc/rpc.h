@@ -140,7 +140,7 @@ void rpc_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, int64_t until
 /* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
  * nothing above U+10FFFF). NUL bytes are valid UTF-8; callers that forbid
  * them check separately. */
-bool rpc_utf8_valid(const void *buf, size_t len);
+__attribute__((warn_unused_result)) bool rpc_utf8_valid(const void *buf, size_t len);
 
 /* Number of code points in a valid UTF-8 string. */
 size_t rpc_utf8_length(const char *s);
@@ -150,8 +150,8 @@ size_t rpc_utf8_length(const char *s);
  * UTF-8 without NUL bytes (protobuf-c checks neither, and its C strings
  * would silently end at a NUL). On failure writes the dotted field path
  * into st and returns RPC_INVALID_ARGUMENT. */
-rpc_code rpc_check_wire(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
-			rpc_status *st);
+__attribute__((warn_unused_result)) rpc_code
+rpc_check_wire(const ProtobufCMessageDescriptor *d, const void *buf, size_t len, rpc_status *st);
 
 /* "/parley.v1.Auth/Login" for the Login method of parley.v1.Auth. */
 int rpc_full_method(char *buf, size_t len, const ProtobufCServiceDescriptor *svc,

@@ -356,23 +356,33 @@ rpc_call_peer(const rpc_call *call)
 {
 	rpc_call *c = (rpc_call *)call; /* the answer is worked out once, on first use */
 
+	const char *said = NULL;
+	bool verified = false;
+
 	if (c->peer[0] != '\0')
 		return c->peer;
-	if (c->local == NULL) {
-		peer_of_pipe(c->msg, c->peer);
-		return c->peer;
-	}
-	/* In process: whoever called us (the HTTP face) may say for whom.
-	 * Over a socket the same metadata is ignored: a peer could claim
-	 * any address. */
-	snprintf(c->peer, sizeof(c->peer), "local");
+	/* Whoever called us in process (the HTTP face), or a peer that
+	 * proved with a certificate of the cluster's CA (mutual TLS: a
+	 * listener requires one when --tls-ca is set; a gateway on another
+	 * host), may say for which end client it calls. Any other peer's
+	 * "peer" is ignored: it could claim any address. */
 	for (size_t i = 0; c->env != NULL && i < c->env->n_metadata; i++) {
 		const char *k = c->env->metadata[i]->key, *v = c->env->metadata[i]->value;
 
-		if (k != NULL && v != NULL && strcasecmp(k, "peer") == 0 &&
-		    !peer_normalise(v, c->peer))
-			snprintf(c->peer, sizeof(c->peer), "local");
+		if (k != NULL && v != NULL && strcasecmp(k, "peer") == 0)
+			said = v;
 	}
+	if (c->local == NULL) {
+		peer_of_pipe(c->msg, c->peer);
+		if (said != NULL && c->msg != NULL &&
+		    nng_pipe_get_bool(nng_msg_get_pipe(c->msg), NNG_OPT_TLS_VERIFIED, &verified) ==
+			0 &&
+		    verified && !peer_normalise(said, c->peer))
+			peer_of_pipe(c->msg, c->peer); /* not an address: the connection's */
+		return c->peer;
+	}
+	if (said == NULL || !peer_normalise(said, c->peer))
+		snprintf(c->peer, sizeof(c->peer), "local");
 	return c->peer;
 }
 

@@ -125,9 +125,11 @@ const char *rpc_call_caller(const rpc_call *call);
  * address ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as IPv4), "ipc",
  * "inproc", or "unknown" when the connection is gone or of another kind.
  * For an in-process call (local.h): the IP address in the request's "peer"
- * metadata, which the HTTP face sets to the browser's, else "local"; that
- * metadata is trusted on in-process calls only. Call from the thread that
- * owns the call; valid until the call finishes.
+ * metadata, which the HTTP face sets to the browser's, else "local". That
+ * metadata is trusted on in-process calls and on connections whose peer
+ * was verified by mutual TLS (NNG_OPT_TLS_VERIFIED: a certificate of the
+ * cluster's CA, e.g. a gateway on another host), never otherwise. Call
+ * from the thread that owns the call; valid until the call finishes.
  */
 #define RPC_PEER_MAX 48 /* INET6_ADDRSTRLEN and a NUL */
 const char *rpc_call_peer(const rpc_call *call);

@@ -24,6 +24,7 @@
 #include "auth_int.h"
 #include "log.h"
 #include "parley/v1/rooms.pb-c.h"
+#include "records.h"
 
 #define GET_USERS_MAX 100
 #define PASSWORD_MAX 1024
@@ -64,7 +65,7 @@ auth_handle_update_profile(rpc_call *call, const ProtobufCMessage *reqm,
 		return svc_fail_store(call, err, "update profile");
 	err = store_get(txn, a->users, user_id, strlen(user_id), &v);
 	if (err == STORE_OK) {
-		rec = auth_unpack_user(v.data, v.len);
+		rec = records_user(NULL, user_id, v.data, v.len);
 		err = rec == NULL ? STORE_CORRUPT : rec->deleted_at_ms != 0 ? STORE_NOTFOUND
 									   : STORE_OK;
 	}
@@ -138,7 +139,7 @@ auth_handle_get_users(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMes
 		}
 		if (err != STORE_OK)
 			break;
-		rec = auth_unpack_user(v.data, v.len);
+		rec = records_user(NULL, id, v.data, v.len);
 		if (rec == NULL) {
 			err = STORE_CORRUPT;
 			break;

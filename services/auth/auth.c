@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "records.h"
 #include "parley/store/v1/auth_records.pb-c.h"
 #include "parley/v1/auth.pb-c.h"
 #include "guard.h"
@@ -92,7 +93,7 @@ get_user(auth_service *a, const char *user_id, Parley__Store__V1__UserRecord **o
 	err = store_get_copy(a->env, a->users, user_id, strlen(user_id), &buf, &len);
 	if (err != STORE_OK)
 		return err;
-	*out = auth_unpack_user(buf, len);
+	*out = records_user(NULL, user_id, buf, len);
 	free(buf);
 	return *out != NULL ? STORE_OK : STORE_CORRUPT;
 }
@@ -723,20 +724,6 @@ auth_service_stop(auth_service *a)
 }
 
 /* ---- for account.c (auth_int.h) ------------------------------------------------ */
-
-Parley__Store__V1__UserRecord *
-auth_unpack_user(const void *buf, size_t len)
-{
-	rpc_status st = {0};
-
-	/* protobuf-c checks no UTF-8: a damaged name would reach clients,
-	 * which cannot decode the reply. */
-	if (rpc_check_wire(&parley__store__v1__user_record__descriptor, buf, len, &st) != RPC_OK) {
-		plog_error("auth", "a user record is damaged: %s", st.message);
-		return NULL;
-	}
-	return parley__store__v1__user_record__unpack(NULL, len, buf);
-}
 
 bool
 auth_verify_password(auth_service *a, const char *hash, const char *pw)

@@ -81,11 +81,6 @@ __attribute__((warn_unused_result)) bool auth_verify_password(auth_service *a,
 							      const char *hash,
 							      const char *pw);
 
-/* Decodes a stored UserRecord; NULL when it is damaged (does not decode,
- * or a string is not UTF-8: logged). Freed with
- * parley__store__v1__user_record__free_unpacked. */
-Parley__Store__V1__UserRecord *auth_unpack_user(const void *buf, size_t len);
-
 /* Reads user_id's record (tombstones included); *out is freed by the caller
  * with parley__store__v1__user_record__free_unpacked. STORE_NOTFOUND,
  * STORE_CORRUPT or the store's error. */

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "auth_int.h"
+#include "records.h"
 
 #define TOKEN_BYTES 32
 #define TOKEN_B64_LEN 43 /* URL-safe base64 of 32 bytes, no padding */
@@ -197,18 +198,10 @@ auth_lookup_token(auth_service *a, const char *wire, char user_id[RPC_USER_ID_MA
 		return rpc_status_set(st, RPC_UNAUTHENTICATED, "invalid or expired token");
 	if (err != STORE_OK)
 		return rpc_status_set(st, RPC_INTERNAL, "token store: %s", store_strerror(err));
-	/* The user_id read here becomes the caller of every service: it must
-	 * be UTF-8 and fit whole, never cut to another user's id. */
-	rec = rpc_check_wire(&parley__store__v1__token_record__descriptor, buf, len, st) == RPC_OK
-		  ? parley__store__v1__token_record__unpack(NULL, len, buf)
-		  : NULL;
+	rec = records_token(NULL, buf, len);
 	free(buf);
-	if (rec != NULL && (rec->user_id[0] == '\0' || strlen(rec->user_id) >= RPC_USER_ID_MAX)) {
-		parley__store__v1__token_record__free_unpacked(rec, NULL);
-		rec = NULL;
-	}
 	if (rec == NULL) {
-		plog_error("auth", "a token record is damaged");
+		plog_error("auth", "a token record is damaged"); /* for `parleyd check` */
 		return rpc_status_set(st, RPC_DATA_LOSS, "token record is damaged");
 	}
 	ok = rec->token_hash.len == AUTH_TOKEN_HASH_BYTES &&
@@ -315,7 +308,7 @@ collect_expired(void *arg, store_val key, store_val val)
 		s->more = true;
 		return false;
 	}
-	rec = parley__store__v1__token_record__unpack(NULL, val.len, val.data);
+	rec = records_token(NULL, val.data, val.len);
 	if (rec == NULL)
 		return true; /* damaged: Validate reports it, the sweeper leaves it */
 	if (rec->expires_at_ms <= s->now && strlen(rec->user_id) < RPC_USER_ID_MAX) {

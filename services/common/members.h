@@ -24,18 +24,21 @@
  * be reached before deadline_ms, monotonic; 0 = MEMBERS_TIMEOUT_MS from now),
  * INTERNAL (anything else).
  */
-rpc_code members_check(rpc_client *rooms, const char *room, const char *user,
+__attribute__((warn_unused_result)) rpc_code
+members_check(rpc_client *rooms, const char *room, const char *user,
 		       const char *token, int64_t deadline_ms, bool *member, rpc_status *st);
 
 /* The same, also giving the member's role (parley.v1.Role: 0 for none,
  * MEMBER 1, MODERATOR 2, ADMIN 3) in *role. */
-rpc_code members_check_role(rpc_client *rooms, const char *room, const char *user,
+__attribute__((warn_unused_result)) rpc_code
+members_check_role(rpc_client *rooms, const char *room, const char *user,
 			    const char *token, int64_t deadline_ms, bool *member, int *role,
 			    rpc_status *st);
 
 /* For a handler: RPC_OK when the caller is a member of room; otherwise
  * fails call (PERMISSION_DENIED "you are not a member of room 'x'", or the
  * status of members_check) and returns the code. */
-rpc_code members_require(rpc_call *call, rpc_client *rooms, const char *room);
+__attribute__((warn_unused_result)) rpc_code
+members_require(rpc_call *call, rpc_client *rooms, const char *room);
 
 #endif

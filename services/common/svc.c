@@ -196,3 +196,16 @@ svc_authn_validate(void *arg, const char *token, int64_t deadline_ms,
 	return rpc_status_set(st, RPC_INTERNAL, "auth service error: %s %s",
 			      rpc_code_name(code), why);
 }
+
+int
+svc_pub_conns_open(nng_socket sock, const char *name, rpc_conns **out, rpc_status *st)
+{
+	rpc_limits lim;
+
+	rpc_get_limits(&lim);
+	lim.idle_ms = -1; /* a subscriber never sends: silence says nothing */
+	if (conns_open(out, sock, &lim, name, st) != RPC_OK)
+		return st->code;
+	conns_keep_local(*out);
+	return RPC_OK;
+}

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "client.h"
+#include "conns.h"
 #include "server.h"
 #include "store.h"
 
@@ -103,7 +104,17 @@ bool svc_open_table(store_env *env, const char *name, store_table *t, rpc_status
 typedef struct svc_authn svc_authn;
 int svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st);
 void svc_authn_close(svc_authn *a);
-rpc_code svc_authn_validate(void *a, const char *token, int64_t deadline_ms,
+__attribute__((warn_unused_result)) rpc_code svc_authn_validate(void *a, const char *token, int64_t deadline_ms,
 			    char user_id[RPC_USER_ID_MAX], rpc_status *st);
+
+/*
+ * The connection caps of an internal PUB socket (the events PUB, the rooms
+ * PUB): those of the REP endpoints (rpc_get_limits: total, per address,
+ * the longest-connected giving way when full) but no idle timeout, as a
+ * subscriber never sends; the process's own inproc subscribers never give
+ * way. Call after opening sock, before it listens; conns_close_all before
+ * closing it, conns_free after. Errors: those of conns_open.
+ */
+int svc_pub_conns_open(nng_socket sock, const char *name, rpc_conns **out, rpc_status *st);
 
 #endif

@@ -21,17 +21,14 @@ timeline_fini(timeline *t)
 store_err
 timeline_open(timeline *t)
 {
-	store_table ev, hd;
+	store_table ev;
 	store_err err = STORE_OK;
 
 	pthread_mutex_lock(&t->mtx);
 	if (!t->ready) {
 		err = store_table_open(t->env, TIMELINE_EVENTS_TABLE, &ev);
-		if (err == STORE_OK)
-			err = store_table_open(t->env, TIMELINE_HEADS_TABLE, &hd);
 		if (err == STORE_OK) {
 			t->events = ev;
-			t->heads = hd;
 			__atomic_store_n(&t->ready, true, __ATOMIC_RELEASE);
 		}
 	}
@@ -50,21 +47,48 @@ timeline_key(uint8_t key[TIMELINE_KEY_MAX], const char *room, uint64_t seq)
 	return n + 1 + 8;
 }
 
+struct last_of {
+	const uint8_t *prefix;
+	size_t prefix_len;
+	uint64_t seq;
+	bool odd;	/* a key of the room that is not room \0 be64(seq) */
+};
+
+static bool
+last_of_room(void *arg, store_val k, store_val v)
+{
+	struct last_of *l = arg;
+
+	(void)v;
+	if (k.len < l->prefix_len || memcmp(k.data, l->prefix, l->prefix_len) != 0)
+		return false; /* another room's key: this one has no events */
+	if (k.len != l->prefix_len + 8)
+		l->odd = true;
+	else
+		l->seq = store_be64_get((const uint8_t *)k.data + l->prefix_len);
+	return false;
+}
+
 store_err
 timeline_head(store_txn *txn, const timeline *t, const char *room, uint64_t *head)
 {
-	store_val v;
+	uint8_t key[TIMELINE_KEY_MAX];
+	size_t klen = timeline_key(key, room, UINT64_MAX);
+	struct last_of l = {.prefix = key, .prefix_len = klen - 8};
 	store_err err;
 
+	/* The last key <= (room, max) is the room's last event, if it has
+	 * any: room ids hold no NUL, so no other room's key starts with
+	 * room \0. */
 	*head = 0;
-	err = store_get(txn, t->heads, room, strnlen(room, TIMELINE_ROOM_MAX), &v);
+	err = store_scan(txn, t->events, key, klen, true, last_of_room, &l);
 	if (err == STORE_NOTFOUND)
 		return STORE_OK;
 	if (err != STORE_OK)
 		return err;
-	if (v.len != 8)
+	if (l.odd)
 		return STORE_CORRUPT;
-	*head = store_be64_get(v.data);
+	*head = l.seq;
 	return STORE_OK;
 }
 
@@ -72,16 +96,11 @@ store_err
 timeline_append(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
 		const void *ev, size_t len)
 {
-	uint8_t key[TIMELINE_KEY_MAX], head[8];
-	size_t klen = timeline_key(key, room, seq);
-	store_err err;
+	uint8_t key[TIMELINE_KEY_MAX];
 
-	err = store_put(txn, t->events, key, klen, ev, len, STORE_NOOVERWRITE);
-	if (err != STORE_OK)
-		return err;
-	store_be64_put(head, seq);
-	return store_put(txn, t->heads, room, strnlen(room, TIMELINE_ROOM_MAX), head, sizeof(head),
-			 0);
+	/* The head is the last key: nothing else to write. */
+	return store_put(txn, t->events, key, timeline_key(key, room, seq), ev, len,
+			 STORE_NOOVERWRITE);
 }
 
 store_err

@@ -5,7 +5,13 @@
  * them, so it lives here rather than in either service.
  *
  *   msg.events  room_id \0 be64(seq)  -> serialized parley.v1.Event
- *   msg.heads   room_id               -> be64(latest seq; absent = 0)
+ *
+ * A room's head (its latest seq; 0 without events) is the seq of its last
+ * key: one cursor seek, and nothing more to write per event. (Data dirs
+ * written before 2026-12 also hold msg.heads, room_id -> be64(head); it
+ * is no longer read or written. An older binary on a newer data dir would
+ * read a stale head there and its next append would fail with KEYEXIST,
+ * never overwrite.)
  *
  * A chat message's record is kept current: after an edit it holds the
  * latest text and edited_at_ms, after a delete an empty text and
@@ -13,8 +19,8 @@
  * in the timeline with their own seqs).
  *
  * Every room's persisted events are numbered 1, 2, 3, ... without gaps, and
- * the head is written in the same transaction as the events it covers, so
- * a reader that sees head h in a transaction sees every event 1..h in it.
+ * the head is derived from the events themselves, so a reader that sees
+ * head h in a transaction sees every event 1..h in it.
  *
  * Threads: a timeline is shared by many threads. timeline_open is
  * thread-safe; the table handles it returns never change once open. All
@@ -33,7 +39,7 @@
 #include "parley/v1/events.pb-c.h"
 
 #define TIMELINE_EVENTS_TABLE "msg.events"
-#define TIMELINE_HEADS_TABLE "msg.heads"
+#define TIMELINE_HEADS_TABLE "msg.heads" /* legacy: see above (parleyd check) */
 #define TIMELINE_ROOM_MAX 64
 #define TIMELINE_KEY_MAX (TIMELINE_ROOM_MAX + 1 + 8)
 
@@ -42,7 +48,6 @@ typedef struct timeline {
 	pthread_mutex_t mtx;
 	bool ready;		/* set once, under mtx; the handles below then stay */
 	store_table events;
-	store_table heads;
 } timeline;
 
 void timeline_init(timeline *t, store_env *env);
@@ -61,8 +66,10 @@ size_t timeline_key(uint8_t key[TIMELINE_KEY_MAX], const char *room, uint64_t se
 /* The latest seq of room (0 when it has no events). */
 store_err timeline_head(store_txn *txn, const timeline *t, const char *room, uint64_t *head);
 
-/* In a write transaction: stores ev (packed, len bytes) as (room, seq) and
- * makes seq the room's head. The caller assigns seq = head + 1. */
+/* In a write transaction: stores ev (packed, len bytes) as (room, seq),
+ * which makes seq the room's head. The caller assigns seq = head + 1;
+ * an existing (room, seq) is STORE_EXISTS, never
+ * overwritten. */
 store_err timeline_append(store_txn *txn, const timeline *t, const char *room, uint64_t seq,
 			  const void *ev, size_t len);
 

@@ -11,6 +11,12 @@
  * calls at once, one more every TYPING_REFILL_MS; beyond that
  * RESOURCE_EXHAUSTED with retry_after_ms.
  *
+ * Edits and Deletes are limited per user the same way (an entry with the
+ * room "", which no room id is): CHANGE_BURST at once, one more every
+ * CHANGE_REFILL_MS. Each one rewrites stored records and a Delete erases
+ * its text from the data file (eraser.c): unlimited, one user could keep
+ * the writer and the disk busy for everyone.
+ *
  * Locking: t->mtx guards the table; events are published while it is
  * held, so that a user's true and false reach the backbone in the order
  * they were decided. Order: t->mtx, then m->pub_mtx. An entry lives while
@@ -32,12 +38,16 @@
 #define TYPING_BUCKETS 4096
 #define TYPING_ENTRIES_MAX 100000
 #define TYPING_TICK_MS 1000
+#define CHANGE_BURST 20		/* Edits and Deletes of a user at once */
+#define CHANGE_REFILL_MS 250	/* then one more every this long */
 
 struct typing_entry {
 	struct typing_entry *next;
 	int64_t until;		/* typing until then (monotonic ms); 0 = not typing */
 	int64_t refilled;	/* when tokens were last brought up to date */
 	unsigned tokens;
+	unsigned burst;		/* the bucket's size */
+	int64_t refill_ms;	/* one token more every this long */
 	char room[TIMELINE_ROOM_MAX + 1];
 	char user[RPC_USER_ID_MAX];
 };
@@ -54,6 +64,8 @@ struct mx_typing {
 };
 
 /* ---- Edit and Delete ----------------------------------------------------- */
+
+static rpc_code take_change_token(mx_typing *t, rpc_call *call, const char *what);
 
 static rpc_code
 check_target(rpc_call *call, const char *room, uint64_t seq, const char *cmid)
@@ -85,7 +97,8 @@ mx_handle_edit(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "text must be 1 to %d bytes of UTF-8 (got %zu)", MX_TEXT_MAX,
 				     text_len);
-	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
+	if ((code = take_change_token(m->typing, call, "this edit")) != RPC_OK ||
+	    (code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;
 	return mx_writer_op(m->writer, call, MX_OP_EDIT, req->room_id, req->text,
 			    req->client_msg_id, req->seq, false);
@@ -121,7 +134,8 @@ mx_handle_delete(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	bool moderator = false;
 	rpc_code code;
 
-	if ((code = check_target(call, req->room_id, req->seq, req->client_msg_id)) != RPC_OK)
+	if ((code = check_target(call, req->room_id, req->seq, req->client_msg_id)) != RPC_OK ||
+	    (code = take_change_token(m->typing, call, "this delete")) != RPC_OK)
 		return code;
 	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;
@@ -158,54 +172,81 @@ publish_typing(mx_typing *t, const char *room, const char *user, bool typing)
 static void
 refill(struct typing_entry *e, int64_t now)
 {
-	int64_t gained = (now - e->refilled) / TYPING_REFILL_MS;
+	int64_t gained = (now - e->refilled) / e->refill_ms;
 
 	if (gained <= 0)
 		return;
-	if (e->tokens + gained >= TYPING_BURST) {
-		e->tokens = TYPING_BURST;
+	if (e->tokens + gained >= e->burst) {
+		e->tokens = e->burst;
 		e->refilled = now;
 	} else {
 		e->tokens += (unsigned)gained;
-		e->refilled += gained * TYPING_REFILL_MS;
+		e->refilled += gained * e->refill_ms;
 	}
+}
+
+/*
+ * The entry of (room, user), made with a full bucket of burst tokens if
+ * absent (t->mtx held); NULL with the call failed when the table is full.
+ */
+static struct typing_entry *
+entry_of(mx_typing *t, rpc_call *call, const char *room, const char *user, unsigned burst,
+	 int64_t refill_ms, int64_t now)
+{
+	struct typing_entry **pp = &t->buckets[bucket_of(room, user)], *e;
+
+	while (*pp != NULL && (strcmp((*pp)->room, room) != 0 || strcmp((*pp)->user, user) != 0))
+		pp = &(*pp)->next;
+	if ((e = *pp) != NULL)
+		return e;
+	if (t->n >= TYPING_ENTRIES_MAX || (e = calloc(1, sizeof(*e))) == NULL) {
+		rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+			      "too many users typing, editing or deleting at once; try again "
+			      "shortly");
+		rpc_call_retry_after(call, (uint32_t)refill_ms);
+		return NULL;
+	}
+	snprintf(e->room, sizeof(e->room), "%s", room);
+	snprintf(e->user, sizeof(e->user), "%s", user);
+	e->tokens = e->burst = burst;
+	e->refill_ms = refill_ms;
+	e->refilled = now;
+	*pp = e;
+	t->n++;
+	return e;
+}
+
+/* Milliseconds until e has a token again (t->mtx held; e->tokens == 0). */
+static uint32_t
+token_wait(const struct typing_entry *e, int64_t now)
+{
+	int64_t wait = e->refilled + e->refill_ms - now;
+
+	return (uint32_t)(wait > 0 ? wait : 1);
 }
 
 /* RPC_OK, or the refusal (call failed). */
 static rpc_code
 set_typing(mx_typing *t, rpc_call *call, const char *room, const char *user, bool typing)
 {
-	struct typing_entry **pp, *e;
+	struct typing_entry *e;
 	int64_t now = rpc_now_ms();
 	rpc_code code = RPC_OK;
 
 	pthread_mutex_lock(&t->mtx);
-	pp = &t->buckets[bucket_of(room, user)];
-	while (*pp != NULL && (strcmp((*pp)->room, room) != 0 || strcmp((*pp)->user, user) != 0))
-		pp = &(*pp)->next;
-	if ((e = *pp) == NULL) {
-		if (t->n >= TYPING_ENTRIES_MAX || (e = calloc(1, sizeof(*e))) == NULL) {
-			code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
-					     "too many typing notices at once; try again shortly");
-			rpc_call_retry_after(call, TYPING_REFILL_MS);
-			goto done;
-		}
-		snprintf(e->room, sizeof(e->room), "%s", room);
-		snprintf(e->user, sizeof(e->user), "%s", user);
-		e->tokens = TYPING_BURST;
-		e->refilled = now;
-		*pp = e;
-		t->n++;
+	if ((e = entry_of(t, call, room, user, TYPING_BURST, TYPING_REFILL_MS, now)) == NULL) {
+		code = RPC_RESOURCE_EXHAUSTED;
+		goto done;
 	}
 	refill(e, now);
 	if (e->tokens == 0) {
-		int64_t wait = e->refilled + TYPING_REFILL_MS - now;
+		uint32_t wait = token_wait(e, now);
 
 		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
 				     "at most %d typing notices per room at once, then one a "
-				     "second; try again in %lld ms",
-				     TYPING_BURST, (long long)wait);
-		rpc_call_retry_after(call, (uint32_t)(wait > 0 ? wait : 1));
+				     "second; try again in %u ms",
+				     TYPING_BURST, wait);
+		rpc_call_retry_after(call, wait);
 		goto done;
 	}
 	e->tokens--;
@@ -217,6 +258,38 @@ set_typing(mx_typing *t, rpc_call *call, const char *room, const char *user, boo
 		e->until = 0;
 		publish_typing(t, room, user, false);
 	}
+done:
+	pthread_mutex_unlock(&t->mtx);
+	return code;
+}
+
+/* Takes one of the caller's Edit/Delete tokens: RPC_OK, or the refusal
+ * (RESOURCE_EXHAUSTED with retry_after_ms; call failed). */
+static rpc_code
+take_change_token(mx_typing *t, rpc_call *call, const char *what)
+{
+	struct typing_entry *e;
+	int64_t now = rpc_now_ms();
+	rpc_code code = RPC_OK;
+
+	pthread_mutex_lock(&t->mtx);
+	e = entry_of(t, call, "", rpc_call_caller(call), CHANGE_BURST, CHANGE_REFILL_MS, now);
+	if (e == NULL) {
+		code = RPC_RESOURCE_EXHAUSTED;
+		goto done;
+	}
+	refill(e, now);
+	if (e->tokens == 0) {
+		uint32_t wait = token_wait(e, now);
+
+		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+				     "too many edits and deletes: at most %d at once, then %d a "
+				     "second; %s refused, try again in %u ms",
+				     CHANGE_BURST, 1000 / CHANGE_REFILL_MS, what, wait);
+		rpc_call_retry_after(call, wait);
+		goto done;
+	}
+	e->tokens--; /* the sweep frees the entry once its bucket is full again */
 done:
 	pthread_mutex_unlock(&t->mtx);
 	return code;
@@ -255,7 +328,7 @@ sweep(mx_typing *t, int64_t now)
 				publish_typing(t, e->room, e->user, false);
 			}
 			refill(e, now);
-			if (e->until == 0 && e->tokens == TYPING_BURST) {
+			if (e->until == 0 && e->tokens == e->burst) {
 				*pp = e->next;
 				free(e);
 				t->n--;

@@ -17,9 +17,23 @@
  * arriving while round r runs needs round r + 1: that is what makes the
  * mirror safe to use for "has this user left?" without a stale window.
  *
- * Locking: f->mtx guards the round counters, `kick` and `stop`;
- * the SUB callback (an nng thread) only sets `kick`. Everything else
- * belongs to the feed thread.
+ * The barrier is asked for as early as it can be: the router takes, as a
+ * frame arrives (its event is committed by then), the round that must
+ * pass before the frame may be delivered (mx_feed_round_next) and kicks
+ * that round off at once. By the time a session builds its reply, that
+ * round has often passed, and then the barrier costs one atomic load: no
+ * lock, no wait (mx_feed_sync_round). An event read from LMDB at reply
+ * time needs a round that starts after that moment, as before.
+ *
+ * Following: once a page is applied, every JOINED in it is passed to the
+ * sessions (mx_sessions_joined), whose open sessions of that user add the
+ * room. The sessions end before the feed: mx_feed_unfollow stops that.
+ *
+ * Locking: f->mtx guards the round counters, `kick` and `stop`
+ * (round_started and round_ok are also read atomically without it);
+ * the SUB callback (an nng thread) only sets `kick`. f->follow_mtx guards
+ * `follow` and is held while the sessions are told of joins. Everything
+ * else belongs to the feed thread.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -56,6 +70,8 @@ struct mx_feed {
 	uint64_t round_wanted; /* the latest round a barrier waits for */
 	bool kick, stop;
 	rpc_status round_error; /* why the last failed round failed */
+	pthread_mutex_t follow_mtx;
+	bool follow;		/* [follow_mtx] tell the sessions of joins */
 
 	/* Feed thread only. */
 	uint64_t cursor;
@@ -130,6 +146,34 @@ load_cursor(messaging_service *m)
 	return c;
 }
 
+/* Tells the sessions of the JOINEDs among changes that were applied now
+ * (those past the cursor `before`). */
+static void
+tell_joins(mx_feed *f, Parley__V1__Event **changes, size_t n, uint64_t before)
+{
+	pthread_mutex_lock(&f->follow_mtx);
+	for (size_t i = 0; i < n && f->follow; i++) {
+		const Parley__V1__Event *c = changes[i];
+
+		if (c->seq > before && c->seq <= f->cursor &&
+		    c->body_case == PARLEY__V1__EVENT__BODY_MEMBERSHIP && c->membership != NULL &&
+		    c->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED &&
+		    c->room_id != NULL && c->sender != NULL)
+			mx_sessions_joined(f->m->sessions, c->room_id, c->sender);
+	}
+	pthread_mutex_unlock(&f->follow_mtx);
+}
+
+void
+mx_feed_unfollow(mx_feed *f)
+{
+	if (f == NULL)
+		return;
+	pthread_mutex_lock(&f->follow_mtx);
+	f->follow = false;
+	pthread_mutex_unlock(&f->follow_mtx);
+}
+
 /* Fetches one page after the cursor and has the writer apply it. *head
  * receives the log's head as the rooms service reported it. */
 static bool
@@ -141,6 +185,7 @@ catch_up_page(mx_feed *f, uint64_t *head)
 	rpc_call_opts opts = {.timeout_ms = FEED_CALL_TIMEOUT_MS};
 	rpc_status *st = &f->last_error;
 	store_err err = STORE_OK;
+	uint64_t before = f->cursor;
 
 	req.after_seq = f->cursor;
 	req.limit = FEED_PAGE;
@@ -158,10 +203,11 @@ catch_up_page(mx_feed *f, uint64_t *head)
 			  (unsigned long long)f->cursor);
 	f->rooms_down = false;
 	*head = resp->head_seq;
-	if (resp->n_changes > 0)
-		err = mx_writer_apply_changes(f->m->writer, resp->changes, resp->n_changes,
-					      &f->cursor);
-	else if (resp->head_seq < f->cursor)
+	if (resp->n_changes > 0 &&
+	    (err = mx_writer_apply_changes(f->m->writer, resp->changes, resp->n_changes,
+					   &f->cursor)) == STORE_OK)
+		tell_joins(f, resp->changes, resp->n_changes, before);
+	else if (resp->n_changes == 0 && resp->head_seq < f->cursor)
 		plog_error("messaging", "rooms log ends at %llu, before our cursor %llu: was it reset?",
 			   (unsigned long long)resp->head_seq, (unsigned long long)f->cursor);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -246,7 +292,8 @@ feed_main(void *arg)
 			continue;
 		}
 		f->kick = false;
-		round = ++f->round_started;
+		round = f->round_started + 1;
+		__atomic_store_n(&f->round_started, round, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&f->mtx);
 
 		ok = catch_up(f);
@@ -255,7 +302,7 @@ feed_main(void *arg)
 		pthread_mutex_lock(&f->mtx);
 		f->round_done = round;
 		if (ok)
-			f->round_ok = round;
+			__atomic_store_n(&f->round_ok, round, __ATOMIC_RELEASE);
 		else /* last_error is the feed thread's; waiters read this copy */
 			f->round_error = f->last_error;
 		pthread_cond_broadcast(&f->done_cv);
@@ -265,14 +312,31 @@ feed_main(void *arg)
 	return NULL;
 }
 
-rpc_code
-mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
+uint64_t
+mx_feed_round_next(mx_feed *f)
 {
-	uint64_t mine;
+	return __atomic_load_n(&f->round_started, __ATOMIC_ACQUIRE) + 1;
+}
+
+void
+mx_feed_want(mx_feed *f, uint64_t round)
+{
+	pthread_mutex_lock(&f->mtx);
+	if (f->round_wanted < round) {
+		f->round_wanted = round;
+		pthread_cond_signal(&f->cv);
+	}
+	pthread_mutex_unlock(&f->mtx);
+}
+
+rpc_code
+mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *st)
+{
 	rpc_code code = RPC_OK;
 
+	if (__atomic_load_n(&f->round_ok, __ATOMIC_ACQUIRE) >= mine)
+		return RPC_OK; /* passed already: the mirror is current enough */
 	pthread_mutex_lock(&f->mtx);
-	mine = f->round_started + 1;
 	if (f->round_wanted < mine) {
 		f->round_wanted = mine;
 		pthread_cond_signal(&f->cv);
@@ -291,6 +355,12 @@ mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
 	return code;
 }
 
+rpc_code
+mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st)
+{
+	return mx_feed_sync_round(f, mx_feed_round_next(f), deadline_ms, st);
+}
+
 /* ---- life ------------------------------------------------------------------------ */
 
 int
@@ -304,7 +374,9 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	f->m = m;
 	f->cursor = load_cursor(m);
+	f->follow = m->sessions != NULL;
 	pthread_mutex_init(&f->mtx, NULL);
+	pthread_mutex_init(&f->follow_mtx, NULL);
 	rpc_cond_init(&f->cv);
 	rpc_cond_init(&f->done_cv);
 	if ((rv = nng_sub0_open(&f->sub)) == 0) {
@@ -362,6 +434,7 @@ mx_feed_stop(mx_feed *f)
 	}
 	pthread_cond_destroy(&f->done_cv);
 	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->follow_mtx);
 	pthread_mutex_destroy(&f->mtx);
 	free(f);
 }

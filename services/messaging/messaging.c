@@ -88,7 +88,7 @@ mx_publish_presence(messaging_service *m, const char *room, const char *user,
 }
 
 static void
-pub_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+pub_pipe_event(void *arg)
 {
 	messaging_service *m = arg;
 
@@ -208,8 +208,11 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 	/* A subscriber has nothing to send: a frame it declares is refused
 	 * by size before nng allocates it (unbounded by default). */
 	nng_socket_set_size(m->pub, NNG_OPT_RECVMAXSZ, MX_PUB_RECV_MAX);
+	/* Subscribers get the REP endpoints' connection caps (svc.h). */
+	if (svc_pub_conns_open(m->pub, "events-pub", &m->pub_conns, st) != RPC_OK)
+		return st->code;
 	rpc_tsan_release(m);
-	nng_pipe_notify(m->pub, NNG_PIPE_EV_REM_POST, pub_pipe_event, m);
+	conns_on_removed(m->pub_conns, pub_pipe_event, m);
 	if ((rv = rpc_tls_listen(m->pub, listen, &why)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s", listen,
 				      why.message[0] != '\0' ? why.message : nng_strerror(rv));
@@ -408,8 +411,12 @@ messaging_service_stop(messaging_service *m)
 	timeline_fini(&m->tl);
 	/* The PUB socket's pipe callback uses m: if its close could not
 	 * finish, m stays (the process is on its way out). */
+	if (m->pub_conns != NULL)
+		conns_close_all(m->pub_conns);
 	if (m->pub_open && !mx_close_bounded(m->pub, "the events PUB socket"))
 		return;
+	if (m->pub_conns != NULL)
+		conns_free(m->pub_conns);
 	rpc_tsan_acquire(m); /* closed: its last pub_pipe_event is over */
 	pthread_mutex_destroy(&m->pub_mtx);
 	pthread_cond_destroy(&m->pipe_cv);

@@ -4,10 +4,14 @@
  *
  *   messaging.c  lifecycle, the method table, Send's checks, the PUB socket
  *   writer.c     the one LMDB writer thread: group commit, gap-free seqs,
- *                client_msg_id records, publishing after commit
- *   writer_ops.c Edit, Delete (and erasing the deleted text from the data
- *                file), MarkRead, as the writer applies them
- *   edits.c      the Edit, Delete and SetTyping handlers; typing state
+ *                client_msg_id records
+ *   replier.c    answers committed batches and publishes their events, in
+ *                commit order, while the writer writes the next one
+ *   writer_ops.c Edit, Delete, MarkRead, as the writer applies them
+ *   eraser.c     erases deleted texts from the data file, then answers
+ *                the Deletes (off the writer thread)
+ *   edits.c      the Edit, Delete and SetTyping handlers; typing state and
+ *                the per-user limit of Edits and Deletes
  *   unread.c     read markers and unread counters; MarkRead, GetUnread
  *   feed.c       follows the rooms service's membership log into timelines
  *   sessions.c   the session registry and the Open/Poll/Close handlers
@@ -27,8 +31,9 @@
  *                   replaced (emptied when the message is deleted)
  *   msg.counts, msg.own, msg.mentions, msg.reads: see unread.c
  *
- * Only the writer thread writes LMDB, so it alone assigns seqs: one
- * sequence per room, in commit order, and publishes in that order.
+ * Only the writer thread writes events to LMDB (the eraser commits nothing
+ * but its wipe_round marker), so it alone assigns seqs: one sequence per
+ * room, in commit order; the replier publishes in that order.
  */
 #ifndef PARLEY_MESSAGING_INT_H
 #define PARLEY_MESSAGING_INT_H
@@ -77,6 +82,7 @@ struct messaging_service {
 
 	nng_socket pub;
 	bool pub_open;
+	rpc_conns *pub_conns; /* its connection caps (svc_pub_conns_open) */
 	pthread_mutex_t pub_mtx; /* held to publish, and to close the router's SUB */
 	pthread_mutex_t pipe_mtx; /* guards pipes_gone (nng's pipe callback) */
 	pthread_cond_t pipe_cv;
@@ -200,6 +206,19 @@ void mx_feed_stop(mx_feed *f);
  */
 rpc_code mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st);
 
+/* The barrier in two steps. mx_feed_round_next: the first round that
+ * starts after now (every change committed before now is in the mirror
+ * once it passed). mx_feed_want: asks for that round to run soon, without
+ * waiting. mx_feed_sync_round: returns RPC_OK once round `mine` has
+ * passed, at once (an atomic load) if it has; else as mx_feed_sync. */
+uint64_t mx_feed_round_next(mx_feed *f);
+void mx_feed_want(mx_feed *f, uint64_t round);
+rpc_code mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *st);
+
+/* From now on the feed no longer tells sessions of joins (mx_sessions_joined);
+ * returns once no such call is in progress. f may be NULL. */
+void mx_feed_unfollow(mx_feed *f);
+
 /* The membership mirror: the rooms service's members as of the feed
  * cursor, kept by the writer in the cursor's transaction. */
 store_err mx_mirror_apply(messaging_service *m, store_txn *txn, const Parley__V1__Event *change);
@@ -216,6 +235,10 @@ void mx_router_stop(mx_router *r);
 /* Routes the frames of each of s's rooms to s; false when out of memory
  * (then s is in no route). */
 bool mx_router_add(mx_router *r, mx_session *s);
+
+/* Routes s's room (an index into s->rooms) to s, a room added to the
+ * session (the worker's call); false when out of memory. */
+bool mx_router_add_room(mx_router *r, mx_session *s, unsigned room);
 
 /* Stops routing s's room (an index into s->rooms) to s. */
 void mx_router_drop_room(mx_router *r, mx_session *s, unsigned room);
@@ -293,6 +316,10 @@ int mx_sessions_start(messaging_service *m, mx_sessions **out, rpc_status *st);
 /* Finishes every waiting Poll (empty), ends every worker and waits for
  * them; then frees everything. */
 void mx_sessions_stop(mx_sessions *ss);
+
+/* The feed applied a JOINED of user in room: every open session of user
+ * adds the room (session_follow). */
+void mx_sessions_joined(mx_sessions *ss, const char *room, const char *user);
 
 rpc_code mx_handle_open(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp,
 			void *ctx);

@@ -8,28 +8,40 @@
  * not one per session of the process, and opening a session costs O(its
  * rooms), not a SUB socket and a pipe of its own.
  *
- * Delivery never blocks: a session whose inbox is full drops the frame and
- * reads that room from LMDB later (session.c), and the router's own SUB
- * queue, if it ever overflows, drops frames that the sessions then see as
- * seq gaps and heal the same way.
+ * The router unpacks each frame once (mx_frame: seq, sender) and hands the
+ * same frame, reference counted, to every session of the room: a frame
+ * costs one allocation and one parse whatever the room's size, and a
+ * session holds pointers, not copies.
  *
- * Locking: r->mtx guards the index and is held while a frame is handed
- * out, so once mx_router_remove returns no delivery to that session is in
- * progress or can start. Order: r->mtx, then a session's own lock.
+ * Delivery never blocks: a session whose inbox is full drops the frame and
+ * reads that room from LMDB later (session.c). Frames lost before they
+ * reach the router (PUB or the router's SUB queue under load) are found by
+ * one heal tick for the whole process: every ROUTER_HEAL_MS it compares
+ * each routed room's head in LMDB with the last seq the router saw of it,
+ * and tells that room's sessions to re-read heads only where they differ.
+ * So no session needs a timer of its own, and an idle room costs nothing.
+ *
+ * Locking: r->mtx guards the index (and each route's `seen`) and is held
+ * while a frame is handed out or the tick visits the routes, so once
+ * mx_router_remove returns no delivery to that session is in progress or
+ * can start. Order: r->mtx, then a session's own lock, or the feed's.
  */
 #include "session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 
+#include "log.h"
 #include "tsan.h"
 
 #define ROUTE_BUCKETS 4096
 #define ROUTER_RECVBUF 1024		/* nng's queue in the router's SUB socket */
 #define ROUTER_MARKER_WAIT_MS 2000	/* stopping: wait for our marker this long */
+#define ROUTER_HEAL_MS 500		/* the heal tick */
 
 /* The sessions of one room; each entry is a session and its index there. */
 struct route {
@@ -39,6 +51,7 @@ struct route {
 		unsigned room;
 	} *v;
 	unsigned n, cap;
+	uint64_t seen;		/* the highest seq routed (or healed) */
 	char room[];
 };
 
@@ -47,8 +60,12 @@ struct mx_router {
 	nng_socket sub;
 	nng_aio *aio;
 	pthread_mutex_t mtx;
-	pthread_cond_t cv;	/* marker_seen */
+	pthread_cond_t cv;	/* marker_seen, stop */
 	bool marker_seen;
+	uint64_t wanted;	/* the last membership round asked of the feed */
+	bool stop;		/* the tick thread ends */
+	pthread_t tick;
+	bool tick_started;
 	struct route *buckets[ROUTE_BUCKETS];
 };
 
@@ -78,7 +95,43 @@ find_locked(mx_router *r, const char *name, size_t len, struct route ***link)
 	return *pp;
 }
 
-/* Hands msg to the sessions of its room; false if nobody took it. */
+void
+mx_frame_unref(mx_frame *f)
+{
+	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	nng_msg_free(f->msg);
+	free(f);
+}
+
+/* The frame of msg (taken) for n sessions, parsed once; NULL if it does
+ * not parse or memory is short (msg freed then). */
+static mx_frame *
+frame_of(nng_msg *msg, size_t off, unsigned n)
+{
+	const uint8_t *body = nng_msg_body(msg);
+	Parley__V1__Event *ev;
+	mx_frame *f;
+
+	ev = parley__v1__event__unpack(NULL, nng_msg_len(msg) - off, body + off);
+	if (ev == NULL || (f = malloc(sizeof(*f))) == NULL) {
+		if (ev != NULL)
+			parley__v1__event__free_unpacked(ev, NULL);
+		nng_msg_free(msg);
+		return NULL;
+	}
+	f->refs = (int)n;
+	f->msg = msg;
+	f->off = off;
+	f->seq = ev->seq;
+	f->need = 0;
+	snprintf(f->sender, sizeof(f->sender), "%s", ev->sender != NULL ? ev->sender : "");
+	parley__v1__event__free_unpacked(ev, NULL);
+	return f;
+}
+
+/* Hands msg to the sessions of its room; false (msg not taken) if nobody
+ * wants it. */
 static bool
 deliver_locked(mx_router *r, nng_msg *msg)
 {
@@ -87,6 +140,7 @@ deliver_locked(mx_router *r, nng_msg *msg)
 	const char *nul = memchr(body, '\0', len < TIMELINE_ROOM_MAX + 1 ? len
 								: TIMELINE_ROOM_MAX + 1);
 	struct route *rt;
+	mx_frame *f;
 
 	if (len > 0 && body[0] == MX_CONTROL_BYTE) {
 		if (len == sizeof(marker) && memcmp(body, marker, sizeof(marker)) == 0) {
@@ -98,13 +152,21 @@ deliver_locked(mx_router *r, nng_msg *msg)
 	if (nul == NULL || (rt = find_locked(r, body, (size_t)(nul - body), NULL)) == NULL ||
 	    rt->n == 0)
 		return false;
-	for (unsigned i = 0; i + 1 < rt->n; i++) {
-		nng_msg *copy;
-
-		/* Out of memory counts as a dropped frame: the session heals. */
-		session_deliver(rt->v[i].s, nng_msg_dup(&copy, msg) == 0 ? copy : NULL);
+	/* Unparseable or out of memory counts as a lost frame: sessions heal. */
+	f = frame_of(msg, (size_t)(nul - body) + 1, rt->n);
+	if (f != NULL && f->seq > rt->seen)
+		rt->seen = f->seq;
+	if (f != NULL && r->m->feed != NULL) {
+		/* Committed by now: the first round that starts from here
+		 * clears it for delivery. Start it now, once per round. */
+		f->need = mx_feed_round_next(r->m->feed);
+		if (f->need > r->wanted) {
+			r->wanted = f->need;
+			mx_feed_want(r->m->feed, f->need);
+		}
 	}
-	session_deliver(rt->v[rt->n - 1].s, msg); /* the last one takes the frame */
+	for (unsigned i = 0; i < rt->n; i++)
+		session_deliver(rt->v[i].s, f);
 	return true;
 }
 
@@ -146,6 +208,51 @@ router_cb(void *arg)
 	router_rearm(r);
 }
 
+/*
+ * The heal tick: rooms whose head in LMDB is past the last seq routed lost
+ * frames on the way; their sessions re-read heads. One read transaction
+ * for every routed room, under r->mtx (a lookup per room).
+ */
+static void
+heal_locked(mx_router *r)
+{
+	store_txn *txn;
+
+	if (store_begin(r->m->env, false, &txn) != STORE_OK)
+		return; /* the next tick */
+	for (unsigned b = 0; b < ROUTE_BUCKETS; b++)
+		for (struct route *rt = r->buckets[b]; rt != NULL; rt = rt->next) {
+			uint64_t head;
+
+			if (timeline_head(txn, &r->m->tl, rt->room, &head) != STORE_OK ||
+			    head <= rt->seen)
+				continue;
+			rt->seen = head;
+			for (unsigned i = 0; i < rt->n; i++)
+				session_heal(rt->v[i].s);
+		}
+	store_abort(txn);
+}
+
+static void *
+tick_main(void *arg)
+{
+	mx_router *r = arg;
+	int64_t next = rpc_now_ms() + ROUTER_HEAL_MS;
+
+	pthread_mutex_lock(&r->mtx);
+	while (!r->stop) {
+		if (rpc_now_ms() < next) {
+			rpc_cond_wait_until(&r->cv, &r->mtx, next);
+			continue;
+		}
+		heal_locked(r);
+		next = rpc_now_ms() + ROUTER_HEAL_MS;
+	}
+	pthread_mutex_unlock(&r->mtx);
+	return NULL;
+}
+
 int
 mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 {
@@ -168,6 +275,11 @@ mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 		goto fail;
 	}
 	router_rearm(r); /* router_cb runs on nng's threads */
+	if (pthread_create(&r->tick, NULL, tick_main, r) == 0)
+		r->tick_started = true;
+	else
+		plog_error("messaging", "cannot start the router's heal tick: lost frames heal "
+					"at the next Poll only");
 	*out = r;
 	return RPC_OK;
 
@@ -197,6 +309,12 @@ mx_router_stop(mx_router *r)
 	if (r == NULL)
 		return;
 	m = r->m;
+	pthread_mutex_lock(&r->mtx);
+	r->stop = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mtx);
+	if (r->tick_started)
+		pthread_join(r->tick, NULL);
 	pthread_mutex_lock(&m->pub_mtx);
 	if (nng_msg_alloc(&msg, sizeof(marker)) == 0) {
 		memcpy(nng_msg_body(msg), marker, sizeof(marker));
@@ -233,7 +351,7 @@ mx_router_stop(mx_router *r)
 static bool
 add_locked(mx_router *r, mx_session *s, unsigned room)
 {
-	const char *id = s->rooms[room].id;
+	const char *id = s->rooms[room]->id;
 	size_t len = strlen(id);
 	struct route **link, *rt = find_locked(r, id, len, &link);
 
@@ -264,7 +382,7 @@ add_locked(mx_router *r, mx_session *s, unsigned room)
 static void
 remove_locked(mx_router *r, mx_session *s, unsigned room)
 {
-	const char *id = s->rooms[room].id;
+	const char *id = s->rooms[room]->id;
 	struct route **link, *rt = find_locked(r, id, strlen(id), &link);
 
 	if (rt == NULL)
@@ -295,6 +413,18 @@ mx_router_add(mx_router *r, mx_session *s)
 			remove_locked(r, s, i);
 	pthread_mutex_unlock(&r->mtx);
 	return i == s->nrooms;
+}
+
+bool
+mx_router_add_room(mx_router *r, mx_session *s, unsigned room)
+{
+	bool ok;
+
+	pthread_mutex_lock(&r->mtx);
+	remove_locked(r, s, room); /* never twice */
+	ok = add_locked(r, s, room);
+	pthread_mutex_unlock(&r->mtx);
+	return ok;
 }
 
 void

@@ -3,10 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <stdio.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/pubsub0/sub.h>
 #include <sodium.h>
 
 #include "log.h"
@@ -18,12 +17,10 @@
 #define WORKER_STACK SESSION_STACK_SIZE
 #endif
 
-
 /* ---- frames from the router (an nng thread) ----------------------------- */
 
-/* Frames a session could not take (parley_messaging_frames_dropped_total)
- * and events it then read back from LMDB instead (..._refilled_total). */
-static rpc_metric *dropped_metric, *refilled_metric, *delivered_metric;
+/* Frames a session could not take (parley_messaging_frames_dropped_total). */
+static rpc_metric *dropped_metric;
 
 static rpc_metric *
 dropped(void)
@@ -35,15 +32,35 @@ dropped(void)
 	    NULL);
 }
 
+/* Room for one more frame in the inbox, growing it up to
+ * SESSION_INBOX_MAX; s->mtx held. */
+static bool
+inbox_room(mx_session *s)
+{
+	unsigned cap;
+	mx_frame **v;
+
+	if (s->inbox_len < s->inbox_cap)
+		return true;
+	if (s->inbox_cap >= SESSION_INBOX_MAX)
+		return false;
+	cap = s->inbox_cap ? s->inbox_cap * 2 : 8;
+	if ((v = realloc(s->inbox, cap * sizeof(*v))) == NULL)
+		return false;
+	s->inbox = v;
+	s->inbox_cap = cap;
+	return true;
+}
+
 void
-session_deliver(mx_session *s, nng_msg *msg)
+session_deliver(mx_session *s, mx_frame *f)
 {
 	pthread_mutex_lock(&s->mtx);
-	if (msg != NULL && s->inbox_len < SESSION_INBOX_MAX) {
-		s->inbox[(s->inbox_head + s->inbox_len++) % SESSION_INBOX_MAX] = msg;
+	if (f != NULL && inbox_room(s)) {
+		s->inbox[s->inbox_len++] = f;
 	} else {
-		if (msg != NULL)
-			nng_msg_free(msg);
+		if (f != NULL)
+			mx_frame_unref(f);
 		s->inbox_overflow = true;
 		rpc_counter_add(dropped(), 1);
 	}
@@ -54,174 +71,222 @@ session_deliver(mx_session *s, nng_msg *msg)
 	pthread_mutex_unlock(&s->mtx);
 }
 
-/* Takes s out of the router and drops what it had not sorted yet. */
-static void
-unroute(mx_session *s)
+void
+session_heal(mx_session *s)
 {
-	if (s->routed)
-		mx_router_remove(s->m->router, s);
-	s->routed = false;
 	pthread_mutex_lock(&s->mtx);
-	while (s->inbox_len > 0) {
-		nng_msg_free(s->inbox[s->inbox_head]);
-		s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
-		s->inbox_len--;
+	s->heal = true;
+	if (s->want_frames)
+		pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mtx);
+}
+
+void
+session_follow(mx_session *s, const char *room_id)
+{
+	pthread_mutex_lock(&s->mtx);
+	if (!s->dead && !s->closing && s->njoins < SESSION_MAX_ROOMS) {
+		if (s->joins == NULL)
+			s->joins = calloc(SESSION_MAX_ROOMS, sizeof(*s->joins));
+		if (s->joins != NULL) {
+			snprintf(s->joins[s->njoins++], sizeof(s->joins[0]), "%s", room_id);
+			pthread_cond_signal(&s->cv);
+		}
 	}
 	pthread_mutex_unlock(&s->mtx);
 }
 
+/* Frees frames taken from the inbox (n of them) and the array. */
+static void
+free_frames(mx_frame **v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		mx_frame_unref(v[i]);
+	free(v);
+}
+
+/* Takes s out of the router and drops what it had not sorted yet. */
+static void
+unroute(mx_session *s)
+{
+	mx_frame **v;
+	unsigned n;
+
+	if (s->routed)
+		mx_router_remove(s->m->router, s);
+	s->routed = false;
+	pthread_mutex_lock(&s->mtx);
+	v = s->inbox;
+	n = s->inbox_len;
+	s->inbox = NULL;
+	s->inbox_len = s->inbox_cap = 0;
+	pthread_mutex_unlock(&s->mtx);
+	free_frames(v, n);
+}
+
 /* ---- the buffer ---------------------------------------------------------------- */
 
+/* Room in the buffer for an event of len bytes, growing it up to
+ * SESSION_BUF_EVENTS (it is allocated only while it holds something). */
 static bool
-is_gone(const sess_room *r)
+buf_room(mx_session *s, size_t len)
 {
-	return __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE);
+	unsigned cap;
+	sess_event *v;
+
+	if (s->buf_bytes + len > SESSION_BUF_BYTES)
+		return false;
+	if (s->buf_len < s->buf_cap)
+		return true;
+	if (s->buf_cap >= SESSION_BUF_EVENTS)
+		return false;
+	cap = s->buf_cap ? s->buf_cap * 2 : 8;
+	if ((v = malloc(cap * sizeof(*v))) == NULL)
+		return false;
+	for (unsigned i = 0; i < s->buf_len; i++)
+		v[i] = s->buf[(s->buf_head + i) % s->buf_cap];
+	free(s->buf);
+	s->buf = v;
+	s->buf_cap = cap;
+	s->buf_head = 0;
+	return true;
 }
 
-static bool
-buf_fits(const mx_session *s, size_t len)
-{
-	return s->buf_len < SESSION_BUF_EVENTS && s->buf_bytes + len <= SESSION_BUF_BYTES;
-}
-
+/* Frees the buffer once it is empty. */
 static void
-buf_push(mx_session *s, nng_msg *msg, size_t off, unsigned room, uint64_t seq)
+buf_trim(mx_session *s)
 {
-	sess_event *e = &s->buf[(s->buf_head + s->buf_len++) % SESSION_BUF_EVENTS];
+	if (s->buf_len == 0 && s->buf != NULL) {
+		free(s->buf);
+		s->buf = NULL;
+		s->buf_cap = s->buf_head = 0;
+	}
+}
 
-	e->msg = msg;
-	e->off = off;
+/* Keeps f (one reference) as the next event of room; buf_room said yes. */
+static void
+buf_push(mx_session *s, mx_frame *f, unsigned room)
+{
+	sess_event *e = &s->buf[(s->buf_head + s->buf_len++) % s->buf_cap];
+
+	e->f = f;
 	e->room = (uint16_t)room;
-	e->seq = seq;
-	s->buf_bytes += nng_msg_len(msg) - off;
-	s->rooms[room].buffered++;
+	s->buf_bytes += mx_frame_len(f);
+	s->rooms[room]->buffered++;
 }
 
-static void
-buf_pop(mx_session *s)
+void
+session_buf_pop(mx_session *s)
 {
 	sess_event *e = &s->buf[s->buf_head];
 
-	s->buf_bytes -= nng_msg_len(e->msg) - e->off;
-	s->rooms[e->room].buffered--;
-	nng_msg_free(e->msg);
-	e->msg = NULL;
-	s->buf_head = (s->buf_head + 1) % SESSION_BUF_EVENTS;
+	s->buf_bytes -= mx_frame_len(e->f);
+	s->rooms[e->room]->buffered--;
+	mx_frame_unref(e->f);
+	e->f = NULL;
+	s->buf_head = (s->buf_head + 1) % s->buf_cap;
 	s->buf_len--;
+	buf_trim(s);
 }
 
-/* Takes room's events out of the buffer, keeping the others' order. */
-static void
-buf_remove_room(mx_session *s, unsigned room)
+void
+session_buf_remove_room(mx_session *s, unsigned room)
 {
 	unsigned kept = 0;
 
 	for (unsigned i = 0; i < s->buf_len; i++) {
-		sess_event e = s->buf[(s->buf_head + i) % SESSION_BUF_EVENTS];
+		sess_event e = s->buf[(s->buf_head + i) % s->buf_cap];
 
 		if (e.room == room) {
-			s->buf_bytes -= nng_msg_len(e.msg) - e.off;
-			nng_msg_free(e.msg);
+			s->buf_bytes -= mx_frame_len(e.f);
+			mx_frame_unref(e.f);
 		} else {
-			s->buf[(s->buf_head + kept++) % SESSION_BUF_EVENTS] = e;
+			s->buf[(s->buf_head + kept++) % s->buf_cap] = e;
 		}
 	}
 	s->buf_len = kept;
-	s->rooms[room].buffered = 0;
+	s->rooms[room]->buffered = 0;
+	buf_trim(s);
 }
 
-/* Drops room from the session: the user is no longer a member. */
-static void
-drop_room(mx_session *s, unsigned room)
+void
+session_drop_room(mx_session *s, unsigned room)
 {
-	sess_room *r = &s->rooms[room];
+	sess_room *r = s->rooms[room];
 
 	__atomic_store_n(&r->gone, true, __ATOMIC_RELEASE);
+	r->leaving = false;
 	/* The user left: the LEFT event says it, no OFFLINE after it. */
 	mx_presence_leave(s->m->presence, r->id, s->user, false);
 	mx_router_drop_room(s->m->router, s, room);
-	buf_remove_room(s, room);
+	session_buf_remove_room(s, room);
 	plog_info("messaging", "session of %s: no longer a member of %s; room dropped", s->user,
 		  r->id);
 }
 
 /* The client has room up to seq `to`: what was sent after it goes again,
- * read from LMDB (the room is now behind). Nothing if not behind. */
+ * read from LMDB (the room is now behind). Nothing if not behind, nor for
+ * a room that is leaving (it sends only its removal event). */
 static void
 rewind_room(mx_session *s, unsigned room, uint64_t to)
 {
-	sess_room *r = &s->rooms[room];
+	sess_room *r = s->rooms[room];
 
-	if (is_gone(r) || to >= r->cursor)
+	if (session_is_gone(r) || r->leaving || to >= r->cursor)
 		return;
-	buf_remove_room(s, room);
+	session_buf_remove_room(s, room);
 	if (r->known_head < r->cursor)
 		r->known_head = r->cursor;
 	r->cursor = to;
 }
 
-static bool
-behind(const sess_room *r)
-{
-	return !is_gone(r) && r->known_head > r->cursor;
-}
-
-static unsigned
-rooms_behind(const mx_session *s)
+unsigned
+session_rooms_behind(const mx_session *s)
 {
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < s->nrooms; i++)
-		n += behind(&s->rooms[i]);
+		n += session_behind(s->rooms[i]);
 	return n;
 }
 
-/* Sorts one PUB frame: into the buffer, or only into known_head. */
+/* Sorts one frame: into the buffer, or only into known_head. Takes f. */
 static void
-take_frame(mx_session *s, nng_msg *msg)
+take_frame(mx_session *s, mx_frame *f)
 {
-	const uint8_t *body = nng_msg_body(msg);
-	size_t len = nng_msg_len(msg), off;
-	const uint8_t *nul = memchr(body, '\0', len < TIMELINE_ROOM_MAX + 1 ? len
-								 : TIMELINE_ROOM_MAX + 1);
-	Parley__V1__Event *ev;
+	const char *id = mx_frame_room(f);
+	size_t len = mx_frame_len(f);
 	unsigned room;
 
-	if (nul == NULL)
-		goto drop;
-	off = (size_t)(nul - body) + 1;
 	for (room = 0; room < s->nrooms; room++)
-		if (strcmp(s->rooms[room].id, (const char *)body) == 0)
+		if (strcmp(s->rooms[room]->id, id) == 0)
 			break;
-	if (room == s->nrooms || is_gone(&s->rooms[room]))
+	if (room == s->nrooms || session_is_gone(s->rooms[room]) || s->rooms[room]->leaving)
 		goto drop;
-	ev = parley__v1__event__unpack(NULL, len - off, body + off);
-	if (ev == NULL)
-		goto drop;
-	if (ev->seq == 0) {
+	if (f->seq == 0) {
 		/* Presence is ephemeral: kept if it fits, never one's own. */
-		if (strcmp(ev->sender, s->user) != 0 && buf_fits(s, len - off)) {
-			buf_push(s, msg, off, room, 0);
-			msg = NULL;
+		if (strcmp(f->sender, s->user) != 0 && buf_room(s, len)) {
+			buf_push(s, f, room);
+			f = NULL;
 		}
 	} else {
-		sess_room *r = &s->rooms[room];
+		sess_room *r = s->rooms[room];
+		uint64_t seq = f->seq;
 
-		if (ev->seq == r->cursor + 1 && buf_fits(s, len - off)) {
-			buf_push(s, msg, off, room, ev->seq);
-			msg = NULL;
-			r->cursor = ev->seq;
-		} else if (ev->seq > r->cursor) {
+		if (seq > r->known_head)
+			r->known_head = seq;
+		if (seq == r->cursor + 1 && buf_room(s, len)) {
+			r->cursor = seq;
+			buf_push(s, f, room);
+			f = NULL;
+		} else if (seq > r->cursor) {
 			/* After a gap, or no room in the buffer: LMDB has it. */
 			rpc_counter_add(dropped(), 1);
 		}
-		if (ev->seq > r->known_head)
-			r->known_head = ev->seq;
 	}
-	parley__v1__event__free_unpacked(ev, NULL);
 drop:
-	if (msg != NULL)
-		nng_msg_free(msg);
+	if (f != NULL)
+		mx_frame_unref(f);
 }
 
 /* Re-reads every room's head from LMDB. */
@@ -233,274 +298,20 @@ read_heads(mx_session *s)
 
 	s->check_heads = false;
 	if ((err = store_begin(s->m->env, false, &txn)) != STORE_OK) {
-		s->check_heads = true; /* try again at the next tick */
+		s->check_heads = true; /* try again at the next turn */
 		return;
 	}
 	for (unsigned i = 0; i < s->nrooms; i++) {
+		sess_room *r = s->rooms[i];
 		uint64_t head;
 
-		if (is_gone(&s->rooms[i]) ||
-		    timeline_head(txn, &s->m->tl, s->rooms[i].id, &head) != STORE_OK)
+		if (session_is_gone(r) || r->leaving ||
+		    timeline_head(txn, &s->m->tl, r->id, &head) != STORE_OK)
 			continue;
-		if (head > s->rooms[i].known_head)
-			s->rooms[i].known_head = head;
+		if (head > r->known_head)
+			r->known_head = head;
 	}
 	store_abort(txn);
-}
-
-/* ---- answering a Poll ------------------------------------------------------------- */
-
-struct reply {
-	rpc_call *call;
-	Parley__V1__Event **events;
-	size_t n, max, bytes;
-	sess_room *room;
-	sess_room *bad_room;	/* a stored event of this room failed its checks */
-	uint64_t bad_seq;
-	char why[160];
-};
-
-static bool
-reply_add(struct reply *r, const void *data, size_t len)
-{
-	Parley__V1__Event *ev = timeline_unpack_for_call(r->call, data, len);
-
-	if (ev != NULL)
-		r->events[r->n++] = ev;
-	r->bytes += len;
-	return r->n < r->max && r->bytes < POLL_REPLY_BYTES;
-}
-
-/* An event read from LMDB: checked before it is served (the file may be
- * damaged); a bad one stops the read with the cursor before it. */
-static bool
-reply_visit(void *arg, uint64_t seq, store_val v)
-{
-	struct reply *r = arg;
-	Parley__V1__Event *ev = timeline_decode_for_call(r->call, r->room->id, seq, v.data,
-							 v.len, r->why, sizeof(r->why));
-
-	if (ev == NULL) {
-		r->bad_room = r->room;
-		r->bad_seq = seq;
-		return false;
-	}
-	r->room->cursor = seq;
-	r->events[r->n++] = ev;
-	r->bytes += v.len;
-	return r->n < r->max && r->bytes < POLL_REPLY_BYTES;
-}
-
-/*
- * Checks membership of every room with something to deliver, and drops
- * the rooms the user left. First the membership barrier (every change the
- * rooms service committed before now is in the mirror), then the mirror;
- * a room the mirror does not list is confirmed with IsMember (the Poll's
- * token) before it is dropped. RPC_OK, or the failure in st (nothing is
- * consumed then). checked[i] tells which rooms passed.
- */
-static rpc_code
-check_rooms(mx_session *s, rpc_call *call, bool *checked, rpc_status *st)
-{
-	int64_t deadline = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
-	bool unsure[SESSION_MAX_ROOMS], any = false;
-	store_txn *txn;
-
-	for (unsigned i = 0; i < s->nrooms; i++) {
-		sess_room *r = &s->rooms[i];
-
-		checked[i] = false;
-		unsure[i] = !is_gone(r) && (r->buffered > 0 || behind(r));
-		any |= unsure[i];
-	}
-	if (!any)
-		return RPC_OK;
-	if (rpc_call_deadline(call) < deadline)
-		deadline = rpc_call_deadline(call);
-	if (mx_feed_sync(s->m->feed, deadline, st) != RPC_OK)
-		return st->code;
-	if (store_begin(s->m->env, false, &txn) == STORE_OK) {
-		for (unsigned i = 0; i < s->nrooms; i++) {
-			bool member;
-
-			if (unsure[i] && mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user,
-							     &member) == STORE_OK &&
-			    member) {
-				unsure[i] = false;
-				checked[i] = true;
-			}
-		}
-		store_abort(txn);
-	}
-	for (unsigned i = 0; i < s->nrooms; i++) {
-		bool member;
-
-		if (!unsure[i])
-			continue;
-		if (members_check(s->m->rooms, s->rooms[i].id, s->user, rpc_call_token(call),
-				  deadline, &member, st) != RPC_OK)
-			return st->code;
-		if (!member)
-			drop_room(s, i);
-		else
-			checked[i] = true;
-	}
-	return RPC_OK;
-}
-
-/* Reads events of rooms that are behind (and have nothing buffered) from
- * LMDB into the reply. */
-static void
-reply_from_store(mx_session *s, struct reply *r, const bool *checked)
-{
-	store_txn *txn;
-	store_err err;
-
-	if ((err = store_begin(s->m->env, false, &txn)) != STORE_OK)
-		return; /* the rooms stay behind; next Poll */
-	for (unsigned k = 0; k < s->nrooms && r->n < r->max && r->bytes < POLL_REPLY_BYTES &&
-			     r->bad_room == NULL;
-	     k++) {
-		unsigned i = (s->rr + k) % s->nrooms;
-		sess_room *room = &s->rooms[i];
-		uint64_t head, to;
-
-		if (!checked[i] || room->buffered > 0 || !behind(room))
-			continue;
-		if (timeline_head(txn, &s->m->tl, room->id, &head) != STORE_OK)
-			continue;
-		if (head > room->known_head)
-			room->known_head = head;
-		if (head <= room->cursor)
-			continue;
-		to = room->cursor + (r->max - r->n);
-		if (to > head)
-			to = head;
-		r->room = room;
-		err = timeline_read(txn, &s->m->tl, room->id, room->cursor + 1, to, reply_visit, r);
-		if (err != STORE_OK)
-			plog_error("messaging", "reading %s after %llu: %s", room->id,
-				   (unsigned long long)room->cursor, store_strerror(err));
-	}
-	store_abort(txn);
-	s->rr++;
-}
-
-/* Is the Poll's token (the session's own) still valid? Asked of auth just
- * before events go out, so that a Logout ends delivery at once. */
-static rpc_code
-token_still_valid(mx_session *s, rpc_call *call, rpc_status *st)
-{
-	int64_t deadline = rpc_now_ms() + MEMBERS_TIMEOUT_MS;
-	char user[RPC_USER_ID_MAX];
-	rpc_code code;
-
-	if (rpc_call_deadline(call) < deadline)
-		deadline = rpc_call_deadline(call);
-	code = svc_authn_validate(s->m->authn, rpc_call_token(call), deadline, user, st);
-	if (code == RPC_UNAUTHENTICATED || (code == RPC_OK && strcmp(user, s->user) != 0))
-		return rpc_status_set(st, RPC_UNAUTHENTICATED,
-				      "your login ended (logged out, expired or revoked); this "
-				      "session is closed");
-	return code;
-}
-
-/* The reply could not go out: the rooms it took events from go back to
- * where they were and are read again from LMDB. */
-static void
-untake(mx_session *s, const uint64_t *saved)
-{
-	for (unsigned i = 0; i < s->nrooms; i++) {
-		sess_room *r = &s->rooms[i];
-
-		if (r->cursor == saved[i])
-			continue;
-		buf_remove_room(s, i);
-		if (r->known_head < r->cursor)
-			r->known_head = r->cursor;
-		r->cursor = saved[i];
-	}
-}
-
-/*
- * Builds and sends the reply to call. Returns false, without answering,
- * when there turned out to be nothing to send (rooms dropped) and the
- * call may wait on.
- */
-static bool
-answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_wait)
-{
-	Parley__V1__PollResponse *resp = (Parley__V1__PollResponse *)rpc_call_response(call);
-	bool checked[SESSION_MAX_ROOMS];
-	struct reply r = {.call = call, .max = max};
-	uint64_t saved[SESSION_MAX_ROOMS];
-	rpc_status st = {0};
-	size_t from_buffer;
-
-	if (s->buf_len > 0 || rooms_behind(s) > 0) {
-		if (check_rooms(s, call, checked, &st) != RPC_OK) {
-			rpc_call_fail_status(call, &st);
-			rpc_call_finish(call, st.code);
-			return true;
-		}
-	}
-	if (s->buf_len == 0 && rooms_behind(s) == 0 && may_wait)
-		return false;
-
-	for (unsigned i = 0; i < s->nrooms; i++)
-		saved[i] = s->rooms[i].cursor;
-	r.events = rpc_call_alloc(call, max * sizeof(*r.events));
-	while (s->buf_len > 0 && r.n < r.max && r.bytes < POLL_REPLY_BYTES) {
-		sess_event *e = &s->buf[s->buf_head];
-
-		reply_add(&r, (uint8_t *)nng_msg_body(e->msg) + e->off,
-			  nng_msg_len(e->msg) - e->off);
-		buf_pop(s);
-	}
-	from_buffer = r.n;
-	if (r.n < r.max && r.bytes < POLL_REPLY_BYTES && rooms_behind(s) > 0)
-		reply_from_store(s, &r, checked);
-	if (r.bad_room != NULL) {
-		plog_error("messaging", "room %s, seq %llu is damaged: %s", r.bad_room->id,
-			   (unsigned long long)r.bad_seq, r.why);
-		if (r.n == 0) {
-			/* What came before went out already; this is where the
-			 * room stops. The next Poll meets it again. */
-			rpc_call_fail(call, RPC_DATA_LOSS,
-				      "room '%s' has damaged history: the event at seq %llu "
-				      "cannot be read; reopen the session after it",
-				      r.bad_room->id, (unsigned long long)r.bad_seq);
-			rpc_call_finish(call, RPC_DATA_LOSS);
-			return true;
-		}
-	}
-	if (r.n > 0 && token_still_valid(s, call, &st) != RPC_OK) {
-		if (st.code == RPC_UNAUTHENTICATED) {
-			sessions_unregister(s->ss, s); /* no one finds it again */
-			pthread_mutex_lock(&s->mtx);
-			s->closing = true; /* the worker ends it next */
-			pthread_mutex_unlock(&s->mtx);
-		} else {
-			untake(s, saved);
-		}
-		rpc_call_fail_status(call, &st);
-		rpc_call_finish(call, st.code);
-		return true;
-	}
-	rpc_counter_add(rpc_metrics_counter_cached(
-			    &refilled_metric, "parley_messaging_events_refilled_total",
-			    "Events a session read back from LMDB (missed or dropped live).", NULL),
-			r.n - from_buffer);
-	rpc_counter_add(rpc_metrics_counter_cached(&delivered_metric,
-						   "parley_messaging_deliveries_total",
-						   "Events handed to clients in Poll replies.", NULL),
-			r.n);
-	resp->events = r.events;
-	resp->n_events = r.n;
-	rpc_call_finish(call, RPC_OK);
-	if (r.n > 0)
-		s->last_reply = rpc_now_ms();
-	return true;
 }
 
 /* ---- the worker ---------------------------------------------------------------------- */
@@ -510,9 +321,9 @@ static void
 take_rewinds(mx_session *s, bool *rewind, uint64_t *rewinds)
 {
 	for (unsigned i = 0; i < s->nrooms; i++) {
-		rewind[i] = s->rooms[i].rewind_set;
-		rewinds[i] = s->rooms[i].rewind;
-		s->rooms[i].rewind_set = false;
+		rewind[i] = s->rooms[i]->rewind_set;
+		rewinds[i] = s->rooms[i]->rewind;
+		s->rooms[i]->rewind_set = false;
 	}
 }
 
@@ -533,7 +344,7 @@ apply_rewinds(mx_session *s, const bool *rewind, const uint64_t *rewinds)
 static int64_t
 reply_ready_at(const mx_session *s)
 {
-	if (s->buf_len == 0 && rooms_behind(s) == 0)
+	if (s->buf_len == 0 && session_rooms_behind(s) == 0)
 		return INT64_MAX;
 	if (!s->lagging)
 		return 0;
@@ -553,11 +364,12 @@ say_offline(mx_session *s)
 	for (unsigned i = 0; i < s->nrooms; i++) {
 		bool member = true;
 
-		if (is_gone(&s->rooms[i]))
+		if (session_is_gone(s->rooms[i]))
 			continue;
 		if (txn != NULL)
-			mx_mirror_is_member(s->m, txn, s->rooms[i].id, s->user, &member);
-		mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, member);
+			mx_mirror_is_member(s->m, txn, s->rooms[i]->id, s->user, &member);
+		mx_presence_leave(s->m->presence, s->rooms[i]->id, s->user,
+				  member && !s->rooms[i]->leaving);
 	}
 	store_abort(txn);
 }
@@ -582,88 +394,107 @@ end_session(mx_session *s)
 
 	unroute(s);
 	while (s->buf_len > 0)
-		buf_pop(s);
+		session_buf_pop(s);
 	say_offline(s);
 	session_unref(s);
 	sessions_worker_done(ss, user);
+}
+
+/* What step 1 of the loop took from under the lock. */
+struct taken {
+	mx_frame **frames;
+	unsigned nframes;
+	char (*joins)[TIMELINE_ROOM_MAX + 1];
+	unsigned njoins;
+	bool ending;
+	int64_t now;
+};
+
+/* Waits (s->mtx held) until there is something to do, and takes it. Only a
+ * frame that may complete an answer, a Poll, a join, a heal while a Poll
+ * waits, the Poll's deadline or idle expiry wake the worker. */
+static void
+wait_for_work(mx_session *s, struct taken *t, bool *rewind, uint64_t *rewinds)
+{
+	uint32_t idle_ms = s->m->session_idle_ms;
+
+	for (;;) {
+		int64_t wake;
+
+		t->now = rpc_now_ms();
+		if (s->closing || rpc_server_stopping(s->m->srv)) {
+			t->ending = true;
+			break;
+		}
+		if (s->inbox_len > 0 || s->poll_new || s->inbox_overflow || s->njoins > 0 ||
+		    (s->heal && s->poll != NULL))
+			break;
+		s->want_frames = false;
+		if (s->poll != NULL) {
+			int64_t ready = reply_ready_at(s);
+
+			if (t->now >= ready || t->now >= s->poll_deadline)
+				break;
+			wake = ready < s->poll_deadline ? ready : s->poll_deadline;
+			/* Nothing at hand: the next frame may be the answer. */
+			s->want_frames = ready == INT64_MAX;
+		} else {
+			if (t->now - s->last_active >= idle_ms) {
+				t->ending = true;
+				break;
+			}
+			wake = s->last_active + idle_ms;
+		}
+		rpc_cond_wait_until(&s->cv, &s->mtx, wake);
+	}
+	s->want_frames = false;
+	if (s->poll_new)
+		s->lagging = s->inbox_len > 0 || s->buf_len > 0 || session_rooms_behind(s) > 0;
+	t->frames = s->inbox;
+	t->nframes = s->inbox_len;
+	s->inbox = NULL;
+	s->inbox_len = s->inbox_cap = 0;
+	t->joins = s->joins;
+	t->njoins = s->njoins;
+	s->joins = NULL;
+	s->njoins = 0;
+	take_rewinds(s, rewind, rewinds);
+	if (s->inbox_overflow || s->poll_new || (s->heal && s->poll != NULL)) {
+		s->check_heads = true;
+		s->heal = false;
+	}
+	s->inbox_overflow = false;
+	s->poll_new = false;
 }
 
 static void *
 worker_main(void *arg)
 {
 	mx_session *s = arg;
-	uint32_t idle_ms = s->m->session_idle_ms;
-	nng_msg *frames[SESSION_INBOX_MAX];
 	uint64_t rewinds[SESSION_MAX_ROOMS];
 	bool rewind[SESSION_MAX_ROOMS];
 
 	for (;;) {
+		struct taken t = {0};
 		rpc_call *call = NULL;
-		unsigned nframes = 0;
 		uint32_t max = 0;
 		int64_t now, deadline = 0;
-		bool ending = false;
 
 		/* 1. Wait for something to do. */
 		pthread_mutex_lock(&s->mtx);
-		for (;;) {
-			int64_t wake;
-
-			now = rpc_now_ms();
-			if (s->closing || rpc_server_stopping(s->m->srv)) {
-				ending = true;
-				break;
-			}
-			if (s->inbox_len > 0 || s->poll_new || s->inbox_overflow)
-				break;
-			s->want_frames = false;
-			if (s->poll != NULL) {
-				int64_t ready = reply_ready_at(s);
-
-				if (now >= ready || now >= s->poll_deadline || now >= s->next_heal)
-					break;
-				wake = s->poll_deadline < s->next_heal ? s->poll_deadline
-								       : s->next_heal;
-				if (ready < wake)
-					wake = ready;
-				/* Nothing at hand: the next frame may be the answer. */
-				s->want_frames = ready == INT64_MAX;
-			} else {
-				if (now - s->last_active >= idle_ms) {
-					ending = true;
-					break;
-				}
-				wake = s->last_active + idle_ms;
-			}
-			rpc_cond_wait_until(&s->cv, &s->mtx, wake);
-		}
-		s->want_frames = false;
-		if (s->poll_new)
-			s->lagging = s->inbox_len > 0 || s->buf_len > 0 || rooms_behind(s) > 0;
-		while (s->inbox_len > 0) {
-			frames[nframes++] = s->inbox[s->inbox_head];
-			s->inbox_head = (s->inbox_head + 1) % SESSION_INBOX_MAX;
-			s->inbox_len--;
-		}
-		take_rewinds(s, rewind, rewinds);
-		if (s->inbox_overflow || s->poll_new)
-			s->check_heads = true;
-		if (s->poll_new)
-			s->next_heal = now + SESSION_HEAL_MS;
-		s->inbox_overflow = false;
-		s->poll_new = false;
-		if (s->poll != NULL && now >= s->next_heal) {
-			s->check_heads = true;
-			s->next_heal = now + SESSION_HEAL_MS;
-		}
+		wait_for_work(s, &t, rewind, rewinds);
 		pthread_mutex_unlock(&s->mtx);
 
-		/* 2. Rewind rooms a reply was lost for; sort the frames;
-		 * re-read heads when asked. */
+		/* 2. Rewind rooms a reply was lost for; sort the frames; add
+		 * rooms the user joined; re-read heads when asked. */
 		apply_rewinds(s, rewind, rewinds);
-		for (unsigned i = 0; i < nframes; i++)
-			take_frame(s, frames[i]);
-		if (ending)
+		for (unsigned i = 0; i < t.nframes; i++)
+			take_frame(s, t.frames[i]);
+		free(t.frames);
+		for (unsigned i = 0; i < t.njoins && !t.ending; i++)
+			session_follow_room(s, t.joins[i]);
+		free(t.joins);
+		if (t.ending)
 			break;
 		if (s->check_heads)
 			read_heads(s);
@@ -685,7 +516,7 @@ worker_main(void *arg)
 		if (call == NULL)
 			continue;
 		apply_rewinds(s, rewind, rewinds);
-		if (!answer_poll(s, call, max, now < deadline)) {
+		if (!session_answer_poll(s, call, max, now < deadline)) {
 			/* Nothing after all: wait on, unless a newer Poll came. */
 			pthread_mutex_lock(&s->mtx);
 			if (s->poll == NULL && !s->closing) {
@@ -734,7 +565,7 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user, const ch
 	unsigned char raw[SESSION_ID_LEN / 2];
 	mx_session *s;
 
-	s = calloc(1, sizeof(*s) + req->n_rooms * sizeof(sess_room));
+	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 		return NULL;
@@ -742,28 +573,36 @@ session_create(messaging_service *m, mx_sessions *ss, const char *user, const ch
 	s->m = m;
 	s->ss = ss;
 	s->refs = 1;
+	pthread_mutex_init(&s->mtx, NULL);
+	rpc_cond_init(&s->cv);
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(s->id, sizeof(s->id), raw, sizeof(raw));
 	snprintf(s->user, sizeof(s->user), "%s", user);
 	session_token_hash(token != NULL ? token : "", s->token_hash);
-	s->nrooms = (unsigned)req->n_rooms;
-	for (unsigned i = 0; i < s->nrooms; i++) {
-		snprintf(s->rooms[i].id, sizeof(s->rooms[i].id), "%s", req->rooms[i]->room_id);
-		s->rooms[i].cursor = req->rooms[i]->since_seq;
-		s->rooms[i].known_head = heads[i];
+	s->rooms_cap = (unsigned)req->n_rooms;
+	if ((s->rooms = calloc(s->rooms_cap, sizeof(*s->rooms))) == NULL)
+		goto oom;
+	for (unsigned i = 0; i < s->rooms_cap; i++) {
+		sess_room *r = calloc(1, sizeof(*r));
+
+		if (r == NULL)
+			goto oom;
+		snprintf(r->id, sizeof(r->id), "%s", req->rooms[i]->room_id);
+		r->cursor = req->rooms[i]->since_seq;
+		r->known_head = heads[i];
+		s->rooms[s->nrooms++] = r;
 	}
 	s->last_active = rpc_now_ms();
 	s->check_heads = true;
-	pthread_mutex_init(&s->mtx, NULL);
-	rpc_cond_init(&s->cv);
-
-	if (!mx_router_add(m->router, s)) {
-		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
-		session_unref(s);
-		return NULL;
-	}
+	if (!mx_router_add(m->router, s))
+		goto oom;
 	s->routed = true;
 	return s;
+
+oom:
+	rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	session_unref(s);
+	return NULL;
 }
 
 bool
@@ -776,9 +615,9 @@ session_run(mx_session *s)
 	/* Counted before the worker can end it: the worker leaves each room
 	 * exactly once (drop_room or say_offline). */
 	for (unsigned i = 0; i < s->nrooms; i++)
-		if (!mx_presence_enter(s->m->presence, s->rooms[i].id, s->user)) {
+		if (!mx_presence_enter(s->m->presence, s->rooms[i]->id, s->user)) {
 			while (i-- > 0)
-				mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, true);
+				mx_presence_leave(s->m->presence, s->rooms[i]->id, s->user, true);
 			return false;
 		}
 	pthread_attr_init(&attr);
@@ -789,7 +628,7 @@ session_run(mx_session *s)
 	pthread_attr_destroy(&attr);
 	if (rv != 0) {
 		for (unsigned i = 0; i < s->nrooms; i++)
-			mx_presence_leave(s->m->presence, s->rooms[i].id, s->user, true);
+			mx_presence_leave(s->m->presence, s->rooms[i]->id, s->user, true);
 		session_unref(s);
 		plog_error("messaging", "cannot start a session worker: %s", strerror(rv));
 		return false;
@@ -809,18 +648,27 @@ session_unref(mx_session *s)
 	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	unroute(s); /* a session that never ran */
+	for (unsigned i = 0; i < s->nrooms; i++)
+		free(s->rooms[i]);
+	free(s->rooms);
+	free(s->joins);
+	free(s->buf);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mtx);
 	free(s);
 }
 
 int
-session_room_index(const mx_session *s, const char *room_id)
+session_room_index(mx_session *s, const char *room_id)
 {
-	for (unsigned i = 0; i < s->nrooms; i++)
-		if (strcmp(s->rooms[i].id, room_id) == 0)
-			return (int)i;
-	return -1;
+	int k = -1;
+
+	pthread_mutex_lock(&s->mtx);
+	for (unsigned i = 0; i < s->nrooms && k < 0; i++)
+		if (strcmp(s->rooms[i]->id, room_id) == 0)
+			k = (int)i;
+	pthread_mutex_unlock(&s->mtx);
+	return k;
 }
 
 rpc_code
@@ -843,8 +691,8 @@ session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t ma
 		return code;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		s->rooms[room[i]].rewind = acked[i];
-		s->rooms[room[i]].rewind_set = true;
+		s->rooms[room[i]]->rewind = acked[i];
+		s->rooms[room[i]]->rewind_set = true;
 	}
 	old = s->poll;
 	s->poll = call;

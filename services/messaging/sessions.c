@@ -7,7 +7,9 @@
  * not ended (including one being opened), which is what max_sessions caps:
  * a closed session still holds its thread until the worker is gone. The
  * same sessions are counted per user in `users` (an entry per user with at
- * least one, freed at 0), which max_user_sessions caps.
+ * least one, freed at 0), which max_user_sessions caps; the entry also
+ * lists the user's registered sessions, which follow the user's joins
+ * (mx_sessions_joined). Order: ss->mtx, then a session's own lock.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +41,7 @@ open_sessions(void)
 /* Sessions of one user whose worker has not ended. */
 typedef struct user_count {
 	struct user_count *next;
+	mx_session *sessions;	/* registered ones, through user_next */
 	unsigned n;
 	char user[RPC_USER_ID_MAX];
 } user_count;
@@ -81,16 +84,23 @@ lookup(mx_sessions *ss, const char *id)
 	return s;
 }
 
+static user_count **user_slot(mx_sessions *ss, const char *user);
+
 static void
 register_session(mx_sessions *ss, mx_session *s)
 {
 	unsigned b = bucket_of(s->id);
+	user_count *uc;
 
 	session_ref(s);
 	pthread_mutex_lock(&ss->mtx);
 	s->next = ss->buckets[b];
 	ss->buckets[b] = s;
 	s->registered = true;
+	if ((uc = *user_slot(ss, s->user)) != NULL) { /* reserve made it */
+		s->user_next = uc->sessions;
+		uc->sessions = s;
+	}
 	pthread_mutex_unlock(&ss->mtx);
 }
 
@@ -104,11 +114,20 @@ sessions_unregister(mx_sessions *ss, mx_session *s)
 	if (was) {
 		mx_session **pp = &ss->buckets[bucket_of(s->id)];
 
+		user_count *uc = *user_slot(ss, s->user);
+
 		while (*pp != s)
 			pp = &(*pp)->next;
 		*pp = s->next;
 		s->next = NULL;
 		s->registered = false;
+		for (pp = uc != NULL ? &uc->sessions : NULL; pp != NULL && *pp != NULL;
+		     pp = &(*pp)->user_next)
+			if (*pp == s) {
+				*pp = s->user_next;
+				break;
+			}
+		s->user_next = NULL;
 	}
 	pthread_mutex_unlock(&ss->mtx);
 	if (was)
@@ -141,6 +160,18 @@ sessions_worker_done(mx_sessions *ss, const char *user)
 	rpc_gauge_add(open_sessions(), -1);
 	if (--ss->live == 0)
 		pthread_cond_broadcast(&ss->idle_cv);
+	pthread_mutex_unlock(&ss->mtx);
+}
+
+void
+mx_sessions_joined(mx_sessions *ss, const char *room, const char *user)
+{
+	user_count *uc;
+
+	pthread_mutex_lock(&ss->mtx);
+	if ((uc = *user_slot(ss, user)) != NULL)
+		for (mx_session *s = uc->sessions; s != NULL; s = s->user_next)
+			session_follow(s, room);
 	pthread_mutex_unlock(&ss->mtx);
 }
 
@@ -321,7 +352,7 @@ unreserve:
 /* ---- Poll and Close -------------------------------------------------------------- */
 
 /* The caller's own session named by id, with a reference; else fails call. */
-static mx_session *
+static __attribute__((warn_unused_result)) mx_session *
 own_session(rpc_call *call, mx_sessions *ss, const char *id, rpc_code *code)
 {
 	mx_session *s;
@@ -440,6 +471,8 @@ mx_sessions_stop(mx_sessions *ss)
 {
 	if (ss == NULL)
 		return;
+	/* No more joins from the feed (which outlives the sessions). */
+	mx_feed_unfollow(ss->m->feed);
 	/* Ask every registered session to end; closed ones are ending
 	 * already. Their workers answer waiting Polls empty on the way. */
 	pthread_mutex_lock(&ss->mtx);

@@ -12,12 +12,19 @@
  * batch fails with it and nothing is published; retries answered from
  * existing records still succeed.
  *
+ * After the commit the writer hands the batch to the replier thread
+ * (replier.c), which answers the calls, marks change items done and
+ * publishes, batch after batch in commit order, while the writer
+ * already writes the next batch. Deletes are answered by the eraser
+ * thread (eraser.c), after their text is erased from the file.
+ *
  * Locking: w->mtx guards the queue, `queued`, `stopping` and the `done`
  * flag of change items. The batch being written, and the scratch maps,
  * belong to the writer thread alone. A queued Send lives in its call's
  * arena until the writer answers it; a change item lives on the feed
  * thread's stack until it is marked done.
  */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +35,7 @@
 #include "log.h"
 #include "messaging_int.h"
 #include "metrics.h"
+#include "records.h"
 #include "parley/store/v1/messaging_records.pb-c.h"
 #include "writer_int.h"
 
@@ -62,6 +70,9 @@ struct mx_writer {
 	struct wr_item *head, *tail;
 	unsigned queued;
 	bool stopping;
+
+	wr_eraser *eraser;   /* answers the Deletes (eraser.c) */
+	wr_replier *replier; /* answers the rest, publishes (replier.c) */
 
 	/* Writer thread only. */
 	struct map rooms; /* room -> head seq within the batch */
@@ -193,10 +204,7 @@ lookup_client_id(mx_writer *w, store_txn *txn, struct wr_item *it, bool *found)
 	if (err != STORE_OK)
 		return err;
 	/* A damaged record is DATA_LOSS for this Send, not a crash. */
-	if (rpc_check_wire(&parley__store__v1__client_msg_record__descriptor, v.data, v.len,
-			   &(rpc_status){0}) != RPC_OK)
-		return STORE_CORRUPT;
-	rec = parley__store__v1__client_msg_record__unpack(NULL, v.len, v.data);
+	rec = records_client_msg(NULL, v.data, v.len);
 	if (rec == NULL)
 		return STORE_CORRUPT;
 	*found = true;
@@ -394,49 +402,6 @@ apply_changes(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 	return err;
 }
 
-/* Answers one op; the item is gone afterwards. */
-static void
-answer_op(struct wr_item *it, store_err err)
-{
-	rpc_call *call = it->call;
-	ProtobufCMessage *resp;
-
-	if (it->mismatch) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-			      "client_msg_id '%s' was already used for a different %s",
-			      it->cmid, it->op == MX_OP_SEND ? "message" : "request");
-		rpc_call_finish(call, RPC_INVALID_ARGUMENT);
-		return;
-	}
-	if (it->code != RPC_OK && it->why[0] != '\0') {
-		rpc_call_fail(call, it->code, "%s", it->why);
-		rpc_call_finish(call, it->code);
-		return;
-	}
-	if (it->code != RPC_OK) {
-		rpc_call_finish(call, svc_fail_store(call, err, "write"));
-		return;
-	}
-	resp = rpc_call_response(call);
-	switch (it->op) {
-	case MX_OP_SEND:
-		((Parley__V1__SendResponse *)resp)->seq = it->seq;
-		((Parley__V1__SendResponse *)resp)->ts_ms = it->ts_ms;
-		break;
-	case MX_OP_EDIT:
-		((Parley__V1__EditResponse *)resp)->seq = it->seq;
-		((Parley__V1__EditResponse *)resp)->ts_ms = it->ts_ms;
-		break;
-	case MX_OP_DELETE:
-		((Parley__V1__DeleteResponse *)resp)->seq = it->seq;
-		((Parley__V1__DeleteResponse *)resp)->ts_ms = it->ts_ms;
-		break;
-	case MX_OP_READ:
-		break;
-	}
-	rpc_call_finish(call, RPC_OK);
-}
-
 static store_err
 apply_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now)
 {
@@ -457,9 +422,9 @@ static store_err
 write_batch(mx_writer *w, struct wr_item *batch)
 {
 	uint64_t now = rpc_wall_ms();
-	struct wr_item *it, *next;
+	struct wr_item *it;
 	store_txn *txn = NULL;
-	bool erase = false;
+	bool more;
 	store_err err;
 
 	w->npubs = 0;
@@ -504,39 +469,25 @@ write_batch(mx_writer *w, struct wr_item *batch)
 		it->seq = it->same_as->seq;
 		it->ts_ms = it->same_as->ts_ms;
 	}
-	/* A fresh delete is answered once its text is erased (below); a retry
-	 * of it within the batch waits with it. */
-	for (it = batch; it != NULL; it = it->next)
-		erase |= it->kind == ITEM_OP && it->op == MX_OP_DELETE &&
-			 (it->fresh || it->nneedles > 0);
-	for (it = batch; it != NULL; it = next) {
-		next = it->next;
-		if (it->kind == ITEM_OP && erase && it->op == MX_OP_DELETE) {
-			continue;
-		} else if (it->kind == ITEM_OP) {
-			answer_op(it, err);
-		} else {
-			pthread_mutex_lock(&w->mtx);
-			it->err = err;
-			it->done = true;
-			pthread_cond_broadcast(&w->done_cv);
-			pthread_mutex_unlock(&w->mtx);
-		}
-	}
-	pthread_mutex_lock(&w->m->pub_mtx);
-	for (size_t i = 0; i < w->npubs; i++)
-		mx_publish_locked(w->m, w->pubs[i]);
-	pthread_mutex_unlock(&w->m->pub_mtx);
-	w->npubs = 0;
-	if (erase) {
-		wr_erase_deleted(w, batch);
-		for (it = batch; it != NULL; it = next) {
-			next = it->next;
-			if (it->kind == ITEM_OP && it->op == MX_OP_DELETE)
-				answer_op(it, err);
-		}
-	}
+	/* Answering, publishing and marking changes done go to the replier
+	 * thread: the next batch is written meanwhile. */
+	pthread_mutex_lock(&w->mtx);
+	more = w->head != NULL;
+	pthread_mutex_unlock(&w->mtx);
+	wr_replier_submit(w->replier, batch, w->pubs, w->npubs, err, more);
+	w->pubs = NULL;
+	w->npubs = w->cap_pubs = 0;
 	return err;
+}
+
+void
+wr_change_done(mx_writer *w, struct wr_item *it, store_err err)
+{
+	pthread_mutex_lock(&w->mtx);
+	it->err = err;
+	it->done = true;
+	pthread_cond_broadcast(&w->done_cv);
+	pthread_mutex_unlock(&w->mtx);
 }
 
 static int64_t
@@ -552,6 +503,8 @@ static void *
 writer_main(void *arg)
 {
 	mx_writer *w = arg;
+
+	pthread_setname_np(pthread_self(), "mx-writer"); /* for perf and top */
 
 	for (;;) {
 		struct wr_item *batch, *last;
@@ -712,6 +665,11 @@ mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st)
 	    "parley_messaging_commit_duration_seconds",
 	    "Time to write and sync one batch.", NULL, rpc_metrics_latency_bounds,
 	    rpc_metrics_latency_nbounds);
+	if (wr_eraser_start(m, &w->eraser, st) != RPC_OK ||
+	    wr_replier_start(w, w->eraser, &w->replier, st) != RPC_OK) {
+		mx_writer_stop(w);
+		return st->code;
+	}
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		mx_writer_stop(w);
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the writer");
@@ -732,6 +690,10 @@ mx_writer_stop(mx_writer *w)
 	pthread_mutex_unlock(&w->mtx);
 	if (w->started)
 		pthread_join(w->thread, NULL);
+	/* After the writer: its last batches may still be answered, and
+	 * those may have handed Deletes over. */
+	wr_replier_stop(w->replier);
+	wr_eraser_stop(w->eraser);
 	free(w->pubs);
 	pthread_cond_destroy(&w->done_cv);
 	pthread_cond_destroy(&w->cv);

@@ -1,7 +1,8 @@
 /*
  * writer_int.h — what writer.c (the queue, batches, Send, membership
- * changes) and writer_ops.c (Edit, Delete, MarkRead, erasing deleted text)
- * share. The writer thread alone touches a batch's items and the maps.
+ * changes), writer_ops.c (Edit, Delete, MarkRead), replier.c (answering
+ * written batches) and eraser.c (erasing deleted text, then answering
+ * Deletes) share. The writer thread alone touches a batch's items and the maps.
  */
 #ifndef PARLEY_MESSAGING_WRITER_INT_H
 #define PARLEY_MESSAGING_WRITER_INT_H
@@ -35,6 +36,7 @@ struct wr_item {
 	struct wr_item *same_as;	/* an earlier op of the batch with the same key */
 	store_val *needles;		/* DELETE: the texts to erase (malloc'd) */
 	size_t nneedles;
+	store_err batch_err;		/* DELETE: its batch's outcome, for the eraser */
 
 	/* ITEM_CHANGES */
 	Parley__V1__Event **changes;
@@ -67,16 +69,47 @@ store_err wr_answer_op(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_
 
 messaging_service *wr_service(mx_writer *w);
 
+/* Marks change item it done with err and wakes its feed thread; it is
+ * that thread's again afterwards. Any thread. */
+void wr_change_done(mx_writer *w, struct wr_item *it, store_err err);
+
+/* replier.c: the thread that answers written batches (see there). */
+typedef struct wr_replier wr_replier;
+typedef struct wr_eraser wr_eraser;
+
+/* Answers op it (err: its batch's commit) and finishes its call; the item
+ * is gone afterwards (it lived in the call's arena). Any thread. */
+void wr_answer(struct wr_item *it, store_err err);
+
+int wr_replier_start(mx_writer *w, wr_eraser *eraser, wr_replier **out, rpc_status *st);
+/* Takes a written batch (err: its commit's outcome), its events' PUB
+ * frames and the malloc'd array holding them: answers the ops (Deletes
+ * through the eraser), marks the change items done and publishes the
+ * frames, after every batch handed over before. more: the writer has
+ * another batch waiting (else, if nothing is being answered, this is
+ * answered on the caller's thread). Writer thread only. */
+void wr_replier_submit(wr_replier *r, struct wr_item *batch, nng_msg **pubs, size_t npubs,
+		       store_err err, bool more);
+/* Answers what was handed over, then stops the thread. NULL is fine. */
+void wr_replier_stop(wr_replier *r);
+
 /* writer_ops.c: */
 
 store_err wr_apply_edit(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now);
 store_err wr_apply_delete(mx_writer *w, store_txn *txn, struct wr_item *it, uint64_t now);
 store_err wr_apply_read(mx_writer *w, store_txn *txn, struct wr_item *it);
 
-/* After the commit of a batch with fresh deletes: erases their texts from
- * the data file (store_wipe), committing a marker first so that the pages
- * the batch freed can be reached. Bounded; failures are logged. Frees
- * and wipes the needles. */
-void wr_erase_deleted(mx_writer *w, struct wr_item *batch);
+/* eraser.c: the thread that erases deleted texts from the data file
+ * (store_wipe) and then answers the Deletes. */
+int wr_eraser_start(messaging_service *m, wr_eraser **out, rpc_status *st);
+/* Takes a committed batch's Delete items (linked through next, each with
+ * batch_err set) and answers each with wr_answer, in order, after every
+ * item handed over before, once the texts of the fresh ones are erased
+ * (bounded: ERASE_WAIT_MS and the calls' deadlines; failures are logged).
+ * The items' needles are freed and wiped. */
+void wr_eraser_submit(wr_eraser *e, struct wr_item *deletes);
+/* Erases and answers what was handed over (one round, no waiting for
+ * readers), then stops the thread. NULL is fine. */
+void wr_eraser_stop(wr_eraser *e);
 
 #endif

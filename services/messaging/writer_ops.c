@@ -1,7 +1,6 @@
 /*
  * writer_ops.c — Edit, Delete and MarkRead as the writer thread applies
- * them inside its batch transaction, and the erasing of deleted text from
- * the data file after the commit (see writer_int.h).
+ * them inside its batch transaction (see writer_int.h).
  *
  * An edit or a delete is checked against the stored message in the same
  * transaction that writes it, so two racing deletes, or an edit racing a
@@ -14,7 +13,7 @@
  * Delete: a MessageRedaction event, the original record rewritten with an
  * empty text and redacted set, every MessageEdit of it emptied and its
  * index entries emptied: no live record keeps any version of the text.
- * The texts are then erased from the file itself (wr_erase_deleted, see
+ * The texts are then erased from the file itself (eraser.c, see
  * store_wipe) before the Delete is answered.
  */
 #include <stdarg.h>
@@ -22,14 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 
 #include "log.h"
 #include "writer_int.h"
 
 #define EDIT_KEY_MAX (TIMELINE_ROOM_MAX + 1 + 8 + 1 + 8)
-#define ERASE_WAIT_MS 3000	/* readers of old snapshots get this long */
-#define ERASE_RETRY_MS 10
 
 static size_t
 edit_key(uint8_t key[EDIT_KEY_MAX], const char *room, uint64_t target, uint64_t edit)
@@ -331,81 +327,4 @@ wr_apply_read(mx_writer *w, store_txn *txn, struct wr_item *it)
 	if (err == STORE_OK)
 		it->code = RPC_OK;
 	return err;
-}
-
-/* ---- erasing from the file ----------------------------------------------------- */
-
-/* A commit that changes nothing that matters, so that the pages the
- * deleting commit freed leave LMDB's fallback snapshot. */
-static store_err
-bump(messaging_service *m)
-{
-	uint8_t be[8];
-	store_txn *txn;
-	store_err err;
-
-	if ((err = store_begin(m->env, true, &txn)) != STORE_OK)
-		return err;
-	store_be64_put(be, rpc_wall_ms());
-	err = store_put(txn, m->meta, MX_WIPE_ROUND_KEY, strlen(MX_WIPE_ROUND_KEY), be, 8, 0);
-	if (err == STORE_OK)
-		return store_commit(txn);
-	store_abort(txn);
-	return err;
-}
-
-void
-wr_erase_deleted(mx_writer *w, struct wr_item *batch)
-{
-	messaging_service *m = wr_service(w);
-	int64_t until = rpc_now_ms() + ERASE_WAIT_MS;
-	store_val *all = NULL;
-	size_t n = 0;
-	store_wipe_stats st = {0};
-	store_err err = STORE_OK;
-	pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
-	pthread_cond_t cv;
-
-	for (struct wr_item *it = batch; it != NULL; it = it->next) {
-		store_val *nv;
-
-		if (it->kind != ITEM_OP || it->nneedles == 0)
-			continue;
-		if (it->fresh && (nv = realloc(all, (n + it->nneedles) * sizeof(*nv))) != NULL) {
-			all = nv;
-			memcpy(all + n, it->needles, it->nneedles * sizeof(*nv));
-			n += it->nneedles;
-		} else {
-			for (size_t i = 0; i < it->nneedles; i++) {
-				sodium_memzero((void *)it->needles[i].data, it->needles[i].len);
-				free((void *)it->needles[i].data);
-			}
-		}
-		free(it->needles);
-		it->needles = NULL;
-		it->nneedles = 0;
-	}
-	/* Readers of older snapshots hold the pages they may read; each round
-	 * commits again and erases what is free by then. */
-	rpc_cond_init(&cv);
-	pthread_mutex_lock(&mtx);
-	while (n > 0 && (err = bump(m)) == STORE_OK &&
-	       (err = store_wipe(m->env, all, n, &st)) == STORE_OK && st.held > 0 &&
-	       rpc_now_ms() < until)
-		rpc_cond_wait_until(&cv, &mtx, rpc_now_ms() + ERASE_RETRY_MS); /* a pause */
-	pthread_mutex_unlock(&mtx);
-	pthread_cond_destroy(&cv);
-	pthread_mutex_destroy(&mtx);
-	if (err != STORE_OK)
-		plog_error("messaging", "erasing deleted text from the data file failed: %s",
-			   store_strerror(err));
-	else if (st.held > 0)
-		plog_error("messaging", "deleted text is still in %u free pages an old reader "
-					"held for %d ms; they stay until LMDB reuses them",
-			   st.held, ERASE_WAIT_MS);
-	for (size_t i = 0; i < n; i++) {
-		sodium_memzero((void *)all[i].data, all[i].len);
-		free((void *)all[i].data);
-	}
-	free(all);
 }

@@ -9,6 +9,7 @@
 #include <nng/protocol/pubsub0/pub.h>
 
 #include "log.h"
+#include "records.h"
 #include "tls.h"
 #include "parley/internal/v1/feed.pb-c.h"
 
@@ -22,6 +23,7 @@ struct changes {
 	store_table log, meta;
 	nng_socket pub;
 	bool pub_open;
+	rpc_conns *pub_conns; /* its connection caps (svc_pub_conns_open) */
 	rpc_server *feed;
 	pthread_mutex_t write_mtx;
 };
@@ -156,9 +158,10 @@ collect(void *arg, store_val key, store_val val)
 {
 	struct scan *s = arg;
 	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = s->call};
-	Parley__V1__Event *ev = parley__v1__event__unpack(&a, val.len, val.data);
+	Parley__V1__Event *ev =
+	    key.len == 8 ? records_change(&a, store_be64_get(key.data), val.data, val.len) : NULL;
 
-	if (ev == NULL || key.len != 8 || ev->seq != store_be64_get(key.data)) {
+	if (ev == NULL) {
 		s->damaged = true;
 		return false;
 	}
@@ -225,6 +228,8 @@ changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
 		goto fail;
 	}
 	c->pub_open = true;
+	if (svc_pub_conns_open(c->pub, "room-events-pub", &c->pub_conns, st) != RPC_OK)
+		goto fail;
 	if ((rv = rpc_socket_cap(c->pub, RPC_MAX_PUB_INBOUND)) != 0 ||
 	    (rv = rpc_tls_listen(c->pub, pub_url, &why)) != 0) {
 		rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB: cannot listen on %s: %s",
@@ -268,8 +273,12 @@ changes_close(changes *c)
 		return;
 	if (c->feed != NULL)
 		rpc_server_close(c->feed, 5000);
+	if (c->pub_conns != NULL)
+		conns_close_all(c->pub_conns);
 	if (c->pub_open)
 		nng_close(c->pub);
+	if (c->pub_conns != NULL)
+		conns_free(c->pub_conns);
 	pthread_mutex_destroy(&c->write_mtx);
 	free(c);
 }

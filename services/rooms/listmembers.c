@@ -216,6 +216,9 @@ ROOMS_HANDLER(rooms_handle_list_members)
 	err = rooms_read_room(r, txn, call, req->room_id, &rec);
 	if (err == STORE_OK)
 		err = rooms_member_get(r, txn, rec, rpc_call_caller(call), &me);
+	/* A stranger to a room it may not know of: "no room". */
+	if (err == STORE_OK && me.role == PARLEY__V1__ROLE__ROLE_UNSPECIFIED)
+		err = rooms_hidden_from_caller(r, txn, call, rec);
 	if (err == STORE_OK && me.role == PARLEY__V1__ROLE__ROLE_UNSPECIFIED) {
 		store_abort(txn);
 		return rpc_call_fail(call, RPC_PERMISSION_DENIED,

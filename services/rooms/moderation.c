@@ -7,7 +7,9 @@
  *                        strictly lower (a non-member has none)
  *   SetRole              ADMIN; the room keeps at least one ADMIN
  * A caller who is not a member is PERMISSION_DENIED "you are not a member
- * of room 'x'"; a DIRECT room has no moderation (FAILED_PRECONDITION).
+ * of room 'x'", or NOT_FOUND "no room 'x'" when the room is PRIVATE or
+ * DIRECT and hidden from the caller (rooms_hidden_from_caller); a DIRECT
+ * room has no moderation (FAILED_PRECONDITION).
  * Every change is logged in the room's timeline (changes.h) in the same
  * write transaction: KICKED, BANNED, UNBANNED, INVITED with actor and
  * reason, RoomUpdate. A call that changes nothing (a ban of the banned, an
@@ -52,6 +54,9 @@ mod_begin(struct mod *m, rpc_call *call, rooms_service *r, const char *room_id,
 	err = rooms_read_room(r, m->txn, call, room_id, &m->rec);
 	if (err == STORE_OK)
 		err = rooms_member_get(r, m->txn, m->rec, caller, &m->me);
+	/* A stranger to a room it may not know of: "no room". */
+	if (err == STORE_OK && m->me.role == PARLEY__V1__ROLE__ROLE_UNSPECIFIED)
+		err = rooms_hidden_from_caller(r, m->txn, call, m->rec);
 	if (err != STORE_OK) {
 		(void)changes_write_end(r->log, m->txn, ROOMS_ABORT, NULL);
 		if (err == STORE_NOTFOUND)

@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "records.h"
 #include "rooms_int.h"
 
 #define NAME_MAX_CHARS 100
@@ -54,26 +55,20 @@ arena_free(void *call, void *p)
 	/* The arena goes away with the call. */
 }
 
-/* Unpacks with every allocation in call's arena: nothing to free, and the
- * result outlives the LMDB transaction the bytes came from. */
-static ProtobufCMessage *
-unpack_in_call(rpc_call *call, const ProtobufCMessageDescriptor *d, store_val v)
-{
-	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
-
-	return protobuf_c_message_unpack(d, &a, v.len, v.data);
-}
-
+/* Unpacks (and checks: records.h) with every allocation in call's arena:
+ * nothing to free, and the result outlives the LMDB transaction the bytes
+ * came from. */
 static store_err
 read_room(rooms_service *r, store_txn *txn, rpc_call *call, const char *room_id,
 	  Parley__Store__V1__RoomRecord **out)
 {
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
 	store_val v;
 	store_err err = store_get(txn, r->rooms, room_id, strlen(room_id), &v);
 
 	if (err != STORE_OK)
 		return err;
-	*out = (void *)unpack_in_call(call, &parley__store__v1__room_record__descriptor, v);
+	*out = records_room(&a, room_id, v.data, v.len);
 	return *out != NULL ? STORE_OK : STORE_CORRUPT;
 }
 
@@ -235,9 +230,15 @@ static bool
 collect_room(void *arg, store_val key, store_val val)
 {
 	struct list_scan *s = arg;
-	Parley__Store__V1__RoomRecord *rec;
+	ProtobufCAllocator a = {.alloc = arena_alloc, .free = arena_free, .allocator_data = s->call};
+	char id[ROOM_ID_MAX + 1];
+	Parley__Store__V1__RoomRecord *rec = NULL;
 
-	rec = (void *)unpack_in_call(s->call, &parley__store__v1__room_record__descriptor, val);
+	if (key.len <= ROOM_ID_MAX) {
+		memcpy(id, key.data, key.len);
+		id[key.len] = '\0';
+		rec = records_room(&a, id, val.data, val.len);
+	}
 	if (rec == NULL) {
 		s->damaged = true;
 		return false;
@@ -337,7 +338,7 @@ list_suffixes(store_txn *txn, store_table t, rpc_call *call, const char *id, siz
 
 /* In txn: whether user belongs to room_id (which the caller checked).
  * STORE_OK with *member set, or the store's error. */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 is_member(rooms_service *r, store_txn *txn, const char *room_id, const char *user,
 	  bool *member)
 {
@@ -372,7 +373,7 @@ direct_party(const room_rec *rec, const char *user)
  * PRIVATE room is seen by its members and the users invited to it, a
  * DIRECT room by its two users; a PUBLIC room by everyone.
  */
-static store_err
+static __attribute__((warn_unused_result)) store_err
 hidden_from_caller(rooms_service *r, store_txn *txn, rpc_call *call, const room_rec *rec)
 {
 	const char *caller = rpc_call_caller(call);
@@ -497,6 +498,10 @@ set_membership(rpc_call *call, rooms_service *r, const char *room_id, bool join,
 	err = read_room(r, txn, call, room_id, recp);
 	if (err == STORE_OK)
 		err = rooms_member_get(r, txn, *recp, caller, &m);
+	/* A room the caller may not know of is answered as one that does
+	 * not exist, for a join as for a leave. */
+	if (err == STORE_OK && m.role == PARLEY__V1__ROLE__ROLE_UNSPECIFIED)
+		err = hidden_from_caller(r, txn, call, *recp);
 	if (err == STORE_OK &&
 	    (m.role != PARLEY__V1__ROLE__ROLE_UNSPECIFIED) == join) {
 		/* Already so: nothing changes, nothing is logged. */
@@ -594,8 +599,8 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	Parley__V1__IsMemberResponse *resp = (void *)respm;
 	rooms_service *r = ctx;
 	bool asker_in = false, member = false;
+	room_rec *rec;
 	store_txn *txn;
-	store_val v;
 	store_err err;
 	rpc_code code;
 
@@ -607,7 +612,11 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 				     "starting with a letter or digit");
 	if ((err = store_begin(r->env, false, &txn)) != STORE_OK)
 		return svc_fail_store(call, err, "is member");
-	err = store_get(txn, r->rooms, req->room_id, strlen(req->room_id), &v);
+	/* A room the caller may not know of is NOT_FOUND, as if it did not
+	 * exist: "member: false" would tell a stranger that it does. */
+	err = read_room(r, txn, call, req->room_id, &rec);
+	if (err == STORE_OK)
+		err = hidden_from_caller(r, txn, call, rec);
 	/* Anyone may ask about themselves (messaging and history ask for
 	 * the user whose token they carry); only members may ask about
 	 * others, as only they may see the member list. */
@@ -620,11 +629,9 @@ handle_is_member(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 	if (err == STORE_OK && member) {
 		/* Services ask for the role to authorise moderation (a
 		 * moderator's Delete of another user's message). */
-		room_rec *rec;
 		rooms_member m;
 
-		if ((err = rooms_read_room(r, txn, call, req->room_id, &rec)) == STORE_OK &&
-		    (err = rooms_member_get(r, txn, rec, req->user_id, &m)) == STORE_OK)
+		if ((err = rooms_member_get(r, txn, rec, req->user_id, &m)) == STORE_OK)
 			resp->role = m.role;
 	}
 	store_abort(txn);
@@ -893,6 +900,12 @@ rpc_code
 rooms_fail_no_room(rpc_call *call, const char *room_id)
 {
 	return fail_no_room(call, room_id);
+}
+
+store_err
+rooms_hidden_from_caller(rooms_service *r, store_txn *txn, rpc_call *call, const room_rec *rec)
+{
+	return hidden_from_caller(r, txn, call, rec);
 }
 
 Parley__V1__Visibility

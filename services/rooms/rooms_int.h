@@ -73,6 +73,14 @@ rpc_code rooms_check_user_id(rpc_call *call, const char *field, const char *user
 rpc_code rooms_check_name_topic(rpc_call *call, const char *name, const char *topic);
 /* NOT_FOUND "no room 'x'". */
 rpc_code rooms_fail_no_room(rpc_call *call, const char *room_id);
+/* In txn: STORE_NOTFOUND when the caller may not know that rec's room
+ * exists (a PRIVATE room to all but its members and invited users, a
+ * DIRECT room to all but its two users): such a caller is answered "no
+ * room", exactly as for a room that does not exist. STORE_OK when the room
+ * is visible, or the store's error. */
+__attribute__((warn_unused_result)) store_err
+rooms_hidden_from_caller(rooms_service *r, store_txn *txn, rpc_call *call,
+			 const room_rec *rec);
 /* The room's visibility, older records (UNSPECIFIED) read as PUBLIC. */
 Parley__V1__Visibility rooms_visibility(const room_rec *rec);
 
@@ -89,7 +97,7 @@ bool rooms_member_decode(const room_rec *rec, const char *user, store_val v, roo
 
 /* In txn: user's place in rec's room. STORE_OK (role UNSPECIFIED when not a
  * member), STORE_CORRUPT, or the store's error. */
-store_err rooms_member_get(rooms_service *r, store_txn *txn, const room_rec *rec,
+__attribute__((warn_unused_result)) store_err rooms_member_get(rooms_service *r, store_txn *txn, const room_rec *rec,
 			   const char *user, rooms_member *m);
 
 /* In txn: makes user a member of rec's room with role (rec->member_count
@@ -113,10 +121,10 @@ store_err rooms_other_admin(rooms_service *r, store_txn *txn, const room_rec *re
 			    const char *user, bool *found);
 
 /* In txn: whether user is banned from room_id. */
-store_err rooms_is_banned(rooms_service *r, store_txn *txn, const char *room_id,
+__attribute__((warn_unused_result)) store_err rooms_is_banned(rooms_service *r, store_txn *txn, const char *room_id,
 			  const char *user, bool *banned);
 /* In txn: whether user holds an invitation to room_id. */
-store_err rooms_is_invited(rooms_service *r, store_txn *txn, const char *room_id,
+__attribute__((warn_unused_result)) store_err rooms_is_invited(rooms_service *r, store_txn *txn, const char *room_id,
 			   const char *user, bool *invited);
 
 /* The frames of one write transaction's changes, in order, in the call's

@@ -10,6 +10,8 @@
  *   - a kicked user's waiting Poll delivers nothing after the kick; Send,
  *     Open and GetHistory are refused at once
  *   - PRIVATE rooms: unlisted, joined by Invite only
+ *   - a PRIVATE or DIRECT room answers a stranger exactly as a room that
+ *     does not exist, in every call that takes a room id (issue 14, item 6)
  *   - DIRECT rooms: one per pair, nobody else joins, reads or sends
  *   - ListMembers: members only, roles, display names, online, paging
  *   - the last ADMIN leaving hands ADMIN on
@@ -478,19 +480,183 @@ test_private(void)
 	gr.room_id = room;
 	mx_expect(rc(&N, "GetRoom", &gr.base, NULL, &st), RPC_NOT_FOUND, &st, "no room",
 	          "GetRoom of a PRIVATE room by a stranger");
-	mx_expect(mx_join(&N, room, &st), RPC_PERMISSION_DENIED, &st, "joined by invitation only",
+	mx_expect(mx_join(&N, room, &st), RPC_NOT_FOUND, &st, "no room",
 	          "join PRIVATE uninvited");
-	mx_expect(on_user(&U, "Invite", room, N.name, NULL, &st), RPC_PERMISSION_DENIED, &st,
-	          "you are not a member", "invite by a non-member");
+	mx_expect(on_user(&U, "Invite", room, N.name, NULL, &st), RPC_NOT_FOUND, &st, "no room",
+	          "invite by a non-member");
 	ok(on_user(&A, "Invite", room, N.name, NULL, &st), &st, "invite N");
 	TH_CODE(rc(&N, "GetRoom", &gr.base, (ProtobufCMessage **)&g, &st), RPC_OK, &st);
 	TH_CHECK(g->room->visibility == PARLEY__V1__VISIBILITY__PRIVATE, "visibility PRIVATE");
 	protobuf_c_message_free_unpacked(&g->base, NULL);
 	ok(mx_join(&N, room, &st), &st, "the invited user joins");
 	ok(mx_leave(&N, room, &st), &st, "and leaves");
-	mx_expect(mx_join(&N, room, &st), RPC_PERMISSION_DENIED, &st, "by invitation only",
+	mx_expect(mx_join(&N, room, &st), RPC_NOT_FOUND, &st, "no room",
 	          "an invitation is spent by joining");
 	printf("ok PRIVATE rooms: unlisted, invitation only\n");
+}
+
+/* ---- a hidden room answers as one that does not exist -------------------------- */
+
+enum probe {
+	P_GETROOM, P_ISMEMBER_SELF, P_ISMEMBER_OTHER, P_LISTMEMBERS, P_JOIN, P_LEAVE, P_UPDATE,
+	P_SETROLE, P_KICK, P_BAN, P_UNBAN, P_INVITE, P_SEND, P_OPEN, P_HISTORY, P_EDIT, P_DELETE,
+	P_TYPING, P_MARKREAD, P_UNREAD, P_COUNT
+};
+static const char *const probe_names[P_COUNT] = {
+	"GetRoom", "IsMember(self)", "IsMember(other)", "ListMembers", "JoinRoom", "LeaveRoom",
+	"UpdateRoom", "SetRole", "Kick", "Ban", "Unban", "Invite", "Send", "Open", "GetHistory",
+	"Edit", "Delete", "SetTyping", "MarkRead", "GetUnread"};
+
+/* Call p by who on room (other: a member of the real room). */
+static rpc_code
+probe(enum probe p, const mx_user *who, const char *room, const mx_user *other, rpc_status *st)
+{
+	const char *rooms[1] = {room};
+	char sid[65];
+	uint64_t seq;
+
+	switch (p) {
+	case P_GETROOM: {
+		Parley__V1__GetRoomRequest r = PARLEY__V1__GET_ROOM_REQUEST__INIT;
+		r.room_id = (char *)room;
+		return rc(who, "GetRoom", &r.base, NULL, st);
+	}
+	case P_ISMEMBER_SELF:
+	case P_ISMEMBER_OTHER: {
+		Parley__V1__IsMemberRequest r = PARLEY__V1__IS_MEMBER_REQUEST__INIT;
+		r.room_id = (char *)room;
+		r.user_id = (char *)(p == P_ISMEMBER_SELF ? who : other)->name;
+		return rc(who, "IsMember", &r.base, NULL, st);
+	}
+	case P_LISTMEMBERS:
+		return list_members(who, room, 0, NULL, NULL, st);
+	case P_JOIN:
+		return mx_join(who, room, st);
+	case P_LEAVE:
+		return mx_leave(who, room, st);
+	case P_UPDATE:
+		return update(who, room, "", "a topic", NULL, st);
+	case P_SETROLE:
+		return set_role(who, room, other->name, ROLE(MEMBER), st);
+	case P_KICK:
+		return on_user(who, "Kick", room, other->name, "", st);
+	case P_BAN:
+		return on_user(who, "Ban", room, other->name, "", st);
+	case P_UNBAN:
+		return on_user(who, "Unban", room, other->name, NULL, st);
+	case P_INVITE:
+		return on_user(who, "Invite", room, who->name, NULL, st);
+	case P_SEND:
+		return mx_send(who, room, "hello?", NULL, &seq, NULL, st);
+	case P_OPEN:
+		return mx_open(who, 1, rooms, NULL, sid, NULL, st);
+	case P_HISTORY:
+		return mx_history(who, room, 0, 0, 0, NULL, st);
+	case P_EDIT: {
+		Parley__V1__EditRequest r = PARLEY__V1__EDIT_REQUEST__INIT;
+		r.room_id = (char *)room;
+		r.seq = 1;
+		r.text = "edited";
+		return mx_call(mx_msg, &parley__v1__messaging__descriptor, "Edit", who, &r.base,
+			       NULL, st);
+	}
+	case P_DELETE: {
+		Parley__V1__DeleteRequest r = PARLEY__V1__DELETE_REQUEST__INIT;
+		r.room_id = (char *)room;
+		r.seq = 1;
+		return mx_call(mx_msg, &parley__v1__messaging__descriptor, "Delete", who, &r.base,
+			       NULL, st);
+	}
+	case P_TYPING: {
+		Parley__V1__SetTypingRequest r = PARLEY__V1__SET_TYPING_REQUEST__INIT;
+		r.room_id = (char *)room;
+		r.typing = true;
+		return mx_call(mx_msg, &parley__v1__messaging__descriptor, "SetTyping", who,
+			       &r.base, NULL, st);
+	}
+	case P_MARKREAD: {
+		Parley__V1__MarkReadRequest r = PARLEY__V1__MARK_READ_REQUEST__INIT;
+		r.room_id = (char *)room;
+		r.seq = 1;
+		return mx_call(mx_msg, &parley__v1__messaging__descriptor, "MarkRead", who,
+			       &r.base, NULL, st);
+	}
+	default: {
+		Parley__V1__GetUnreadRequest r = PARLEY__V1__GET_UNREAD_REQUEST__INIT;
+		char *ids[1] = {(char *)room};
+		r.room_ids = ids;
+		r.n_room_ids = 1;
+		return mx_call(mx_msg, &parley__v1__messaging__descriptor, "GetUnread", who,
+			       &r.base, NULL, st);
+	}
+	}
+}
+
+/* msg with every room replaced by "<room>". */
+static void
+unroom(const char *msg, const char *room, char *out, size_t cap)
+{
+	size_t n = strlen(room), o = 0;
+
+	while (*msg != '\0' && o + 7 < cap) {
+		if (strncmp(msg, room, n) == 0) {
+			memcpy(out + o, "<room>", 6);
+			o += 6;
+			msg += n;
+		} else {
+			out[o++] = *msg++;
+		}
+	}
+	out[o] = '\0';
+}
+
+/* Every call that takes a room id gives a stranger to real (a PRIVATE or a
+ * DIRECT room with a message) the same answer, code and message, as for a
+ * room that was never made. */
+static void
+check_hidden(const mx_user *stranger, const char *real, const mx_user *member, const char *kind)
+{
+	char ghost[65], a[RPC_STATUS_MESSAGE_MAX + 8], b[RPC_STATUS_MESSAGE_MAX + 8];
+
+	snprintf(ghost, sizeof(ghost), "%s", th_name("ghost"));
+	for (int p = 0; p < P_COUNT; p++) {
+		rpc_status sr = {0}, sg = {0};
+		rpc_code cr = probe(p, stranger, real, member, &sr);
+		rpc_code cg = probe(p, stranger, ghost, member, &sg);
+
+		unroom(sr.message, real, a, sizeof(a));
+		unroom(sg.message, ghost, b, sizeof(b));
+		TH_CHECK(cr == RPC_NOT_FOUND && cg == RPC_NOT_FOUND && strcmp(a, b) == 0,
+			 "%s of a %s room by a stranger: %s '%s'; of no room: %s '%s'",
+			 probe_names[p], kind, rpc_code_name(cr), a, rpc_code_name(cg), b);
+	}
+}
+
+static void
+test_hidden(void)
+{
+	Parley__V1__OpenDirectResponse *d;
+	char room[65], dm[65];
+	uint64_t seq;
+	rpc_status st;
+
+	snprintf(room, sizeof(room), "%s", th_name("hid"));
+	ok(create(&A, room, PARLEY__V1__VISIBILITY__PRIVATE, &st), &st, "create PRIVATE");
+	ok(mx_send(&A, room, "secret", NULL, &seq, NULL, &st), &st, "A sends");
+	check_hidden(&N, room, &A, "PRIVATE");
+	/* A former member is a stranger again; an invited user is not. */
+	ok(on_user(&A, "Invite", room, U.name, NULL, &st), &st, "invite U");
+	TH_CODE(probe(P_ISMEMBER_SELF, &U, room, &A, &st), RPC_OK, &st);
+	ok(mx_join(&U, room, &st), &st, "U joins");
+	ok(mx_leave(&U, room, &st), &st, "U leaves");
+	check_hidden(&U, room, &A, "PRIVATE, left,");
+
+	ok(open_direct(&A, M.name, &d, &st), &st, "A opens a DM with M");
+	snprintf(dm, sizeof(dm), "%s", d->room->room_id);
+	protobuf_c_message_free_unpacked(&d->base, NULL);
+	ok(mx_send(&A, dm, "psst", NULL, &seq, NULL, &st), &st, "A sends in the DM");
+	check_hidden(&N, dm, &A, "DIRECT");
+	printf("ok PRIVATE and DIRECT rooms answer strangers as no room, in %d calls\n", P_COUNT);
 }
 
 static void
@@ -527,18 +693,17 @@ test_direct(void)
 	ok(mx_send(&U, room, "psst", NULL, &seq, NULL, &st), &st, "U sends");
 	ok(mx_send(&M, room, "hi", NULL, &seq, NULL, &st), &st, "M sends");
 	/* A third user: no join, invite, read, send, session, nor a peek. */
-	mx_expect(mx_join(&N, room, &st), RPC_PERMISSION_DENIED, &st,
-	          "direct conversation of two other users", "a third user joins");
+	mx_expect(mx_join(&N, room, &st), RPC_NOT_FOUND, &st, "no room", "a third user joins");
 	mx_expect(on_user(&U, "Invite", room, N.name, NULL, &st), RPC_FAILED_PRECONDITION, &st,
 	          "no moderation", "invite into a DM");
-	mx_expect(mx_history(&N, room, 0, 0, 0, &h, &st), RPC_PERMISSION_DENIED, &st, NULL,
+	mx_expect(mx_history(&N, room, 0, 0, 0, &h, &st), RPC_NOT_FOUND, &st, "does not exist",
 	          "a third user reads");
-	mx_expect(mx_send(&N, room, "me too", NULL, &seq, NULL, &st), RPC_PERMISSION_DENIED, &st,
-	          NULL, "a third user sends");
-	mx_expect(mx_open(&N, 1, rooms, NULL, sid, NULL, &st), RPC_PERMISSION_DENIED, &st, NULL,
-	          "a third user opens a session");
-	mx_expect(list_members(&N, room, 0, NULL, NULL, &st), RPC_PERMISSION_DENIED, &st,
-	          "not a member", "a third user lists members");
+	mx_expect(mx_send(&N, room, "me too", NULL, &seq, NULL, &st), RPC_NOT_FOUND, &st,
+	          "does not exist", "a third user sends");
+	mx_expect(mx_open(&N, 1, rooms, NULL, sid, NULL, &st), RPC_NOT_FOUND, &st,
+	          "does not exist", "a third user opens a session");
+	mx_expect(list_members(&N, room, 0, NULL, NULL, &st), RPC_NOT_FOUND, &st, "no room",
+	          "a third user lists members");
 	mx_expect(on_user(&U, "Kick", room, M.name, "", &st), RPC_FAILED_PRECONDITION, &st,
 	          "no moderation", "kick in a DM");
 
@@ -649,6 +814,7 @@ main(void)
 	test_kick_stops_delivery(false);
 	test_kick_stops_delivery(true);
 	test_private();
+	test_hidden();
 	test_direct();
 	test_list_members();
 	test_admin_heir();
