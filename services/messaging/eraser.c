@@ -101,6 +101,12 @@ erase(wr_eraser *e, struct wr_item *list, int64_t until)
 			memcpy(all + n, it->needles, it->nneedles * sizeof(*nv));
 			n += it->nneedles;
 		} else {
+			/* The Delete is committed and will be answered: an
+			 * erase skipped for want of memory must at least be
+			 * said, as a failed one is. */
+			if (it->fresh)
+				plog_error("messaging", "no memory to erase a deleted text of "
+					   "room %s from the data file", it->room);
 			free_needles(it->needles, it->nneedles);
 		}
 		free(it->needles);
