@@ -277,10 +277,14 @@ show_direct(ui *u, const Parley__V1__ListMyRoomsResponse *mine,
 		sb_puts(&sb, " direct with ");
 		/* The name is "<a>, <b>": the other one is not me. */
 		if (strncmp(name, u->user, (size_t)(comma - name)) == 0 &&
-		    strlen(u->user) == (size_t)(comma - name))
+		    strlen(u->user) == (size_t)(comma - name)) {
 			sb_sanitized(&sb, comma + 2, RPC_USER_ID_MAX);
-		else
-			sb_sanitized(&sb, name, (size_t)(comma - name));
+		} else {
+			char other[RPC_USER_ID_MAX + 1];
+
+			snprintf(other, sizeof(other), "%.*s", (int)(comma - name), name);
+			sb_sanitized(&sb, other, RPC_USER_ID_MAX);
+		}
 		put_unread(&sb, ur, r->room_id);
 		ui_show_sb(u, &sb);
 		sb_free(&sb);
@@ -411,7 +415,11 @@ chat_enter_room(ui *u, const char *room)
 	}
 	snprintf(u->room, sizeof(u->room), "%s", room);
 	ui_start_following(u, f);
-	ui_note(u, "you are in ", room, "; type to chat, /help for commands");
+	if (u->peer[0] != '\0')
+		ui_note(u, "you are in your direct conversation with ", u->peer,
+			"; type to chat, /help for commands");
+	else
+		ui_note(u, "you are in ", room, "; type to chat, /help for commands");
 	return true;
 }
 
@@ -432,8 +440,14 @@ cmd_join(ui *u, char *args)
 		ui_error(u, RPC_INVALID_ARGUMENT, "direct conversations are entered with /query USER");
 		return;
 	}
-	if (chat_enter_room(u, room))
+	{
+		char peer[sizeof(u->peer)];
+
+		memcpy(peer, u->peer, sizeof(peer));
 		u->peer[0] = '\0';
+		if (!chat_enter_room(u, room) && u->room[0] != '\0')
+			memcpy(u->peer, peer, sizeof(peer)); /* still where it was */
+	}
 }
 
 bool

@@ -149,9 +149,15 @@ cmd_query(ui *u, char *args)
 		return;
 	if ((room = direct_room(u, user)) == NULL)
 		return;
-	if (chat_enter_room(u, room)) {
+	{
+		char peer[sizeof(u->peer)];
+
+		memcpy(peer, u->peer, sizeof(peer));
 		snprintf(u->peer, sizeof(u->peer), "%s", user);
-		set_prompt(u);
+		if (!chat_enter_room(u, room) && u->room[0] != '\0')
+			memcpy(u->peer, peer, sizeof(peer)); /* still where it was */
+		else if (u->room[0] == '\0')
+			u->peer[0] = '\0';
 	}
 	free(room);
 }
@@ -381,11 +387,19 @@ seq_word(const char *w, bool hash_required)
 static void
 cmd_edit(ui *u, char *args)
 {
-	char *rest = args, *w = chat_next_word(&rest);
-	uint64_t seq = seq_word(w, true);
-	const char *text = seq != 0 ? rest : args;
+	char *rest = args, *w;
+	const char *text = args;
+	uint64_t seq = 0;
 	rpc_status st;
 	rpc_code code;
+
+	while (*text == ' ' || *text == '\t')
+		text++;
+	/* "#SEQ TEXT": the words are split only then (splitting writes a NUL
+	 * after the first word). */
+	w = text[0] == '#' ? chat_next_word(&rest) : NULL;
+	if (w != NULL && (seq = seq_word(w, true)) != 0)
+		text = rest;
 
 	if (!chat_need_room(u))
 		return;

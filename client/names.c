@@ -5,8 +5,11 @@
  * A line shows "Display Name (id)" when the two differ, and the id alone
  * when they are the same: a display name is chosen freely, so the id stays
  * on screen to tell two people apart (nobody can pass for "alice" by
- * calling themselves that). Names are kept NAMES_TTL_MS and then asked
- * again (another user's /nick shows within that time; one's own at once).
+ * calling themselves that). No event says that someone changed their name,
+ * so the names of the senders of a batch of messages are asked afresh, in
+ * one call per batch (the poller), and so are those of a history shown;
+ * other lines (presence, typing) use what is known, asked again after
+ * NAMES_TTL_MS.
  * A lookup that fails (server down) is remembered briefly as the id, so a
  * burst of lines does not ask again for each.
  *
@@ -98,7 +101,7 @@ names_set(names *n, const char *id, const char *name)
 }
 
 void
-names_fetch(names *n, const char *const *ids, size_t count)
+names_fetch(names *n, const char *const *ids, size_t count, bool fresh)
 {
 	const char *want[PARLEY_GET_USERS_MAX];
 	Parley__V1__GetUsersResponse *resp;
@@ -115,7 +118,7 @@ names_fetch(names *n, const char *const *ids, size_t count)
 			continue;
 		for (size_t j = 0; j < k && !dup; j++)
 			dup = strcmp(want[j], ids[i]) == 0;
-		if (!dup && ((e = find(n, ids[i])) == NULL || e->until < now))
+		if (!dup && (fresh || (e = find(n, ids[i])) == NULL || e->until < now))
 			want[k++] = ids[i];
 	}
 	pthread_mutex_unlock(&n->mtx);
@@ -150,7 +153,7 @@ put(names *n, strbuf *sb, const char *id, bool fetch)
 	name_entry *e;
 
 	if (fetch)
-		names_fetch(n, &id, 1);
+		names_fetch(n, &id, 1, false);
 	pthread_mutex_lock(&n->mtx);
 	if ((e = find(n, id)) != NULL)
 		memcpy(name, e->name, sizeof(name));
@@ -185,5 +188,5 @@ names_of_events(names *n, Parley__V1__Event *const *ev, size_t count)
 
 	for (size_t i = 0; i < count && k < PARLEY_GET_USERS_MAX; i++)
 		ids[k++] = ev[i]->sender;
-	names_fetch(n, ids, k);
+	names_fetch(n, ids, k, true);
 }

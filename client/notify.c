@@ -111,7 +111,7 @@ notifier_main(void *arg)
 			for (size_t i = 0; list != NULL && i < n; i++) {
 				const char *id = list[i].last_sender;
 				if (id[0] != '\0')
-					names_fetch(u->names, &id, 1); /* for main's notices */
+					names_fetch(u->names, &id, 1, false); /* for main's notices */
 			}
 			pthread_mutex_lock(&u->mtx);
 			unread_at = rpc_now_ms() + UNREAD_EVERY_MS;

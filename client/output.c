@@ -492,6 +492,9 @@ static const char *const field_words[][2] = {
 	{"since_seq", "since"},		 {"old_password", "old password"},
 	{"new_password", "new password"}, {"max_events", "max events"},
 	{"wait_ms", "wait time"},	 {"page_size", "page size"},
+	/* Role names (Role in rooms.proto) as a person says them. */
+	{"MODERATOR", "moderator"},	 {"ADMIN", "admin"},
+	{"MEMBER", "member"},
 };
 
 static bool

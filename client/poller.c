@@ -24,11 +24,28 @@
 #define POLL_WAIT_MS 10000
 #define QUEUE_MAX 5000 /* lines waiting for the terminal; the poller waits beyond */
 
+#define FRESH_MAX 16 /* senders whose names were asked afresh this turn */
+
 typedef struct batch {
 	const char *me;
 	ui *u;
 	qline *head, *tail;
+	char fresh[FRESH_MAX][RPC_USER_ID_MAX + 1];
+	size_t n_fresh;
 } batch;
+
+/* The sender's display name as it is now, asked once per poll turn (a
+ * /nick has no event of its own). */
+static void
+refresh_name(batch *b, const char *id)
+{
+	for (size_t i = 0; i < b->n_fresh; i++)
+		if (strcmp(b->fresh[i], id) == 0)
+			return;
+	names_fetch(b->u->names, &id, 1, true);
+	if (b->n_fresh < FRESH_MAX && strlen(id) <= RPC_USER_ID_MAX)
+		snprintf(b->fresh[b->n_fresh++], sizeof(b->fresh[0]), "%s", id);
+}
 
 /* The line added, or NULL when out of memory (it is dropped). */
 static qline *
@@ -119,13 +136,15 @@ collect(const Parley__V1__Event *ev, void *arg)
 		qline *l;
 
 		if (strcmp(ev->sender, b->me) != 0) {
-			names_fetch(b->u->names, (const char *const *)&ev->sender, 1);
+			names_fetch(b->u->names, (const char *const *)&ev->sender, 1, false);
 			l = batch_add(b, Q_TYPING, ev->sender, strlen(ev->sender), NULL);
 			if (l != NULL)
 				l->typing = ev->typing->typing;
 		}
 		return;
 	}
+	if (message)
+		refresh_name(b, ev->sender);
 	cli_event_line_as(&sb, ev, false, &nm);
 	if (sb.len > 0 && !sb.oom) {
 		bool mine = message && strcmp(ev->sender, b->me) == 0;

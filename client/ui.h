@@ -92,8 +92,9 @@ void names_free(names *n);
 /* Appends "Display (id)" or "id" for user id, asking GetUsers if needed;
  * arg is the names (a cli_names.put). */
 void names_put(strbuf *sb, const char *id, void *arg);
-/* Asks for every id not known (one call, at most 100). */
-void names_fetch(names *n, const char *const *ids, size_t count);
+/* Asks for every id not known, or every id if fresh (one call, at most
+ * 100 ids). */
+void names_fetch(names *n, const char *const *ids, size_t count, bool fresh);
 void names_of_events(names *n, Parley__V1__Event *const *ev, size_t count);
 void names_set(names *n, const char *id, const char *name);
 /* As names_put from what is known, never asking (the main thread's
