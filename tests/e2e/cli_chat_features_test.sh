@@ -188,5 +188,26 @@ out_has "deleted"
 echo "pw-dora-secret" | expect_err 1 UNAUTHENTICATED dora login dora --password-stdin
 ok "delete-account"
 
+# /register on a terminal asks for a display name and an email.
+person erin 40 12
+prompted erin "^parley> ?$"
+keys erin "/register erin"
+prompted erin "^password: ?$"
+keys erin "pw-erin-secret"
+prompted erin "^password again: ?$"
+keys erin "pw-erin-secret"
+prompted erin "^display name \(Enter: erin\): ?$"
+keys erin "Erin E"
+prompted erin "^email \(optional, Enter: none\): ?$"
+keys erin "erin@example.org"
+sees erin "^\* registered erin as Erin E; now /login$"
+keys erin "/login erin"
+prompted erin "^password: ?$"
+keys erin "pw-erin-secret"
+enter erin lobby
+keys erin "hi all"
+sees alice "^\[[0-9:]+\] Erin E \(erin\): hi all$"
+ok "/register asks for a display name and an email"
+
 check_no_sanitizer_reports
 ok "cli chat features test"
