@@ -198,9 +198,13 @@ usage(FILE *out)
 	fprintf(out, "usage: parley [options] [COMMAND [ARGS]]\n\n"
 		     "Without a command, parley is an interactive chat (type /help in it).\n\n"
 		     "Commands:\n");
-	for (size_t i = 0; i < cli_ncommands; i++)
-		fprintf(out, "  %-9s %-22s %s\n", cli_commands[i].name, cli_commands[i].args,
-			cli_commands[i].summary);
+	for (size_t i = 0; i < cli_ncommands; i++) {
+		char left[96];
+
+		/* The summaries in one column, also after a long name. */
+		snprintf(left, sizeof(left), "%-9s %s", cli_commands[i].name, cli_commands[i].args);
+		fprintf(out, "  %-32s %s\n", left, cli_commands[i].summary);
+	}
 	fprintf(out,
 		"\n'parley COMMAND --help' tells more about each.\n\n%s\n"
 		"The login is saved in $XDG_CONFIG_HOME/parley/session (default\n"
