@@ -305,7 +305,9 @@ cmd_rooms(ui *u, char *args)
 		ui_error(u, code, st.message);
 		return;
 	}
-	/* Without counts the list is still worth showing. */
+	/* Without counts the list is still worth showing. What is on screen
+	 * is read: the counts say so. */
+	notify_read_flush(u);
 	if (parley_get_unread(u->conn, NULL, 0, 0, &ur, &st) != RPC_OK)
 		ur = NULL;
 	for (int pages = 0; pages < 100; pages++) {

@@ -24,12 +24,14 @@
 #define NAMES_MAX 256		/* entries; the oldest goes when full */
 #define NAMES_TTL_MS 60000
 #define NAMES_FAIL_TTL_MS 5000
+#define NAMES_CALL_MS 2000	/* a name is not worth holding a line longer */
 #define DISPLAY_NAME_BYTES 256	/* 64 characters of up to 4 bytes */
 
 typedef struct name_entry {
 	char id[RPC_USER_ID_MAX + 1];
 	char name[DISPLAY_NAME_BYTES + 1];
 	int64_t until;		/* monotonic ms; 0: free slot */
+	bool failed;		/* the last ask failed: the id stands in until then */
 } name_entry;
 
 struct names {
@@ -71,7 +73,7 @@ find(names *n, const char *id)
 
 /* Stores id's name (n->mtx held), replacing its entry or the oldest. */
 static void
-store(names *n, const char *id, const char *name, int64_t ttl)
+store(names *n, const char *id, const char *name, int64_t ttl, bool failed)
 {
 	name_entry *e = find(n, id), *oldest = &n->e[0];
 
@@ -88,6 +90,7 @@ store(names *n, const char *id, const char *name, int64_t ttl)
 	snprintf(e->id, sizeof(e->id), "%s", id);
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	e->until = rpc_now_ms() + ttl;
+	e->failed = failed;
 }
 
 void
@@ -96,7 +99,7 @@ names_set(names *n, const char *id, const char *name)
 	if (strlen(id) > RPC_USER_ID_MAX)
 		return;
 	pthread_mutex_lock(&n->mtx);
-	store(n, id, name, NAMES_TTL_MS);
+	store(n, id, name, NAMES_TTL_MS, false);
 	pthread_mutex_unlock(&n->mtx);
 }
 
@@ -118,29 +121,40 @@ names_fetch(names *n, const char *const *ids, size_t count, bool fresh)
 			continue;
 		for (size_t j = 0; j < k && !dup; j++)
 			dup = strcmp(want[j], ids[i]) == 0;
-		if (!dup && (fresh || (e = find(n, ids[i])) == NULL || e->until < now))
+		e = dup ? NULL : find(n, ids[i]);
+		/* Not even fresh ones while the server has just failed us. */
+		if (!dup && (e == NULL || e->until < now || (fresh && !e->failed)))
 			want[k++] = ids[i];
 	}
 	pthread_mutex_unlock(&n->mtx);
 	if (k == 0)
 		return;
-	if (parley_get_users(n->conn, want, k, &resp, &st) != RPC_OK) {
+	if (parley_get_users(n->conn, want, k, NAMES_CALL_MS, &resp, &st) != RPC_OK) {
 		pthread_mutex_lock(&n->mtx);
-		for (size_t j = 0; j < k; j++)
-			store(n, want[j], want[j], NAMES_FAIL_TTL_MS);
+		for (size_t j = 0; j < k; j++) {
+			name_entry *e = find(n, want[j]);
+
+			/* A name known before stays; an unknown one is the id. */
+			if (e != NULL) {
+				e->until = now + NAMES_FAIL_TTL_MS;
+				e->failed = true;
+			} else {
+				store(n, want[j], want[j], NAMES_FAIL_TTL_MS, true);
+			}
+		}
 		pthread_mutex_unlock(&n->mtx);
 		return;
 	}
 	pthread_mutex_lock(&n->mtx);
 	/* Ids left out are unknown or deleted: shown as the id. */
 	for (size_t j = 0; j < k; j++)
-		store(n, want[j], want[j], NAMES_TTL_MS);
+		store(n, want[j], want[j], NAMES_TTL_MS, false);
 	for (size_t i = 0; i < resp->n_users; i++) {
 		const Parley__V1__User *u = resp->users[i];
 
 		if (strlen(u->user_id) <= RPC_USER_ID_MAX)
 			store(n, u->user_id, u->display_name[0] ? u->display_name : u->user_id,
-			      NAMES_TTL_MS);
+			      NAMES_TTL_MS, false);
 	}
 	pthread_mutex_unlock(&n->mtx);
 	parley_free(resp);

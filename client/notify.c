@@ -89,9 +89,12 @@ notifier_main(void *arg)
 
 			memcpy(room, u->read_room, sizeof(room));
 			u->read_sent = seq;
+			u->read_busy = true;
 			pthread_mutex_unlock(&u->mtx);
 			parley_mark_read(u->conn, room, seq, CALL_MS, NULL);
 			pthread_mutex_lock(&u->mtx);
+			u->read_busy = false;
+			pthread_cond_broadcast(&u->cv); /* notify_read_flush waits */
 			u->unread_kick = true; /* the counts changed */
 			continue;
 		}
@@ -202,6 +205,27 @@ notify_read(ui *u, const char *room, uint64_t seq)
 		pthread_cond_broadcast(&u->cv);
 	}
 	pthread_mutex_unlock(&u->mtx);
+}
+
+void
+notify_read_flush(ui *u)
+{
+	char room[ROOM_ID_MAX + 1];
+	uint64_t seq = 0;
+	int64_t until = rpc_now_ms() + CALL_MS + 500;
+
+	pthread_mutex_lock(&u->mtx);
+	/* One on its way is as good as sent once it is done. */
+	while (u->read_busy && rpc_now_ms() < until)
+		rpc_cond_wait_until(&u->cv, &u->mtx, until);
+	if (u->read_room[0] != '\0' && u->read_seq > u->read_sent) {
+		memcpy(room, u->read_room, sizeof(room));
+		seq = u->read_seq;
+		u->read_sent = seq;
+	}
+	pthread_mutex_unlock(&u->mtx);
+	if (seq > 0)
+		parley_mark_read(u->conn, room, seq, CALL_MS, NULL);
 }
 
 void

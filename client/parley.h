@@ -238,10 +238,11 @@ rpc_code parley_change_password(parley_conn *c, const char *old_password,
 				const char *new_password, rpc_status *st);
 /* On RPC_OK the connection forgets its token (every session is revoked). */
 rpc_code parley_delete_account(parley_conn *c, const char *password, rpc_status *st);
-/* At most PARLEY_GET_USERS_MAX ids; unknown ids are left out of the reply. */
+/* At most PARLEY_GET_USERS_MAX ids; unknown ids are left out of the reply.
+ * timeout_ms 0: the connection's. */
 #define PARLEY_GET_USERS_MAX 100
 rpc_code parley_get_users(parley_conn *c, const char *const *user_ids, size_t n,
-			  Parley__V1__GetUsersResponse **out, rpc_status *st);
+			  uint32_t timeout_ms, Parley__V1__GetUsersResponse **out, rpc_status *st);
 
 /* Rooms. reason may be NULL; name or topic NULL or "" is left unchanged. */
 rpc_code parley_members_list(parley_conn *c, const char *room_id, uint32_t page_size,

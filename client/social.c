@@ -83,7 +83,7 @@ parley_delete_account(parley_conn *c, const char *password, rpc_status *st)
 }
 
 rpc_code
-parley_get_users(parley_conn *c, const char *const *user_ids, size_t n,
+parley_get_users(parley_conn *c, const char *const *user_ids, size_t n, uint32_t timeout_ms,
 		 Parley__V1__GetUsersResponse **out, rpc_status *st)
 {
 	Parley__V1__GetUsersRequest req = PARLEY__V1__GET_USERS_REQUEST__INIT;
@@ -95,7 +95,8 @@ parley_get_users(parley_conn *c, const char *const *user_ids, size_t n,
 		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "at most 100 users at a time");
 	req.user_ids = (char **)user_ids;
 	req.n_user_ids = n;
-	code = parley__call(c, AUTH, "GetUsers", &req.base, (ProtobufCMessage **)&resp, 0, st);
+	code = parley__call(c, AUTH, "GetUsers", &req.base, (ProtobufCMessage **)&resp, timeout_ms,
+			    st);
 	if (code != RPC_OK)
 		return code;
 	if (resp->n_users > n)

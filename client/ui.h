@@ -178,6 +178,7 @@ typedef struct ui {
 	int64_t typing_sent_at;
 	char read_room[ROOM_ID_MAX + 1];
 	uint64_t read_seq, read_sent;
+	bool read_busy;		/* the notifier's MarkRead is on its way */
 	bool unread_kick;	/* ask for unread counts now */
 	unread_room *unread;	/* the notifier's latest list */
 	size_t unread_n;
@@ -247,6 +248,9 @@ void notify_typing(ui *u);
 void notify_typing_stop(ui *u);
 /* room was shown up to seq (main). */
 void notify_read(ui *u, const char *room, uint64_t seq);
+/* Sends the MarkRead not yet sent, now, from main (before counts are
+ * shown, so that they include what is on screen). */
+void notify_read_flush(ui *u);
 /* Unread counts now rather than at the next turn. */
 void notify_unread_now(ui *u);
 /* Takes in a new unread list, if any: notices for new direct messages and
