@@ -81,10 +81,34 @@ in_order alice "^\* in lobby:$" "^  alice -- moderator, online$" "^  Bobby B \(b
 ok "/op, /topic, /who"
 
 # @mentions: highlighted (bold reverse) and a bell; the text is intact.
+# tmux flags a window that rang (nothing rang on bob's before).
+bell() { tmx display -p -t "$1" '#{window_bell_flag}'; }
+[[ $(bell bob) == 0 ]] || fail "bob's terminal rang before any mention"
+as carol send lobby "about @bobcat, not bob"
+sees bob "carol: about @bobcat, not bob$"
 as carol send lobby "look here @bob, please"
 sees bob "carol: look here @bob, please$"
 tmx capture-pane -p -e -t bob | grep -q $'\033\\[1;7m@bob' || { show_screen bob; fail "@bob not highlighted"; }
-ok "@mention highlighted"
+tmx capture-pane -p -e -t bob | grep -q $'\033\\[1;7m@bobcat' && fail "@bobcat highlighted for bob"
+[[ $(bell bob) == 1 ]] || fail "no bell for the mention"
+ok "@mention highlighted, with a bell"
+
+# Bad input of each command: a clear message, in words.
+keys bob "/kick"
+sees bob "^error: usage: /kick USER \[REASON\]$"
+keys bob "/msg alice"
+sees bob "^error: usage: /msg USER TEXT \(nothing to send\)$"
+keys bob "/query bob"
+sees bob "^error: a direct conversation is with someone else$"
+keys bob "/nick"
+sees bob "^error: usage: /nick NAME"
+keys bob "/edit"
+sees bob "^error: usage: /edit \[#SEQ\] TEXT"
+keys bob "/me"
+sees bob "^error: usage: /me ACTION$"
+keys bob "/invite"
+sees bob "^error: usage: /invite USER$"
+ok "usage errors"
 
 # Direct messages: /msg from alice to bob shows on bob's screen while he is
 # in lobby; /query enters the conversation; the prompt says with whom.
