@@ -260,7 +260,8 @@ put_unread(strbuf *sb, const Parley__V1__GetUnreadResponse *ur, const char *room
 	}
 }
 
-/* "  direct with bob (2 unread)" for each direct room of mine. */
+/* The rooms of mine that ListRooms leaves out: private ones, and
+ * "  direct with bob (2 unread)" for each direct one. */
 static void
 show_direct(ui *u, const Parley__V1__ListMyRoomsResponse *mine,
 	    const Parley__V1__GetUnreadResponse *ur)
@@ -271,6 +272,14 @@ show_direct(ui *u, const Parley__V1__ListMyRoomsResponse *mine,
 		char mark = strcmp(r->room_id, u->room) == 0 ? '>' : '*';
 		strbuf sb = {0};
 
+		if (r->visibility == PARLEY__V1__VISIBILITY__PRIVATE) {
+			cli_room_line(&sb, r, mark);
+			sb_puts(&sb, "  (private)");
+			put_unread(&sb, ur, r->room_id);
+			ui_show_sb(u, &sb);
+			sb_free(&sb);
+			continue;
+		}
 		if (r->visibility != PARLEY__V1__VISIBILITY__DIRECT || comma == NULL)
 			continue;
 		sb_putc(&sb, mark);

@@ -228,7 +228,10 @@ cmd_who(ui *u, char *args)
 
 	if (!chat_need_room(u))
 		return;
-	ui_note(u, "in ", u->peer[0] ? u->peer : u->room, ":");
+	if (u->peer[0] != '\0')
+		ui_note(u, "in your direct conversation with ", u->peer, ":");
+	else
+		ui_note(u, "in ", u->room, ":");
 	for (int pages = 0; pages < MEMBER_PAGES; pages++) {
 		Parley__V1__ListMembersResponse *resp;
 

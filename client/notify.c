@@ -177,7 +177,10 @@ notify_typing(ui *u)
 		u->typing_sent = false;
 	}
 	u->typing_until = rpc_now_ms() + TYPING_IDLE_MS;
-	pthread_cond_broadcast(&u->cv);
+	/* Only news wakes the threads: the notifier finds a later
+	 * typing_until by itself when it wakes. */
+	if (!u->typing_sent)
+		pthread_cond_broadcast(&u->cv);
 	pthread_mutex_unlock(&u->mtx);
 }
 
@@ -329,21 +332,19 @@ typing_set(ui *u, const char *id, bool typing)
 {
 	typer *slot = NULL;
 
-	for (size_t i = 0; i < TYPERS_MAX; i++) {
-		if (u->typers[i].until != 0 && strcmp(u->typers[i].id, id) == 0) {
+	for (size_t i = 0; i < TYPERS_MAX && slot == NULL; i++)
+		if (u->typers[i].until != 0 && strcmp(u->typers[i].id, id) == 0)
 			slot = &u->typers[i];
-			break;
-		}
-		if (slot == NULL && u->typers[i].until == 0)
-			slot = &u->typers[i];
-	}
-	if (slot == NULL)
-		return; /* more than TYPERS_MAX at once: "several" shows anyway */
 	if (!typing) {
-		if (strcmp(slot->id, id) == 0)
+		if (slot != NULL)
 			slot->until = 0;
 		return;
 	}
+	for (size_t i = 0; i < TYPERS_MAX && slot == NULL; i++)
+		if (u->typers[i].until == 0)
+			slot = &u->typers[i];
+	if (slot == NULL)
+		return; /* more than TYPERS_MAX at once: they show as many anyway */
 	snprintf(slot->id, sizeof(slot->id), "%s", id);
 	slot->until = rpc_now_ms() + TYPING_LAPSE_MS;
 }
