@@ -34,6 +34,7 @@ ok "display names"
 # Typing: alice's draft makes one status line on bob's screen; carol's
 # lines arrive meanwhile; nothing disturbs either draft.
 type_text bob "bob's draft"
+sees_now alice "^Bobby B \(bob\) is typing\.\.\.$"
 type_text alice "alice is writ"
 sees_now bob "^alice is typing\.\.\.$"
 for i in 1 2 3; do as carol send lobby "while typing $i"; done
