@@ -56,11 +56,56 @@ unread_copy(const Parley__V1__GetUnreadResponse *r, size_t *n)
 	return list;
 }
 
+/* The room's newest chat message by someone else, into r (for a notice
+ * when the event at the head is not one: the members of a new direct room
+ * may be logged after its first message). */
+static void
+last_message(ui *u, const char *me, unread_room *r)
+{
+	Parley__V1__GetHistoryResponse *h;
+
+	if (parley_history(u->conn, r->room, 0, 0, 10, &h, NULL) != RPC_OK)
+		return;
+	for (size_t i = h->n_events; i-- > 0;) {
+		const Parley__V1__Event *ev = h->events[i];
+
+		if (ev->body_case == PARLEY__V1__EVENT__BODY_MESSAGE && ev->message != NULL &&
+		    strcmp(ev->sender, me) != 0) {
+			snprintf(r->last_sender, sizeof(r->last_sender), "%s", ev->sender);
+			snprintf(r->last_text, sizeof(r->last_text), "%s", ev->message->text);
+			break;
+		}
+	}
+	parley_free(h);
+}
+
+/* Fills in the message behind each count that went up since prev. */
+static void
+explain_news(ui *u, const char *me, unread_room *list, size_t n, const unread_room *prev,
+	     size_t n_prev)
+{
+	for (size_t i = 0; i < n; i++) {
+		const unread_room *was = NULL;
+		bool direct = strncmp(list[i].room, "dm.", 3) == 0;
+
+		for (size_t j = 0; j < n_prev && was == NULL; j++)
+			if (strcmp(prev[j].room, list[i].room) == 0)
+				was = &prev[j];
+		if (list[i].last_sender[0] != '\0')
+			continue;
+		if ((direct && list[i].unread > (was ? was->unread : 0)) ||
+		    list[i].mentions > (was ? was->mentions : 0))
+			last_message(u, me, &list[i]);
+	}
+}
+
 static void *
 notifier_main(void *arg)
 {
 	ui *u = arg;
 	int64_t unread_at = 0;
+	unread_room *prev = NULL; /* the notifier's last list, for explain_news */
+	size_t n_prev = 0;
 
 	pthread_mutex_lock(&u->mtx);
 	while (!u->stop) {
@@ -101,15 +146,27 @@ notifier_main(void *arg)
 		if (u->me[0] != '\0' && (u->unread_kick || now >= unread_at)) {
 			Parley__V1__GetUnreadResponse *r;
 			unread_room *list = NULL;
+			char me[sizeof(u->me)];
 			size_t n = 0;
 			rpc_code code;
 
 			u->unread_kick = false;
+			memcpy(me, u->me, sizeof(me));
 			pthread_mutex_unlock(&u->mtx);
 			code = parley_get_unread(u->conn, NULL, 0, CALL_MS, &r, NULL);
 			if (code == RPC_OK) {
 				list = unread_copy(r, &n);
 				parley_free(r);
+			}
+			if (list != NULL) {
+				unread_room *keep = malloc(n ? n * sizeof(*keep) : 1);
+
+				explain_news(u, me, list, n, prev, n_prev);
+				free(prev);
+				prev = keep;
+				n_prev = keep != NULL ? n : 0;
+				if (keep != NULL)
+					memcpy(keep, list, n * sizeof(*keep));
 			}
 			for (size_t i = 0; list != NULL && i < n; i++) {
 				const char *id = list[i].last_sender;
@@ -139,6 +196,7 @@ notifier_main(void *arg)
 		rpc_cond_wait_until(&u->cv, &u->mtx, wake);
 	}
 	pthread_mutex_unlock(&u->mtx);
+	free(prev);
 	return NULL;
 }
 

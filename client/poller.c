@@ -78,7 +78,15 @@ qline_free(qline *l)
 	}
 }
 
-/* Whether text names @me as a word ("@alice," yes, "@alicex" no). */
+static bool
+id_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+	       ch == '.';
+}
+
+/* Whether text names @me as a word, as the server counts mentions
+ * (unread.c): "@alice," and "(@alice.)" yes; "@alicex", "mail@alice" no. */
 static bool
 mentions(const char *text, const char *me)
 {
@@ -87,6 +95,8 @@ mentions(const char *text, const char *me)
 	for (const char *p = strchr(text, '@'); p != NULL; p = strchr(p + 1, '@')) {
 		char after = p[1 + n];
 
+		if (p > text && (id_char(p[-1]) || p[-1] == '@'))
+			continue;
 		if (strncmp(p + 1, me, n) == 0 &&
 		    !((after >= 'a' && after <= 'z') || (after >= '0' && after <= '9') ||
 		      after == '_' || after == '-' || (after == '.' && p[2 + n] > ' ')))
