@@ -229,7 +229,16 @@ rpc_code parley_session_close(parley_conn *c, const char *session_id, uint32_t t
 			      rpc_status *st);
 
 /* Profiles, moderation, direct rooms, edits, typing, unread (social.c) ----
- * Same rules as the calls above: blocking, *out owned by the caller. */
+ * Same rules as the calls above: blocking, *out owned by the caller.
+ * Errors: what the server says, with its message: UNAUTHENTICATED (no or
+ * an ended session), PERMISSION_DENIED (not a member, a role too low, a
+ * wrong password), NOT_FOUND (no such user, room or message),
+ * INVALID_ARGUMENT (a bad id, name, text or reason), FAILED_PRECONDITION
+ * (moderation in a direct room, editing a deleted message),
+ * RESOURCE_EXHAUSTED (rate limits); UNAVAILABLE or DEADLINE_EXCEEDED when
+ * the server cannot be reached in time; INTERNAL for a reply that fails
+ * its checks. Only reads, MarkRead, SetTyping and Edit/Delete (which carry
+ * a client_msg_id) are sent again after a dropped connection. */
 
 /* Auth. Empty or NULL fields of UpdateProfile are left unchanged. */
 rpc_code parley_update_profile(parley_conn *c, const char *display_name, const char *email,
