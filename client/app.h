@@ -24,6 +24,7 @@ enum {
 	OPT_NAME = 1 << 8,
 	OPT_TOPIC = 1 << 9,
 	OPT_MINE = 1 << 10,
+	OPT_YES = 1 << 11,
 };
 
 typedef struct cli_ctx {
@@ -35,7 +36,7 @@ typedef struct cli_ctx {
 	bool have_session;	/* session holds a loaded login */
 
 	unsigned given;		/* OPT_* bits seen on the command line */
-	bool json, mine, password_stdin;
+	bool json, mine, password_stdin, yes;
 	uint32_t lines;
 	uint64_t before, after, since;
 	const char *display_name, *email, *name, *topic;
@@ -54,6 +55,9 @@ typedef struct cli_command {
 } cli_command;
 
 extern const cli_command cli_commands[];
+
+/* account.c: `parley delete-account`. */
+int cli_cmd_delete_account(cli_ctx *ctx, int argc, char **argv);
 
 /* Called once the command to run is known, before it runs. */
 void cli_commands_init(const cli_command *cmd);

@@ -10,8 +10,8 @@
 
 #include "ui.h"
 
-static char *
-next_word(char **rest)
+char *
+chat_next_word(char **rest)
 {
 	char *p = *rest, *w;
 
@@ -36,18 +36,34 @@ static void
 cmd_help(ui *u, char *args)
 {
 	static const char *const out[] = {
-		"  /register [USER]     create an account (asks for the password twice)",
+		"  /register [USER]     create an account (asks for the password twice, a",
+		"                       display name and an email)",
 		"  /login [USER]        log in (the session is kept for next time)",
 		"  /help                this list",
 		"  /quit                leave parley (Ctrl-D, Ctrl-C too)",
 	};
 	static const char *const in[] = {
-		"  /rooms               all rooms with their member counts (* yours, > here)",
+		"  /rooms               rooms with member and unread counts (* yours, > here)",
 		"  /create ROOM [NAME]  create a room",
 		"  /join ROOM           enter a room: its last messages, then live",
 		"  /leave               leave the room you are in",
-		"  /who                 who is in this room",
-		"  /history [N]         the last N events here (default 20, at most 500)",
+		"  /who                 who is in this room: online or not, and roles",
+		"  /history [N]         the last N events here with their numbers (#SEQ)",
+		"  /msg USER TEXT       a direct message to USER",
+		"  /query USER          enter your direct conversation with USER",
+		"  /me ACTION           say what you do: * you ACTION",
+		"  /topic [TEXT]        show the room's topic, or set it (moderators)",
+		"  /edit [#SEQ] TEXT    change your last message here (or message #SEQ)",
+		"  /delete [SEQ]        delete your last message here (or #SEQ; moderators:",
+		"                       anyone's)",
+		"  /kick USER [REASON]  remove USER from this room (moderators)",
+		"  /ban USER [REASON]   remove USER and keep them out (moderators)",
+		"  /unban USER          let a banned USER join again (moderators)",
+		"  /invite USER         let USER join this room, private or not (moderators)",
+		"  /op USER [ROLE]      make USER a moderator, or ROLE: member, moderator,",
+		"                       admin (admins)",
+		"  /nick NAME           change your display name",
+		"  /passwd              change your password (other sessions end)",
 		"  /logout              end the session",
 		"  /quit                leave parley, staying logged in (Ctrl-D, Ctrl-C too)",
 		"  /help                this list",
@@ -70,8 +86,8 @@ cmd_quit(ui *u, char *args)
 static void
 cmd_register(ui *u, char *args)
 {
-	char user[RPC_USER_ID_MAX + 1], pw[1100], again[1100];
-	char *w = next_word(&args);
+	char user[RPC_USER_ID_MAX + 1], pw[1100], again[1100], display[260] = "", email[260] = "";
+	char *w = chat_next_word(&args);
 	Parley__V1__RegisterResponse *resp;
 	rpc_status st;
 	rpc_code code;
@@ -97,14 +113,37 @@ cmd_register(ui *u, char *args)
 		ui_error(u, RPC_INVALID_ARGUMENT, "the passwords do not match");
 		return;
 	}
-	code = parley_register(u->conn, user, pw, NULL, NULL, &resp, &st);
+	/* On a terminal only: a script's next lines are its commands. Empty
+	 * answers: the id as the name, no email. */
+	if (u->tty) {
+		char q[80 + RPC_USER_ID_MAX];
+
+		snprintf(q, sizeof(q), "display name (Enter: %s): ", user);
+		if (!ui_ask(u, q, true, display, sizeof(display)))
+			display[0] = '\0';
+		if (!ui_ask(u, "email (optional, Enter: none): ", true, email, sizeof(email)))
+			email[0] = '\0';
+	}
+	code = parley_register(u->conn, user, pw, display, email, &resp, &st);
 	explicit_bzero(pw, sizeof(pw));
 	explicit_bzero(again, sizeof(again));
 	if (code != RPC_OK) {
 		ui_error(u, code, st.message);
 		return;
 	}
-	ui_note(u, "registered ", resp->user->user_id, "; now /login");
+	if (strcmp(resp->user->display_name, resp->user->user_id) != 0) {
+		strbuf sb = {0};
+
+		sb_puts(&sb, "* registered ");
+		sb_sanitized(&sb, resp->user->user_id, RPC_USER_ID_MAX);
+		sb_puts(&sb, " as ");
+		sb_sanitized(&sb, resp->user->display_name, 64);
+		sb_puts(&sb, "; now /login");
+		ui_show_sb(u, &sb);
+		sb_free(&sb);
+	} else {
+		ui_note(u, "registered ", resp->user->user_id, "; now /login");
+	}
 	parley_free(resp);
 }
 
@@ -113,13 +152,31 @@ cmd_register(ui *u, char *args)
 static char ended_user[RPC_USER_ID_MAX + 1];
 static char ended_room[ROOM_ID_MAX + 1];
 
+/* The user the other threads act for ("" when logged out). */
+static void
+set_me(ui *u, const char *user)
+{
+	pthread_mutex_lock(&u->mtx);
+	snprintf(u->me, sizeof(u->me), "%s", user);
+	free(u->unread);
+	u->unread = NULL;
+	u->unread_n = 0;
+	u->unread_kick = true;
+	pthread_cond_broadcast(&u->cv);
+	pthread_mutex_unlock(&u->mtx);
+	u->unread_seen = false;
+	u->unread_total = 0;
+}
+
 static void
 logged_in_as(ui *u, const char *user)
 {
 	snprintf(u->user, sizeof(u->user), "%s", user);
 	u->logged_in = true;
 	u->room[0] = '\0';
+	u->peer[0] = '\0';
 	u->away = false;
+	set_me(u, user);
 }
 
 /* Back where the ended session was, and its unsent messages go out; or, as
@@ -140,7 +197,7 @@ static void
 cmd_login(ui *u, char *args)
 {
 	char user[RPC_USER_ID_MAX + 1], pw[1100];
-	char *w = next_word(&args);
+	char *w = chat_next_word(&args);
 	Parley__V1__LoginResponse *resp;
 	rpc_status st;
 	rpc_code code;
@@ -181,15 +238,73 @@ cmd_logout(ui *u, char *args)
 	}
 	if (!cli_session_remove(err, sizeof(err)))
 		ui_error(u, RPC_INTERNAL, err);
+	set_me(u, "");
 	u->logged_in = false;
 	u->ctx->have_session = false;
 	ui_show(u, "* logged out");
+}
+
+/* ", 3 unread" (and ", 1 naming you") from the unread list ur. */
+static void
+put_unread(strbuf *sb, const Parley__V1__GetUnreadResponse *ur, const char *room)
+{
+	for (size_t i = 0; ur != NULL && i < ur->n_rooms; i++) {
+		const Parley__V1__RoomUnread *r = ur->rooms[i];
+
+		if (strcmp(r->room_id, room) != 0 || r->unread_count == 0)
+			continue;
+		sb_printf(sb, "  (%llu unread", (unsigned long long)r->unread_count);
+		if (r->mention_count > 0)
+			sb_printf(sb, ", %llu naming you", (unsigned long long)r->mention_count);
+		sb_putc(sb, ')');
+	}
+}
+
+/* The rooms of mine that ListRooms leaves out: private ones, and
+ * "  direct with bob (2 unread)" for each direct one. */
+static void
+show_direct(ui *u, const Parley__V1__ListMyRoomsResponse *mine,
+	    const Parley__V1__GetUnreadResponse *ur)
+{
+	for (size_t k = 0; k < mine->n_rooms; k++) {
+		const Parley__V1__Room *r = mine->rooms[k];
+		const char *name = r->name, *comma = strstr(name, ", ");
+		char mark = strcmp(r->room_id, u->room) == 0 ? '>' : '*';
+		strbuf sb = {0};
+
+		if (r->visibility == PARLEY__V1__VISIBILITY__PRIVATE) {
+			cli_room_line(&sb, r, mark);
+			sb_puts(&sb, "  (private)");
+			put_unread(&sb, ur, r->room_id);
+			ui_show_sb(u, &sb);
+			sb_free(&sb);
+			continue;
+		}
+		if (r->visibility != PARLEY__V1__VISIBILITY__DIRECT || comma == NULL)
+			continue;
+		sb_putc(&sb, mark);
+		sb_puts(&sb, " direct with ");
+		/* The name is "<a>, <b>": the other one is not me. */
+		if (strncmp(name, u->user, (size_t)(comma - name)) == 0 &&
+		    strlen(u->user) == (size_t)(comma - name)) {
+			sb_sanitized(&sb, comma + 2, RPC_USER_ID_MAX);
+		} else {
+			char other[RPC_USER_ID_MAX + 1];
+
+			snprintf(other, sizeof(other), "%.*s", (int)(comma - name), name);
+			sb_sanitized(&sb, other, RPC_USER_ID_MAX);
+		}
+		put_unread(&sb, ur, r->room_id);
+		ui_show_sb(u, &sb);
+		sb_free(&sb);
+	}
 }
 
 static void
 cmd_rooms(ui *u, char *args)
 {
 	Parley__V1__ListMyRoomsResponse *mine;
+	Parley__V1__GetUnreadResponse *ur = NULL;
 	char *page = NULL;
 	rpc_status st;
 	rpc_code code;
@@ -199,6 +314,11 @@ cmd_rooms(ui *u, char *args)
 		ui_error(u, code, st.message);
 		return;
 	}
+	/* Without counts the list is still worth showing. What is on screen
+	 * is read: the counts say so. */
+	notify_read_flush(u);
+	if (parley_get_unread(u->conn, NULL, 0, 0, &ur, &st) != RPC_OK)
+		ur = NULL;
 	for (int pages = 0; pages < 100; pages++) {
 		Parley__V1__ListRoomsResponse *resp;
 
@@ -218,6 +338,7 @@ cmd_rooms(ui *u, char *args)
 				if (strcmp(mine->rooms[k]->room_id, r->room_id) == 0)
 					mark = '*';
 			cli_room_line(&sb, r, mark);
+			put_unread(&sb, ur, r->room_id);
 			ui_show_sb(u, &sb);
 			sb_free(&sb);
 			shown++;
@@ -229,7 +350,9 @@ cmd_rooms(ui *u, char *args)
 			break;
 	}
 	free(page);
+	show_direct(u, mine, ur);
 	parley_free(mine);
+	parley_free(ur);
 	if (shown == 0 && code == RPC_OK)
 		ui_show(u, "* no rooms yet: /create ROOM makes one");
 }
@@ -237,7 +360,7 @@ cmd_rooms(ui *u, char *args)
 static void
 cmd_create(ui *u, char *args)
 {
-	char *room = next_word(&args);
+	char *room = chat_next_word(&args);
 	Parley__V1__CreateRoomResponse *resp;
 	rpc_status st;
 	rpc_code code;
@@ -266,7 +389,9 @@ chat_enter_room(ui *u, const char *room)
 	rpc_status st;
 	rpc_code code;
 
-	code = parley_room_join(u->conn, room, NULL, &st);
+	/* A direct room was opened (OpenDirect) by /query: JoinRoom would
+	 * bring back nobody else. */
+	code = strncmp(room, "dm.", 3) == 0 ? RPC_OK : parley_room_join(u->conn, room, NULL, &st);
 	if (code != RPC_OK && code != RPC_ALREADY_EXISTS) {
 		ui_error(u, code, st.message);
 		return false;
@@ -274,6 +399,8 @@ chat_enter_room(ui *u, const char *room)
 	ui_stop_following(u);
 	u->room[0] = '\0';
 	u->away = false;
+	u->last_own_seq = 0;
+	memset(u->typers, 0, sizeof(u->typers));
 	code = parley_history(u->conn, room, 0, 0, JOIN_HISTORY, &h, &st);
 	if (code != RPC_OK) {
 		ui_error(u, code, st.message);
@@ -281,26 +408,36 @@ chat_enter_room(ui *u, const char *room)
 	}
 	cur.room_id = room;
 	cur.since_seq = h->head_seq;
+	names_of_events(u->names, h->events, h->n_events);
 	for (size_t i = 0; i < h->n_events; i++) {
-		ui_event(u, h->events[i]);
-		if (h->events[i]->seq > cur.since_seq)
-			cur.since_seq = h->events[i]->seq;
+		const Parley__V1__Event *ev = h->events[i];
+
+		ui_event(u, ev);
+		if (ev->seq > cur.since_seq)
+			cur.since_seq = ev->seq;
+		if (ev->body_case == PARLEY__V1__EVENT__BODY_MESSAGE && strcmp(ev->sender, u->user) == 0)
+			u->last_own_seq = ev->seq;
 	}
 	parley_free(h);
+	notify_read(u, room, cur.since_seq); /* all of it is on screen now */
 	if ((code = parley_follow_new(&f, u->conn, &cur, 1, &st)) != RPC_OK) {
 		ui_error(u, code, st.message);
 		return false;
 	}
 	snprintf(u->room, sizeof(u->room), "%s", room);
 	ui_start_following(u, f);
-	ui_note(u, "you are in ", room, "; type to chat, /help for commands");
+	if (u->peer[0] != '\0')
+		ui_note(u, "you are in your direct conversation with ", u->peer,
+			"; type to chat, /help for commands");
+	else
+		ui_note(u, "you are in ", room, "; type to chat, /help for commands");
 	return true;
 }
 
 static void
 cmd_join(ui *u, char *args)
 {
-	char *room = next_word(&args);
+	char *room = chat_next_word(&args);
 
 	if (room == NULL || args[0] != '\0') {
 		ui_error(u, RPC_INVALID_ARGUMENT, "usage: /join ROOM");
@@ -310,11 +447,22 @@ cmd_join(ui *u, char *args)
 		ui_error(u, RPC_INVALID_ARGUMENT, "room ids are at most 64 characters");
 		return;
 	}
-	chat_enter_room(u, room);
+	if (strncmp(room, "dm.", 3) == 0) {
+		ui_error(u, RPC_INVALID_ARGUMENT, "direct conversations are entered with /query USER");
+		return;
+	}
+	{
+		char peer[sizeof(u->peer)];
+
+		memcpy(peer, u->peer, sizeof(peer));
+		u->peer[0] = '\0';
+		if (!chat_enter_room(u, room) && u->room[0] != '\0')
+			memcpy(u->peer, peer, sizeof(peer)); /* still where it was */
+	}
 }
 
-static bool
-need_room(ui *u)
+bool
+chat_need_room(ui *u)
 {
 	if (u->room[0] != '\0')
 		return true;
@@ -329,7 +477,7 @@ cmd_leave(ui *u, char *args)
 	rpc_status st;
 	rpc_code code;
 
-	if (!need_room(u))
+	if (!chat_need_room(u))
 		return;
 	memcpy(room, u->room, sizeof(room));
 	ui_stop_following(u);
@@ -343,44 +491,15 @@ cmd_leave(ui *u, char *args)
 }
 
 static void
-cmd_who(ui *u, char *args)
-{
-	Parley__V1__GetRoomResponse *resp;
-	strbuf sb = {0};
-	rpc_status st;
-	rpc_code code;
-
-	if (!need_room(u))
-		return;
-	if ((code = parley_room_get(u->conn, u->room, &resp, &st)) != RPC_OK) {
-		ui_error(u, code, st.message);
-		return;
-	}
-	sb_puts(&sb, "* in ");
-	sb_sanitized(&sb, resp->room->room_id, 64);
-	sb_printf(&sb, " (%u): ", resp->room->member_count);
-	for (size_t i = 0; i < resp->n_members; i++) {
-		if (i > 0)
-			sb_puts(&sb, ", ");
-		sb_sanitized(&sb, resp->members[i], 64);
-	}
-	if (resp->room->member_count > resp->n_members)
-		sb_printf(&sb, " and %zu more", (size_t)resp->room->member_count - resp->n_members);
-	ui_show_sb(u, &sb);
-	sb_free(&sb);
-	parley_free(resp);
-}
-
-static void
 cmd_history(ui *u, char *args)
 {
 	Parley__V1__GetHistoryResponse *h;
-	char *w = next_word(&args), *end;
+	char *w = chat_next_word(&args), *end;
 	unsigned long n = JOIN_HISTORY;
 	rpc_status st;
 	rpc_code code;
 
-	if (!need_room(u))
+	if (!chat_need_room(u))
 		return;
 	if (w != NULL) {
 		n = strtoul(w, &end, 10);
@@ -395,8 +514,16 @@ cmd_history(ui *u, char *args)
 	}
 	if (h->n_events == 0)
 		ui_show(u, "* nothing yet");
-	for (size_t i = 0; i < h->n_events; i++)
-		ui_event(u, h->events[i]);
+	names_of_events(u->names, h->events, h->n_events);
+	for (size_t i = 0; i < h->n_events; i++) {
+		cli_names nm = {.put = names_put, .arg = u->names, .seqs = true};
+		strbuf sb = {0};
+
+		cli_event_line_as(&sb, h->events[i], false, &nm);
+		if (sb.len > 0)
+			ui_show_sb(u, &sb);
+		sb_free(&sb);
+	}
 	parley_free(h);
 }
 
@@ -410,13 +537,13 @@ static const icmd icmds[] = {
 	{"/help", cmd_help, 0},	  {"/quit", cmd_quit, 0},	{"/exit", cmd_quit, 0},
 	{"/register", cmd_register, 1}, {"/login", cmd_login, 1},	{"/logout", cmd_logout, 2},
 	{"/rooms", cmd_rooms, 2}, {"/create", cmd_create, 2}, {"/join", cmd_join, 2},
-	{"/leave", cmd_leave, 2}, {"/who", cmd_who, 2},	{"/history", cmd_history, 2},
+	{"/leave", cmd_leave, 2}, {"/history", cmd_history, 2},
 };
 
 void
 chat_command(ui *u, char *line)
 {
-	char *args = line, *cmd = next_word(&args);
+	char *args = line, *cmd = chat_next_word(&args);
 
 	for (size_t i = 0; i < sizeof(icmds) / sizeof(icmds[0]); i++) {
 		if (strcmp(icmds[i].name, cmd) != 0)
@@ -435,6 +562,8 @@ chat_command(ui *u, char *line)
 		}
 		return;
 	}
+	if (chat_more_command(u, cmd, args))
+		return;
 	{
 		strbuf sb = {0};
 		sb_puts(&sb, "unknown command ");
@@ -502,6 +631,7 @@ chat_session_ended(ui *u)
 	ui_stop_following(u);
 	u->room[0] = '\0';
 	u->logged_in = false;
+	set_me(u, "");
 	u->ctx->have_session = false;
 	parley_set_token(u->conn, NULL, NULL);
 	cli_session_remove(err, sizeof(err)); /* its token is of no use now */

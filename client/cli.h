@@ -60,6 +60,21 @@ void sb_json_string(strbuf *sb, const char *s);
  * kind this client does not know. */
 void cli_event_line(strbuf *sb, const Parley__V1__Event *ev, bool room);
 
+/* How cli_event_line_as shows people and messages: put (may be NULL: the
+ * user id) appends a terminal-safe name for user_id; seqs puts "#SEQ "
+ * before each message (what /edit and /delete take). */
+typedef struct cli_names {
+	void (*put)(strbuf *sb, const char *user_id, void *arg);
+	void *arg;
+	bool seqs;
+} cli_names;
+
+/* As cli_event_line, with names from nm (NULL: user ids). A message whose
+ * text starts with "/me " reads "* alice waves"; an edited one ends with
+ * "(edited)", a deleted one reads "(deleted)". Typing events append
+ * nothing: they are not lines. */
+void cli_event_line_as(strbuf *sb, const Parley__V1__Event *ev, bool room, const cli_names *nm);
+
 /* One JSON object (no newline) for ev:
  * {"room_id":..,"seq":..,"ts_ms":..,"sender":..,"type":"message","text":..}
  * with type message | joined | left | online | offline | unknown. */

@@ -703,6 +703,13 @@ const cli_command cli_commands[] = {
 	 "  --password-stdin      read the password from the first line of standard input\n"},
 	{"logout", cmd_logout, 0, 0, 0, true, false, "", "end the saved session",
 	 "Revokes the token on the server and removes the saved session.\n"},
+	{"delete-account", cli_cmd_delete_account, OPT_PASSWORD_STDIN | OPT_YES, 0, 0, true, false,
+	 "", "delete your account for good",
+	 "Asks the password, then for your user id as confirmation. Every session\n"
+	 "ends, you leave every room, your profile goes; your past messages stay and\n"
+	 "the user id can never be registered again.\n"
+	 "  --password-stdin      read the password from the first line of standard input\n"
+	 "  --yes                 no confirmation (needed when standard input is not a terminal)\n"},
 	{"rooms", cmd_rooms, OPT_JSON | OPT_MINE, 0, 0, true, false, "",
 	 "list rooms with their member counts",
 	 "Rooms you are in are marked with '*' (in JSON: \"member\": true).\n"

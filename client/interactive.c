@@ -45,12 +45,18 @@ set_prompt(ui *u)
 		sb_puts(&sb, "parley");
 	} else {
 		sb_sanitized(&sb, u->user, RPC_USER_ID_MAX);
-		if (u->room[0] != '\0') {
+		if (u->room[0] != '\0' && u->peer[0] != '\0') {
+			sb_puts(&sb, " to ");
+			sb_sanitized(&sb, u->peer, RPC_USER_ID_MAX);
+		} else if (u->room[0] != '\0') {
 			sb_putc(&sb, '@');
 			sb_sanitized(&sb, u->room, ROOM_ID_MAX);
-			if (u->away)
-				sb_puts(&sb, " (not a member)");
 		}
+		if (u->room[0] != '\0' && u->away)
+			sb_puts(&sb, " (not a member)");
+		/* Unread elsewhere: /rooms says where. */
+		if (u->unread_total > 0)
+			sb_printf(&sb, " [%llu]", (unsigned long long)u->unread_total);
 	}
 	sb_puts(&sb, "> ");
 	snprintf(u->prompt, sizeof(u->prompt), "%s", sb.oom ? "> " : sb_str(&sb));
@@ -331,6 +337,7 @@ handle_typed(ui *u)
 static void
 typed(ui *u, char *line)
 {
+	notify_typing_stop(u);
 	if (u->tty) {
 		screen_erase_typed(u, line);
 		rl_callback_handler_remove();
@@ -368,7 +375,20 @@ drain(ui *u)
 		case Q_LINE:
 			if (p->msg_id[0] != '\0')
 				outbox_settle(u, p->msg_id); /* its pending line goes */
+			if (p->mention && u->tty)
+				fputc('\a', stdout); /* someone named @me */
 			ui_show(u, p->text);
+			if (p->mine && p->seq > u->last_own_seq)
+				u->last_own_seq = p->seq;
+			if (p->seq > 0 && u->room[0] != '\0')
+				notify_read(u, u->room, p->seq); /* shown: read */
+			break;
+		case Q_TYPING:
+			typing_set(u, p->text, p->typing);
+			if (u->tty) {
+				screen_clear_live(u);
+				screen_draw_live(u);
+			}
 			break;
 		case Q_NOTE:
 			ui_show(u, p->text);
@@ -435,6 +455,8 @@ woken(ui *u)
 			winch = true;
 		else if (buf[i] == 'c')
 			cont = true;
+		else if (buf[i] == 'u' && u->logged_in)
+			notify_unread_update(u);
 	}
 	if (cont)
 		resumed(u);
@@ -467,6 +489,16 @@ read_keys(ui *u)
 	rl_point = rl_end = 0;
 	rl_callback_read_char();
 	u->edit_w = -1;
+	if (u->typed == NULL && !u->typed_eof) {
+		/* Typing shows to the room; a command or an emptied line does not. */
+		char *first = rl_end > 0 ? rl_copy_text(0, 2) : NULL;
+
+		if (first != NULL && first[0] != '/')
+			notify_typing(u);
+		else
+			notify_typing_stop(u);
+		free(first);
+	}
 	if (u->want_clear) {
 		u->want_clear = false;
 		fputs("\033[H\033[2J", stdout);
@@ -498,7 +530,12 @@ cli_interactive(cli_ctx *ctx)
 		rc = cli_local_error("cannot create a pipe");
 		goto out;
 	}
-	if (!cli_signal_thread_start(on_signal, &u) || !poller_start(&u) || !outbox_start(&u)) {
+	if ((u.names = names_new(u.conn)) == NULL) {
+		rc = cli_local_error("out of memory");
+		goto out;
+	}
+	if (!cli_signal_thread_start(on_signal, &u) || !poller_start(&u) || !outbox_start(&u) ||
+	    !notify_start(&u)) {
 		rc = cli_local_error("cannot start a thread");
 		goto out;
 	}
@@ -524,13 +561,31 @@ cli_interactive(cli_ctx *ctx)
 		/* A pipe is read one line at a time, only once the lines before
 		 * are handled (a command waiting takes the next line as its
 		 * password, say), and not polled again once ended. */
+		int64_t lapse = 0;
+		int timeout = -1;
+
 		if (!u.tty && (u.in_eof || u.inq != NULL))
 			p[0].fd = -1;
-		if (poll(p, 2, -1) < 0) {
+		if (u.tty && u.logged_in) {
+			/* Someone's typing lapses by itself: redraw then. */
+			strbuf sb = {0};
+
+			lapse = typing_line(&u, &sb, 80);
+			sb_free(&sb);
+			if (lapse > 0) {
+				int64_t left = lapse - rpc_now_ms();
+				timeout = left < 0 ? 0 : (int)left + 1;
+			}
+		}
+		if (poll(p, 2, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = cli_local_error("poll: %s", strerror(errno));
 			break;
+		}
+		if (lapse > 0 && rpc_now_ms() >= lapse && u.tty) {
+			screen_clear_live(&u);
+			screen_draw_live(&u);
 		}
 		if (p[1].revents & POLLIN)
 			woken(&u);
@@ -554,6 +609,7 @@ cli_interactive(cli_ctx *ctx)
 	}
 
 out:
+	notify_stop(&u);
 	outbox_stop(&u);
 	poller_stop(&u);
 	cli_signal_thread_stop();
@@ -568,6 +624,7 @@ out:
 	}
 	pthread_mutex_destroy(&u.mtx);
 	pthread_cond_destroy(&u.cv);
+	names_free(u.names);
 	the_ui = NULL;
 	/* A script learns that something went wrong. */
 	if (rc == CLI_EXIT_OK && !u.tty && u.errors > 0)

@@ -11,6 +11,7 @@
 
 #include <nng/nng.h>
 
+#include "libparley_int.h"
 #include "secret.h"
 #include "tls.h"
 
@@ -194,6 +195,9 @@ resendable(const ProtobufCServiceDescriptor *svc, const char *method, const Prot
 		"parley.v1.Health/Check",	"parley.v1.Rooms/ListRooms",
 		"parley.v1.Rooms/GetRoom",	"parley.v1.Rooms/ListMyRooms",
 		"parley.v1.History/GetHistory", "parley.v1.Messaging/Close",
+		"parley.v1.Auth/GetUsers",	"parley.v1.Rooms/ListMembers",
+		"parley.v1.Messaging/GetUnread", "parley.v1.Messaging/MarkRead",
+		"parley.v1.Messaging/SetTyping",
 	};
 	char name[128];
 
@@ -201,6 +205,14 @@ resendable(const ProtobufCServiceDescriptor *svc, const char *method, const Prot
 	if (strcmp(name, "parley.v1.Messaging/Send") == 0) {
 		const Parley__V1__SendRequest *send = (const void *)req;
 		return send->client_msg_id != NULL && send->client_msg_id[0] != '\0';
+	}
+	if (strcmp(name, "parley.v1.Messaging/Edit") == 0) {
+		const Parley__V1__EditRequest *edit = (const void *)req;
+		return edit->client_msg_id != NULL && edit->client_msg_id[0] != '\0';
+	}
+	if (strcmp(name, "parley.v1.Messaging/Delete") == 0) {
+		const Parley__V1__DeleteRequest *del = (const void *)req;
+		return del->client_msg_id != NULL && del->client_msg_id[0] != '\0';
 	}
 	for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
 		if (strcmp(name, idempotent[i]) == 0)
@@ -730,4 +742,25 @@ parley_session_close(parley_conn *c, const char *session_id, uint32_t timeout_ms
 		    &resp, timeout_ms, st);
 	parley_free(resp);
 	return code;
+}
+
+/* For the other files of the library (libparley_int.h). */
+rpc_code
+parley__call(parley_conn *c, parley_service s, const ProtobufCServiceDescriptor *svc,
+	     const char *method, const ProtobufCMessage *req, ProtobufCMessage **resp,
+	     uint32_t timeout_ms, rpc_status *st)
+{
+	return call(c, s, svc, method, req, resp, timeout_ms, st);
+}
+
+rpc_code
+parley__deliver(void *reply, void *out, rpc_status *st)
+{
+	return deliver(reply, out, st);
+}
+
+rpc_code
+parley__bad_reply(void *reply, parley_service s, const char *what, rpc_status *st)
+{
+	return bad_reply(reply, s, what, st);
 }

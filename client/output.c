@@ -247,11 +247,74 @@ put_name(strbuf *sb, const char *name)
 		sb_sanitized(sb, name, NAME_MAX_CHARS);
 }
 
+static void
+put_who(strbuf *sb, const char *user_id, const cli_names *nm)
+{
+	if (nm != NULL && nm->put != NULL && user_id[0] != '\0')
+		nm->put(sb, user_id, nm->arg);
+	else
+		put_name(sb, user_id);
+}
+
+static void
+put_message(strbuf *sb, const Parley__V1__Event *ev, const cli_names *nm)
+{
+	const Parley__V1__ChatMessage *m = ev->message;
+
+	if (nm != NULL && nm->seqs)
+		sb_printf(sb, "#%llu ", (unsigned long long)ev->seq);
+	put_time(sb, ev->ts_ms);
+	if (m->redacted) {
+		put_who(sb, ev->sender, nm);
+		sb_puts(sb, ": (deleted)");
+		return;
+	}
+	if (strncmp(m->text, "/me ", 4) == 0 && !cli_text_blank(m->text + 4)) {
+		/* An action, the IRC way. */
+		sb_puts(sb, "* ");
+		put_who(sb, ev->sender, nm);
+		sb_putc(sb, ' ');
+		sb_sanitized(sb, m->text + 4, TEXT_MAX_CHARS);
+	} else {
+		put_who(sb, ev->sender, nm);
+		sb_puts(sb, ": ");
+		sb_sanitized(sb, m->text, TEXT_MAX_CHARS);
+	}
+	if (m->edited_at_ms != 0)
+		sb_puts(sb, " (edited)");
+}
+
+/* "was kicked by bob: spam". */
+static void
+put_membership(strbuf *sb, const Parley__V1__MembershipChange *mc, const cli_names *nm)
+{
+	static const char *const verbs[] = {
+		[PARLEY__V1__MEMBERSHIP_CHANGE__KIND__KICKED] = "was removed by ",
+		[PARLEY__V1__MEMBERSHIP_CHANGE__KIND__BANNED] = "was banned by ",
+		[PARLEY__V1__MEMBERSHIP_CHANGE__KIND__UNBANNED] = "was unbanned by ",
+		[PARLEY__V1__MEMBERSHIP_CHANGE__KIND__INVITED] = "was invited by ",
+	};
+
+	sb_puts(sb, verbs[mc->kind]);
+	put_who(sb, mc->actor, nm);
+	if (mc->reason[0] != '\0') {
+		sb_puts(sb, ": ");
+		sb_sanitized(sb, mc->reason, 200);
+	}
+}
+
 void
 cli_event_line(strbuf *sb, const Parley__V1__Event *ev, bool room)
 {
+	cli_event_line_as(sb, ev, room, NULL);
+}
+
+void
+cli_event_line_as(strbuf *sb, const Parley__V1__Event *ev, bool room, const cli_names *nm)
+{
 	size_t start = sb->len;
 	const char *what = NULL;
+	const Parley__V1__MembershipChange *mc = NULL;
 
 	if (room) {
 		sb_putc(sb, '#');
@@ -262,18 +325,18 @@ cli_event_line(strbuf *sb, const Parley__V1__Event *ev, bool room)
 	case PARLEY__V1__EVENT__BODY_MESSAGE:
 		if (ev->message == NULL)
 			break;
-		put_time(sb, ev->ts_ms);
-		put_name(sb, ev->sender);
-		sb_puts(sb, ": ");
-		sb_sanitized(sb, ev->message->text, TEXT_MAX_CHARS);
+		put_message(sb, ev, nm);
 		return;
 	case PARLEY__V1__EVENT__BODY_MEMBERSHIP:
-		if (ev->membership == NULL)
+		if ((mc = ev->membership) == NULL)
 			break;
-		if (ev->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED)
+		if (mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED)
 			what = "joined";
-		else if (ev->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT)
+		else if (mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT)
 			what = "left";
+		else if (mc->kind >= PARLEY__V1__MEMBERSHIP_CHANGE__KIND__KICKED &&
+			 mc->kind <= PARLEY__V1__MEMBERSHIP_CHANGE__KIND__INVITED)
+			what = "";
 		break;
 	case PARLEY__V1__EVENT__BODY_PRESENCE:
 		if (ev->presence == NULL)
@@ -283,20 +346,40 @@ cli_event_line(strbuf *sb, const Parley__V1__Event *ev, bool room)
 		else if (ev->presence->state == PARLEY__V1__PRESENCE_CHANGE__STATE__OFFLINE)
 			what = "is offline";
 		break;
+	case PARLEY__V1__EVENT__BODY_ROOM_UPDATE:
+		if (ev->room_update != NULL)
+			what = ev->room_update->topic[0] != '\0' ? "set the topic: "
+								 : "cleared the topic";
+		break;
+	case PARLEY__V1__EVENT__BODY_EDIT:
+		if (ev->edit != NULL)
+			what = "edited a message: ";
+		break;
+	case PARLEY__V1__EVENT__BODY_REDACTION:
+		if (ev->redaction != NULL)
+			what = "deleted a message";
+		break;
 	default:
 		break;
 	}
 	if (what == NULL) {
-		/* A kind of event this client does not know: show nothing. */
+		/* A kind of event this client does not know, or typing: show
+		 * nothing. */
 		sb->len = start;
 		if (sb->p != NULL)
 			sb->p[start] = '\0';
 		return;
 	}
 	sb_puts(sb, "* ");
-	put_name(sb, ev->sender);
+	put_who(sb, ev->sender, nm);
 	sb_putc(sb, ' ');
 	sb_puts(sb, what);
+	if (what[0] == '\0' && mc != NULL)
+		put_membership(sb, mc, nm);
+	else if (ev->body_case == PARLEY__V1__EVENT__BODY_ROOM_UPDATE)
+		sb_sanitized(sb, ev->room_update->topic, 500);
+	else if (ev->body_case == PARLEY__V1__EVENT__BODY_EDIT)
+		sb_sanitized(sb, ev->edit->text, TEXT_MAX_CHARS);
 }
 
 static const char *
@@ -310,6 +393,14 @@ event_type(const Parley__V1__Event *ev)
 			return "joined";
 		if (ev->membership && ev->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT)
 			return "left";
+		if (ev->membership && ev->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__KICKED)
+			return "kicked";
+		if (ev->membership && ev->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__BANNED)
+			return "banned";
+		if (ev->membership && ev->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__UNBANNED)
+			return "unbanned";
+		if (ev->membership && ev->membership->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__INVITED)
+			return "invited";
 		return "unknown";
 	case PARLEY__V1__EVENT__BODY_PRESENCE:
 		if (ev->presence && ev->presence->state == PARLEY__V1__PRESENCE_CHANGE__STATE__ONLINE)
@@ -317,6 +408,14 @@ event_type(const Parley__V1__Event *ev)
 		if (ev->presence && ev->presence->state == PARLEY__V1__PRESENCE_CHANGE__STATE__OFFLINE)
 			return "offline";
 		return "unknown";
+	case PARLEY__V1__EVENT__BODY_ROOM_UPDATE:
+		return ev->room_update ? "room_update" : "unknown";
+	case PARLEY__V1__EVENT__BODY_EDIT:
+		return ev->edit ? "edit" : "unknown";
+	case PARLEY__V1__EVENT__BODY_REDACTION:
+		return ev->redaction ? "delete" : "unknown";
+	case PARLEY__V1__EVENT__BODY_TYPING:
+		return ev->typing ? "typing" : "unknown";
 	default:
 		return "unknown";
 	}
@@ -393,6 +492,9 @@ static const char *const field_words[][2] = {
 	{"since_seq", "since"},		 {"old_password", "old password"},
 	{"new_password", "new password"}, {"max_events", "max events"},
 	{"wait_ms", "wait time"},	 {"page_size", "page size"},
+	/* Role names (Role in rooms.proto) as a person says them. */
+	{"MODERATOR", "moderator"},	 {"ADMIN", "admin"},
+	{"MEMBER", "member"},
 };
 
 static bool

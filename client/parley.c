@@ -198,9 +198,13 @@ usage(FILE *out)
 	fprintf(out, "usage: parley [options] [COMMAND [ARGS]]\n\n"
 		     "Without a command, parley is an interactive chat (type /help in it).\n\n"
 		     "Commands:\n");
-	for (size_t i = 0; i < cli_ncommands; i++)
-		fprintf(out, "  %-9s %-22s %s\n", cli_commands[i].name, cli_commands[i].args,
-			cli_commands[i].summary);
+	for (size_t i = 0; i < cli_ncommands; i++) {
+		char left[96];
+
+		/* The summaries in one column, also after a long name. */
+		snprintf(left, sizeof(left), "%-9s %s", cli_commands[i].name, cli_commands[i].args);
+		fprintf(out, "  %-32s %s\n", left, cli_commands[i].summary);
+	}
 	fprintf(out,
 		"\n'parley COMMAND --help' tells more about each.\n\n%s\n"
 		"The login is saved in $XDG_CONFIG_HOME/parley/session (default\n"
@@ -223,7 +227,7 @@ command_usage(FILE *out, const cli_command *c)
 enum {
 	LO_SERVER = 256, LO_AUTH, LO_ROOMS, LO_HISTORY, LO_MESSAGING, LO_TIMEOUT, LO_HELP,
 	LO_VERSION, LO_JSON, LO_LINES, LO_BEFORE, LO_AFTER, LO_SINCE, LO_PWSTDIN, LO_DISPLAY,
-	LO_EMAIL, LO_NAME, LO_TOPIC, LO_MINE, LO_TLS_CA,
+	LO_EMAIL, LO_NAME, LO_TOPIC, LO_MINE, LO_YES, LO_TLS_CA,
 };
 
 static const struct option longopts[] = {
@@ -247,6 +251,7 @@ static const struct option longopts[] = {
 	{"name", required_argument, NULL, LO_NAME},
 	{"topic", required_argument, NULL, LO_TOPIC},
 	{"mine", no_argument, NULL, LO_MINE},
+	{"yes", no_argument, NULL, LO_YES},
 	{NULL, 0, NULL, 0},
 };
 
@@ -373,7 +378,7 @@ run(int argc, char **argv, char **pos)
 		[LO_SINCE - LO_JSON] = OPT_SINCE,   [LO_PWSTDIN - LO_JSON] = OPT_PASSWORD_STDIN,
 		[LO_DISPLAY - LO_JSON] = OPT_DISPLAY_NAME, [LO_EMAIL - LO_JSON] = OPT_EMAIL,
 		[LO_NAME - LO_JSON] = OPT_NAME,	  [LO_TOPIC - LO_JSON] = OPT_TOPIC,
-		[LO_MINE - LO_JSON] = OPT_MINE,
+		[LO_MINE - LO_JSON] = OPT_MINE,	  [LO_YES - LO_JSON] = OPT_YES,
 	};
 	cli_ctx ctx = {.cmd_name = NULL};
 	const char *server = NULL, *flags[PARLEY_NSERVICES] = {0};
@@ -428,6 +433,7 @@ run(int argc, char **argv, char **pos)
 		case LO_NAME: ctx.name = optarg; break;
 		case LO_TOPIC: ctx.topic = optarg; break;
 		case LO_MINE: ctx.mine = true; break;
+		case LO_YES: ctx.yes = true; break;
 		case ':':
 			return cli_usage_error(NULL, "%s needs a value", argv[optind - 1]);
 		default:

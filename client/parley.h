@@ -228,6 +228,66 @@ rpc_code parley_session_poll(parley_conn *c, const char *session_id, uint32_t wa
 rpc_code parley_session_close(parley_conn *c, const char *session_id, uint32_t timeout_ms,
 			      rpc_status *st);
 
+/* Profiles, moderation, direct rooms, edits, typing, unread (social.c) ----
+ * Same rules as the calls above: blocking, *out owned by the caller.
+ * Errors: what the server says, with its message: UNAUTHENTICATED (no or
+ * an ended session), PERMISSION_DENIED (not a member, a role too low, a
+ * wrong password), NOT_FOUND (no such user, room or message),
+ * INVALID_ARGUMENT (a bad id, name, text or reason), FAILED_PRECONDITION
+ * (moderation in a direct room, editing a deleted message),
+ * RESOURCE_EXHAUSTED (rate limits); UNAVAILABLE or DEADLINE_EXCEEDED when
+ * the server cannot be reached in time; INTERNAL for a reply that fails
+ * its checks. Only reads, MarkRead, SetTyping and Edit/Delete (which carry
+ * a client_msg_id) are sent again after a dropped connection. */
+
+/* Auth. Empty or NULL fields of UpdateProfile are left unchanged. */
+rpc_code parley_update_profile(parley_conn *c, const char *display_name, const char *email,
+			       Parley__V1__UpdateProfileResponse **out, rpc_status *st);
+rpc_code parley_change_password(parley_conn *c, const char *old_password,
+				const char *new_password, rpc_status *st);
+/* On RPC_OK the connection forgets its token (every session is revoked). */
+rpc_code parley_delete_account(parley_conn *c, const char *password, rpc_status *st);
+/* At most PARLEY_GET_USERS_MAX ids; unknown ids are left out of the reply.
+ * timeout_ms 0: the connection's. */
+#define PARLEY_GET_USERS_MAX 100
+rpc_code parley_get_users(parley_conn *c, const char *const *user_ids, size_t n,
+			  uint32_t timeout_ms, Parley__V1__GetUsersResponse **out, rpc_status *st);
+
+/* Rooms. reason may be NULL; name or topic NULL or "" is left unchanged. */
+rpc_code parley_members_list(parley_conn *c, const char *room_id, uint32_t page_size,
+			     const char *page_token, Parley__V1__ListMembersResponse **out,
+			     rpc_status *st);
+rpc_code parley_room_update(parley_conn *c, const char *room_id, const char *name,
+			    const char *topic, Parley__V1__UpdateRoomResponse **out,
+			    rpc_status *st);
+rpc_code parley_set_role(parley_conn *c, const char *room_id, const char *user_id,
+			 Parley__V1__Role role, rpc_status *st);
+rpc_code parley_kick(parley_conn *c, const char *room_id, const char *user_id,
+		     const char *reason, rpc_status *st);
+rpc_code parley_ban(parley_conn *c, const char *room_id, const char *user_id,
+		    const char *reason, rpc_status *st);
+rpc_code parley_unban(parley_conn *c, const char *room_id, const char *user_id,
+		      rpc_status *st);
+rpc_code parley_invite(parley_conn *c, const char *room_id, const char *user_id,
+		       rpc_status *st);
+rpc_code parley_open_direct(parley_conn *c, const char *user_id,
+			    Parley__V1__OpenDirectResponse **out, rpc_status *st);
+
+/* Messaging. Edit and Delete carry a fresh client_msg_id: a retry after a
+ * dropped connection is answered with the original result. */
+rpc_code parley_edit(parley_conn *c, const char *room_id, uint64_t seq, const char *text,
+		     Parley__V1__EditResponse **out, rpc_status *st);
+rpc_code parley_delete(parley_conn *c, const char *room_id, uint64_t seq,
+		       Parley__V1__DeleteResponse **out, rpc_status *st);
+rpc_code parley_set_typing(parley_conn *c, const char *room_id, bool typing,
+			   uint32_t timeout_ms, rpc_status *st);
+rpc_code parley_mark_read(parley_conn *c, const char *room_id, uint64_t seq,
+			  uint32_t timeout_ms, rpc_status *st);
+/* Every room of the caller (n 0) or the ones named. */
+rpc_code parley_get_unread(parley_conn *c, const char *const *room_ids, size_t n,
+			   uint32_t timeout_ms, Parley__V1__GetUnreadResponse **out,
+			   rpc_status *st);
+
 /* Following rooms -------------------------------------------------------- */
 
 typedef struct parley_follow parley_follow;

@@ -24,18 +24,37 @@
 #define POLL_WAIT_MS 10000
 #define QUEUE_MAX 5000 /* lines waiting for the terminal; the poller waits beyond */
 
+#define FRESH_MAX 16 /* senders whose names were asked afresh this turn */
+
 typedef struct batch {
 	const char *me;
+	ui *u;
 	qline *head, *tail;
+	char fresh[FRESH_MAX][RPC_USER_ID_MAX + 1];
+	size_t n_fresh;
 } batch;
 
+/* The sender's display name as it is now, asked once per poll turn (a
+ * /nick has no event of its own). */
 static void
+refresh_name(batch *b, const char *id)
+{
+	for (size_t i = 0; i < b->n_fresh; i++)
+		if (strcmp(b->fresh[i], id) == 0)
+			return;
+	names_fetch(b->u->names, &id, 1, true);
+	if (b->n_fresh < FRESH_MAX && strlen(id) <= RPC_USER_ID_MAX)
+		snprintf(b->fresh[b->n_fresh++], sizeof(b->fresh[0]), "%s", id);
+}
+
+/* The line added, or NULL when out of memory (it is dropped). */
+static qline *
 batch_add(batch *b, qkind kind, const char *text, size_t len, const char *msg_id)
 {
-	qline *l = malloc(sizeof(*l) + len + 1);
+	qline *l = calloc(1, sizeof(*l) + len + 1);
 
 	if (l == NULL)
-		return;
+		return NULL;
 	l->kind = kind;
 	snprintf(l->msg_id, sizeof(l->msg_id), "%s", msg_id ? msg_id : "");
 	memcpy(l->text, text, len);
@@ -46,6 +65,7 @@ batch_add(batch *b, qkind kind, const char *text, size_t len, const char *msg_id
 	else
 		b->head = l;
 	b->tail = l;
+	return l;
 }
 
 void
@@ -58,21 +78,102 @@ qline_free(qline *l)
 	}
 }
 
+static bool
+id_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+	       ch == '.';
+}
+
+/* Whether text names @me as a word, as the server counts mentions
+ * (unread.c): "@alice," and "(@alice.)" yes; "@alicex", "mail@alice" no. */
+static bool
+mentions(const char *text, const char *me)
+{
+	size_t n = strlen(me);
+
+	for (const char *p = strchr(text, '@'); p != NULL; p = strchr(p + 1, '@')) {
+		char after = p[1 + n];
+
+		if (p > text && (id_char(p[-1]) || p[-1] == '@'))
+			continue;
+		if (strncmp(p + 1, me, n) == 0 &&
+		    !((after >= 'a' && after <= 'z') || (after >= '0' && after <= '9') ||
+		      after == '_' || after == '-' || (after == '.' && p[2 + n] > ' ')))
+			return true;
+	}
+	return false;
+}
+
+/* Bold and reverse around each "@me" of a terminal-safe line (which has no
+ * escape of its own). */
+static void
+highlight(strbuf *sb, const char *me)
+{
+	strbuf out = {0};
+	char at[RPC_USER_ID_MAX + 2];
+	const char *p = sb_str(sb), *hit;
+
+	snprintf(at, sizeof(at), "@%s", me);
+	while ((hit = strstr(p, at)) != NULL) {
+		sb_put(&out, p, (size_t)(hit - p));
+		sb_puts(&out, "\033[1;7m");
+		sb_puts(&out, at);
+		sb_puts(&out, "\033[0m");
+		p = hit + strlen(at);
+	}
+	sb_puts(&out, p);
+	if (!out.oom) {
+		sb_free(sb);
+		*sb = out;
+	} else {
+		sb_free(&out);
+	}
+}
+
 static void
 collect(const Parley__V1__Event *ev, void *arg)
 {
 	batch *b = arg;
+	cli_names nm = {.put = names_put, .arg = b->u->names};
+	bool message = ev->body_case == PARLEY__V1__EVENT__BODY_MESSAGE && ev->message != NULL;
 	strbuf sb = {0};
 
 	/* One's own comings and goings online are no news. */
 	if (ev->body_case == PARLEY__V1__EVENT__BODY_PRESENCE && strcmp(ev->sender, b->me) == 0)
 		return;
-	cli_event_line(&sb, ev, false);
-	if (sb.len > 0 && !sb.oom)
-		batch_add(b, Q_LINE, sb.p, sb.len,
-			  ev->body_case == PARLEY__V1__EVENT__BODY_MESSAGE && ev->message != NULL
-				  ? ev->message->client_msg_id
-				  : NULL);
+	if (ev->body_case == PARLEY__V1__EVENT__BODY_TYPING && ev->typing != NULL) {
+		qline *l;
+
+		if (strcmp(ev->sender, b->me) != 0) {
+			names_fetch(b->u->names, (const char *const *)&ev->sender, 1, false);
+			l = batch_add(b, Q_TYPING, ev->sender, strlen(ev->sender), NULL);
+			if (l != NULL)
+				l->typing = ev->typing->typing;
+		}
+		return;
+	}
+	if (message)
+		refresh_name(b, ev->sender);
+	cli_event_line_as(&sb, ev, false, &nm);
+	if (sb.len > 0 && !sb.oom) {
+		bool mine = message && strcmp(ev->sender, b->me) == 0;
+		bool mention = message && !mine && mentions(ev->message->text, b->me);
+		qline *l;
+
+		if (mention && b->u->tty)
+			highlight(&sb, b->me);
+		l = batch_add(b, Q_LINE, sb_str(&sb), sb.len,
+			      message ? ev->message->client_msg_id : NULL);
+		if (l != NULL) {
+			l->seq = ev->seq;
+			l->mine = mine;
+			l->mention = mention;
+		}
+		/* A typer whose message came has stopped typing. */
+		if (message && !mine)
+			batch_add(b, Q_TYPING, ev->sender, strlen(ev->sender), NULL);
+	}
 	sb_free(&sb);
 }
 
@@ -135,7 +236,7 @@ poller_main(void *arg)
 		parley_follow *f = u->follow, *dead = NULL;
 		uint64_t gen = u->gen;
 		char me[sizeof(u->me)];
-		batch b = {.me = me};
+		batch b = {.me = me, .u = u};
 		rpc_status st;
 		rpc_code code;
 

@@ -6,6 +6,9 @@
  * is being typed, which libedit draws. Everything else is printed above
  * it: clear the live area, print the line, draw the live area again.
  *
+ * The first live row, when others are typing in the room, says who
+ * (notify.c); it changes only with the live area, never the prompt.
+ *
  * Clearing needs to know how many rows the live area takes above the
  * cursor. The pending lines are drawn one row each (cut to the width). The
  * prompt's rows come from the text before the cursor: libedit's
@@ -86,7 +89,16 @@ screen_draw_live(ui *u)
 		return;
 	if (cols <= 0)
 		cols = 80;
-	n = outbox_lines(u, &sb, cols);
+	n = 0;
+	if (u->logged_in && u->room[0] != '\0') {
+		/* Who else is typing: one row above the pending lines. */
+		typing_line(u, &sb, cols);
+		if (sb.len > 0) {
+			sb_putc(&sb, '\n');
+			n++;
+		}
+	}
+	n += outbox_lines(u, &sb, cols);
 	for (typed_line *t = u->inq; t != NULL; t = t->next) {
 		strbuf one = {0};
 
@@ -173,9 +185,10 @@ ui_note(ui *u, const char *text, const char *arg, const char *rest)
 void
 ui_event(ui *u, const Parley__V1__Event *ev)
 {
+	cli_names nm = {.put = names_put, .arg = u->names};
 	strbuf sb = {0};
 
-	cli_event_line(&sb, ev, false);
+	cli_event_line_as(&sb, ev, false, &nm);
 	if (sb.len > 0)
 		ui_show_sb(u, &sb);
 	sb_free(&sb);

@@ -12,13 +12,18 @@
  *    formats its events into lines and queues them (u->q_*).
  *  - the sender: sends typed messages in order (u->out), each with its
  *    client_msg_id, retried until its deadline.
+ *  - the notifier (notify.c): SetTyping while the user types, MarkRead
+ *    for what was shown, GetUnread every few seconds; short calls, so
+ *    that neither the editor nor the poller waits for them.
  *  - the signal thread (parley.c): SIGINT/SIGTERM/SIGHUP/SIGWINCH/SIGCONT
  *    become bytes on the self-pipe.
  * The poller and the sender never touch the terminal: they change state
  * under u->mtx and write a byte to the self-pipe.
  *
  * Locking: u->mtx guards follow, gen, busy, zombie, stop, down, the line
- * queue and the outbox (every outmsg's state). Everything else in struct ui
+ * queue, the outbox (every outmsg's state) and the notifier's fields
+ * (typing_*, read_*, unread*, unread_kick). The names cache has its own
+ * lock. Everything else in struct ui
  * belongs to the main thread.
  */
 #ifndef PARLEY_UI_H
@@ -40,11 +45,16 @@ typedef enum qkind {
 	Q_AWAY,	   /* text = a room the user is no longer a member of */
 	Q_BACK,	   /* text = a room the user is a member of again */
 	Q_ENDED,   /* the session token is no longer valid */
+	Q_TYPING,  /* text = a user who started (typing) or stopped typing */
 } qkind;
 
 typedef struct qline {
 	struct qline *next;
 	qkind kind;
+	uint64_t seq;	/* of the event shown (Q_LINE), 0 if none */
+	bool mine;	/* Q_LINE: a chat message of the user's own */
+	bool mention;	/* Q_LINE: a message by someone else naming @user */
+	bool typing;	/* Q_TYPING */
 	char msg_id[PARLEY_CLIENT_MSG_ID_LEN + 1];
 	char text[];
 } qline;
@@ -74,6 +84,37 @@ typedef struct typed_line {
 	struct typed_line *next;
 	char text[];
 } typed_line;
+
+/* names.c: display names (see there). */
+typedef struct names names;
+names *names_new(parley_conn *conn);
+void names_free(names *n);
+/* Appends "Display (id)" or "id" for user id, asking GetUsers if needed;
+ * arg is the names (a cli_names.put). */
+void names_put(strbuf *sb, const char *id, void *arg);
+/* Asks for every id not known, or every id if fresh (one call, at most
+ * 100 ids). */
+void names_fetch(names *n, const char *const *ids, size_t count, bool fresh);
+void names_of_events(names *n, Parley__V1__Event *const *ev, size_t count);
+void names_set(names *n, const char *id, const char *name);
+/* As names_put from what is known, never asking (the main thread's
+ * status lines must not wait). */
+void names_peek(strbuf *sb, const char *id, names *n);
+
+#define TYPERS_MAX 8
+#define UNREAD_MAX 200	/* rooms whose unread counts are kept */
+
+typedef struct typer {
+	char id[RPC_USER_ID_MAX + 1];
+	int64_t until;	/* monotonic ms: typing lapses by itself */
+} typer;
+
+typedef struct unread_room {
+	char room[ROOM_ID_MAX + 1];
+	uint64_t unread, mentions;
+	char last_sender[RPC_USER_ID_MAX + 1];
+	char last_text[512];	/* the last message, cut */
+} unread_room;
 
 typedef struct ui {
 	cli_ctx *ctx;
@@ -119,6 +160,29 @@ typedef struct ui {
 	size_t q_len;
 	outmsg *out;		/* typed messages, oldest first */
 	bool send_cancel;	/* read by parley_send_until */
+
+	names *names;		/* own lock */
+	typer typers[TYPERS_MAX]; /* others typing in room (main) */
+	uint64_t last_own_seq;	/* the user's last message in room (main) */
+	char peer[RPC_USER_ID_MAX + 1]; /* room is a direct one with peer (main) */
+	bool unread_seen;	/* main has had a first unread list */
+	unread_room *seen;	/* main's copy of the last list, seen_n rooms */
+	size_t seen_n;
+	uint64_t unread_total;	/* unread in rooms other than room (main) */
+
+	pthread_t notifier;
+	bool notifier_running;
+	char typing_room[ROOM_ID_MAX + 1]; /* "" when not typing */
+	int64_t typing_until;	/* monotonic ms: the keys stopped for a while */
+	bool typing_sent;	/* the server was told "typing" for typing_room */
+	int64_t typing_sent_at;
+	char read_room[ROOM_ID_MAX + 1];
+	uint64_t read_seq, read_sent;
+	bool read_busy;		/* the notifier's MarkRead is on its way */
+	bool unread_kick;	/* ask for unread counts now */
+	unread_room *unread;	/* the notifier's latest list */
+	size_t unread_n;
+	uint64_t unread_gen;	/* bumped with each new list */
 } ui;
 
 /* screen.c ------------------------------------------------------------------
@@ -174,6 +238,36 @@ void outbox_fail_held(ui *u);
 /* Appends one line per pending message to sb, at most cols-1 wide each;
  * returns the number of lines. */
 int outbox_lines(ui *u, strbuf *sb, int cols);
+
+/* notify.c ----------------------------------------------------------------- */
+bool notify_start(ui *u);
+void notify_stop(ui *u);
+/* A key was typed with text on the line (main). */
+void notify_typing(ui *u);
+/* The line was sent or emptied (main). */
+void notify_typing_stop(ui *u);
+/* room was shown up to seq (main). */
+void notify_read(ui *u, const char *room, uint64_t seq);
+/* Sends the MarkRead not yet sent, now, from main (before counts are
+ * shown, so that they include what is on screen). */
+void notify_read_flush(ui *u);
+/* Unread counts now rather than at the next turn. */
+void notify_unread_now(ui *u);
+/* Takes in a new unread list, if any: notices for new direct messages and
+ * mentions elsewhere (main). Returns the unread total of other rooms. */
+uint64_t notify_unread_update(ui *u);
+/* The typing status line for the live area ("" if nobody); the next time
+ * it changes by itself (monotonic ms, 0: never). Main. */
+int64_t typing_line(ui *u, strbuf *sb, int cols);
+void typing_set(ui *u, const char *id, bool typing);
+
+/* chat_more.c: the slash commands for profiles, direct messages, topics,
+ * members, moderation and edits; chat_more_command returns false for a
+ * command it does not know. */
+bool chat_more_command(ui *u, const char *cmd, char *args);
+char *chat_next_word(char **rest);
+/* In a room; else says so and returns false. */
+bool chat_need_room(ui *u);
 
 /* chat.c -------------------------------------------------------------------- */
 /* Runs one slash command (line starts with '/', not "//"). */

@@ -17,7 +17,8 @@ for c in $commands; do
   grep -q "^\.BI\? \"\?$c\b" "$page" || grep -q "^\.B $c$" "$page" || fail "the man page lacks '$c'"
   grep -q "\`$c\`" "$src/README.md" || fail "the README lacks '$c'"
 done
-for c in /register /login /rooms /create /join /leave /who /history /logout /quit /help; do
+for c in /register /login /rooms /create /join /leave /who /history /logout /quit /help \
+  /msg /query /me /topic /edit /delete /kick /ban /unban /invite /op /nick /passwd; do
   grep -q -- "$c" "$page" || fail "the man page lacks $c"
   grep -q -- "\`$c" "$src/README.md" || fail "the README lacks $c"
 done
@@ -43,5 +44,7 @@ complete_words() {
 [[ $(complete_words parley health me) == "messaging " ]] || fail "services"
 [[ $(complete_words parley history -n 5 lo) == "lobby lounge " ]] || fail "after -n N: $(complete_words parley history -n 5 lo)"
 [[ -z $(complete_words parley history lobby lo) ]] || fail "history takes one room"
+[[ $(complete_words parley del) == "delete-account " ]] || fail "delete-account: $(complete_words parley del)"
+[[ $(complete_words parley delete-account --y) == "--yes " ]] || fail "delete-account --yes"
 ok "bash completion"
 ok "cli docs test"

@@ -79,6 +79,12 @@ for who in alice bob; do
   keys "$who" "pw-$who-secret"
   prompted "$who" "^password again: ?$"
   keys "$who" "pw-$who-secret"
+  # The display name and email asked on a terminal: Enter takes the
+  # defaults (cli_chat_features_test gives both).
+  prompted "$who" "^display name \(Enter: $who\): ?$"
+  keys "$who" ""
+  prompted "$who" "^email \(optional, Enter: none\): ?$"
+  keys "$who" ""
   sees "$who" "^\* registered $who; now /login"
   keys "$who" "/login $who"
   prompted "$who" "^password: ?$"
@@ -114,7 +120,9 @@ once bob "alice: hello bob"
 ok "messages both ways, live"
 
 keys bob "/who"
-sees bob "^\* in lobby \(2\): (alice, bob|bob, alice)$"
+sees bob "^\* 2 members, 2 online$"
+sees bob "^  alice -- admin, online$"
+sees bob "^  bob -- online$"
 keys alice "/rooms"
 sees alice "^> lobby +2 members +The Lobby"
 keys alice "/join no-such-room"
