@@ -397,7 +397,7 @@ end_session(mx_session *s)
 		session_buf_pop(s);
 	say_offline(s);
 	session_unref(s);
-	sessions_worker_done(ss, user);
+	sessions_worker_done(ss, user, true);
 }
 
 /* What step 1 of the loop took from under the lock. */

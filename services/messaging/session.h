@@ -271,7 +271,9 @@ bool session_answer_poll(mx_session *s, rpc_call *call, uint32_t max, bool may_w
 void sessions_unregister(mx_sessions *ss, mx_session *s);
 
 /* The worker's last word: one fewer running, and one fewer of user's
- * (which the caller keeps alive; s may be gone). Touches nothing of s. */
-void sessions_worker_done(mx_sessions *ss, const char *user);
+ * unless sessions_unregister gave that back already (unregistered: the
+ * session was registered, as every session whose worker ran was). user is
+ * kept alive by the caller (s may be gone). Touches nothing of s. */
+void sessions_worker_done(mx_sessions *ss, const char *user, bool unregistered);
 
 #endif

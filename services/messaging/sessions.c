@@ -85,6 +85,7 @@ lookup(mx_sessions *ss, const char *id)
 }
 
 static user_count **user_slot(mx_sessions *ss, const char *user);
+static void release_user_locked(mx_sessions *ss, const char *user);
 
 static void
 register_session(mx_sessions *ss, mx_session *s)
@@ -128,6 +129,9 @@ sessions_unregister(mx_sessions *ss, mx_session *s)
 				break;
 			}
 		s->user_next = NULL;
+		/* Closed or ended: no longer the user's, although its worker
+		 * may run a moment longer (live counts that). */
+		release_user_locked(ss, s->user);
 	}
 	pthread_mutex_unlock(&ss->mtx);
 	if (was)
@@ -146,17 +150,25 @@ user_slot(mx_sessions *ss, const char *user)
 	return pp;
 }
 
-void
-sessions_worker_done(mx_sessions *ss, const char *user)
+/* One fewer of user's sessions (max_user_sessions). Called with ss->mtx
+ * held. */
+static void
+release_user_locked(mx_sessions *ss, const char *user)
 {
-	user_count **pp, *uc;
+	user_count **pp = user_slot(ss, user), *uc;
 
-	pthread_mutex_lock(&ss->mtx);
-	pp = user_slot(ss, user);
 	if ((uc = *pp) != NULL && --uc->n == 0) {
 		*pp = uc->next;
 		free(uc);
 	}
+}
+
+void
+sessions_worker_done(mx_sessions *ss, const char *user, bool unregistered)
+{
+	pthread_mutex_lock(&ss->mtx);
+	if (!unregistered)
+		release_user_locked(ss, user);
 	rpc_gauge_add(open_sessions(), -1);
 	if (--ss->live == 0)
 		pthread_cond_broadcast(&ss->idle_cv);
@@ -232,7 +244,8 @@ limit_hit(rpc_call *call, const char *limit, rpc_code code, const char *fmt, ...
 }
 
 /* Reserves a place for user under max_user_sessions and max_sessions;
- * sessions_worker_done gives it back. The user's own cap is checked first:
+ * sessions_unregister gives back the user's (a closed session is no longer
+ * theirs), sessions_worker_done the rest. The user's own cap is checked first:
  * closing sessions is then what helps, not waiting. */
 static rpc_code
 reserve(rpc_call *call, mx_sessions *ss, const char *user)
@@ -324,10 +337,10 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 	}
 	register_session(ss, s);
 	if (!session_run(s)) {
-		sessions_unregister(ss, s);
+		sessions_unregister(ss, s); /* gives back the user's place */
 		session_unref(s);
-		code = rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot start a session now");
-		goto unreserve;
+		sessions_worker_done(ss, rpc_call_caller(call), true);
+		return rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "cannot start a session now");
 	}
 
 	resp->session_id = rpc_call_strdup(call, s->id);
@@ -345,7 +358,7 @@ mx_handle_open(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *r
 	return RPC_OK;
 
 unreserve:
-	sessions_worker_done(ss, rpc_call_caller(call));
+	sessions_worker_done(ss, rpc_call_caller(call), false);
 	return code;
 }
 

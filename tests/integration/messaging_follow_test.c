@@ -10,6 +10,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mx_util.h"
 
@@ -93,6 +94,21 @@ is_membership(const struct seen *g, long i, const char *user, int kind)
 	       strcmp(g->e[i].sender, user) == 0;
 }
 
+/* Waits (bounded) until user's JOINED after seq `after` is in the room's
+ * timeline as reader sees it. */
+static void
+wait_second_joined(const mx_user *reader, const char *room, const char *user, uint64_t after)
+{
+	for (int i = 0; i < 300; i++) {
+		if (mx_wait_membership(reader, room, user,
+				       PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED) > after)
+			return;
+		usleep(20000);
+	}
+	TH_CHECK(false, "no JOINED of %s in %s after seq %llu", user, room,
+		 (unsigned long long)after);
+}
+
 int
 main(void)
 {
@@ -122,6 +138,10 @@ main(void)
 
 	/* 1. Joined elsewhere: the room comes to the open session. */
 	TH_CODE(mx_join(&elsewhere, r2, &st), RPC_OK, &st);
+	/* The JOINED enters the room's timeline when messaging has applied
+	 * the membership change: a message sent before that is ordered
+	 * before it (and is history, not followed). Wait for it first. */
+	mx_wait_membership(&a, r2, b.name, PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED);
 	TH_CODE(mx_send(&a, r2, "hello r2", NULL, &seq, NULL, &st), RPC_OK, &st);
 	at = poll_until(&b, sid, r2, &g2, "hello r2", 0);
 	j = 0;
@@ -159,6 +179,7 @@ main(void)
 
 	/* 3. Joined again: back from the new JOINED on. */
 	TH_CODE(mx_join(&elsewhere, r2, &st), RPC_OK, &st);
+	wait_second_joined(&a, r2, b.name, left);
 	TH_CODE(mx_send(&a, r2, "welcome back", NULL, &seq, NULL, &st), RPC_OK, &st);
 	at = poll_until(&b, sid, r2, &g2, "welcome back", 0);
 	j = find_seq(&g2, left) + 1;
