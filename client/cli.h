@@ -75,6 +75,12 @@ typedef struct cli_names {
  * nothing: they are not lines. */
 void cli_event_line_as(strbuf *sb, const Parley__V1__Event *ev, bool room, const cli_names *nm);
 
+/* "you were removed from lobby by alice: spam" and the like: the user's own
+ * membership change in room_id, as parley_member_fn reports it (ev NULL:
+ * found by the ListMyRooms check, so no who or why). */
+void cli_member_words(strbuf *sb, const char *room_id, bool member, const Parley__V1__Event *ev,
+		      const cli_names *nm);
+
 /* One JSON object (no newline) for ev:
  * {"room_id":..,"seq":..,"ts_ms":..,"sender":..,"type":"message","text":..}
  * with type message | joined | left | online | offline | unknown. */

@@ -449,17 +449,18 @@ tail_signal(int sig, void *arg)
 	pthread_mutex_unlock(&t->mtx);
 }
 
-/* A room left from elsewhere, or joined again: said on stderr at once; its
- * events resume from where they stopped when the user is a member again. */
+/* A room left from elsewhere (who removed the user and why, when the event
+ * says), or joined again: said on stderr at once; its events resume from
+ * where they stopped when the user is a member again. */
 static void
-tail_member(const char *room_id, bool member, void *arg)
+tail_member(const char *room_id, bool member, const Parley__V1__Event *ev, void *arg)
 {
 	strbuf sb = {0};
 
-	sb_puts(&sb, member ? "parley: a member of " : "parley: no longer a member of ");
-	sb_sanitized(&sb, room_id, 64);
-	sb_puts(&sb, member ? " again; resuming"
-			    : "; waiting until you are a member again (parley join ROOM)");
+	(void)arg;
+	sb_puts(&sb, "parley: ");
+	cli_member_words(&sb, room_id, member, ev, NULL);
+	sb_puts(&sb, member ? "; resuming" : "; waiting until you are a member again (parley join ROOM)");
 	cli_write_line(stderr, &sb);
 	sb_free(&sb);
 }
@@ -535,7 +536,7 @@ cmd_tail(cli_ctx *ctx, int argc, char **argv)
 	if (t.stop)
 		parley_follow_cancel(f);
 	pthread_mutex_unlock(&t.mtx);
-	parley_follow_watch(f, 0, tail_member, &t);
+	parley_follow_watch(f, ctx->session.user, 0, tail_member, &t);
 
 	for (;;) {
 		code = parley_follow_poll(f, TAIL_POLL_MS, tail_event, &t, &st);

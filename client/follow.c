@@ -9,11 +9,16 @@
  * follower drops it and opens a new one with since_seq = last[i]. Events at
  * or below last[i] that a server sends again are skipped.
  *
- * With a watch (parley_follow_watch) the follower also checks, at least
- * every watch interval, which followed rooms the user is still a member of
- * (ListMyRooms): a room left from elsewhere is reported at once and set
- * aside (the server drops it from the session without a word), and taken
- * up again, from its last seq, when the user is a member once more.
+ * With a watch (parley_follow_watch) the follower tracks which followed
+ * rooms the user is still a member of. The session says so itself: the
+ * user's own LEFT/KICKED/BANNED event is the room's last one in it (the
+ * room is then set aside and reported at once, with that event), and the
+ * user's JOINED event brings it back (the session adds a room the user
+ * joins anywhere); the events missed meanwhile come from History, as for
+ * any gap. The ListMyRooms check (every watch interval) remains for what
+ * no event tells: a change made while no session was open (the server
+ * down, or every room set aside, since a session needs a room), and a
+ * login that ended (UNAUTHENTICATED), which an idle Poll does not report.
  *
  * Pacing: a session that cannot be reopened is tried again after a short
  * back-off (BACKOFF_MAX_MS at most); while the server is unreachable each
@@ -28,6 +33,7 @@
 #include "parley.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +50,7 @@ struct parley_follow {
 	uint64_t *last;
 	bool *away;		/* the user is not a member now: not in the session */
 
+	char me[RPC_USER_ID_MAX + 1]; /* whose membership events count */
 	parley_member_fn member_fn; /* NULL: no watch */
 	void *member_arg;
 	uint32_t watch_ms;
@@ -259,8 +266,10 @@ fill_gap(parley_follow *f, size_t i, uint64_t seq, parley_event_fn fn, void *arg
 }
 
 void
-parley_follow_watch(parley_follow *f, uint32_t every_ms, parley_member_fn fn, void *arg)
+parley_follow_watch(parley_follow *f, const char *me, uint32_t every_ms, parley_member_fn fn,
+		    void *arg)
 {
+	snprintf(f->me, sizeof(f->me), "%s", me);
 	/* The first call starts the clock; later ones (a new arg for each
 	 * poll, say) keep it. */
 	if (f->member_fn == NULL)
@@ -299,7 +308,7 @@ check_membership(parley_follow *f, rpc_status *st)
 			continue;
 		f->away[i] = !member;
 		back |= member;
-		f->member_fn(f->room[i], member, f->member_arg);
+		f->member_fn(f->room[i], member, NULL, f->member_arg);
 	}
 	parley_free(mine);
 	if (back) {
@@ -308,6 +317,36 @@ check_membership(parley_follow *f, rpc_status *st)
 		f->retry_at = 0;
 	}
 	return rpc_status_set(st, RPC_OK, NULL);
+}
+
+static bool
+session_empty(parley_follow *f)
+{
+	bool empty;
+
+	pthread_mutex_lock(&f->mtx);
+	empty = f->session[0] == '\0';
+	pthread_mutex_unlock(&f->mtx);
+	return empty;
+}
+
+/* The user's own membership change in a followed room, or NULL. */
+static const Parley__V1__MembershipChange *
+own_change(const parley_follow *f, const Parley__V1__Event *ev)
+{
+	if (f->member_fn == NULL || f->me[0] == '\0' ||
+	    ev->body_case != PARLEY__V1__EVENT__BODY_MEMBERSHIP || ev->membership == NULL ||
+	    strcmp(ev->sender, f->me) != 0)
+		return NULL;
+	return ev->membership;
+}
+
+static bool
+ends_membership(const Parley__V1__MembershipChange *mc)
+{
+	return mc != NULL && (mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT ||
+			      mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__KICKED ||
+			      mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__BANNED);
 }
 
 static bool
@@ -335,8 +374,10 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 			return code;
 		if (f->check_at - start < (int64_t)wait_ms)
 			wait_ms = f->check_at > start ? (uint32_t)(f->check_at - start) : 0;
-		if (!any_followed(f) && !f->need_open) {
-			/* Nothing to poll: wait for the next check. */
+		if (!any_followed(f) && !f->need_open && session_empty(f)) {
+			/* Nothing to poll: wait for the next check. A session
+			 * whose rooms were all set aside is still polled: the
+			 * user's JOINED event brings a room back. */
 			wait_until(f, start + wait_ms);
 			if (is_cancelled(f))
 				return rpc_status_set(st, RPC_CANCELLED, "stopped following");
@@ -398,6 +439,7 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 	for (size_t k = 0; k < resp->n_events; k++) {
 		const Parley__V1__Event *ev = resp->events[k];
 		long i = room_index(f, ev->room_id);
+		const Parley__V1__MembershipChange *mc;
 
 		if (i < 0)
 			continue; /* not ours: ignore rather than trust */
@@ -407,6 +449,13 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 		}
 		if (ev->seq <= f->last[i])
 			continue; /* seen already */
+		mc = own_change(f, ev);
+		if (f->away[i] && mc != NULL && mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__JOINED) {
+			/* Joined again elsewhere: the session took the room
+			 * back; what was missed comes from History below. */
+			f->away[i] = false;
+			f->member_fn(f->room[i], true, ev, f->member_arg);
+		}
 		if (ev->seq > f->last[i] + 1 &&
 		    (code = fill_gap(f, (size_t)i, ev->seq, fn, arg, st)) != RPC_OK) {
 			parley_free(resp);
@@ -417,6 +466,11 @@ parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn fn, void 
 		}
 		fn(ev, arg);
 		f->last[i] = ev->seq;
+		if (!f->away[i] && ends_membership(mc)) {
+			/* The room's last event in this session. */
+			f->away[i] = true;
+			f->member_fn(f->room[i], false, ev, f->member_arg);
+		}
 	}
 	parley_free(resp);
 	return rpc_status_set(st, RPC_OK, NULL);

@@ -394,16 +394,14 @@ drain(ui *u)
 			ui_show(u, p->text);
 			break;
 		case Q_AWAY:
-			if (strcmp(p->text, u->room) == 0)
+			if (strcmp(p->room, u->room) == 0)
 				u->away = true;
-			ui_note(u, "you are no longer a member of ", p->text,
-				" (you left it elsewhere, or were removed); it comes back here if you "
-				"join it again");
+			ui_show(u, p->text);
 			break;
 		case Q_BACK:
-			if (strcmp(p->text, u->room) == 0)
+			if (strcmp(p->room, u->room) == 0)
 				u->away = false;
-			ui_note(u, "you are a member of ", p->text, " again");
+			ui_show(u, p->text);
 			break;
 		case Q_ENDED:
 			if (u->logged_in)

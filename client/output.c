@@ -304,6 +304,43 @@ put_membership(strbuf *sb, const Parley__V1__MembershipChange *mc, const cli_nam
 }
 
 void
+cli_member_words(strbuf *sb, const char *room_id, bool member, const Parley__V1__Event *ev,
+		 const cli_names *nm)
+{
+	const Parley__V1__MembershipChange *mc = ev != NULL ? ev->membership : NULL;
+	const char *by = NULL;
+
+	if (member) {
+		sb_puts(sb, "you are a member of ");
+		sb_sanitized(sb, room_id, NAME_MAX_CHARS);
+		sb_puts(sb, " again");
+		return;
+	}
+	if (mc != NULL && mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__KICKED)
+		by = "you were removed from ";
+	else if (mc != NULL && mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__BANNED)
+		by = "you were banned from ";
+	if (by != NULL) {
+		sb_puts(sb, by);
+		sb_sanitized(sb, room_id, NAME_MAX_CHARS);
+		sb_puts(sb, " by ");
+		put_who(sb, mc->actor, nm);
+		if (mc->reason[0] != '\0') {
+			sb_puts(sb, ": ");
+			sb_sanitized(sb, mc->reason, 200);
+		}
+	} else if (mc != NULL && mc->kind == PARLEY__V1__MEMBERSHIP_CHANGE__KIND__LEFT) {
+		sb_puts(sb, "you left ");
+		sb_sanitized(sb, room_id, NAME_MAX_CHARS);
+		sb_puts(sb, " elsewhere");
+	} else {
+		sb_puts(sb, "you are no longer a member of ");
+		sb_sanitized(sb, room_id, NAME_MAX_CHARS);
+		sb_puts(sb, " (you left it elsewhere, or were removed)");
+	}
+}
+
+void
 cli_event_line(strbuf *sb, const Parley__V1__Event *ev, bool room)
 {
 	cli_event_line_as(sb, ev, room, NULL);

@@ -326,22 +326,32 @@ rpc_code parley_follow_poll(parley_follow *f, uint32_t wait_ms, parley_event_fn 
 
 /* Called from parley_follow_poll when the user stops being a member of a
  * followed room (left it from elsewhere, was removed), and again when they
- * are a member once more. */
-typedef void (*parley_member_fn)(const char *room_id, bool member, void *arg);
+ * are a member once more. ev is the user's own LEFT/KICKED/BANNED or JOINED
+ * event that told (its actor and reason say who and why; valid only during
+ * the call), or NULL when the slow ListMyRooms check found the change. */
+typedef void (*parley_member_fn)(const char *room_id, bool member, const Parley__V1__Event *ev,
+				 void *arg);
 
+/* The ListMyRooms check. Membership changes come as events at once; the
+ * check is for what no event tells: a change made while no session was
+ * open, and a login that ended (a Poll checks its token only when events
+ * go out, so an idle session would not say it for long). */
 #define PARLEY_WATCH_MS 2000
 
 /*
- * Watches the user's membership of the followed rooms, checking at least
- * every every_ms (0: PARLEY_WATCH_MS; a long poll waits no longer than
- * that). A room the user is no longer a member of is reported to fn and
- * set aside, PERMISSION_DENIED no longer ends the follower, and the room
- * is taken up again from its last seq when the user is a member again
- * (fn is told). UNAUTHENTICATED (the session ended) stays final. Same
+ * Watches the membership of user `me` (copied) in the followed rooms: their
+ * own LEFT/KICKED/BANNED event (the room's last in the session) sets the
+ * room aside and is reported to fn at once, after the event itself; their
+ * JOINED event (the session adds a room joined anywhere) takes it up again
+ * from its last seq, reported before the events. ListMyRooms is also asked
+ * at least every every_ms (0: PARLEY_WATCH_MS; a long poll waits no longer
+ * than that) for changes no event told. PERMISSION_DENIED no longer ends
+ * the follower; UNAUTHENTICATED (the session ended) stays final. Same
  * thread as parley_follow_poll; may be called again (before each poll,
  * say) to change fn or arg without resetting the schedule.
  */
-void parley_follow_watch(parley_follow *f, uint32_t every_ms, parley_member_fn fn, void *arg);
+void parley_follow_watch(parley_follow *f, const char *me, uint32_t every_ms, parley_member_fn fn,
+			 void *arg);
 
 /* The last seq delivered for room_id (its since_seq before any); 0 for a
  * room the follower does not follow. Same thread as parley_follow_poll. */

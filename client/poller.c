@@ -10,8 +10,9 @@
  * poller once its poll returns (main cancels it first, under the lock).
  *
  * The follower watches the user's membership: a room left from elsewhere
- * comes to main as Q_AWAY at once, and as Q_BACK when the user is a member
- * again (its events then resume where they stopped). A session that ended
+ * comes to main as Q_AWAY at once (from the user's own LEFT/KICKED/BANNED
+ * event: who and why), and as Q_BACK when the user is a member again (their
+ * JOINED event; the room's events then resume where they stopped). A session that ended
  * (UNAUTHENTICATED) comes as Q_ENDED; the follower is dropped then.
  */
 #include <errno.h>
@@ -177,12 +178,27 @@ collect(const Parley__V1__Event *ev, void *arg)
 	sb_free(&sb);
 }
 
+/* The words are made here, where the event (actor, reason) still is. */
 static void
-membership(const char *room_id, bool member, void *arg)
+membership(const char *room_id, bool member, const Parley__V1__Event *ev, void *arg)
 {
 	batch *b = arg;
+	cli_names nm = {.put = names_put, .arg = b->u->names};
+	strbuf sb = {0};
+	qline *l;
 
-	batch_add(b, member ? Q_BACK : Q_AWAY, room_id, strlen(room_id), NULL);
+	sb_puts(&sb, "* ");
+	cli_member_words(&sb, room_id, member, ev, &nm);
+	if (!member)
+		sb_puts(&sb, "; it comes back here if you join it again");
+	if (sb.oom) {
+		sb_free(&sb);
+		return;
+	}
+	l = batch_add(b, member ? Q_BACK : Q_AWAY, sb_str(&sb), sb.len, NULL);
+	if (l != NULL)
+		snprintf(l->room, sizeof(l->room), "%s", room_id);
+	sb_free(&sb);
 }
 
 void
@@ -248,7 +264,7 @@ poller_main(void *arg)
 		u->busy = f;
 		pthread_mutex_unlock(&u->mtx);
 
-		parley_follow_watch(f, 0, membership, &b);
+		parley_follow_watch(f, me, 0, membership, &b);
 		code = parley_follow_poll(f, POLL_WAIT_MS, collect, &b, &st);
 
 		pthread_mutex_lock(&u->mtx);

@@ -42,8 +42,8 @@
 typedef enum qkind {
 	Q_LINE,	   /* an event, formatted; msg_id set for a message */
 	Q_NOTE,	   /* a notice line */
-	Q_AWAY,	   /* text = a room the user is no longer a member of */
-	Q_BACK,	   /* text = a room the user is a member of again */
+	Q_AWAY,	   /* room: no longer a member of it; text: the words for it */
+	Q_BACK,	   /* room: a member of it again; text: the words for it */
 	Q_ENDED,   /* the session token is no longer valid */
 	Q_TYPING,  /* text = a user who started (typing) or stopped typing */
 } qkind;
@@ -56,6 +56,7 @@ typedef struct qline {
 	bool mention;	/* Q_LINE: a message by someone else naming @user */
 	bool typing;	/* Q_TYPING */
 	char msg_id[PARLEY_CLIENT_MSG_ID_LEN + 1];
+	char room[ROOM_ID_MAX + 1]; /* Q_AWAY, Q_BACK */
 	char text[];
 } qline;
 

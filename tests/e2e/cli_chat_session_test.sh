@@ -5,6 +5,9 @@
 #    next line is refused without being sent, and tail says so on stderr;
 #    he joins again from another shell: both pick the room up again and
 #    show what is said from then on, his own lines included;
+#  - alice kicks bob with a reason: his chat and his tail say at once who
+#    removed him and why (only his KICKED event carries the reason), and
+#    both pick the room up again when he joins from another shell;
 #  - bob's session ends (logged out elsewhere): his chat says the session
 #    ended and offers to log in again in place; after the password he is
 #    back in his room; a script gets a hint to run `parley login`.
@@ -31,9 +34,9 @@ wait_for "tail" 10 grep -q "hello all" "$work/tail.out"
 
 # Leaving from elsewhere.
 other leave lobby >/dev/null
-sees bob "^\* you are no longer a member of lobby " 10
+sees bob "^\* you left lobby elsewhere; it comes back here if you join it again$" 10
 prompted bob "^bob@lobby \(not a member\)> ?$"
-wait_for "tail to say it" 10 grep -q "no longer a member of lobby" "$work/tail.err"
+wait_for "tail to say it" 10 grep -q "^parley: you left lobby elsewhere; waiting" "$work/tail.err"
 keys bob "are you there?"
 sees bob "^error: you are no longer a member of this room; /join it to return$"
 as alice send lobby "bob has gone"
@@ -50,10 +53,31 @@ keys bob "glad to be back"
 sees bob "^\[[0-9:]+\] bob: glad to be back$"
 wait_for "tail to show both" 10 grep -q "bob: glad to be back" "$work/tail.out"
 grep -q "alice: welcome back" "$work/tail.out" || fail "tail missed a line: $(cat "$work/tail.out")"
-in_order bob "alice: hello all$" "you are no longer a member" "you are a member of lobby again" \
+in_order bob "alice: hello all$" "you left lobby elsewhere" "you are a member of lobby again" \
   "alice: welcome back$" "bob: glad to be back$"
 [[ $(grep -c "welcome back" "$work/tail.out") == 1 ]] || fail "tail repeated a line"
 ok "joining again elsewhere: the room is picked up again"
+
+# Kicked with a reason: who and why, at once, in the chat and in tail.
+person alice 80 24
+sees alice "^\* logged in as alice \(saved session\)"
+keys alice "/join lobby"
+sees alice "^\* you are in lobby;"
+keys alice "/kick bob spamming"
+sees alice "was removed by alice: spamming$"
+sees bob "^\* you were removed from lobby by alice: spamming; it comes back here if you join it again$" 10
+prompted bob "^bob@lobby \(not a member\)> ?$"
+wait_for "tail to say who and why" 10 \
+  grep -q "^parley: you were removed from lobby by alice: spamming; waiting until" "$work/tail.err"
+other join lobby >/dev/null
+wait_for "tail to resume after the kick" 10 \
+  test "$(grep -c "you are a member of lobby again; resuming" "$work/tail.err")" = 2
+prompted bob "^bob@lobby> ?$"
+as alice send lobby "welcome back again"
+sees bob "alice: welcome back again$"
+wait_for "tail to show it" 10 grep -q "alice: welcome back again" "$work/tail.out"
+[[ $(count bob "^\* you are a member of lobby again$") == 2 ]] || fail "bob was not told he is back"
+ok "a kick with a reason is said at once; joining again picks the room up"
 
 # The session ends elsewhere (a copy of it logged out).
 mkdir -p "$work/home-bob2/parley" && chmod 700 "$work/home-bob2/parley"
