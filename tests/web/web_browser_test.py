@@ -568,6 +568,8 @@ def main():
               and not bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="big"]'))
         until(bob, "big down to 1 member", lambda: bob.find_element(
             By.CSS_SELECTOR, '#other-rooms li[data-room="big"] .room-count').text == "1 member")
+        if "another window" in visible_text(bob, "page-error"):
+            fail(f"his own leave is told as news: {visible_text(bob, 'page-error')!r}")
         ok("leaving a room: back among the others, its member count follows")
 
         open_room_list(bob)
@@ -710,7 +712,18 @@ def main():
               lambda: not bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="lobby"]')
               and bob.find_elements(By.CSS_SELECTOR, '#other-rooms li[data-room="lobby"]'))
         bob.save_screenshot(os.path.join(SHOTS, "narrow-360-removed.png"))
-        ok("an admin removes a member with a reason: the notice says who did it, the member is told why")
+        # Bob joins big again and leaves it elsewhere: his page says so.
+        # (Alice's message in big reaching his page first shows its new
+        # stream up, with big in it.)
+        daemon.post("Rooms/JoinRoom", {"roomId": "big"}, b_tok)
+        until(bob, "big among his rooms again", lambda: bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="big"]'))
+        a_tok = json.loads(alice.execute_script("return localStorage.getItem('parley.session')"))["token"]
+        daemon.post("Messaging/Send", {"roomId": "big", "text": "big again", "clientMsgId": "b-again"}, a_tok)
+        until(bob, "the message in big counted", lambda: badge(bob, "big") == "1")
+        daemon.post("Rooms/LeaveRoom", {"roomId": "big"}, b_tok)
+        until(bob, "bob told he left", lambda: visible_text(bob, "page-error") == "You left big in another window.")
+        until(bob, "big gone from his rooms", lambda: not bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="big"]'))
+        ok("an admin removes a member with a reason: the notice says who did it, the member is told why; a room left elsewhere is told too")
 
         for d in browsers:
             no_alert(d)
