@@ -19,12 +19,14 @@ const ROOM_PAGES = 10;	 // pages of ListRooms fetched at most per "show more"
 // Rooms created elsewhere show up this often (and whenever the page comes
 // back into view); member counts of the person's rooms follow the feed.
 const ROOMS_REFRESH_MS = 60000;
-// Rooms the person joined or left elsewhere: other tabs of this browser
-// say so at once (a BroadcastChannel), a feed whose server follows
-// memberships brings the room's events (Live's onForeign); for the rest
-// (the CLI, another device) the page asks ListMyRooms this often while
-// it is in view: one small call.
-const MY_ROOMS_POLL_MS = 5000;
+// Rooms the person joined or left elsewhere come with the feed: the
+// server's session follows the person's memberships, so their own JOINED
+// of a room the page does not hold arrives (Live's onForeign) and so does
+// the LEFT/KICKED/BANNED that ends a room. Other tabs of this browser say
+// so too (a BroadcastChannel). What the feed cannot bring (a removal while
+// it was away: the next subscription is refused; a room beyond a stream's
+// 64) the page finds by asking ListMyRooms this often while it is in view.
+const MY_ROOMS_POLL_MS = 30000;
 const tabs = 'BroadcastChannel' in window ? new BroadcastChannel('parley.rooms') : null;
 
 let authForms = null; // setupAuth's handle
@@ -44,6 +46,7 @@ const state = {
   refreshTimer: 0,
   roomsTimer: 0,
   myRoomsTimer: 0,
+  leaving: new Set(),	// rooms this page is leaving (a LeaveRoom on its way)
   refusals: 0,		// feed refusals in a row
   connNoteTimer: 0,
 };
@@ -194,6 +197,7 @@ function leaveChat() {
   Object.assign(state, {
     session: null, myRooms: new Map(), otherRooms: [], nextPage: '', active: null,
     timelines: new Map(), unread: new Map(), unreadMore: new Set(), read: {}, live: null,
+    leaving: new Set(),
   });
   $('my-rooms').replaceChildren();
   $('other-rooms').replaceChildren();
@@ -233,7 +237,8 @@ async function enterChat(session) {
     onState: onLiveState,
     onRefused: onLiveRefused,
     onForeign: (ev) => {
-      if (ev.membership && ev.sender === me()) refreshSoon();
+      if (ev.membership?.kind === 'JOINED' && ev.sender === me()) joinedElsewhere(ev.roomId, Number(ev.seq ?? 0));
+      else if (ev.membership && ev.sender === me()) refreshSoon();
     },
   });
   if (!(await refreshRooms())) return;
@@ -314,8 +319,9 @@ async function syncRooms() {
   renderRoomHead();
   if (gone.length === 0 && added.length === 0) return;
   for (const id of gone) dropRoom(id);
-  // The server tells a removed person nothing of why (their feed of the
-  // room ends with the removal): say what is known.
+  // Removals the feed brought were said precisely (onLiveEvents) and are
+  // no longer in it; these it did not bring (one while it was away):
+  // say what is known.
   if (gone.length > 0) {
     const which = gone.map((id) => (before.has(id) ? roomName(before.get(id)) : id)).join(', ');
     pageError(`You are no longer in ${which}: you left elsewhere, or a moderator removed you.`, true);
@@ -503,11 +509,16 @@ async function addRoom(room) {
 async function leaveRoom() {
   const roomId = state.active;
   if (!roomId) return;
+  // Its LEFT may come with the feed before the answer: not news to say.
+  const leaving = state.leaving;
+  leaving.add(roomId);
   try {
     await call('Rooms/LeaveRoom', { roomId }, { token: token() });
   } catch (e) {
     if (e.code === 'unauthenticated') return sessionEnded();
     return roomError(describe(e, 'Could not leave the room'));
+  } finally {
+    leaving.delete(roomId);
   }
   forgetRoom(roomId);
   tellTabs();
@@ -564,12 +575,12 @@ function onLiveEvents(byRoom) {
         roomsChanged = true;
         const kind = ev.membership.kind;
         if (ev.sender === me() && ['LEFT', 'KICKED', 'BANNED'].includes(kind) && state.myRooms.has(roomId)) {
-          // Left from another tab or the CLI, or removed by a moderator.
+          // The room's last event for this person: left from another
+          // window or the CLI, or removed by a moderator.
           const name = roomName(state.myRooms.get(roomId));
+          const quiet = state.leaving.has(roomId); // leaveRoom says it
           forgetRoom(roomId);
-          if (kind !== 'LEFT')
-            pageError(`You were ${kind === 'KICKED' ? 'removed from' : 'banned from'} ${name} by ` +
-              `${nameOf(ev.membership.actor || '')}` + (ev.membership.reason ? `: ${ev.membership.reason}` : '.'), true);
+          if (!quiet) tellRemoved(kind, name, ev.membership);
           break;
         }
       }
@@ -586,6 +597,64 @@ function onLiveEvents(byRoom) {
   renderRooms();
   if (roomsChanged) refreshSoon();
   if (roomsChanged && !$('members').hidden && byRoom.has(state.active)) manage.show();
+}
+
+// Says why the person is no longer in the room called name, from their
+// own LEFT/KICKED/BANNED (m: its MembershipChange), e.g. "Alice removed
+// you from The Lobby: spamming". The banner keeps it until the next news.
+async function tellRemoved(kind, name, m) {
+  const session = state.session;
+  let text = `You left ${name} in another window.`;
+  if (kind !== 'LEFT') {
+    const verb = kind === 'KICKED' ? 'removed' : 'banned';
+    const who = m.actor ? await nameNow(m.actor) : '';
+    if (state.session !== session) return;
+    text = (who ? `${who} ${verb} you` : `You were ${verb}`) + ` from ${name}` +
+      (m.reason ? `: ${m.reason}` : '.');
+  }
+  pageError(text, true); // (role=alert: read out as it shows)
+}
+
+// userId's display name, asked for now when not known (the user id if
+// the server cannot say).
+async function nameNow(userId) {
+  if (userId === me() || names.get(userId)) return nameOf(userId);
+  try {
+    const r = await call('Auth/GetUsers', { userIds: [userId] }, { token: token() });
+    const u = (r.users ?? []).find((x) => x.userId === userId);
+    if (u?.displayName) names.set(userId, u.displayName);
+  } catch {
+    // the user id says who it was
+  }
+  return names.get(userId) || userId;
+}
+
+// The person joined roomId elsewhere (another window, the CLI, an
+// invitation accepted there): the feed brought their JOINED at seq. The
+// room joins the list and the feed from that event on, without opening.
+const adding = new Set(); // rooms asked for by joinedElsewhere
+async function joinedElsewhere(roomId, seq) {
+  if (state.myRooms.has(roomId) || adding.has(roomId)) return;
+  const session = state.session;
+  adding.add(roomId);
+  let room;
+  try {
+    room = (await call('Rooms/GetRoom', { roomId }, { token: token() })).room;
+  } catch (e) {
+    if (e.code === 'unauthenticated') return sessionEnded();
+    return refreshSoon(); // (left again already, or the server is away)
+  } finally {
+    adding.delete(roomId);
+  }
+  // This page's own join (addRoom) may have got there first.
+  if (state.session !== session || !state.live || !room || state.myRooms.has(roomId)) return;
+  state.myRooms.set(roomId, room);
+  state.otherRooms = state.otherRooms.filter((r) => r.roomId !== roomId);
+  const cursors = new Map([...state.myRooms.keys()].map((id) => [id, state.live.cursor(id)]));
+  cursors.set(roomId, seq);
+  state.live.setRooms(cursors);
+  renderRooms();
+  announce(`You joined ${roomName(room)} in another window.`);
 }
 
 // A page left for another stays alive in the back/forward cache, and so
