@@ -199,8 +199,17 @@ check_rooms(mx_session *s, rpc_call *call, bool *checked, rpc_status *st)
 		if (!unsure[i])
 			continue;
 		if (members_check(s->m->rooms, s->rooms[i]->id, s->user, rpc_call_token(call),
-				  deadline, &member, st) != RPC_OK)
-			return st->code;
+				  deadline, &member, st) != RPC_OK) {
+			if (st->code != RPC_NOT_FOUND)
+				return st->code;
+			/* A PRIVATE or DIRECT room hides itself from whoever is
+			 * not a member (NOT_FOUND, as if it did not exist): for a
+			 * room this session covered, that is the user's removal,
+			 * delivered like any other (rooms are never deleted). */
+			member = false;
+			st->code = RPC_OK;
+			st->message[0] = '\0';
+		}
 		if (!member) {
 			start_leaving(s, i);
 			checked[i] = s->rooms[i]->leaving;

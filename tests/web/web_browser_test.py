@@ -458,13 +458,11 @@ def main():
         el(alice, "reason-bob").send_keys("spoiling the surprise")
         alice.save_screenshot(os.path.join(SHOTS, "desktop-ban-reason.png"))
         el(alice, "reason-bob").send_keys(Keys.ENTER)
-        # (Messaging does not bring the BANNED of a PRIVATE room to the
-        # person banned: the room is hidden from them at once, and their
-        # stream ends with NOT_FOUND "room 'secret' does not exist". The
-        # page falls back to what it knows. A public room's removal comes
-        # with its reason: see the end.)
+        # The room hides itself from bob at once (a stranger to a PRIVATE
+        # room is told it does not exist), yet his stream still brings
+        # him the BANNED, with its reason.
         until(bob, "told in words", lambda: visible_text(bob, "page-error") ==
-              "You are no longer in Secret Garden: you left elsewhere, or a moderator removed you.")
+              "Alice Liddell banned you from Secret Garden: spoiling the surprise")
         until(bob, "secret gone from his rooms",
               lambda: not bob.find_elements(By.CSS_SELECTOR, '#my-rooms li[data-room="secret"]'))
         until(alice, "the ban in the log, with its reason", lambda: any(
