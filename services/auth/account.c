@@ -197,6 +197,12 @@ leave_all(auth_service *a, const char *user_id, const char *token, rpc_status *s
 			Parley__V1__LeaveRoomRequest req = PARLEY__V1__LEAVE_ROOM_REQUEST__INIT;
 			ProtobufCMessage *resp = NULL;
 
+			if (auth_sweeper_stopping(a)) {
+				/* Shutting down: the account stays in auth.deleting
+				 * and its rooms are left after the next start. */
+				code = rpc_status_set(st, RPC_UNAVAILABLE, "auth is stopping");
+				break;
+			}
 			req.room_id = mine->rooms[i]->room_id;
 			code = rooms_call(a, "LeaveRoom", &req.base, &resp, token, st);
 			if (resp != NULL)
@@ -278,7 +284,7 @@ auth_retry_deletions(auth_service *a)
 		return;
 	store_scan(txn, a->deleting, NULL, 0, false, collect_pending, &s);
 	store_abort(txn);
-	for (size_t i = 0; i < s.n; i++)
+	for (size_t i = 0; i < s.n && !auth_sweeper_stopping(a); i++)
 		if (!leave_rooms(a, s.ids[i]))
 			break; /* rooms is still away: next sweep */
 }

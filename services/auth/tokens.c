@@ -72,6 +72,17 @@ auth_load_token_key(const char *dir, unsigned char key[crypto_generichash_KEYBYT
 	if (rename(tmp, path) != 0)
 		return rpc_status_set(st, RPC_INTERNAL, "cannot rename %s: %s", tmp,
 				      strerror(errno));
+	/* The rename is durable only once the directory is synced: a crash
+	 * before would lose the key, and with it every session. */
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		return rpc_status_set(st, RPC_INTERNAL, "cannot sync %s: %s", dir, strerror(err));
+	}
+	close(fd);
 	plog_info("auth", "created token key %s", path);
 	return RPC_OK;
 }
@@ -391,6 +402,17 @@ auth_start_sweeper(auth_service *a)
 		return false;
 	a->sweeper_running = true;
 	return true;
+}
+
+bool
+auth_sweeper_stopping(auth_service *a)
+{
+	bool stop;
+
+	pthread_mutex_lock(&a->sweep_mtx);
+	stop = a->sweeper_stop;
+	pthread_mutex_unlock(&a->sweep_mtx);
+	return stop;
 }
 
 void

@@ -72,4 +72,8 @@ bool auth_start_sweeper(auth_service *a);
 /* Stops and joins the sweeper; nothing when it is not running. */
 void auth_stop_sweeper(auth_service *a);
 
+/* True once auth_stop_sweeper has begun: long work (an account's rooms
+ * left one call at a time) stops there and is taken up at the next start. */
+bool auth_sweeper_stopping(auth_service *a);
+
 #endif
