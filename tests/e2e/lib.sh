@@ -66,17 +66,42 @@ unset PARLEY_SERVER XDG_CONFIG_HOME PARLEY_AUTH PARLEY_ROOMS PARLEY_HISTORY PARL
 
 # start_parleyd [extra parleyd arguments]: starts and waits until every
 # service it runs (all, or those of --services LIST) answers Health/Check.
+# Only the daemon's own "started (pid N," counts as up: another test's
+# daemon may answer on a port ours could not take. On a first start, a port
+# taken meanwhile by another test means other ports (up to 5 tries).
 start_parleyd() {
-  pick_ports
-  "$PARLEYD" --data-dir "$work/data" \
-    --auth-listen "$PARLEY_AUTH" --rooms-listen "$PARLEY_ROOMS" \
-    --history-listen "$PARLEY_HISTORY" --messaging-listen "$PARLEY_MESSAGING" \
-    --events-listen "tcp://127.0.0.1:$port_events" \
-    --room-events-listen "tcp://127.0.0.1:$port_room_events" \
-    --rooms-internal-listen "tcp://127.0.0.1:$port_rooms_internal" \
-    --http-listen "$http_url" \
-    "$@" 2>>"$work/parleyd.log" >&2 &
-  daemon_pid=$!
+  local first=0 attempt deadline
+  [[ -n ${port_auth:-} ]] || first=1
+  for attempt in 1 2 3 4 5; do
+    pick_ports
+    "$PARLEYD" --data-dir "$work/data" \
+      --auth-listen "$PARLEY_AUTH" --rooms-listen "$PARLEY_ROOMS" \
+      --history-listen "$PARLEY_HISTORY" --messaging-listen "$PARLEY_MESSAGING" \
+      --events-listen "tcp://127.0.0.1:$port_events" \
+      --room-events-listen "tcp://127.0.0.1:$port_room_events" \
+      --rooms-internal-listen "tcp://127.0.0.1:$port_rooms_internal" \
+      --http-listen "$http_url" \
+      "$@" 2>>"$work/parleyd.log" >&2 &
+    daemon_pid=$!
+    deadline=$((SECONDS + 15))
+    until grep -qF "started (pid $daemon_pid," "$work/parleyd.log" 2>/dev/null; do
+      if ! kill -0 "$daemon_pid" 2>/dev/null; then
+        wait "$daemon_pid" 2>/dev/null || true
+        if ((first && attempt < 5)) &&
+          [[ $(tail -n 5 "$work/parleyd.log") == *"Address in use"* ]]; then
+          echo "a port was taken meanwhile; trying other ports" >&2
+          port_auth=""
+          continue 2
+        fi
+        echo "--- parleyd log (last 30 lines) ---" >&2
+        tail -n 30 "$work/parleyd.log" >&2 || true
+        fail "parleyd exited at start"
+      fi
+      ((SECONDS < deadline)) || fail "parleyd did not say it started within 15 s"
+      sleep 0.05
+    done
+    break
+  done
   local services="" prev=""
   for a in "$@"; do [[ $prev == --services ]] && services=$a; prev=$a; done
   [[ -n $services ]] || services="auth rooms history messaging"
