@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "mutate.h"
 #include "json.h"
 #include "records.h"
 #include "rooms_int.h"
@@ -276,31 +277,7 @@ main(int argc, char **argv)
 		int rounds = rand() % 4;
 
 		LLVMFuzzerTestOneInput(buf, len); /* the seed itself is accepted */
-		for (int r = 0; r < rounds && len > 1; r++) {
-			size_t at = 1 + (size_t)rand() % (len - 1);
-			switch (rand() % 4) {
-			case 0:
-				buf[at] ^= (uint8_t)(1u << (rand() % 8));
-				break;
-			case 1:
-				buf[at] = (uint8_t)rand();
-				break;
-			case 2:
-				len = at;
-				break;
-			default:
-				if (len < sizeof(buf)) {
-					memmove(buf + at + 1, buf + at, len - at);
-					buf[at] = (uint8_t)rand();
-					len++;
-				}
-			}
-		}
-		if (i % 10 == 9) { /* noise */
-			len = 1 + (size_t)rand() % 300;
-			for (size_t k = 1; k < len; k++)
-				buf[k] = (uint8_t)rand();
-		}
+		len = fuzz_mutate(buf, sizeof(buf), len, rounds, i);
 		LLVMFuzzerTestOneInput(buf, len);
 	}
 	printf("ok %d mutated records of %d types\n", iterations, T_COUNT);
