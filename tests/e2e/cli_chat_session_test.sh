@@ -26,6 +26,7 @@ enter bob lobby
 other() { as bob --server "127.0.0.1:$port_auth" "$@"; }
 spawn bob tail lobby -n 1 >"$work/tail.out" 2>"$work/tail.err"
 tail_pid=$spawned
+show_on_fail "$work/tail.out" "$work/tail.err"
 # Its session is open once it has shown the room's last event (-n 1).
 wait_for "tail to start" 10 test -s "$work/tail.out"
 as alice send lobby "hello all"

@@ -15,6 +15,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/parley-e2e-XXXXXX")
 daemon_pid=""
 bg_pids=()
 cleanup_hooks=()
+fail_files=()	# show_on_fail FILE...: printed when the test fails
+show_on_fail() { fail_files+=("$@"); }
 
 cleanup() {
   local rc=$?
@@ -23,6 +25,10 @@ cleanup() {
     { kill -9 "$p" && wait "$p"; } 2>/dev/null || true
   done
   if ((rc != 0)); then
+    for f in "${fail_files[@]}"; do
+      echo "--- $f (last 30 lines) ---"
+      tail -n 30 "$f" 2>/dev/null || true
+    done
     echo "--- parleyd log (last 30 lines) ---"
     tail -n 30 "$work/parleyd.log" 2>/dev/null || true
   fi
