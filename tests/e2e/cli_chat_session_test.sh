@@ -71,8 +71,10 @@ prompted bob "^bob@lobby \(not a member\)> ?$"
 wait_for "tail to say who and why" 10 \
   grep -q "^parley: you were removed from lobby by alice: spamming; waiting until" "$work/tail.err"
 other join lobby >/dev/null
-wait_for "tail to resume after the kick" 10 \
-  test "$(grep -c "you are a member of lobby again; resuming" "$work/tail.err")" = 2
+# A function: wait_for runs it anew each time (a "$(grep -c ...)" argument
+# would be counted once, before the wait, and never change).
+resumed_twice() { [[ $(grep -c "you are a member of lobby again; resuming" "$work/tail.err") == 2 ]]; }
+wait_for "tail to resume after the kick" 10 resumed_twice
 prompted bob "^bob@lobby> ?$"
 as alice send lobby "welcome back again"
 sees bob "alice: welcome back again$"
