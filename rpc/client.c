@@ -103,6 +103,17 @@ rpc_client_url(const rpc_client *cli)
 	return cli->url;
 }
 
+bool
+rpc_client_is_local(const rpc_client *cli)
+{
+	rpc_server *srv = rpc_local_acquire(cli->url);
+
+	if (srv == NULL)
+		return false;
+	rpc_local_release(srv);
+	return true;
+}
+
 /* True while at least one connection to the server is up. */
 static bool
 rpc_client_connected(rpc_client *cli)

@@ -322,6 +322,7 @@ delete_account_job(rpc_call *call, void *arg)
 		err = store_commit(txn);
 	else
 		store_abort(txn);
+	svc_tokens_revoked();
 	if (err != STORE_OK)
 		return svc_fail_store(call, err, "delete account");
 	plog_info("auth", "deleted account %s", user_id);

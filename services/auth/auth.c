@@ -498,6 +498,7 @@ change_password_job(rpc_call *call, void *arg)
 			err = store_commit(txn);
 		else
 			store_abort(txn);
+		svc_tokens_revoked();
 	}
 	j->rec->password_hash = old_hash;
 	if (err != STORE_OK)

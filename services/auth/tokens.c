@@ -179,7 +179,9 @@ auth_revoke_token(auth_service *a, const char *user_id,
 		store_abort(txn);
 		return err;
 	}
-	return store_commit(txn);
+	err = store_commit(txn);
+	svc_tokens_revoked(); /* after the commit: see svc.h */
+	return err;
 }
 
 store_err

@@ -1,6 +1,9 @@
 /* svc.c — see svc.h. */
 #include "svc.h"
 
+#include <pthread.h>
+#include <sodium.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,9 +129,76 @@ svc_open_table(store_env *env, const char *name, store_table *t, rpc_status *st)
 	return true;
 }
 
+/*
+ * The validation cache. Only when the auth service runs in this process:
+ * its revocations (Logout, ChangePassword, DeleteAccount, an expired token
+ * found) bump `revocations` once committed, and an entry counts only while
+ * that number is what it was before the validation that made it began. So
+ * a revoked token is refused at once, as without the cache, and the cache
+ * saves the call for every other one (a Poll, its reply's check, a Send).
+ * With auth in another process nothing is cached. Entries hold a hash of
+ * the token, never the token.
+ */
+#define AUTHN_CACHE_SLOTS 1024
+
+static uint64_t revocations;
+
+void
+svc_tokens_revoked(void)
+{
+	__atomic_add_fetch(&revocations, 1, __ATOMIC_SEQ_CST);
+}
+
+struct authn_entry {
+	unsigned char key[crypto_generichash_BYTES];
+	char user_id[RPC_USER_ID_MAX];
+	uint64_t expires_ms;	/* wall clock */
+	uint64_t revocations;	/* as read before the validation */
+	bool used;
+};
+
 struct svc_authn {
 	rpc_client *auth;
+	pthread_mutex_t mtx;	/* guards cache */
+	struct authn_entry *cache;
 };
+
+static unsigned
+cache_slot(const unsigned char key[crypto_generichash_BYTES])
+{
+	return ((unsigned)key[0] | (unsigned)key[1] << 8) % AUTHN_CACHE_SLOTS;
+}
+
+static bool
+cache_get(svc_authn *a, const unsigned char *key, char user_id[RPC_USER_ID_MAX])
+{
+	struct authn_entry *e = &a->cache[cache_slot(key)];
+	bool hit;
+
+	pthread_mutex_lock(&a->mtx);
+	hit = e->used && sodium_memcmp(e->key, key, sizeof(e->key)) == 0 &&
+	      e->revocations == __atomic_load_n(&revocations, __ATOMIC_SEQ_CST) &&
+	      rpc_wall_ms() < e->expires_ms;
+	if (hit)
+		memcpy(user_id, e->user_id, RPC_USER_ID_MAX);
+	pthread_mutex_unlock(&a->mtx);
+	return hit;
+}
+
+static void
+cache_put(svc_authn *a, const unsigned char *key, const char *user_id, uint64_t expires_ms,
+	  uint64_t seen)
+{
+	struct authn_entry *e = &a->cache[cache_slot(key)];
+
+	pthread_mutex_lock(&a->mtx);
+	memcpy(e->key, key, sizeof(e->key));
+	snprintf(e->user_id, sizeof(e->user_id), "%s", user_id);
+	e->expires_ms = expires_ms;
+	e->revocations = seen;
+	e->used = true;
+	pthread_mutex_unlock(&a->mtx);
+}
 
 int
 svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st)
@@ -137,10 +207,16 @@ svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st)
 
 	if (a == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	if ((a->cache = calloc(AUTHN_CACHE_SLOTS, sizeof(*a->cache))) == NULL) {
+		free(a);
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
 	if (rpc_client_open(&a->auth, auth_addr, st) != RPC_OK) {
+		free(a->cache);
 		free(a);
 		return st->code;
 	}
+	pthread_mutex_init(&a->mtx, NULL);
 	*ap = a;
 	return RPC_OK;
 }
@@ -151,6 +227,9 @@ svc_authn_close(svc_authn *a)
 	if (a == NULL)
 		return;
 	rpc_client_close(a->auth);
+	sodium_memzero(a->cache, AUTHN_CACHE_SLOTS * sizeof(*a->cache));
+	free(a->cache);
+	pthread_mutex_destroy(&a->mtx);
 	free(a);
 }
 
@@ -163,8 +242,17 @@ svc_authn_validate(void *arg, const char *token, int64_t deadline_ms,
 	Parley__V1__ValidateResponse *resp;
 	rpc_call_opts opts = {.deadline_ms = deadline_ms};
 	char why[RPC_STATUS_MESSAGE_MAX];
+	unsigned char key[crypto_generichash_BYTES];
+	bool local = rpc_client_is_local(a->auth);
+	uint64_t seen = __atomic_load_n(&revocations, __ATOMIC_SEQ_CST);
 	rpc_code code;
 
+	if (local) {
+		crypto_generichash(key, sizeof(key), (const unsigned char *)token, strlen(token),
+				   NULL, 0);
+		if (cache_get(a, key, user_id))
+			return RPC_OK;
+	}
 	req.token = (char *)token;
 	code = rpc_client_call(a->auth, &parley__v1__auth__descriptor, "Validate", &req.base,
 			       (ProtobufCMessage **)&resp, &opts, st);
@@ -176,6 +264,8 @@ svc_authn_validate(void *arg, const char *token, int64_t deadline_ms,
 
 		if (valid)
 			snprintf(user_id, RPC_USER_ID_MAX, "%s", resp->user_id);
+		if (valid && local)
+			cache_put(a, key, user_id, resp->expires_at_ms, seen);
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
 		if (!valid) {
 			user_id[0] = '\0';

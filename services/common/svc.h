@@ -97,15 +97,22 @@ bool svc_open_table(store_env *env, const char *name, store_table *t, rpc_status
 
 /*
  * The remote authenticator: an rpc_authn_fn that asks Auth/Validate at
- * auth_addr. Revocation is seen at once: nothing is cached. An auth service
- * that cannot be reached gives UNAVAILABLE within the call's deadline (after
- * the rpc client's connect grace when no connection is up).
+ * auth_addr. Revocation is seen at once. When the auth service runs in
+ * this process, a validated token is remembered (a hash of it, with its
+ * user and expiry) until it expires or the auth service revokes any token
+ * (svc_tokens_revoked, called by auth after each revocation commits):
+ * most calls then skip Validate. An auth service that cannot be reached
+ * gives UNAVAILABLE within the call's deadline (after the rpc client's
+ * connect grace when no connection is up).
  */
 typedef struct svc_authn svc_authn;
 int svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st);
 void svc_authn_close(svc_authn *a);
 __attribute__((warn_unused_result)) rpc_code svc_authn_validate(void *a, const char *token, int64_t deadline_ms,
 			    char user_id[RPC_USER_ID_MAX], rpc_status *st);
+/* Auth: a token was revoked (committed); every remembered one is checked
+ * again. */
+void svc_tokens_revoked(void);
 
 /*
  * The connection caps of an internal PUB socket (the events PUB, the rooms
