@@ -22,6 +22,7 @@ struct rpc_client {
 	nng_dialer dialer;
 	bool dialing;	/* dialer started: at the first call not served in process */
 	uint64_t next_id;
+	bool local;	/* [atomic] its server was found in this process */
 	pthread_mutex_t mtx;
 	pthread_cond_t up; /* signalled when a pipe connects */
 };
@@ -104,13 +105,18 @@ rpc_client_url(const rpc_client *cli)
 }
 
 bool
-rpc_client_is_local(const rpc_client *cli)
+rpc_client_is_local(rpc_client *cli)
 {
-	rpc_server *srv = rpc_local_acquire(cli->url);
+	rpc_server *srv;
 
-	if (srv == NULL)
+	/* Once found, for good: a server of this process leaves only as the
+	 * process stops (no lock per call on the hot paths that ask). */
+	if (__atomic_load_n(&cli->local, __ATOMIC_ACQUIRE))
+		return true;
+	if ((srv = rpc_local_acquire(cli->url)) == NULL)
 		return false;
 	rpc_local_release(srv);
+	__atomic_store_n(&cli->local, true, __ATOMIC_RELEASE);
 	return true;
 }
 

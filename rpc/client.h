@@ -36,8 +36,8 @@ int rpc_client_open(rpc_client **clip, const char *url, rpc_status *st);
 void rpc_client_close(rpc_client *cli);
 const char *rpc_client_url(const rpc_client *cli);
 /* True when the server at the client's URL runs in this process (its calls
- * are function calls, see local.h). */
-bool rpc_client_is_local(const rpc_client *cli);
+ * are function calls, see local.h); once true, true for good. */
+bool rpc_client_is_local(rpc_client *cli);
 
 /*
  * Calls method (its name in svc, e.g. "Login") with req and waits for the

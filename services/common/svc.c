@@ -149,6 +149,52 @@ svc_tokens_revoked(void)
 	__atomic_add_fetch(&revocations, 1, __ATOMIC_SEQ_CST);
 }
 
+/* The rooms service of this process: its change log's committed head,
+ * and whether a write is under way (its outcome not yet in the head). */
+static uint64_t rooms_head;
+static unsigned rooms_instances, rooms_writing;
+
+static void
+raise_rooms_head(uint64_t head)
+{
+	uint64_t was = __atomic_load_n(&rooms_head, __ATOMIC_SEQ_CST);
+
+	while (was < head &&
+	       !__atomic_compare_exchange_n(&rooms_head, &was, head, false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST))
+		;
+}
+
+void
+svc_rooms_log_opened(uint64_t head)
+{
+	__atomic_add_fetch(&rooms_instances, 1, __ATOMIC_SEQ_CST);
+	raise_rooms_head(head);
+}
+
+void
+svc_rooms_log_write_begin(void)
+{
+	__atomic_add_fetch(&rooms_writing, 1, __ATOMIC_SEQ_CST);
+}
+
+void
+svc_rooms_log_write_end(uint64_t committed)
+{
+	raise_rooms_head(committed);
+	__atomic_sub_fetch(&rooms_writing, 1, __ATOMIC_SEQ_CST);
+}
+
+bool
+svc_rooms_log_head(uint64_t *head)
+{
+	if (__atomic_load_n(&rooms_instances, __ATOMIC_SEQ_CST) != 1 ||
+	    __atomic_load_n(&rooms_writing, __ATOMIC_SEQ_CST) != 0)
+		return false;
+	*head = __atomic_load_n(&rooms_head, __ATOMIC_SEQ_CST);
+	return true;
+}
+
 struct authn_entry {
 	unsigned char key[crypto_generichash_BYTES];
 	char user_id[RPC_USER_ID_MAX];

@@ -115,6 +115,21 @@ __attribute__((warn_unused_result)) rpc_code svc_authn_validate(void *a, const c
 void svc_tokens_revoked(void);
 
 /*
+ * The rooms service's change log, for a messaging service in the same
+ * process: rooms tells the committed head when it opens the log, and
+ * brackets each write (write_begin before its transaction, write_end with
+ * the head it committed, 0 if none, before the call returns). Messaging's
+ * membership barrier then needs no round trip when its mirror has applied
+ * that much. svc_rooms_log_head gives the head of every change committed
+ * before it was called; false while a write is under way or unless exactly
+ * one rooms service runs in this process.
+ */
+void svc_rooms_log_opened(uint64_t head);
+void svc_rooms_log_write_begin(void);
+void svc_rooms_log_write_end(uint64_t committed);
+bool svc_rooms_log_head(uint64_t *head);
+
+/*
  * The connection caps of an internal PUB socket (the events PUB, the rooms
  * PUB): those of the REP endpoints (rpc_get_limits: total, per address,
  * the longest-connected giving way when full) but no idle timeout, as a

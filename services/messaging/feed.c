@@ -73,6 +73,8 @@ struct mx_feed {
 	pthread_mutex_t follow_mtx;
 	bool follow;		/* [follow_mtx] tell the sessions of joins */
 
+	uint64_t applied; /* [atomic] the cursor, once the mirror holds it */
+
 	/* Feed thread only. */
 	uint64_t cursor;
 	bool rooms_down; /* logged once per outage */
@@ -205,8 +207,10 @@ catch_up_page(mx_feed *f, uint64_t *head)
 	*head = resp->head_seq;
 	if (resp->n_changes > 0 &&
 	    (err = mx_writer_apply_changes(f->m->writer, resp->changes, resp->n_changes,
-					   &f->cursor)) == STORE_OK)
+					   &f->cursor)) == STORE_OK) {
+		__atomic_store_n(&f->applied, f->cursor, __ATOMIC_SEQ_CST);
 		tell_joins(f, resp->changes, resp->n_changes, before);
+	}
 	else if (resp->n_changes == 0 && resp->head_seq < f->cursor)
 		plog_error("messaging", "rooms log ends at %llu, before our cursor %llu: was it reset?",
 			   (unsigned long long)resp->head_seq, (unsigned long long)f->cursor);
@@ -329,6 +333,17 @@ mx_feed_want(mx_feed *f, uint64_t round)
 	pthread_mutex_unlock(&f->mtx);
 }
 
+bool
+mx_feed_current(mx_feed *f)
+{
+	uint64_t head;
+
+	/* The rooms service is in this process: its committed head says at
+	 * once whether the mirror has every change committed until now. */
+	return rpc_client_is_local(f->m->rooms_feed) && svc_rooms_log_head(&head) &&
+	       __atomic_load_n(&f->applied, __ATOMIC_SEQ_CST) >= head;
+}
+
 rpc_code
 mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *st)
 {
@@ -336,6 +351,8 @@ mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *s
 
 	if (__atomic_load_n(&f->round_ok, __ATOMIC_ACQUIRE) >= mine)
 		return RPC_OK; /* passed already: the mirror is current enough */
+	if (mx_feed_current(f))
+		return RPC_OK;
 	pthread_mutex_lock(&f->mtx);
 	if (f->round_wanted < mine) {
 		f->round_wanted = mine;
@@ -374,6 +391,7 @@ mx_feed_start(messaging_service *m, mx_feed **out, rpc_status *st)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	f->m = m;
 	f->cursor = load_cursor(m);
+	f->applied = f->cursor;
 	f->follow = m->sessions != NULL;
 	pthread_mutex_init(&f->mtx, NULL);
 	pthread_mutex_init(&f->follow_mtx, NULL);

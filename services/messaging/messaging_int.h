@@ -214,6 +214,10 @@ rpc_code mx_feed_sync(mx_feed *f, int64_t deadline_ms, rpc_status *st);
 uint64_t mx_feed_round_next(mx_feed *f);
 void mx_feed_want(mx_feed *f, uint64_t round);
 rpc_code mx_feed_sync_round(mx_feed *f, uint64_t mine, int64_t deadline_ms, rpc_status *st);
+/* True when the mirror has every membership change the rooms service
+ * committed until now, known without a round trip (the rooms service runs
+ * in this process, see svc_rooms_log_head); a round passes at once then. */
+bool mx_feed_current(mx_feed *f);
 
 /* From now on the feed no longer tells sessions of joins (mx_sessions_joined);
  * returns once no such call is in progress. f may be NULL. */

@@ -156,9 +156,10 @@ deliver_locked(mx_router *r, nng_msg *msg)
 	f = frame_of(msg, (size_t)(nul - body) + 1, rt->n);
 	if (f != NULL && f->seq > rt->seen)
 		rt->seen = f->seq;
-	if (f != NULL && r->m->feed != NULL) {
+	if (f != NULL && r->m->feed != NULL && !mx_feed_current(r->m->feed)) {
 		/* Committed by now: the first round that starts from here
-		 * clears it for delivery. Start it now, once per round. */
+		 * clears it for delivery. Start it now, once per round. (With
+		 * the mirror current no round is needed: need stays 0.) */
 		f->need = mx_feed_round_next(r->m->feed);
 		if (f->need > r->wanted) {
 			r->wanted = f->need;

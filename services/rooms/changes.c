@@ -26,6 +26,7 @@ struct changes {
 	rpc_conns *pub_conns; /* its connection caps (svc_pub_conns_open) */
 	rpc_server *feed;
 	pthread_mutex_t write_mtx;
+	uint64_t written;	/* [write_mtx] the head the open write makes */
 };
 
 /* ---- writing ------------------------------------------------------------------ */
@@ -94,6 +95,7 @@ changes_append_event(changes *c, store_txn *txn, rpc_call *call, Parley__V1__Eve
 		return err == STORE_EXISTS ? STORE_CORRUPT : err; /* head behind the log */
 	}
 	store_be64_put(head_val, head + 1);
+	c->written = head + 1;
 	return store_put(txn, c->meta, head_key, sizeof(head_key) - 1, head_val,
 			 sizeof(head_val), 0);
 }
@@ -104,9 +106,13 @@ changes_write_begin(changes *c, store_txn **txn)
 	store_err err;
 
 	pthread_mutex_lock(&c->write_mtx);
+	c->written = 0;
+	svc_rooms_log_write_begin();
 	err = store_begin(c->env, true, txn);
-	if (err != STORE_OK)
+	if (err != STORE_OK) {
+		svc_rooms_log_write_end(0);
 		pthread_mutex_unlock(&c->write_mtx);
+	}
 	return err;
 }
 
@@ -115,9 +121,12 @@ changes_write_end(changes *c, store_txn *txn, store_err err, const change_frame 
 {
 	int rv;
 
-	if (err != STORE_OK) {
+	if (err != STORE_OK)
 		store_abort(txn);
-	} else if ((err = store_commit(txn)) == STORE_OK) {
+	else
+		err = store_commit(txn);
+	svc_rooms_log_write_end(err == STORE_OK ? c->written : 0);
+	if (err == STORE_OK) {
 		/* Subscribers catch up from the log: a lost frame costs latency. */
 		for (; f != NULL; f = f->next) {
 			if (f->data == NULL)
@@ -209,6 +218,27 @@ static const rpc_method feed_methods[] = {
 
 /* ---- lifecycle ------------------------------------------------------------------- */
 
+/* The head as stored, for a messaging service in this process (svc.h). */
+static bool
+tell_head(changes *c, rpc_status *st)
+{
+	store_txn *txn;
+	uint64_t head;
+	store_err err;
+
+	if ((err = store_begin(c->env, false, &txn)) == STORE_OK) {
+		err = read_head(c, txn, &head);
+		store_abort(txn);
+	}
+	if (err != STORE_OK) {
+		rpc_status_set(st, RPC_INTERNAL, "cannot read the rooms log's head: %s",
+			       store_strerror(err));
+		return false;
+	}
+	svc_rooms_log_opened(head);
+	return true;
+}
+
 int
 changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
 {
@@ -222,6 +252,8 @@ changes_open(store_env *env, const char *pub_url, changes **out, rpc_status *st)
 	pthread_mutex_init(&c->write_mtx, NULL);
 	if (!svc_open_table(env, "rooms.changes", &c->log, st) ||
 	    !svc_open_table(env, "rooms.meta", &c->meta, st))
+		goto fail;
+	if (!tell_head(c, st))
 		goto fail;
 	if ((rv = nng_pub0_open(&c->pub)) != 0) {
 		rpc_status_set(st, rpc_code_from_nng(rv), "rooms PUB socket: %s", nng_strerror(rv));

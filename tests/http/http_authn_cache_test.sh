@@ -11,7 +11,7 @@ start_parleyd --token-ttl 4
 # Auth/Validate calls answered so far, whatever their status.
 validations() {
   curl -fsS "$http_url/metrics" |
-    awk '$1 ~ /^parley_rpc_calls_total\{/ && $1 ~ /method="Validate"/ { n += $2 } END { print n + 0 }'
+    awk '$1 ~ /^parley_rpc_calls_total\{/ && $1 ~ /method="\/parley.v1.Auth\/Validate"/ { n += $2 } END { print n + 0 }'
 }
 
 login() { # login USER -> token in $token, expiry in $expires
@@ -34,6 +34,8 @@ alice=$token
 mine "$alice"
 want_ok
 before=$(validations)
+# The first call did validate: the count is read from the right series.
+((before > 0)) || fail "no Auth/Validate calls counted: $(curl -fsS "$http_url/metrics" | grep -c Validate) series"
 for i in $(seq 1 25); do
   mine "$alice"
   want_ok
