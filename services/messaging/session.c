@@ -1,4 +1,5 @@
 /* session.c — one session and its worker thread (see session.h). */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
 #include "session.h"
 
 #include <stdlib.h>
@@ -474,6 +475,7 @@ worker_main(void *arg)
 	uint64_t rewinds[SESSION_MAX_ROOMS];
 	bool rewind[SESSION_MAX_ROOMS];
 
+	pthread_setname_np(pthread_self(), "mx-session"); /* for perf and top */
 	for (;;) {
 		struct taken t = {0};
 		rpc_call *call = NULL;
