@@ -676,6 +676,7 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 	rpc_server_set_authenticator(a->srv, authn_local, a);
 	if (rpc_server_start(a->srv, st) != RPC_OK)
 		goto fail;
+	svc_tokens_revoked(); /* nothing remembered from an earlier instance */
 	if (!auth_start_sweeper(a)) {
 		rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "cannot start the session sweeper");
 		goto fail;
@@ -712,6 +713,7 @@ auth_service_stop(auth_service *a)
 		return;
 	if (a->srv != NULL)
 		rpc_server_close(a->srv, 5000);
+	svc_tokens_revoked(); /* what other services remember of it goes too */
 	workpool_stop(a->hashers);
 	auth_stop_sweeper(a);
 	pthread_cond_destroy(&a->sweep_cv);

@@ -363,6 +363,9 @@ sweep_expired(auth_service *a, struct sweep_scan *s)
 		}
 		if (store_commit(txn) != STORE_OK)
 			break;
+		/* Expired ones are refused by their expiry anyway; this also
+		 * covers a wall clock set back after the sweep. */
+		svc_tokens_revoked();
 		total += s->n;
 	} while (s->more);
 	return total;

@@ -208,8 +208,10 @@ catch_up_page(mx_feed *f, uint64_t *head)
 	if (resp->n_changes > 0 &&
 	    (err = mx_writer_apply_changes(f->m->writer, resp->changes, resp->n_changes,
 					   &f->cursor)) == STORE_OK) {
-		__atomic_store_n(&f->applied, f->cursor, __ATOMIC_SEQ_CST);
 		tell_joins(f, resp->changes, resp->n_changes, before);
+		/* After tell_joins, like a round: a barrier that passes means
+		 * the sessions were told of the joins too. */
+		__atomic_store_n(&f->applied, f->cursor, __ATOMIC_SEQ_CST);
 	}
 	else if (resp->n_changes == 0 && resp->head_seq < f->cursor)
 		plog_error("messaging", "rooms log ends at %llu, before our cursor %llu: was it reset?",
