@@ -23,6 +23,7 @@ struct rpc_client {
 	bool dialing;	/* dialer started: at the first call not served in process */
 	uint64_t next_id;
 	bool local;	/* [atomic] its server was found in this process */
+	int64_t remote_until; /* [atomic] not found: no need to look before (ms) */
 	pthread_mutex_t mtx;
 	pthread_cond_t up; /* signalled when a pipe connects */
 };
@@ -110,11 +111,17 @@ rpc_client_is_local(rpc_client *cli)
 	rpc_server *srv;
 
 	/* Once found, for good: a server of this process leaves only as the
-	 * process stops (no lock per call on the hot paths that ask). */
+	 * process stops. Not found: looked for again a second later (a
+	 * server of this process may start after its clients), so that the
+	 * hot paths that ask take the registry's lock once a second at most. */
 	if (__atomic_load_n(&cli->local, __ATOMIC_ACQUIRE))
 		return true;
-	if ((srv = rpc_local_acquire(cli->url)) == NULL)
+	if (rpc_now_ms() < __atomic_load_n(&cli->remote_until, __ATOMIC_RELAXED))
 		return false;
+	if ((srv = rpc_local_acquire(cli->url)) == NULL) {
+		__atomic_store_n(&cli->remote_until, rpc_now_ms() + 1000, __ATOMIC_RELAXED);
+		return false;
+	}
 	rpc_local_release(srv);
 	__atomic_store_n(&cli->local, true, __ATOMIC_RELEASE);
 	return true;
