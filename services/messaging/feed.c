@@ -212,8 +212,7 @@ catch_up_page(mx_feed *f, uint64_t *head)
 		/* After tell_joins, like a round: a barrier that passes means
 		 * the sessions were told of the joins too. */
 		__atomic_store_n(&f->applied, f->cursor, __ATOMIC_SEQ_CST);
-	}
-	else if (resp->n_changes == 0 && resp->head_seq < f->cursor)
+	} else if (resp->n_changes == 0 && resp->head_seq < f->cursor)
 		plog_error("messaging", "rooms log ends at %llu, before our cursor %llu: was it reset?",
 			   (unsigned long long)resp->head_seq, (unsigned long long)f->cursor);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
