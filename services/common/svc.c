@@ -129,26 +129,6 @@ svc_open_table(store_env *env, const char *name, store_table *t, rpc_status *st)
 	return true;
 }
 
-/*
- * The validation cache. Only when the auth service runs in this process:
- * its revocations (Logout, ChangePassword, DeleteAccount, an expired token
- * found) bump `revocations` once committed, and an entry counts only while
- * that number is what it was before the validation that made it began. So
- * a revoked token is refused at once, as without the cache, and the cache
- * saves the call for every other one (a Poll, its reply's check, a Send).
- * With auth in another process nothing is cached. Entries hold a hash of
- * the token, never the token.
- */
-#define AUTHN_CACHE_SLOTS 1024
-
-static uint64_t revocations;
-
-void
-svc_tokens_revoked(void)
-{
-	__atomic_add_fetch(&revocations, 1, __ATOMIC_SEQ_CST);
-}
-
 /* The rooms service of this process: its change log's committed head,
  * and whether a write is under way (its outcome not yet in the head). */
 static uint64_t rooms_head;
@@ -193,6 +173,26 @@ svc_rooms_log_head(uint64_t *head)
 		return false;
 	*head = __atomic_load_n(&rooms_head, __ATOMIC_SEQ_CST);
 	return true;
+}
+
+/*
+ * The validation cache. Only when the auth service runs in this process:
+ * its revocations (Logout, ChangePassword, DeleteAccount, an expired token
+ * found) bump `revocations` once committed, and an entry counts only while
+ * that number is what it was before the validation that made it began. So
+ * a revoked token is refused at once, as without the cache, and the cache
+ * saves the call for every other one (a Poll, its reply's check, a Send).
+ * With auth in another process nothing is cached. Entries hold a hash of
+ * the token, never the token.
+ */
+#define AUTHN_CACHE_SLOTS 1024
+
+static uint64_t revocations;
+
+void
+svc_tokens_revoked(void)
+{
+	__atomic_add_fetch(&revocations, 1, __ATOMIC_SEQ_CST);
 }
 
 struct authn_entry {
