@@ -43,14 +43,20 @@ wait_http() {
   wait_for "the HTTP face on $http_url" 15 curl -sf "$http_url/healthz"
 }
 
-# register_login NAME: registers NAME over HTTP and sets $token.
-register_login() {
-  post Auth/Register "{\"userId\":\"$1\",\"password\":\"pw-$1-secret\",\"displayName\":\"$1\"}"
-  want_ok
+# login NAME: logs NAME (password pw-NAME-secret) in over HTTP and sets
+# $token; the reply stays in $work/body.
+login() {
   post Auth/Login "{\"userId\":\"$1\",\"password\":\"pw-$1-secret\"}"
   want_ok
   token=$(jq -r .token "$work/body")
   [[ ${#token} -eq 43 ]] || fail "bad token from login: $(body)"
+}
+
+# register_login NAME: registers NAME over HTTP and sets $token.
+register_login() {
+  post Auth/Register "{\"userId\":\"$1\",\"password\":\"pw-$1-secret\",\"displayName\":\"$1\"}"
+  want_ok
+  login "$1"
 }
 
 # frame: wraps stdin (one message) in a Connect envelope.
