@@ -401,31 +401,6 @@ end_session(mx_session *s)
 	sessions_worker_done(ss, user, true);
 }
 
-/*
- * The worker is about to wait with no Poll (s->mtx held). If nothing is at
- * hand for the next one, it says so, with its cursors, so that the next
- * Poll can attach without waking it (attach_quietly): the client's next
- * Poll usually comes at once, and waking a thread to learn that there is
- * nothing to answer costs a delivery as much as the answer. Such a Poll
- * must be answered by its deadline, so the wait ends by the time it would
- * end (the last Poll's span after the last answer), and at idle expiry
- * after that as before.
- */
-static void
-wait_quietly(mx_session *s, int64_t now, int64_t *wake)
-{
-	int64_t until = s->last_active + s->poll_span;
-
-	if (s->inbox_len > 0 || s->buf_len > 0 || session_rooms_behind(s) > 0 || until <= now)
-		return;
-	if (until < *wake)
-		*wake = until;
-	for (unsigned i = 0; i < s->nrooms; i++)
-		s->rooms[i]->quiet_cursor = s->rooms[i]->cursor;
-	s->quiet = true;
-	s->quiet_until = *wake;
-}
-
 /* What step 1 of the loop took from under the lock. */
 struct taken {
 	mx_frame **frames;
@@ -470,17 +445,12 @@ wait_for_work(mx_session *s, struct taken *t, bool *rewind, uint64_t *rewinds)
 				break;
 			}
 			wake = s->last_active + idle_ms;
-			wait_quietly(s, t->now, &wake);
 		}
 		rpc_cond_wait_until(&s->cv, &s->mtx, wake);
-		s->quiet = false;
 	}
 	s->want_frames = false;
 	if (s->poll_new)
 		s->lagging = s->inbox_len > 0 || s->buf_len > 0 || session_rooms_behind(s) > 0;
-	else if (s->poll_quiet)
-		s->lagging = false; /* it found nothing waiting */
-	s->poll_quiet = false;
 	t->frames = s->inbox;
 	t->nframes = s->inbox_len;
 	s->inbox = NULL;
@@ -703,25 +673,6 @@ session_room_index(mx_session *s, const char *room_id)
 	return k;
 }
 
-/*
- * True if a Poll due at deadline may wait without waking the worker
- * (s->mtx held): it waits quietly (wait_quietly) and will wake by then,
- * nothing came since, and the client has all that was sent (a rewind
- * would make the Poll due at once).
- */
-static bool
-attach_quietly(const mx_session *s, int64_t deadline, const unsigned *room,
-	       const uint64_t *acked, unsigned n)
-{
-	if (!s->quiet || s->poll != NULL || deadline < s->quiet_until || s->inbox_len > 0 ||
-	    s->inbox_overflow || s->njoins > 0 || s->heal)
-		return false;
-	for (unsigned i = 0; i < n; i++)
-		if (acked[i] < s->rooms[room[i]]->quiet_cursor)
-			return false;
-	return true;
-}
-
 rpc_code
 session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t max,
 		    const unsigned *room, const uint64_t *acked, unsigned n)
@@ -748,18 +699,10 @@ session_attach_poll(mx_session *s, rpc_call *call, uint32_t wait_ms, uint32_t ma
 	old = s->poll;
 	s->poll = call;
 	s->poll_deadline = until < latest ? until : latest > now ? latest : now;
-	s->poll_span = s->poll_deadline - now;
 	s->poll_max = max;
+	s->poll_new = true;
 	s->last_active = now;
-	if (attach_quietly(s, s->poll_deadline, room, acked, n)) {
-		/* As the worker would on waking: wait for the next frame. */
-		s->quiet = false;
-		s->poll_quiet = true;
-		s->want_frames = true;
-	} else {
-		s->poll_new = true;
-		pthread_cond_signal(&s->cv);
-	}
+	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mtx);
 	if (old != NULL)
 		rpc_call_finish(old, RPC_OK); /* empty: the newer Poll wins */

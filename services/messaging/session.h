@@ -84,7 +84,6 @@ typedef struct sess_room {
 	bool gone;		/* atomic: the user left; nothing more from here */
 	bool rewind_set;	/* [mtx] a Poll said the client has up to rewind */
 	uint64_t rewind;	/* [mtx] */
-	uint64_t quiet_cursor;	/* [mtx] cursor as of the worker's quiet wait */
 } sess_room;
 
 /*
@@ -150,10 +149,6 @@ struct mx_session {
 	int64_t poll_deadline;		/* [mtx] answer it by then (monotonic ms) */
 	uint32_t poll_max;		/* [mtx] its max_events */
 	bool poll_new;			/* [mtx] a Poll arrived: re-read heads */
-	bool poll_quiet;		/* [mtx] one came while quiet (attach_quietly) */
-	bool quiet;			/* [mtx] the worker waits, nothing at hand */
-	int64_t quiet_until;		/* [mtx] when that wait ends */
-	int64_t poll_span;		/* [mtx] the last Poll's deadline - arrival */
 	bool closing;			/* [mtx] Close or shutdown asked */
 	bool dead;			/* [mtx] the worker ended */
 	int64_t last_active;		/* [mtx] last Poll arrival or answer */
