@@ -2,12 +2,11 @@
  * messaging.c — the Messaging service's lifecycle, its method table, Send's
  * checks and the PUB backbone (see messaging.h and messaging_int.h).
  *
- * Threads: the rpc workers (and nng's, for Send and Poll) run the
- * handlers; one writer thread writes LMDB; one feed thread follows the
- * rooms service; one worker thread per session, fed by the router. What
- * is published goes to the router of this process by a call and to the
- * PUB socket's subscribers elsewhere; m->pub_mtx orders publishing, so
- * both see events in commit order.
+ * Threads: the rpc workers run the handlers; one writer thread writes
+ * LMDB; one feed thread follows the rooms service; one worker thread per
+ * session, fed by the router's SUB socket. The PUB socket is shared by all
+ * of them; m->pub_mtx orders publishing against the closing of the
+ * router's SUB socket (router.c).
  */
 #include "messaging_int.h"
 
@@ -50,16 +49,10 @@ mx_event_frame(const Parley__V1__Event *ev)
 void
 mx_publish_locked(messaging_service *m, nng_msg *msg)
 {
-	nng_msg *copy;
-
 	if (msg == NULL)
 		return;
-	/* Subscribers in other processes get a copy; nng drops it for those
-	 * that do not keep up. With none, nothing is copied. */
-	if (conns_count(m->pub_conns) > 0 && nng_msg_dup(&copy, msg) == 0 &&
-	    nng_sendmsg(m->pub, copy, 0) != 0)
-		nng_msg_free(copy);
-	if (m->router == NULL || !mx_router_route(m->router, msg))
+	rpc_tsan_release(msg); /* the router's thread takes it out (inproc) */
+	if (nng_sendmsg(m->pub, msg, 0) != 0)
 		nng_msg_free(msg);
 }
 
@@ -92,6 +85,39 @@ mx_publish_presence(messaging_service *m, const char *room, const char *user,
 		    Parley__V1__PresenceChange__State state)
 {
 	mx_publish(m, mx_presence_frame(room, user, state));
+}
+
+static void
+pub_pipe_event(void *arg)
+{
+	messaging_service *m = arg;
+
+	rpc_tsan_acquire(m); /* registered in pub_open, run on nng's threads */
+	pthread_mutex_lock(&m->pipe_mtx);
+	m->pipes_gone++;
+	pthread_cond_broadcast(&m->pipe_cv);
+	pthread_mutex_unlock(&m->pipe_mtx);
+	rpc_tsan_release(m);
+}
+
+uint64_t
+mx_pub_pipes_gone(messaging_service *m)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&m->pipe_mtx);
+	n = m->pipes_gone;
+	pthread_mutex_unlock(&m->pipe_mtx);
+	return n;
+}
+
+void
+mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms)
+{
+	pthread_mutex_lock(&m->pipe_mtx);
+	while (m->pipes_gone <= seen && rpc_now_ms() < until_ms)
+		rpc_cond_wait_until(&m->pipe_cv, &m->pipe_mtx, until_ms);
+	pthread_mutex_unlock(&m->pipe_mtx);
 }
 
 struct bounded_close {
@@ -171,6 +197,7 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 	rpc_status why = {0};
 	int rv;
 
+	snprintf(m->inproc_url, sizeof(m->inproc_url), "inproc://parley-messaging-%p", (void *)m);
 	if ((rv = nng_pub0_open(&m->pub)) != 0)
 		return rpc_status_set(st, RPC_INTERNAL, "cannot open the PUB socket: %s",
 				      nng_strerror(rv));
@@ -184,9 +211,14 @@ pub_open(messaging_service *m, const char *listen, rpc_status *st)
 	/* Subscribers get the REP endpoints' connection caps (svc.h). */
 	if (svc_pub_conns_open(m->pub, "events-pub", &m->pub_conns, st) != RPC_OK)
 		return st->code;
+	rpc_tsan_release(m);
+	conns_on_removed(m->pub_conns, pub_pipe_event, m);
 	if ((rv = rpc_tls_listen(m->pub, listen, &why)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s", listen,
 				      why.message[0] != '\0' ? why.message : nng_strerror(rv));
+	if ((rv = nng_listen(m->pub, m->inproc_url, NULL, 0)) != 0)
+		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot listen on %s: %s",
+				      m->inproc_url, nng_strerror(rv));
 	return RPC_OK;
 }
 
@@ -313,6 +345,8 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	m->max_user_sessions = cfg->max_user_sessions ? cfg->max_user_sessions : 100;
 	timeline_init(&m->tl, cfg->env);
 	pthread_mutex_init(&m->pub_mtx, NULL);
+	pthread_mutex_init(&m->pipe_mtx, NULL);
+	rpc_cond_init(&m->pipe_cv);
 
 	if ((err = timeline_open(&m->tl)) != STORE_OK) {
 		rpc_status_set(st, RPC_INTERNAL, "cannot open the timeline: %s",
@@ -395,6 +429,9 @@ messaging_service_stop(messaging_service *m)
 		return;
 	if (m->pub_conns != NULL)
 		conns_free(m->pub_conns);
+	rpc_tsan_acquire(m); /* closed: its last pub_pipe_event is over */
 	pthread_mutex_destroy(&m->pub_mtx);
+	pthread_cond_destroy(&m->pipe_cv);
+	pthread_mutex_destroy(&m->pipe_mtx);
 	free(m);
 }

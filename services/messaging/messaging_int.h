@@ -16,8 +16,8 @@
  *   feed.c       follows the rooms service's membership log into timelines
  *   sessions.c   the session registry and the Open/Poll/Close handlers
  *   session.c    one session: its worker thread and buffer
- *   router.c     hands each published event to the sessions of its room
- *                (an index room -> sessions)
+ *   router.c     one SUB socket on the PUB stream feeding the sessions of
+ *                each room (an index room -> sessions)
  *   presence.c   per-user presence: sessions covering each (room, user),
  *                and parley.internal.v1.Presence/Online
  *
@@ -83,7 +83,11 @@ struct messaging_service {
 	nng_socket pub;
 	bool pub_open;
 	rpc_conns *pub_conns; /* its connection caps (svc_pub_conns_open) */
-	pthread_mutex_t pub_mtx; /* held to publish; guards router's start and stop */
+	pthread_mutex_t pub_mtx; /* held to publish, and to close the router's SUB */
+	pthread_mutex_t pipe_mtx; /* guards pipes_gone (nng's pipe callback) */
+	pthread_cond_t pipe_cv;
+	uint64_t pipes_gone;	  /* PUB pipes removed so far */
+	char inproc_url[64];	/* where the router subscribes */
 
 	uint32_t session_idle_ms;
 	uint32_t max_sessions;
@@ -92,7 +96,7 @@ struct messaging_service {
 	mx_writer *writer;
 	mx_feed *feed;
 	mx_sessions *sessions;
-	mx_router *router;	/* [pub_mtx] set while it routes */
+	mx_router *router;
 	mx_presence *presence;
 	mx_typing *typing;
 };
@@ -103,14 +107,25 @@ struct messaging_service {
  * out of memory. The caller owns the message. */
 nng_msg *mx_event_frame(const Parley__V1__Event *ev);
 
-/* Hands a frame to the sessions of this process (the router, by a call)
- * and to every subscriber of the PUB socket; takes ownership of msg.
- * Never blocks on subscribers: PUB drops for those that do not keep up,
- * and a session's full inbox drops too (it reads LMDB instead). */
+/* Sends a frame to every subscriber; takes ownership of msg. Never blocks
+ * on subscribers: PUB drops for those that do not keep up. */
 void mx_publish(messaging_service *m, nng_msg *msg);
+
+/*
+ * Control frames: a topic starting with MX_CONTROL_BYTE (never the first
+ * byte of a room id) carries no Event. The router publishes one to learn
+ * when everything published before a given moment has reached it (see
+ * router.c, closing the SUB socket).
+ */
+#define MX_CONTROL_BYTE '\x01'
 
 /* Publishes msg with pub_mtx already held by the caller. */
 void mx_publish_locked(messaging_service *m, nng_msg *msg);
+
+/* How many PUB pipes have gone so far; waits (until a monotonic deadline)
+ * for that count to pass `seen`. */
+uint64_t mx_pub_pipes_gone(messaging_service *m);
+void mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms);
 
 /* The PUB frame of an ONLINE or OFFLINE presence event of user in room
  * (seq 0, ts now, never persisted); NULL when out of memory. */
@@ -216,16 +231,10 @@ store_err mx_mirror_is_member(messaging_service *m, store_txn *txn, const char *
 
 /* ---- the router (router.c) ------------------------------------------------------------ */
 
-/* Starts m->router: from now on what is published reaches it. */
-int mx_router_start(messaging_service *m, rpc_status *st);
+int mx_router_start(messaging_service *m, mx_router **out, rpc_status *st);
 
-/* Stops m->router delivering (nothing published reaches it once this
- * returns) and frees it; every session must be out of it. */
-void mx_router_stop(messaging_service *m);
-
-/* Hands msg to the sessions of its room: true if taken, false (msg still
- * the caller's) when no session of this process wants it. pub_mtx held. */
-bool mx_router_route(mx_router *r, nng_msg *msg);
+/* Stops delivering and frees r; every session must be out of it. */
+void mx_router_stop(mx_router *r);
 
 /* Routes the frames of each of s's rooms to s; false when out of memory
  * (then s is in no route). */

@@ -1,14 +1,12 @@
 /*
- * router.c — feeds every session worker of this process with what the
- * service publishes (see messaging_int.h).
+ * router.c — feeds every session worker of this process from one SUB socket
+ * on the service's inproc PUB endpoint (see messaging_int.h).
  *
- * The publisher hands each frame to the router by a call (mx_publish,
- * under pub_mtx, so in commit order), and the router to the sessions of
- * that frame's room only, through an index room -> sessions. A frame
- * therefore costs one delivery per interested session, not one per
- * session of the process, and opening a session costs O(its rooms). It
- * used to come through an inproc SUB socket: two of nng's threads and a
- * queue that could drop, for a hand-off within one process.
+ * One subscriber takes in the whole event stream once and hands each frame
+ * to the sessions of that frame's room only, through an index room ->
+ * sessions. A frame therefore costs one delivery per interested session,
+ * not one per session of the process, and opening a session costs O(its
+ * rooms), not a SUB socket and a pipe of its own.
  *
  * The router unpacks each frame once (mx_frame: seq, sender) and hands the
  * same frame, reference counted, to every session of the room: a frame
@@ -16,12 +14,12 @@
  * session holds pointers, not copies.
  *
  * Delivery never blocks: a session whose inbox is full drops the frame and
- * reads that room from LMDB later (session.c). Frames that never reach the
- * router (no memory for one) are found by one heal tick for the whole
- * process: every ROUTER_HEAL_MS it compares each routed room's head in
- * LMDB with the last seq the router saw of it, and tells that room's
- * sessions to re-read heads only where they differ. So no session needs a
- * timer of its own, and an idle room costs nothing.
+ * reads that room from LMDB later (session.c). Frames lost before they
+ * reach the router (PUB or the router's SUB queue under load) are found by
+ * one heal tick for the whole process: every ROUTER_HEAL_MS it compares
+ * each routed room's head in LMDB with the last seq the router saw of it,
+ * and tells that room's sessions to re-read heads only where they differ.
+ * So no session needs a timer of its own, and an idle room costs nothing.
  *
  * Locking: r->mtx guards the index (and each route's `seen`) and is held
  * while a frame is handed out or the tick visits the routes, so once
@@ -35,10 +33,14 @@
 #include <string.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
 
 #include "log.h"
+#include "tsan.h"
 
 #define ROUTE_BUCKETS 4096
+#define ROUTER_RECVBUF 1024		/* nng's queue in the router's SUB socket */
+#define ROUTER_MARKER_WAIT_MS 2000	/* stopping: wait for our marker this long */
 #define ROUTER_HEAL_MS 500		/* the heal tick */
 
 /* The sessions of one room; each entry is a session and its index there. */
@@ -55,14 +57,19 @@ struct route {
 
 struct mx_router {
 	messaging_service *m;
+	nng_socket sub;
+	nng_aio *aio;
 	pthread_mutex_t mtx;
-	pthread_cond_t cv;	/* stop */
+	pthread_cond_t cv;	/* marker_seen, stop */
+	bool marker_seen;
 	uint64_t wanted;	/* the last membership round asked of the feed */
 	bool stop;		/* the tick thread ends */
 	pthread_t tick;
 	bool tick_started;
 	struct route *buckets[ROUTE_BUCKETS];
 };
+
+static const char marker[] = {MX_CONTROL_BYTE, 'r', 'o', 'u', 't', 'e', 'r', '\0'};
 
 static unsigned
 bucket_of(const char *room, size_t len)
@@ -135,6 +142,13 @@ deliver_locked(mx_router *r, nng_msg *msg)
 	struct route *rt;
 	mx_frame *f;
 
+	if (len > 0 && body[0] == MX_CONTROL_BYTE) {
+		if (len == sizeof(marker) && memcmp(body, marker, sizeof(marker)) == 0) {
+			r->marker_seen = true;
+			pthread_cond_broadcast(&r->cv);
+		}
+		return false;
+	}
 	if (nul == NULL || (rt = find_locked(r, body, (size_t)(nul - body), NULL)) == NULL ||
 	    rt->n == 0)
 		return false;
@@ -157,15 +171,42 @@ deliver_locked(mx_router *r, nng_msg *msg)
 	return true;
 }
 
-bool
-mx_router_route(mx_router *r, nng_msg *msg)
+/* The next receive; r is not touched after the release (see router_cb). */
+static void
+router_rearm(mx_router *r)
 {
-	bool taken;
+	nng_socket sub = r->sub;
+	nng_aio *aio = r->aio;
 
+	rpc_tsan_release(r);
+	nng_recv_aio(sub, aio);
+}
+
+static void
+router_cb(void *arg)
+{
+	mx_router *r = arg;
+	nng_msg *msg;
+	int rv;
+
+	rpc_tsan_acquire(r); /* from the thread that started the receive */
+	rv = nng_aio_result(r->aio);
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+		rpc_tsan_release(r); /* to mx_router_stop */
+		return; /* closed or stopped */
+	}
+	if (rv != 0) {
+		router_rearm(r);
+		return;
+	}
+	msg = nng_aio_get_msg(r->aio);
+	nng_aio_set_msg(r->aio, NULL);
+	rpc_tsan_acquire(msg); /* published on another thread (mx_publish) */
 	pthread_mutex_lock(&r->mtx);
-	taken = deliver_locked(r, msg);
+	if (!deliver_locked(r, msg))
+		nng_msg_free(msg);
 	pthread_mutex_unlock(&r->mtx);
-	return taken;
+	router_rearm(r);
 }
 
 /*
@@ -214,43 +255,85 @@ tick_main(void *arg)
 }
 
 int
-mx_router_start(messaging_service *m, rpc_status *st)
+mx_router_start(messaging_service *m, mx_router **out, rpc_status *st)
 {
 	mx_router *r = calloc(1, sizeof(*r));
+	int rv;
 
 	if (r == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	r->m = m;
 	pthread_mutex_init(&r->mtx, NULL);
 	rpc_cond_init(&r->cv);
+	if ((rv = nng_sub0_open(&r->sub)) != 0)
+		goto fail;
+	nng_socket_set_int(r->sub, NNG_OPT_RECVBUF, ROUTER_RECVBUF);
+	if ((rv = rpc_socket_cap(r->sub, RPC_MAX_EVENT_FRAME)) != 0 ||
+	    (rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
+	    (rv = nng_dial(r->sub, m->inproc_url, NULL, 0)) != 0 ||
+	    (rv = nng_aio_alloc(&r->aio, router_cb, r)) != 0) {
+		nng_close(r->sub);
+		goto fail;
+	}
+	router_rearm(r); /* router_cb runs on nng's threads */
 	if (pthread_create(&r->tick, NULL, tick_main, r) == 0)
 		r->tick_started = true;
 	else
 		plog_error("messaging", "cannot start the router's heal tick: lost frames heal "
 					"at the next Poll only");
-	pthread_mutex_lock(&m->pub_mtx);
-	m->router = r;
-	pthread_mutex_unlock(&m->pub_mtx);
+	*out = r;
 	return RPC_OK;
+
+fail:
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mtx);
+	free(r);
+	return rpc_status_set(st, RPC_INTERNAL, "cannot subscribe the sessions' router: %s",
+			      nng_strerror(rv));
 }
 
+/*
+ * nng 1.5 leaks a frame that is on its way into a SUB socket when the
+ * socket closes. So, holding the publish lock (nothing new is sent), we
+ * publish a marker and wait for it to come back: PUB keeps order per
+ * subscriber, so everything sent before has arrived. Then close, and wait
+ * until the PUB side has let go of the pipe too.
+ */
 void
-mx_router_stop(messaging_service *m)
+mx_router_stop(mx_router *r)
 {
-	mx_router *r = m->router;
+	messaging_service *m;
+	int64_t until = rpc_now_ms() + ROUTER_MARKER_WAIT_MS;
+	nng_msg *msg;
+	uint64_t gone;
 
 	if (r == NULL)
 		return;
+	m = r->m;
 	pthread_mutex_lock(&r->mtx);
 	r->stop = true;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mtx);
 	if (r->tick_started)
 		pthread_join(r->tick, NULL);
-	/* Once this is done no publisher is in the router, nor can enter. */
 	pthread_mutex_lock(&m->pub_mtx);
-	m->router = NULL;
+	if (nng_msg_alloc(&msg, sizeof(marker)) == 0) {
+		memcpy(nng_msg_body(msg), marker, sizeof(marker));
+		mx_publish_locked(m, msg);
+	}
+	pthread_mutex_lock(&r->mtx);
+	while (!r->marker_seen && rpc_now_ms() < until)
+		rpc_cond_wait_until(&r->cv, &r->mtx, until);
+	pthread_mutex_unlock(&r->mtx);
+	nng_aio_stop(r->aio);
+	rpc_tsan_acquire(r); /* router_cb is over and starts no more */
+	gone = mx_pub_pipes_gone(m);
+	mx_close_bounded(r->sub, "the sessions' router SUB socket");
+	mx_pub_wait_pipe_gone(m, gone, rpc_now_ms() + ROUTER_MARKER_WAIT_MS);
 	pthread_mutex_unlock(&m->pub_mtx);
+	if ((msg = nng_aio_get_msg(r->aio)) != NULL)
+		nng_msg_free(msg);
+	nng_aio_free(r->aio);
 
 	/* Sessions are gone by now; free whatever routes they left. */
 	for (unsigned b = 0; b < ROUTE_BUCKETS; b++)

@@ -469,7 +469,7 @@ mx_sessions_start(messaging_service *m, mx_sessions **out, rpc_status *st)
 	if (ss == NULL)
 		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
 	ss->m = m;
-	if (mx_router_start(m, st) != RPC_OK) {
+	if (mx_router_start(m, &m->router, st) != RPC_OK) {
 		free(ss);
 		return st->code;
 	}
@@ -496,7 +496,8 @@ mx_sessions_stop(mx_sessions *ss)
 	while (ss->live > 0)
 		pthread_cond_wait(&ss->idle_cv, &ss->mtx);
 	pthread_mutex_unlock(&ss->mtx);
-	mx_router_stop(ss->m);
+	mx_router_stop(ss->m->router);
+	ss->m->router = NULL;
 	pthread_cond_destroy(&ss->idle_cv);
 	pthread_mutex_destroy(&ss->mtx);
 	free(ss);
