@@ -13,6 +13,7 @@
 
 #include "client.h"
 #include "harness.h"
+#include "rpc_calls.h"
 #include "parley/v1/auth.pb-c.h"
 #include "parley/v1/health.pb-c.h"
 #include "server.h"
@@ -43,22 +44,6 @@ note_thread(const char *token)
 	pthread_mutex_lock(&ran_mtx);
 	memcpy(ran_on[k], name, sizeof(name));
 	pthread_mutex_unlock(&ran_mtx);
-}
-
-static int
-health(rpc_client *cli)
-{
-	Parley__V1__HealthCheckRequest req = PARLEY__V1__HEALTH_CHECK_REQUEST__INIT;
-	Parley__V1__HealthCheckResponse *resp;
-	rpc_status st;
-	int status;
-
-	if (rpc_client_call(cli, &parley__v1__health__descriptor, "Check", &req.base,
-			    (ProtobufCMessage **)&resp, NULL, &st) != RPC_OK)
-		return -1;
-	status = resp->status;
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return status;
 }
 
 /* Validate (quick): the token reversed; "n..." first asks the second
@@ -173,21 +158,6 @@ call_login(rpc_client *cli, const char *who, char *token, size_t len, rpc_status
 		snprintf(token, len, "%s", resp->token);
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
 	}
-	return code;
-}
-
-static rpc_code
-call_logout(rpc_client *cli, const char *token, rpc_status *st)
-{
-	Parley__V1__LogoutRequest req = PARLEY__V1__LOGOUT_REQUEST__INIT;
-	ProtobufCMessage *resp = NULL;
-	rpc_call_opts o = {.token = token};
-	rpc_code code;
-
-	code = rpc_client_call(cli, &parley__v1__auth__descriptor, "Logout", &req.base, &resp, &o,
-			       st);
-	if (resp != NULL)
-		protobuf_c_message_free_unpacked(resp, NULL);
 	return code;
 }
 
