@@ -127,23 +127,6 @@ static const rpc_method methods[] = {
 };
 
 static rpc_code
-call_validate(rpc_client *cli, const char *token, char *user, size_t len, rpc_status *st)
-{
-	Parley__V1__ValidateRequest req = PARLEY__V1__VALIDATE_REQUEST__INIT;
-	Parley__V1__ValidateResponse *resp;
-	rpc_code code;
-
-	req.token = (char *)token;
-	code = rpc_client_call(cli, &parley__v1__auth__descriptor, "Validate", &req.base,
-			       (ProtobufCMessage **)&resp, NULL, st);
-	if (code == RPC_OK) {
-		snprintf(user, len, "%s", resp->user_id);
-		protobuf_c_message_free_unpacked(&resp->base, NULL);
-	}
-	return code;
-}
-
-static rpc_code
 call_login(rpc_client *cli, const char *who, char *token, size_t len, rpc_status *st)
 {
 	Parley__V1__LoginRequest req = PARLEY__V1__LOGIN_REQUEST__INIT;

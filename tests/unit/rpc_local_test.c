@@ -111,24 +111,6 @@ static const rpc_method methods[] = {
 };
 
 static rpc_code
-call_validate(rpc_client *cli, const char *token, char *user, size_t len, rpc_status *st)
-{
-	Parley__V1__ValidateRequest req = PARLEY__V1__VALIDATE_REQUEST__INIT;
-	Parley__V1__ValidateResponse *resp;
-	rpc_code code;
-
-	req.token = (char *)token;
-	__atomic_store_n(&handler_thread, (pthread_t)0, __ATOMIC_SEQ_CST);
-	code = rpc_client_call(cli, &parley__v1__auth__descriptor, "Validate", &req.base,
-			       (ProtobufCMessage **)&resp, NULL, st);
-	if (code == RPC_OK) {
-		snprintf(user, len, "%s", resp->user_id);
-		protobuf_c_message_free_unpacked(&resp->base, NULL);
-	}
-	return code;
-}
-
-static rpc_code
 call_login(rpc_client *cli, const char *delay_ms, uint32_t timeout_ms, rpc_status *st)
 {
 	Parley__V1__LoginRequest req = PARLEY__V1__LOGIN_REQUEST__INIT;
@@ -167,9 +149,11 @@ main(void)
 	/* The same URL: the handler runs on this thread. Another spelling of
 	 * the same address goes over tcp to a worker thread, with the same
 	 * answer. */
+	__atomic_store_n(&handler_thread, (pthread_t)0, __ATOMIC_SEQ_CST);
 	TH_CODE(call_validate(local, "abc", user, sizeof(user), &st), RPC_OK, &st);
 	TH_CHECK(strcmp(user, "cba") == 0, "user %s", user);
 	TH_CHECK(pthread_equal(__atomic_load_n(&handler_thread, __ATOMIC_SEQ_CST), pthread_self()), "ran on the caller's thread");
+	__atomic_store_n(&handler_thread, (pthread_t)0, __ATOMIC_SEQ_CST);
 	TH_CODE(call_validate(remote, "abc", user, sizeof(user), &st), RPC_OK, &st);
 	TH_CHECK(strcmp(user, "cba") == 0, "user %s", user);
 	TH_CHECK(!pthread_equal(__atomic_load_n(&handler_thread, __ATOMIC_SEQ_CST), pthread_self()), "ran on a worker thread");
