@@ -880,9 +880,6 @@ dispatch_head(rpc_call *c)
 	if (timeout > RPC_MAX_TIMEOUT_MS)
 		timeout = RPC_MAX_TIMEOUT_MS;
 	c->deadline_ms = c->arrived_ms + timeout;
-	if (rpc_now_ms() >= c->deadline_ms)
-		return rpc_call_fail(c, RPC_DEADLINE_EXCEEDED,
-				     "deadline passed before the call started");
 
 	svc = find_method(srv, c->env->method, &c->method);
 	if (svc == NULL)
@@ -913,6 +910,10 @@ dispatch_tail(rpc_call *c)
 	unsigned idx = (unsigned)(c->method - svc->desc->methods);
 	rpc_code code;
 
+	/* Here, not in the head: a call may have waited in the queue since. */
+	if (rpc_now_ms() >= c->deadline_ms)
+		return rpc_call_fail(c, RPC_DEADLINE_EXCEEDED,
+				     "deadline passed before the call started");
 	c->token = find_token(c->env, c, &code);
 	if (code != RPC_OK)
 		return code;
@@ -958,11 +959,22 @@ dispatch(rpc_call *c)
 	return code == RPC_OK ? dispatch_tail(c) : code;
 }
 
+/* Set while this thread, one of nng's, runs a quick call (rpc_local_only). */
+static __thread bool on_nng_thread;
+
+bool
+rpc_local_only(void)
+{
+	return on_nng_thread;
+}
+
 /*
  * A call that arrived on a server with an in-process check, on nng's
  * callback thread: a quick method runs here when the check says its
  * in-process calls stay in-process; anything else goes to the workers,
- * its envelope already decoded.
+ * its envelope already decoded. Should a call of the handler's find its
+ * server gone from the process after all (closed first at shutdown), the
+ * client refuses it rather than wait on a socket here (rpc_local_only).
  */
 static void
 run_arrived(rpc_call *c)
@@ -972,6 +984,7 @@ run_arrived(rpc_call *c)
 
 	if (code == RPC_OK) {
 		unsigned idx = (unsigned)(c->method - c->svc->desc->methods);
+		bool was = on_nng_thread;
 
 		if (!c->svc->methods[idx].quick || !srv->inline_ok(srv->inline_ctx)) {
 			pthread_mutex_lock(&srv->mtx);
@@ -979,7 +992,9 @@ run_arrived(rpc_call *c)
 			pthread_mutex_unlock(&srv->mtx);
 			return;
 		}
+		on_nng_thread = true;
 		code = dispatch_tail(c);
+		on_nng_thread = was;
 	}
 	if (code != RPC_DEFERRED)
 		reply(c, code);

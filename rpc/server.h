@@ -54,7 +54,9 @@ typedef enum rpc_auth {
  * in-process calls (local.h) and the authenticator, which may then run on
  * the caller's thread. Such a method runs on nng's callback thread
  * instead of a worker while the server's in-process check
- * (rpc_server_set_inline) says yes; otherwise like any other.
+ * (rpc_server_set_inline) says yes; otherwise like any other. On nng's
+ * thread, a call to a server that is not in the process after all is
+ * refused UNAVAILABLE rather than left to wait on its socket.
  */
 typedef struct rpc_method {
 	rpc_handler_fn fn;

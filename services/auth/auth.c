@@ -581,20 +581,12 @@ static const rpc_method auth_methods[] = {
 	{.fn = handle_register, .auth = RPC_AUTH_NONE},
 	{.fn = handle_login, .auth = RPC_AUTH_NONE},
 	{.fn = handle_logout, .auth = RPC_AUTH_REQUIRED},
-	{.fn = handle_validate, .auth = RPC_AUTH_NONE, .quick = true},
+	{.fn = handle_validate, .auth = RPC_AUTH_NONE},
 	{.fn = handle_change_password, .auth = RPC_AUTH_REQUIRED},
 	{.fn = auth_handle_update_profile, .auth = RPC_AUTH_REQUIRED},
 	{.fn = auth_handle_get_users, .auth = RPC_AUTH_REQUIRED},
 	{.fn = handle_delete_account, .auth = RPC_AUTH_REQUIRED},
 };
-
-/* Validate reads one record and calls nothing: nng's thread may run it. */
-static bool
-calls_nothing(void *ctx)
-{
-	(void)ctx;
-	return true;
-}
 
 /* The table above follows the descriptor's method order; check it. */
 static bool
@@ -682,7 +674,6 @@ auth_service_start(const parley_config *cfg, auth_service **out, rpc_status *st)
 		goto fail;
 	rpc_server_add_service(a->srv, &parley__v1__auth__descriptor, auth_methods, a);
 	rpc_server_set_authenticator(a->srv, authn_local, a);
-	rpc_server_set_inline(a->srv, calls_nothing, a);
 	if (rpc_server_start(a->srv, st) != RPC_OK)
 		goto fail;
 	svc_tokens_revoked(); /* nothing remembered from an earlier instance */

@@ -289,7 +289,8 @@ static const rpc_method messaging_methods[] = {
 
 /* Send and Poll may run on nng's thread while what they call is in this
  * process: the authenticator and Rooms/IsMember (the writer and the
- * sessions are handed their calls, never waited for). */
+ * sessions are handed their calls, never waited for). The one wait left
+ * is bounded: Validate of a token found expired deletes it (a commit). */
 static bool
 deps_in_process(void *ctx)
 {
