@@ -108,6 +108,9 @@ static const rpc_method methods[] = {
 	{.fn = logout, .auth = RPC_AUTH_REQUIRED}, /* Logout */
 	{.fn = validate, .auth = RPC_AUTH_NONE},   /* Validate */
 	{.fn = NULL},				   /* ChangePassword */
+	{.fn = NULL},				   /* UpdateProfile */
+	{.fn = NULL},				   /* GetUsers */
+	{.fn = NULL},				   /* DeleteAccount */
 };
 
 static rpc_code

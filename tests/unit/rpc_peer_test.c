@@ -34,7 +34,7 @@ validate(rpc_call *c, const ProtobufCMessage *reqm, ProtobufCMessage *respm, voi
 
 static const rpc_method methods[] = {
 	{.fn = NULL}, {.fn = NULL}, {.fn = NULL}, {.fn = validate, .auth = RPC_AUTH_NONE},
-	{.fn = NULL},
+	{.fn = NULL}, {.fn = NULL}, {.fn = NULL}, {.fn = NULL},
 };
 
 /* The peer the server saw for a Validate through a client on url. */
