@@ -238,11 +238,6 @@ roundtrip(rpc_client *cli, Parley__V1__RpcRequest *env, int64_t deadline, bool r
 		return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "deadline passed before sending");
 	if ((local = rpc_local_acquire(cli->url)) != NULL)
 		return roundtrip_local(cli, local, env, deadline, out, st);
-	if (rpc_local_only())
-		return rpc_status_set(st, RPC_UNAVAILABLE,
-				      "%s is not served in this process, and a call made on one of "
-				      "nng's threads must not wait on a socket",
-				      cli->url);
 	if ((rv = start_dialing(cli)) != 0)
 		return rpc_status_set(st, rpc_code_from_nng(rv), "cannot dial %s: %s", cli->url,
 				      nng_strerror(rv));

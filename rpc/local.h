@@ -30,10 +30,4 @@ void rpc_local_release(rpc_server *srv);
 rpc_code rpc_local_call(rpc_server *srv, nng_msg *request, int64_t deadline_ms,
 			nng_msg **reply, rpc_status *st);
 
-/* True on a thread that runs a quick call on nng's callback thread
- * (server.h, rpc_server_set_inline): a call from it must not wait on a
- * socket, whose answer needs nng's threads, so the client refuses one
- * whose server is not in the process (UNAVAILABLE). */
-bool rpc_local_only(void);
-
 #endif

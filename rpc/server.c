@@ -2,12 +2,8 @@
  * server.c — the RPC endpoint (see server.h).
  *
  * Each call slot owns one nng context and one aio and walks
- * RECV -> QUEUED -> RUN -> SEND -> RECV. nng's callbacks move a slot along
- * and queue it; the worker threads decode, dispatch and reply. A quick
- * method (rpc_method.quick) on a server whose in-process check says yes
- * (rpc_server_set_inline) skips the queue: RECV -> RUN on nng's callback
- * thread, saving the hand-off to a worker and back (two thread switches,
- * the larger part of a cheap call's cost on a small machine).
+ * RECV -> QUEUED -> RUN -> SEND -> RECV. nng's callbacks only move a slot
+ * along and queue it; the worker threads decode, dispatch and reply.
  * srv->mtx guards slot states, the run queue and the counters.
  *
  * `contexts` slots receive at all times. A call that is deferred
@@ -86,7 +82,6 @@ struct rpc_call {
 	int64_t arrived_ms;
 	int64_t arrived_ns;	/* monotonic, for the latency metrics */
 	rpc_call_metrics *metrics; /* the method's, once dispatch found it */
-	const struct service *svc; /* the method's service, once found */
 	int64_t deadline_ms;
 	uint64_t request_id;
 	Parley__V1__RpcRequest *env;
@@ -108,8 +103,6 @@ struct rpc_server {
 	int nservices;
 	rpc_authn_fn authn;
 	void *authn_ctx;
-	bool (*inline_ok)(void *ctx); /* quick methods may run on nng's thread */
-	void *inline_ctx;
 	rpc_call_metrics *unknown_metrics; /* calls that named no method here */
 
 	rpc_call **slots;	/* nslots made so far, of at most cap_slots */
@@ -236,7 +229,6 @@ call_reset(rpc_call *c)
 	c->resp = NULL;
 	c->method = NULL;
 	c->metrics = NULL;
-	c->svc = NULL;
 	c->token = NULL;
 	c->caller[0] = '\0';
 	c->peer[0] = '\0';
@@ -406,7 +398,6 @@ now_ns(void)
 /* ---- slot state machine ------------------------------------------------ */
 
 static void slot_cb(void *arg);
-static void run_arrived(rpc_call *c);
 
 /* Called with srv->mtx held. */
 static void
@@ -538,22 +529,6 @@ slot_send(rpc_call *c, nng_msg *reply)
 
 static nng_msg *build_reply(rpc_call *c, rpc_code code);
 
-/* Hands c to the workers. Called with srv->mtx held. */
-static void
-queue_locked(rpc_call *c)
-{
-	rpc_server *srv = c->srv;
-
-	c->state = SLOT_QUEUED;
-	c->next_queued = NULL;
-	if (srv->queue_tail != NULL)
-		srv->queue_tail->next_queued = c;
-	else
-		srv->queue_head = c;
-	srv->queue_tail = c;
-	pthread_cond_signal(&srv->cv);
-}
-
 /* A call arrived on slot c; returns a pipe to close, or 0. Called with
  * srv->mtx held, from nng's callback. */
 static uint32_t
@@ -587,10 +562,14 @@ slot_arrived_locked(rpc_call *c)
 	c->refuse = srv->refusing;
 	c->arrived_ms = rpc_now_ms();
 	srv->last_arrival_ms = c->arrived_ms;
-	if (srv->inline_ok != NULL)
-		c->state = SLOT_RUN; /* slot_cb looks at it first (run_arrived) */
+	c->state = SLOT_QUEUED;
+	c->next_queued = NULL;
+	if (srv->queue_tail != NULL)
+		srv->queue_tail->next_queued = c;
 	else
-		queue_locked(c);
+		srv->queue_head = c;
+	srv->queue_tail = c;
+	pthread_cond_signal(&srv->cv);
 	return 0;
 }
 
@@ -602,7 +581,6 @@ slot_cb(void *arg)
 	int rv;
 	uint32_t doomed = 0;
 	const char *why = NULL;
-	bool arrived = false;
 
 	rpc_tsan_acquire(c); /* from the thread that started the operation */
 	srv = c->srv;
@@ -628,7 +606,6 @@ slot_cb(void *arg)
 		c->arrived_ns = now_ns();
 		doomed = slot_arrived_locked(c);
 		why = "it leaves its replies unread";
-		arrived = doomed == 0 && c->state == SLOT_RUN;
 		break;
 	case SLOT_SEND:
 		conns_send_end(srv->conns, c->pipe, c->reply_len);
@@ -648,8 +625,6 @@ slot_cb(void *arg)
 	pthread_mutex_unlock(&srv->mtx);
 	if (doomed != 0)
 		conns_close_pipe(srv->conns, doomed, why);
-	if (arrived)
-		run_arrived(c); /* not one more touch of c after it but this: */
 	rpc_tsan_release(c); /* to rpc_server_close, after nng_aio_stop */
 }
 
@@ -851,15 +826,14 @@ find_token(const Parley__V1__RpcRequest *env, rpc_call *c, rpc_code *code)
 	return NULL;
 }
 
-/* Decodes the envelope and finds the method (c->svc, c->method): no
- * handler runs and nothing waits, so nng's thread may do it. */
 static rpc_code
-dispatch_head(rpc_call *c)
+dispatch(rpc_call *c)
 {
 	rpc_server *srv = c->srv;
 	size_t len = nng_msg_len(c->msg);
 	const struct service *svc;
 	uint32_t timeout;
+	rpc_code code;
 	unsigned idx;
 
 	if (len > RPC_MAX_REQUEST)
@@ -880,6 +854,9 @@ dispatch_head(rpc_call *c)
 	if (timeout > RPC_MAX_TIMEOUT_MS)
 		timeout = RPC_MAX_TIMEOUT_MS;
 	c->deadline_ms = c->arrived_ms + timeout;
+	if (rpc_now_ms() >= c->deadline_ms)
+		return rpc_call_fail(c, RPC_DEADLINE_EXCEEDED,
+				     "deadline passed before the call started");
 
 	svc = find_method(srv, c->env->method, &c->method);
 	if (svc == NULL)
@@ -896,24 +873,7 @@ dispatch_head(rpc_call *c)
 		rpc_call_retry_after(c, RPC_SHUTDOWN_RETRY_MS);
 		return RPC_UNAVAILABLE;
 	}
-	c->svc = svc;
-	return RPC_OK;
-}
 
-/* Authenticates, decodes the body and runs the handler of the method
- * dispatch_head found. */
-static rpc_code
-dispatch_tail(rpc_call *c)
-{
-	rpc_server *srv = c->srv;
-	const struct service *svc = c->svc;
-	unsigned idx = (unsigned)(c->method - svc->desc->methods);
-	rpc_code code;
-
-	/* Here, not in the head: a call may have waited in the queue since. */
-	if (rpc_now_ms() >= c->deadline_ms)
-		return rpc_call_fail(c, RPC_DEADLINE_EXCEEDED,
-				     "deadline passed before the call started");
 	c->token = find_token(c->env, c, &code);
 	if (code != RPC_OK)
 		return code;
@@ -949,55 +909,6 @@ dispatch_tail(rpc_call *c)
 	/* After RPC_DEFERRED the call belongs to whoever it was handed to
 	 * (rpc_call_defer marked it before): not one more touch here. */
 	return svc->methods[idx].fn(c, c->req, c->resp, svc->ctx);
-}
-
-static rpc_code
-dispatch(rpc_call *c)
-{
-	rpc_code code = c->svc != NULL ? RPC_OK : dispatch_head(c);
-
-	return code == RPC_OK ? dispatch_tail(c) : code;
-}
-
-/* Set while this thread, one of nng's, runs a quick call (rpc_local_only). */
-static __thread bool on_nng_thread;
-
-bool
-rpc_local_only(void)
-{
-	return on_nng_thread;
-}
-
-/*
- * A call that arrived on a server with an in-process check, on nng's
- * callback thread: a quick method runs here when the check says its
- * in-process calls stay in-process; anything else goes to the workers,
- * its envelope already decoded. Should a call of the handler's find its
- * server gone from the process after all (closed first at shutdown), the
- * client refuses it rather than wait on a socket here (rpc_local_only).
- */
-static void
-run_arrived(rpc_call *c)
-{
-	rpc_server *srv = c->srv;
-	rpc_code code = dispatch_head(c);
-
-	if (code == RPC_OK) {
-		unsigned idx = (unsigned)(c->method - c->svc->desc->methods);
-		bool was = on_nng_thread;
-
-		if (!c->svc->methods[idx].quick || !srv->inline_ok(srv->inline_ctx)) {
-			pthread_mutex_lock(&srv->mtx);
-			queue_locked(c);
-			pthread_mutex_unlock(&srv->mtx);
-			return;
-		}
-		on_nng_thread = true;
-		code = dispatch_tail(c);
-		on_nng_thread = was;
-	}
-	if (code != RPC_DEFERRED)
-		reply(c, code);
 }
 
 static void *
@@ -1294,13 +1205,6 @@ rpc_server_set_authenticator(rpc_server *srv, rpc_authn_fn fn, void *ctx)
 {
 	srv->authn = fn;
 	srv->authn_ctx = ctx;
-}
-
-void
-rpc_server_set_inline(rpc_server *srv, bool (*ok)(void *ctx), void *ctx)
-{
-	srv->inline_ok = ok;
-	srv->inline_ctx = ctx;
 }
 
 int

@@ -11,10 +11,9 @@
  * through the server's authenticator. Every endpoint also serves
  * parley.v1.Health/Check.
  *
- * Threads: nng's callbacks queue calls; a pool of worker threads runs the
- * handlers. Handlers may block (they may call other services) and run
- * concurrently: a service's own state needs its own locks. Quick methods
- * may run on nng's thread instead (rpc_server_set_inline).
+ * Threads: nng's callbacks only queue calls; a pool of worker threads runs
+ * the handlers. Handlers may block (they may call other services) and run
+ * concurrently: a service's own state needs its own locks.
  *
  * Budgets: `contexts` calls are received and run at once; calls handed to
  * another thread (deferred) have a budget of their own, so that cheap calls
@@ -49,19 +48,9 @@ typedef enum rpc_auth {
 	RPC_AUTH_REQUIRED = 1,	/* a valid bearer token, else UNAUTHENTICATED */
 } rpc_auth;
 
-/*
- * quick: the handler never waits on another thread, except through
- * in-process calls (local.h) and the authenticator, which may then run on
- * the caller's thread. Such a method runs on nng's callback thread
- * instead of a worker while the server's in-process check
- * (rpc_server_set_inline) says yes; otherwise like any other. On nng's
- * thread, a call to a server that is not in the process after all is
- * refused UNAVAILABLE rather than left to wait on its socket.
- */
 typedef struct rpc_method {
 	rpc_handler_fn fn;
 	rpc_auth auth;
-	bool quick;
 } rpc_method;
 
 /*
@@ -93,16 +82,6 @@ int rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *sv
 
 /* Call before rpc_server_start. */
 void rpc_server_set_authenticator(rpc_server *srv, rpc_authn_fn fn, void *ctx);
-
-/*
- * Lets quick methods run on nng's callback thread, with no hand-off to a
- * worker, whenever ok(ctx) says yes: it must say yes only while the
- * authenticator and every call those handlers make are in-process
- * (rpc_client_is_local), since a call over a socket needs nng's threads
- * to complete and must not wait on one. Called per call: keep it cheap.
- * Call before rpc_server_start.
- */
-void rpc_server_set_inline(rpc_server *srv, bool (*ok)(void *ctx), void *ctx);
 
 /* Starts receiving. */
 int rpc_server_start(rpc_server *srv, rpc_status *st);

@@ -279,12 +279,6 @@ svc_authn_close(svc_authn *a)
 	free(a);
 }
 
-bool
-svc_authn_is_local(svc_authn *a)
-{
-	return rpc_client_is_local(a->auth);
-}
-
 rpc_code
 svc_authn_validate(void *arg, const char *token, int64_t deadline_ms,
 		   char user_id[RPC_USER_ID_MAX], rpc_status *st)

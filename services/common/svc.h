@@ -110,9 +110,6 @@ int svc_authn_open(svc_authn **ap, const char *auth_addr, rpc_status *st);
 void svc_authn_close(svc_authn *a);
 __attribute__((warn_unused_result)) rpc_code svc_authn_validate(void *a, const char *token, int64_t deadline_ms,
 			    char user_id[RPC_USER_ID_MAX], rpc_status *st);
-/* True while the auth service is in this process: a Validate is then a
- * function call, never a wait on a socket. */
-bool svc_authn_is_local(svc_authn *a);
 /* Auth: a token was revoked (committed); every remembered one is checked
  * again. */
 void svc_tokens_revoked(void);

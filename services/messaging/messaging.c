@@ -275,9 +275,9 @@ handle_subscribe(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage 
 }
 
 static const rpc_method messaging_methods[] = {
-	{.fn = handle_send, .auth = RPC_AUTH_REQUIRED, .quick = true},
+	{.fn = handle_send, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_open, .auth = RPC_AUTH_REQUIRED},
-	{.fn = mx_handle_poll, .auth = RPC_AUTH_REQUIRED, .quick = true},
+	{.fn = mx_handle_poll, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_close, .auth = RPC_AUTH_REQUIRED},
 	{.fn = handle_subscribe, .auth = RPC_AUTH_NONE},
 	{.fn = mx_handle_edit, .auth = RPC_AUTH_REQUIRED},
@@ -286,18 +286,6 @@ static const rpc_method messaging_methods[] = {
 	{.fn = mx_handle_mark_read, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_get_unread, .auth = RPC_AUTH_REQUIRED},
 };
-
-/* Send and Poll may run on nng's thread while what they call is in this
- * process: the authenticator and Rooms/IsMember (the writer and the
- * sessions are handed their calls, never waited for). The one wait left
- * is bounded: Validate of a token found expired deletes it (a commit). */
-static bool
-deps_in_process(void *ctx)
-{
-	messaging_service *m = ctx;
-
-	return svc_authn_is_local(m->authn) && rpc_client_is_local(m->rooms);
-}
 
 static bool
 methods_match_descriptor(void)
@@ -378,7 +366,6 @@ messaging_service_start(const parley_config *cfg, messaging_service **out, rpc_s
 	rpc_server_add_service(m->srv, &parley__v1__messaging__descriptor, messaging_methods, m);
 	mx_presence_serve(m->presence, m->srv);
 	rpc_server_set_authenticator(m->srv, svc_authn_validate, m->authn);
-	rpc_server_set_inline(m->srv, deps_in_process, m);
 	if (rpc_server_start(m->srv, st) != RPC_OK)
 		goto fail;
 	*out = m;

@@ -31,7 +31,8 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+from selenium.common.exceptions import (NoAlertPresentException,
+                                        StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -133,8 +134,12 @@ def browser(work, name, width, height):
 
 
 def until(d, what, cond, timeout=WAIT):
+    # An element found and then re-rendered before it is read (a list
+    # redrawn by an event) is looked for again, as a person would look.
     try:
-        return WebDriverWait(d, timeout, poll_frequency=0.05).until(lambda _: cond())
+        return WebDriverWait(d, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,)
+                             ).until(lambda _: cond())
     except TimeoutException:
         fail(f"{d.who}: timed out waiting for {what}")
 
