@@ -10,7 +10,6 @@
 
 #include "client.h"
 #include "harness.h"
-#include "rpc_calls.h"
 #include "parley/v1/auth.pb-c.h"
 #include "parley/v1/health.pb-c.h"
 #include "server.h"
@@ -114,6 +113,24 @@ static const rpc_method methods[] = {
 };
 
 static rpc_code
+call_validate(rpc_client *cli, const char *token, char *user, size_t len, rpc_status *st)
+{
+	Parley__V1__ValidateRequest req = PARLEY__V1__VALIDATE_REQUEST__INIT;
+	Parley__V1__ValidateResponse *resp;
+	rpc_code code;
+
+	req.token = (char *)token;
+	__atomic_store_n(&handler_thread, (pthread_t)0, __ATOMIC_SEQ_CST);
+	code = rpc_client_call(cli, &parley__v1__auth__descriptor, "Validate", &req.base,
+			       (ProtobufCMessage **)&resp, NULL, st);
+	if (code == RPC_OK) {
+		snprintf(user, len, "%s", resp->user_id);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	}
+	return code;
+}
+
+static rpc_code
 call_login(rpc_client *cli, const char *delay_ms, uint32_t timeout_ms, rpc_status *st)
 {
 	Parley__V1__LoginRequest req = PARLEY__V1__LOGIN_REQUEST__INIT;
@@ -128,6 +145,37 @@ call_login(rpc_client *cli, const char *delay_ms, uint32_t timeout_ms, rpc_statu
 	if (resp != NULL)
 		protobuf_c_message_free_unpacked(resp, NULL);
 	return code;
+}
+
+static rpc_code
+call_logout(rpc_client *cli, const char *token, rpc_status *st)
+{
+	Parley__V1__LogoutRequest req = PARLEY__V1__LOGOUT_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	rpc_call_opts o = {.token = token};
+	rpc_code code;
+
+	code = rpc_client_call(cli, &parley__v1__auth__descriptor, "Logout", &req.base, &resp, &o,
+			       st);
+	if (resp != NULL)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return code;
+}
+
+static int
+health(rpc_client *cli)
+{
+	Parley__V1__HealthCheckRequest req = PARLEY__V1__HEALTH_CHECK_REQUEST__INIT;
+	Parley__V1__HealthCheckResponse *resp;
+	rpc_status st;
+	int status;
+
+	if (rpc_client_call(cli, &parley__v1__health__descriptor, "Check", &req.base,
+			    (ProtobufCMessage **)&resp, NULL, &st) != RPC_OK)
+		return -1;
+	status = resp->status;
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return status;
 }
 
 int
@@ -152,11 +200,9 @@ main(void)
 	/* The same URL: the handler runs on this thread. Another spelling of
 	 * the same address goes over tcp to a worker thread, with the same
 	 * answer. */
-	__atomic_store_n(&handler_thread, (pthread_t)0, __ATOMIC_SEQ_CST);
 	TH_CODE(call_validate(local, "abc", user, sizeof(user), &st), RPC_OK, &st);
 	TH_CHECK(strcmp(user, "cba") == 0, "user %s", user);
 	TH_CHECK(pthread_equal(__atomic_load_n(&handler_thread, __ATOMIC_SEQ_CST), pthread_self()), "ran on the caller's thread");
-	__atomic_store_n(&handler_thread, (pthread_t)0, __ATOMIC_SEQ_CST);
 	TH_CODE(call_validate(remote, "abc", user, sizeof(user), &st), RPC_OK, &st);
 	TH_CHECK(strcmp(user, "cba") == 0, "user %s", user);
 	TH_CHECK(!pthread_equal(__atomic_load_n(&handler_thread, __ATOMIC_SEQ_CST), pthread_self()), "ran on a worker thread");
