@@ -39,6 +39,10 @@
 #include "parley/v1/rpc.pb-c.h"
 
 #define MAX_SERVICES 8
+/* A call's arena starts small: a deferred call (a Poll waiting for events)
+ * holds its arena for as long as it waits, and 10,000 such at 4 KiB each
+ * were 40 MB. A call that needs more gets ARENA_BLOCK at a time. */
+#define ARENA_FIRST 512
 #define ARENA_BLOCK 4096
 
 typedef enum slot_state {
@@ -160,7 +164,8 @@ rpc_call_alloc(rpc_call *c, size_t size)
 	size_t need = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
 
 	if (b == NULL || b->cap - b->used < need) {
-		size_t cap = need > ARENA_BLOCK ? need : ARENA_BLOCK;
+		size_t block = b == NULL ? ARENA_FIRST : ARENA_BLOCK;
+		size_t cap = need > block ? need : block;
 
 		b = malloc(sizeof(*b) + cap);
 		if (b == NULL)
@@ -493,6 +498,7 @@ slot_send_locked(rpc_call *c, nng_msg *reply)
 		doomed = c->pipe;
 	}
 	if (reply == NULL) {
+		call_reset(c);
 		slot_done_locked(c);
 		return doomed;
 	}
@@ -515,11 +521,14 @@ slot_send(rpc_call *c, nng_msg *reply)
 	rpc_server *srv = c->srv;
 	uint32_t doomed;
 
-	call_reset(c);
 	if (c->local != NULL) {
+		call_reset(c);
 		local_answer(c->local, reply);
 		return;
 	}
+	/* What the call held is freed once the reply is out (slot_cb), on
+	 * nng's thread: a session worker answering a Poll frees nothing, so
+	 * its thread's malloc cache keeps none of it while it waits. */
 	pthread_mutex_lock(&srv->mtx);
 	doomed = slot_send_locked(c, reply);
 	pthread_mutex_unlock(&srv->mtx);
@@ -585,6 +594,8 @@ slot_cb(void *arg)
 	rpc_tsan_acquire(c); /* from the thread that started the operation */
 	srv = c->srv;
 	rv = nng_aio_result(c->aio);
+	if (c->state == SLOT_SEND)
+		call_reset(c); /* the reply is out (slot_send); set before the send */
 	pthread_mutex_lock(&srv->mtx);
 	switch (c->state) {
 	case SLOT_RECV:

@@ -2,9 +2,12 @@
 #define _GNU_SOURCE 1 /* pthread_setname_np */
 #include "session.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <sodium.h>
@@ -401,6 +404,58 @@ end_session(mx_session *s)
 	sessions_worker_done(ss, user, true);
 }
 
+/* ---- the worker's stack ----------------------------------------------------------------- */
+
+/*
+ * Answering a Poll takes a worker's stack ~11 KiB deep (protobuf packing,
+ * nng's send, LMDB reads), but it waits ~6.5 KiB deep: the pages in
+ * between would stay resident as long as the session lives, a third of an
+ * idle session's memory. So a worker about to wait gives them back
+ * (MADV_DONTNEED: they read as zeros when touched again) if it has worked
+ * since, but sent no events for SESSION_TRIM_QUIET_MS: a quiet session
+ * once per Poll it parks, never on a wake-up of its own, and a busy one
+ * not at all.
+ */
+static rpc_metric *trims_metric;
+
+/* Below this far under the trimming frame nothing is live: its own frame,
+ * the red zone and the madvise call's. */
+#define TRIM_MARGIN 1024
+
+static __attribute__((noinline)) void
+stack_trim(mx_session *s)
+{
+	static long page;
+	volatile char here = 0;
+	uintptr_t lo, hi;
+
+	if (s->stack_lo == 0) {
+		pthread_attr_t a;
+		void *addr;
+		size_t size;
+
+		s->stack_lo = UINTPTR_MAX; /* unless it is found now */
+		if (pthread_getattr_np(pthread_self(), &a) != 0)
+			return;
+		if (pthread_attr_getstack(&a, &addr, &size) == 0)
+			s->stack_lo = (uintptr_t)addr;
+		pthread_attr_destroy(&a);
+	}
+	if (s->stack_lo == UINTPTR_MAX)
+		return;
+	if (__atomic_load_n(&page, __ATOMIC_RELAXED) == 0)
+		__atomic_store_n(&page, sysconf(_SC_PAGESIZE), __ATOMIC_RELAXED);
+	lo = (s->stack_lo + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+	hi = ((uintptr_t)&here - TRIM_MARGIN) & ~((uintptr_t)page - 1);
+	if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0)
+		rpc_counter_add(rpc_metrics_counter_cached(
+				    &trims_metric, "parley_messaging_stack_trims_total",
+				    "Session workers that gave back their stack's deeper pages "
+				    "after a quiet spell.",
+				    NULL),
+				1);
+}
+
 /* What step 1 of the loop took from under the lock. */
 struct taken {
 	mx_frame **frames;
@@ -446,6 +501,13 @@ wait_for_work(mx_session *s, struct taken *t, bool *rewind, uint64_t *rewinds)
 			}
 			wake = s->last_active + idle_ms;
 		}
+		if (s->stack_deep && t->now - s->last_reply >= SESSION_TRIM_QUIET_MS) {
+			s->stack_deep = false;
+			pthread_mutex_unlock(&s->mtx);
+			stack_trim(s);
+			pthread_mutex_lock(&s->mtx);
+			continue; /* look again: things may have come meanwhile */
+		}
 		rpc_cond_wait_until(&s->cv, &s->mtx, wake);
 	}
 	s->want_frames = false;
@@ -486,6 +548,7 @@ worker_main(void *arg)
 		pthread_mutex_lock(&s->mtx);
 		wait_for_work(s, &t, rewind, rewinds);
 		pthread_mutex_unlock(&s->mtx);
+		s->stack_deep = true; /* what follows may take it deep */
 
 		/* 2. Rewind rooms a reply was lost for; sort the frames; add
 		 * rooms the user joined; re-read heads when asked. */

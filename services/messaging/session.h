@@ -68,6 +68,7 @@
 #define SESSION_INBOX_MAX 256		/* frames from the router not yet sorted */
 #define SESSION_REPLY_GAP_MS 10		/* answers to a lagging client at most this often */
 #define SESSION_STACK_SIZE (128 * 1024) /* reserved; RSS is what the deepest path touched */
+#define SESSION_TRIM_QUIET_MS 200	/* no events out this long: trim the stack */
 #define SESSION_SCAN_BACK 1000		/* events searched for a JOINED or LEFT */
 #define POLL_WAIT_MAX_MS 30000
 #define POLL_DEFAULT_EVENTS 100
@@ -165,6 +166,8 @@ struct mx_session {
 	int64_t last_reply;		/* when the last events went out */
 	bool lagging;			/* the last Poll found events waiting for it */
 	unsigned rr;			/* round robin start for LMDB reads */
+	bool stack_deep;		/* it worked since its stack was last trimmed */
+	uintptr_t stack_lo;		/* its stack's lowest address; 0 unknown yet */
 
 	/* The rooms: slots never move (the router keeps indexes into them);
 	 * the worker adds slots under mtx, so handlers read them under mtx. */
