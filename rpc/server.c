@@ -41,8 +41,10 @@
 #define MAX_SERVICES 8
 /* A call's arena starts small: a deferred call (a Poll waiting for events)
  * holds its arena for as long as it waits, and 10,000 such at 4 KiB each
- * were 40 MB. A call that needs more gets ARENA_BLOCK at a time. */
-#define ARENA_FIRST 512
+ * were 40 MB. 1 KiB still holds a Poll's reply of 100 events (pointers)
+ * and a Send's writer item; a call that needs more gets ARENA_BLOCK at a
+ * time. */
+#define ARENA_FIRST 1024
 #define ARENA_BLOCK 4096
 
 typedef enum slot_state {
@@ -526,9 +528,11 @@ slot_send(rpc_call *c, nng_msg *reply)
 		local_answer(c->local, reply);
 		return;
 	}
-	/* What the call held is freed once the reply is out (slot_cb), on
-	 * nng's thread: a session worker answering a Poll frees nothing, so
-	 * its thread's malloc cache keeps none of it while it waits. */
+	/* What a deferred call held is freed once its reply is out (slot_cb),
+	 * on nng's thread: a session worker answering a Poll frees nothing,
+	 * so its thread's malloc cache keeps none of it while it waits. */
+	if (!c->deferred)
+		call_reset(c);
 	pthread_mutex_lock(&srv->mtx);
 	doomed = slot_send_locked(c, reply);
 	pthread_mutex_unlock(&srv->mtx);
@@ -595,7 +599,7 @@ slot_cb(void *arg)
 	srv = c->srv;
 	rv = nng_aio_result(c->aio);
 	if (c->state == SLOT_SEND)
-		call_reset(c); /* the reply is out (slot_send); set before the send */
+		call_reset(c); /* a deferred call's, now its reply is out (slot_send) */
 	pthread_mutex_lock(&srv->mtx);
 	switch (c->state) {
 	case SLOT_RECV:

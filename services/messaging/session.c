@@ -411,10 +411,11 @@ end_session(mx_session *s)
  * nng's send, LMDB reads), but it waits ~6.5 KiB deep: the pages in
  * between would stay resident as long as the session lives, a third of an
  * idle session's memory. So a worker about to wait gives them back
- * (MADV_DONTNEED: they read as zeros when touched again) if it has worked
- * since, but sent no events for SESSION_TRIM_QUIET_MS: a quiet session
- * once per Poll it parks, never on a wake-up of its own, and a busy one
- * not at all.
+ * (MADV_DONTNEED: they read as zeros when touched again) when it parks a
+ * Poll for SESSION_TRIM_WAIT_MS or more, has worked since it last did so,
+ * and sent no events for SESSION_TRIM_QUIET_MS: a quiet session once per
+ * long Poll, never on a wake-up of its own; a busy one, or a client
+ * polling without waiting, not at all.
  */
 static rpc_metric *trims_metric;
 
@@ -501,7 +502,8 @@ wait_for_work(mx_session *s, struct taken *t, bool *rewind, uint64_t *rewinds)
 			}
 			wake = s->last_active + idle_ms;
 		}
-		if (s->stack_deep && t->now - s->last_reply >= SESSION_TRIM_QUIET_MS) {
+		if (s->stack_deep && s->poll != NULL && wake - t->now >= SESSION_TRIM_WAIT_MS &&
+		    t->now - s->last_reply >= SESSION_TRIM_QUIET_MS) {
 			s->stack_deep = false;
 			pthread_mutex_unlock(&s->mtx);
 			stack_trim(s);

@@ -68,7 +68,8 @@
 #define SESSION_INBOX_MAX 256		/* frames from the router not yet sorted */
 #define SESSION_REPLY_GAP_MS 10		/* answers to a lagging client at most this often */
 #define SESSION_STACK_SIZE (128 * 1024) /* reserved; RSS is what the deepest path touched */
-#define SESSION_TRIM_QUIET_MS 200	/* no events out this long: trim the stack */
+#define SESSION_TRIM_QUIET_MS 200	/* no events out this long, and... */
+#define SESSION_TRIM_WAIT_MS 1000	/* ...a Poll parked this long: trim the stack */
 #define SESSION_SCAN_BACK 1000		/* events searched for a JOINED or LEFT */
 #define POLL_WAIT_MAX_MS 30000
 #define POLL_DEFAULT_EVENTS 100
