@@ -426,7 +426,7 @@ static rpc_metric *trims_metric;
 static __attribute__((noinline)) void
 stack_trim(mx_session *s)
 {
-	static long page;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	volatile char here = 0;
 	uintptr_t lo, hi;
 
@@ -444,10 +444,8 @@ stack_trim(mx_session *s)
 	}
 	if (s->stack_lo == UINTPTR_MAX)
 		return;
-	if (__atomic_load_n(&page, __ATOMIC_RELAXED) == 0)
-		__atomic_store_n(&page, sysconf(_SC_PAGESIZE), __ATOMIC_RELAXED);
-	lo = (s->stack_lo + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-	hi = ((uintptr_t)&here - TRIM_MARGIN) & ~((uintptr_t)page - 1);
+	lo = (s->stack_lo + page - 1) & ~(page - 1);
+	hi = ((uintptr_t)&here - TRIM_MARGIN) & ~(page - 1);
 	if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0)
 		rpc_counter_add(rpc_metrics_counter_cached(
 				    &trims_metric, "parley_messaging_stack_trims_total",
