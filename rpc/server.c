@@ -32,6 +32,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "tlskeep.h"
 #include "metrics.h"
 #include "version.h"
 #include "tsan.h"
@@ -1185,6 +1186,7 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 fail:
 	rpc_status_set(st, rpc_code_from_nng(rv), "%s: cannot listen on %s: %s", srv->name, url,
 		       why.message[0] != '\0' ? why.message : nng_strerror(rv));
+	rpc_tls_forget(srv->sock);
 	nng_close(srv->sock);
 	conns_free(srv->conns);
 	for (int i = 0; i < srv->nslots; i++)
@@ -1381,6 +1383,7 @@ close_bounded(nng_socket sock, int bound_ms)
 	pthread_t t;
 	bool done;
 
+	rpc_tls_forget(sock);
 	if (k == NULL) {
 		nng_close(sock);
 		return true;

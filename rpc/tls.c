@@ -8,6 +8,7 @@
  * or listener; ours is dropped at once.
  */
 #include "tls.h"
+#include "tlskeep.h"
 #include "tsan.h"
 
 #include <errno.h>
@@ -322,7 +323,7 @@ endpoint_failed(int rv, nng_tls_config *cfg, const rpc_status *why, rpc_status *
 }
 
 int
-rpc_tls_listen(nng_socket s, const char *url, rpc_status *st)
+rpc_tls_listener_start(nng_socket s, const char *url, nng_listener *lp, rpc_status *st)
 {
 	nng_listener l;
 	nng_tls_config *cfg = NULL;
@@ -346,10 +347,32 @@ rpc_tls_listen(nng_socket s, const char *url, rpc_status *st)
 	}
 	if (cfg != NULL)
 		nng_tls_config_free(cfg); /* the listener holds its own reference */
+	*lp = l;
 	return 0;
 
 fail:
 	return endpoint_failed(rv, cfg, &why, st);
+}
+
+int
+rpc_tls_listen(nng_socket s, const char *url, rpc_status *st)
+{
+	nng_listener l;
+	int rv;
+
+	if ((rv = rpc_tls_listener_start(s, url, &l, st)) != 0)
+		return rv;
+	/* tls+tcp:// only: nng's wss:// survives a client that drops during
+	 * the handshake (tlskeep.h). */
+	if (strncmp(url, "tls+tcp", 7) == 0)
+		rpc_tls_keep(s, l, url);
+	return 0;
+}
+
+int
+rpc_tls_probe_config(const char *url, nng_tls_config **cfg, rpc_status *st)
+{
+	return dialer_config(url, CHECK_NOTHING, cfg, st);
 }
 
 int

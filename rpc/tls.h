@@ -32,6 +32,7 @@
 #include <stdbool.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "rpc.h"
 
@@ -76,6 +77,14 @@ bool rpc_tls_has_cert(void);
  * certificate configured (NNG_EINVAL) that one is needed.
  */
 int rpc_tls_listen(nng_socket s, const char *url, rpc_status *st)
+    __attribute__((warn_unused_result));
+
+/* For the keeper (tlskeep.c): the listener rpc_tls_listen starts, in *lp,
+ * not watched; and a client configuration for url that presents our own
+ * certificate and checks nothing of the server. */
+int rpc_tls_listener_start(nng_socket s, const char *url, nng_listener *lp, rpc_status *st)
+    __attribute__((warn_unused_result));
+int rpc_tls_probe_config(const char *url, nng_tls_config **cfg, rpc_status *st)
     __attribute__((warn_unused_result));
 
 /*

@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "tlskeep.h"
 #include "tsan.h"
 
 /* Calls in flight on the endpoint at most (waiting Polls included). */
@@ -158,6 +159,7 @@ mx_close_bounded(nng_socket sock, const char *what)
 	bool done;
 	pthread_t t;
 
+	rpc_tls_forget(sock);
 	if (c == NULL) {
 		nng_close(sock);
 		return true;

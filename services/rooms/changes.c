@@ -11,6 +11,7 @@
 #include "log.h"
 #include "records.h"
 #include "tls.h"
+#include "tlskeep.h"
 #include "parley/internal/v1/feed.pb-c.h"
 
 #define LIST_DEFAULT 500
@@ -307,8 +308,10 @@ changes_close(changes *c)
 		rpc_server_close(c->feed, 5000);
 	if (c->pub_conns != NULL)
 		conns_close_all(c->pub_conns);
-	if (c->pub_open)
+	if (c->pub_open) {
+		rpc_tls_forget(c->pub);
 		nng_close(c->pub);
+	}
 	if (c->pub_conns != NULL)
 		conns_free(c->pub_conns);
 	pthread_mutex_destroy(&c->write_mtx);
