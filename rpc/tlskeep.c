@@ -50,6 +50,7 @@ struct kept {
 	nng_listener l;
 	uint64_t other;	     /* its "other" errors when last looked at */
 	int64_t restarted;   /* rpc_now_ms of the last unproven restart */
+	bool down;	     /* closed, and starting it again failed: retried */
 	char url[256];
 };
 
@@ -236,20 +237,35 @@ look(void)
 		nng_listener nl = e->l;
 		enum verdict v;
 
-		if (other == e->other)
-			continue;
+		if (e->down) {
+			rpc_status st = {0};
+
+			if (rpc_tls_listener_start(e->sock, e->url, &nl, &st) != 0)
+				continue;
+			plog_info("tls", "%s accepts connections again", e->url);
+			e->down = false;
+			e->other = 0;
+			other = 0;
+		}
+		if (other == e->other) {
+			if (nng_listener_id(nl) == nng_listener_id(e->l))
+				continue;
+			goto update; /* started again just now */
+		}
 		e->other = other;
 		v = canary(e->sock, e->l, stat_of(ls, "accept"));
-		if (v == STOPPED && restart(e->sock, e->l, e->url, "a handshake failed", &nl)) {
+		if (v == STOPPED) {
+			e->down = !restart(e->sock, e->l, e->url, "a handshake failed", &nl);
 			e->other = 0;
-		} else if (v == UNKNOWN && rpc_now_ms() - e->restarted >= RESTART_GAP_MS &&
-			   restart(e->sock, e->l, e->url,
-				   "a handshake failed, and a check could not tell: our own "
-				   "certificate does not get through its --tls-ca",
-				   &nl)) {
+		} else if (v == UNKNOWN && rpc_now_ms() - e->restarted >= RESTART_GAP_MS) {
+			e->down = !restart(e->sock, e->l, e->url,
+					   "a handshake failed, and a check could not tell: our "
+					   "own certificate does not get through its --tls-ca",
+					   &nl);
 			e->other = 0;
 			e->restarted = rpc_now_ms();
 		}
+	update:
 		pthread_mutex_lock(&keep_mtx);
 		for (struct kept *k = kept; k != NULL; k = k->next)
 			if (nng_socket_id(k->sock) == nng_socket_id(e->sock) &&
@@ -257,6 +273,7 @@ look(void)
 				k->l = nl;
 				k->other = e->other;
 				k->restarted = e->restarted;
+				k->down = e->down;
 			}
 		pthread_mutex_unlock(&keep_mtx);
 	}

@@ -171,6 +171,17 @@ pick(char *addr, const char *scheme)
 		snprintf(addr, TH_ADDR_MAX, "%s://127.0.0.1:%d", scheme, th_free_port());
 }
 
+/* addr from a test's pattern (SCHEME, "://", a star, an optional PATH):
+ * 127.0.0.1 and a free port in place of the star. */
+static void
+pick_like(char *addr, const char *pattern)
+{
+	const char *star = strstr(pattern, "://*");
+
+	snprintf(addr, TH_ADDR_MAX, "%.*s://127.0.0.1:%d%s", (int)(star - pattern), pattern,
+		 th_free_port(), star + 4);
+}
+
 /* An http://127.0.0.1:PORT address accepts connections (the HTTP face
  * starts after the services). */
 static bool
@@ -393,16 +404,23 @@ th_start(th_daemon *d, const char *services)
 	}
 	snprintf(d->services, sizeof(d->services), "%s", services ? services : "");
 	/* Ports we pick may still be taken by someone else in between (tests
-	 * run in parallel): then pick those again. Ports the test chose stay. */
+	 * run in parallel): then pick those again. Ports the test chose stay;
+	 * a test's address with a star for its host gets its port from us too. */
 	char *addrs[] = {d->auth,   d->rooms,	    d->history,	      d->messaging,
 			 d->events, d->room_events, d->rooms_internal, d->http};
+	char pattern[sizeof(addrs) / sizeof(addrs[0])][TH_ADDR_MAX];
 	bool mine[sizeof(addrs) / sizeof(addrs[0])];
 
-	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++)
-		mine[i] = addrs[i][0] == '\0';
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		snprintf(pattern[i], sizeof(pattern[i]), "%s",
+			 strstr(addrs[i], "://*") != NULL ? addrs[i] : "");
+		mine[i] = addrs[i][0] == '\0' || pattern[i][0] != '\0';
+	}
 	for (int attempt = 0;; attempt++) {
 		for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
-			if (mine[i])
+			if (pattern[i][0] != '\0')
+				pick_like(addrs[i], pattern[i]);
+			else if (mine[i])
 				addrs[i][0] = '\0';
 			pick(addrs[i], addrs[i] == d->http ? "http" : "tcp");
 		}

@@ -21,6 +21,9 @@
 typedef struct th_daemon {
 	pid_t pid;
 	char dir[256];		/* data directory; kept across th_restart */
+	/* Listen addresses. Empty: th_start picks tcp://127.0.0.1:PORT (http://
+	 * for http). SCHEME, "://", a star, then an optional PATH (as in
+	 * wss://STAR/history): it picks 127.0.0.1:PORT for the star. */
 	char auth[TH_ADDR_MAX];
 	char rooms[TH_ADDR_MAX];
 	char history[TH_ADDR_MAX];

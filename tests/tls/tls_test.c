@@ -68,10 +68,11 @@ trust(const char *ca, const char *name)
 		RPC_OK, &st);
 }
 
+/* An address the harness gives a free port when it starts the daemon. */
 static void
 tls_addr(char *addr, const char *scheme, const char *path)
 {
-	snprintf(addr, TH_ADDR_MAX, "%s://127.0.0.1:%d%s", scheme, th_free_port(), path);
+	snprintf(addr, TH_ADDR_MAX, "%s://*%s", scheme, path);
 }
 
 static parley_conn *
