@@ -76,6 +76,31 @@ stat_of(nng_stat *listener, const char *name)
 	return s != NULL ? nng_stat_value(s) : 0;
 }
 
+/*
+ * The statistics of listener l under stat (a scope "listener" whose "id"
+ * is l's). Not nng_stat_find_listener: in nng 1.5 it matched the scope of
+ * another listener once one had been closed and started again.
+ */
+static nng_stat *
+listener_stats(nng_stat *stat, nng_listener l)
+{
+	nng_stat *id;
+
+	if (nng_stat_type(stat) != NNG_STAT_SCOPE)
+		return NULL;
+	if (strcmp(nng_stat_name(stat), "listener") == 0 &&
+	    (id = nng_stat_find(stat, "id")) != NULL &&
+	    nng_stat_value(id) == (uint64_t)nng_listener_id(l))
+		return stat;
+	for (nng_stat *c = nng_stat_child(stat); c != NULL; c = nng_stat_next(c)) {
+		nng_stat *found = listener_stats(c, l);
+
+		if (found != NULL)
+			return found;
+	}
+	return NULL;
+}
+
 /* The listener's count name, in a fresh snapshot; 0 when it is gone. */
 static uint64_t
 count_now(nng_listener l, const char *name)
@@ -85,7 +110,7 @@ count_now(nng_listener l, const char *name)
 
 	if (nng_stats_get(&stats) != 0)
 		return 0;
-	if ((ls = nng_stat_find_listener(stats, l)) != NULL)
+	if ((ls = listener_stats(stats, l)) != NULL)
 		v = stat_of(ls, name);
 	nng_stats_free(stats);
 	return v;
@@ -232,10 +257,11 @@ look(void)
 	cost = rpc_now_ms() - t0;
 	for (int i = 0; i < n; i++) {
 		struct kept *e = &copy[i];
-		nng_stat *ls = nng_stat_find_listener(stats, e->l);
+		nng_stat *ls = listener_stats(stats, e->l);
 		uint64_t other = ls != NULL ? stat_of(ls, "other") : e->other;
 		nng_listener nl = e->l;
 		enum verdict v;
+
 
 		if (e->down) {
 			rpc_status st = {0};
