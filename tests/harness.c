@@ -370,21 +370,27 @@ spawn(th_daemon *d)
 	return true;
 }
 
-bool
-th_log_has(const th_daemon *d, const char *needle)
+int
+th_log_count(const th_daemon *d, const char *needle)
 {
 	FILE *f = fopen(d->log, "r");
 	char *line = NULL;
 	size_t cap = 0;
-	bool found = false;
+	int n = 0;
 
 	if (f == NULL)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0)
-		found = strstr(line, needle) != NULL;
+		return 0;
+	while (getline(&line, &cap, f) > 0)
+		n += strstr(line, needle) != NULL;
 	free(line);
 	fclose(f);
-	return found;
+	return n;
+}
+
+bool
+th_log_has(const th_daemon *d, const char *needle)
+{
+	return th_log_count(d, needle) > 0;
 }
 
 bool

@@ -60,8 +60,10 @@ typedef struct th_daemon {
 			 rpc_code_name(th_got_), (st)->message, rpc_code_name(want));  \
 	} while (0)
 
-/* True if the daemon's log (its first 16 KiB) contains needle. */
+/* True if a line of the daemon's log contains needle. */
 bool th_log_has(const th_daemon *d, const char *needle);
+/* How many lines of d's log hold needle. */
+int th_log_count(const th_daemon *d, const char *needle);
 
 /* Kills every daemon this process started, then exits 1. */
 void th_abort(void) __attribute__((noreturn));

@@ -75,6 +75,16 @@ tls_addr(char *addr, const char *scheme, const char *path)
 	snprintf(addr, TH_ADDR_MAX, "%s://*%s", scheme, path);
 }
 
+/* d presents server.pem. */
+static void
+server_cert(th_daemon *d)
+{
+	d->extra[0] = "--tls-cert";
+	d->extra[1] = cert("server.pem");
+	d->extra[2] = "--tls-key";
+	d->extra[3] = cert("server.key");
+}
+
 static parley_conn *
 connect_to(const char *auth, const char *rooms, const char *history, const char *messaging)
 {
@@ -155,10 +165,7 @@ test_client_over_tls_and_wss(void)
 	tls_addr(d.rooms, "tls+tcp", "");
 	tls_addr(d.messaging, "tls+tcp", "");
 	tls_addr(d.history, "wss", "/history");
-	d.extra[0] = "--tls-cert";
-	d.extra[1] = cert("server.pem");
-	d.extra[2] = "--tls-key";
-	d.extra[3] = cert("server.key");
+	server_cert(&d);
 	trust("ca.pem", NULL);
 	TH_CHECK(th_start(&d, NULL), "parleyd on tls+tcp:// and wss://");
 
@@ -326,24 +333,6 @@ drop_during_handshakes(const char *url, int n, unsigned *seed)
 	}
 }
 
-/* How many lines of d's log hold needle. */
-static int
-log_lines(const th_daemon *d, const char *needle)
-{
-	FILE *f = fopen(d->log, "r");
-	char *line = NULL;
-	size_t cap = 0;
-	int n = 0;
-
-	if (f == NULL)
-		return 0;
-	while (getline(&line, &cap, f) > 0)
-		n += strstr(line, needle) != NULL;
-	free(line);
-	fclose(f);
-	return n;
-}
-
 static void
 test_handshake_drops(void)
 {
@@ -352,10 +341,7 @@ test_handshake_drops(void)
 	int restarts;
 
 	tls_addr(d.auth, "tls+tcp", "");
-	d.extra[0] = "--tls-cert";
-	d.extra[1] = cert("server.pem");
-	d.extra[2] = "--tls-key";
-	d.extra[3] = cert("server.key");
+	server_cert(&d);
 	trust("ca.pem", NULL);
 	TH_CHECK(th_start(&d, "auth"), "parleyd auth on tls+tcp://");
 	for (int round = 1; round <= 3; round++) {
@@ -366,7 +352,7 @@ test_handshake_drops(void)
 			 "the handshake",
 			 round, d.auth);
 	}
-	restarts = log_lines(&d, "stopped accepting connections");
+	restarts = th_log_count(&d, "stopped accepting connections");
 	printf("ok a tls+tcp:// endpoint answers after 300 clients dropped during the handshake "
 	       "(started again %d times)\n",
 	       restarts);
