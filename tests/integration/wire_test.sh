@@ -41,7 +41,9 @@ call() {
     encode parley.v1.RpcRequest parley/v1/rpc.proto >"$work/req.bin"
   nngcat --req --dial "$addr" --file "$work/req.bin" --raw --recv-timeout 15 >"$work/resp.bin"
   decode parley.v1.RpcResponse parley/v1/rpc.proto <"$work/resp.bin" >"$work/resp.txt"
-  grep -q 'request_id: 77' "$work/resp.txt" || { echo "request id not echoed"; cat "$work/resp.txt"; exit 1; }
+  # return, not exit: the wait below calls this before the daemon listens
+  # (nngcat's dial is then refused, and there is no reply at all).
+  grep -q 'request_id: 77' "$work/resp.txt" || { echo "request id not echoed"; cat "$work/resp.txt"; return 1; }
   sed -n 's/^body: "\(.*\)"$/\1/p' "$work/resp.txt" | unescape >"$work/body.bin"
 }
 file_of() { case $1 in parley.v1.Health*) echo health.proto ;; *) echo auth.proto ;; esac; }
@@ -49,7 +51,7 @@ code_of() { sed -n 's/^  code: \([A-Z_]*\)$/\1/p' "$work/resp.txt"; }
 
 # Wait for the daemon: Health/Check until SERVING.
 for _ in $(seq 100); do
-  if call /parley.v1.Health/Check parley.v1.HealthCheckRequest '' 2>/dev/null &&
+  if call /parley.v1.Health/Check parley.v1.HealthCheckRequest '' >/dev/null 2>&1 &&
      decode parley.v1.HealthCheckResponse parley/v1/health.proto <"$work/body.bin" | grep -q SERVING; then
     break
   fi
