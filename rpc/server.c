@@ -292,6 +292,23 @@ rpc_call_fail(rpc_call *c, rpc_code code, const char *fmt, ...)
 }
 
 rpc_code
+rpc_call_fail_prefix(rpc_call *c, const char *fmt, ...)
+{
+	char msg[sizeof(c->st.message)];
+	size_t n;
+	va_list ap;
+
+	memcpy(msg, c->st.message, sizeof(msg));
+	va_start(ap, fmt);
+	n = (size_t)vsnprintf(c->st.message, sizeof(c->st.message), fmt, ap);
+	va_end(ap);
+	if (n < sizeof(c->st.message)) /* the message, cut to what is left */
+		memccpy(c->st.message + n, msg, '\0', sizeof(c->st.message) - n);
+	c->st.message[sizeof(c->st.message) - 1] = '\0';
+	return c->st.code;
+}
+
+rpc_code
 rpc_call_fail_status(rpc_call *c, const rpc_status *st)
 {
 	c->st = *st;

@@ -160,6 +160,11 @@ void rpc_call_wipe_after_reply(rpc_call *call);
 rpc_code rpc_call_fail(rpc_call *call, rpc_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Puts a prefix (e.g. "messages[3]: ") before the status message a failed
+ * check has set, keeping its code; returns that code. */
+rpc_code rpc_call_fail_prefix(rpc_call *call, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Copies st's code, message and retry hint into the reply; returns its code. */
 rpc_code rpc_call_fail_status(rpc_call *call, const rpc_status *st);
 

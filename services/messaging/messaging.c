@@ -241,15 +241,14 @@ mx_pair_hash(const char *a, const char *b)
 
 /* ---- Send -------------------------------------------------------------------- */
 
+/* The checks of one Send before the writer (UTF-8 and NUL bytes were
+ * refused by the rpc runtime already). */
 static rpc_code
-handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+check_send(rpc_call *call, const Parley__V1__SendRequest *req)
 {
-	const Parley__V1__SendRequest *req = (const void *)reqm;
-	messaging_service *m = ctx;
 	size_t text_len = strlen(req->text);
 	rpc_code code;
 
-	/* UTF-8 and NUL bytes were refused by the rpc runtime already. */
 	if ((code = svc_check_room_id(call, req->room_id)) != RPC_OK)
 		return code;
 	if (text_len == 0 || text_len > MX_TEXT_MAX)
@@ -259,10 +258,51 @@ handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *resp
 	if (strlen(req->client_msg_id) > MX_CLIENT_MSG_ID_MAX)
 		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
 				     "client_msg_id must be at most %d bytes", MX_CLIENT_MSG_ID_MAX);
-	if ((code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
+	return RPC_OK;
+}
+
+static rpc_code
+handle_send(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm, void *ctx)
+{
+	const Parley__V1__SendRequest *req = (const void *)reqm;
+	messaging_service *m = ctx;
+	rpc_code code;
+
+	if ((code = check_send(call, req)) != RPC_OK ||
+	    (code = members_require(call, m->rooms, req->room_id)) != RPC_OK)
 		return code;
 	return mx_writer_op(m->writer, call, MX_OP_SEND, req->room_id, req->text,
 			    req->client_msg_id, 0, false);
+}
+
+/* Every message is checked, and membership once per room, before the
+ * writer takes them all at once (mx_writer_send_batch). */
+static rpc_code
+handle_send_batch(rpc_call *call, const ProtobufCMessage *reqm, ProtobufCMessage *respm,
+		  void *ctx)
+{
+	const Parley__V1__SendBatchRequest *req = (const void *)reqm;
+	messaging_service *m = ctx;
+	rpc_code code;
+
+	if (req->n_messages == 0 || req->n_messages > MX_SEND_BATCH_MAX)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "messages must hold 1 to %d Sends (got %zu)", MX_SEND_BATCH_MAX,
+				     req->n_messages);
+	for (size_t i = 0; i < req->n_messages; i++)
+		if ((code = check_send(call, req->messages[i])) != RPC_OK)
+			return rpc_call_fail_prefix(call, "messages[%zu]: ", i);
+	for (size_t i = 0; i < req->n_messages; i++) {
+		const char *room = req->messages[i]->room_id;
+		size_t j = 0;
+
+		while (j < i && strcmp(req->messages[j]->room_id, room) != 0)
+			j++;
+		if (j == i && (code = members_require(call, m->rooms, room)) != RPC_OK)
+			return rpc_call_fail_prefix(call, "messages[%zu]: ", i);
+	}
+	return mx_writer_send_batch(m->writer, call, req,
+				    (Parley__V1__SendBatchResponse *)respm);
 }
 
 /* Subscribe is a server stream: the HTTP face serves it on top of
@@ -287,6 +327,7 @@ static const rpc_method messaging_methods[] = {
 	{.fn = mx_handle_set_typing, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_mark_read, .auth = RPC_AUTH_REQUIRED},
 	{.fn = mx_handle_get_unread, .auth = RPC_AUTH_REQUIRED},
+	{.fn = handle_send_batch, .auth = RPC_AUTH_REQUIRED},
 };
 
 static bool
@@ -294,7 +335,7 @@ methods_match_descriptor(void)
 {
 	static const char *const names[] = {"Send",	"Open",	  "Poll",      "Close",
 					    "Subscribe", "Edit",  "Delete",    "SetTyping",
-					    "MarkRead",	 "GetUnread"};
+					    "MarkRead",	 "GetUnread", "SendBatch"};
 	const ProtobufCServiceDescriptor *d = &parley__v1__messaging__descriptor;
 
 	if (d->n_methods != sizeof(messaging_methods) / sizeof(messaging_methods[0]))

@@ -50,6 +50,7 @@
 
 #define MX_TEXT_MAX 4096
 #define MX_CLIENT_MSG_ID_MAX 64
+#define MX_SEND_BATCH_MAX 100	/* Sends in one SendBatch */
 #define MX_FEED_CURSOR_KEY "rooms_feed_cursor"
 #define MX_WIPE_ROUND_KEY "wipe_round"
 #define MX_EDITS_MAX 100	/* edits of one message */
@@ -178,6 +179,16 @@ int mx_writer_start(messaging_service *m, mx_writer **out, rpc_status *st);
  */
 rpc_code mx_writer_op(mx_writer *w, rpc_call *call, mx_op op, const char *room,
 		      const char *text, const char *cmid, uint64_t target, bool may_moderate);
+
+/*
+ * Queues the checked Sends of a SendBatch call at once, in order, so that
+ * one transaction writes them all; answers with their seqs in resp, or the
+ * status of the first one refused (prefixed "messages[i]: "; the others
+ * are written). Returns RPC_DEFERRED, or fails call as mx_writer_op does.
+ */
+rpc_code mx_writer_send_batch(mx_writer *w, rpc_call *call,
+			      const Parley__V1__SendBatchRequest *req,
+			      Parley__V1__SendBatchResponse *resp);
 
 /*
  * Appends the membership changes (Events with a membership body whose seq

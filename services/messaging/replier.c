@@ -45,26 +45,57 @@ struct wr_replier {
 	bool stopping;
 };
 
+/* Sets call's status for refused item it (err: its batch's commit) and
+ * returns the code. */
+static rpc_code
+refusal(rpc_call *call, const struct wr_item *it, store_err err)
+{
+	if (it->mismatch)
+		return rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+				     "client_msg_id '%s' was already used for a different %s",
+				     it->cmid, it->op == MX_OP_SEND ? "message" : "request");
+	if (it->why[0] != '\0')
+		return rpc_call_fail(call, it->code, "%s", it->why);
+	return svc_fail_store(call, err, "write");
+}
+
+/* An item of a SendBatch: its answer goes into the group's reply, sent
+ * with the last one. */
+static void
+answer_in_group(struct wr_item *it, store_err err)
+{
+	struct wr_group *g = it->group;
+	rpc_call *call = g->call;
+
+	if (it->code == RPC_OK && !it->mismatch) {
+		g->resp->results[it->index]->seq = it->seq;
+		g->resp->results[it->index]->ts_ms = it->ts_ms;
+	} else if (g->failed == NULL || it->index < g->failed->index) {
+		g->failed = it;
+		g->err = err;
+	}
+	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_acq_rel) != 1)
+		return;
+	if (g->failed == NULL) {
+		rpc_call_finish(call, RPC_OK);
+		return;
+	}
+	refusal(call, g->failed, g->err);
+	rpc_call_finish(call, rpc_call_fail_prefix(call, "messages[%zu]: ", g->failed->index));
+}
+
 void
 wr_answer(struct wr_item *it, store_err err)
 {
 	rpc_call *call = it->call;
 	ProtobufCMessage *resp;
 
-	if (it->mismatch) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT,
-			      "client_msg_id '%s' was already used for a different %s",
-			      it->cmid, it->op == MX_OP_SEND ? "message" : "request");
-		rpc_call_finish(call, RPC_INVALID_ARGUMENT);
+	if (it->group != NULL) {
+		answer_in_group(it, err);
 		return;
 	}
-	if (it->code != RPC_OK && it->why[0] != '\0') {
-		rpc_call_fail(call, it->code, "%s", it->why);
-		rpc_call_finish(call, it->code);
-		return;
-	}
-	if (it->code != RPC_OK) {
-		rpc_call_finish(call, svc_fail_store(call, err, "write"));
+	if (it->code != RPC_OK || it->mismatch) {
+		rpc_call_finish(call, refusal(call, it, err));
 		return;
 	}
 	resp = rpc_call_response(call);

@@ -40,7 +40,7 @@
 #include "writer_int.h"
 
 #define WRITER_QUEUE_MAX 4096	/* sends waiting; beyond, RESOURCE_EXHAUSTED */
-#define WRITER_BATCH_MAX 512	/* items per transaction */
+#define WRITER_BATCH_MAX 512	/* items per transaction (and a SendBatch's rest) */
 #define MAP_SLOTS 4096		/* > 2 x the distinct keys one batch can hold */
 #define CLIENT_KEY_MAX (RPC_USER_ID_MAX + 1 + MX_CLIENT_MSG_ID_MAX)
 
@@ -520,7 +520,10 @@ writer_main(void *arg)
 		}
 		batch = last = w->head;
 		ops = batch->kind == ITEM_OP;
-		while (last->next != NULL && n < WRITER_BATCH_MAX) {
+		/* A SendBatch's items stay together: one transaction. */
+		while (last->next != NULL &&
+		       (n < WRITER_BATCH_MAX ||
+			(last->group != NULL && last->next->group == last->group))) {
 			last = last->next;
 			ops += last->kind == ITEM_OP;
 			n++;
@@ -581,12 +584,11 @@ op_hash(struct wr_item *it)
 	crypto_generichash_final(&h, it->hash, HASH_BYTES);
 }
 
-rpc_code
-mx_writer_op(mx_writer *w, rpc_call *call, mx_op op, const char *room, const char *text,
-	     const char *cmid, uint64_t target, bool may_moderate)
+static struct wr_item *
+new_item(rpc_call *call, mx_op op, const char *room, const char *text, const char *cmid,
+	 uint64_t target, bool may_moderate)
 {
 	struct wr_item *it = rpc_call_alloc(call, sizeof(*it));
-	rpc_code code;
 
 	it->kind = ITEM_OP;
 	it->op = op;
@@ -598,13 +600,21 @@ mx_writer_op(mx_writer *w, rpc_call *call, mx_op op, const char *room, const cha
 	it->may_moderate = may_moderate;
 	it->sender = rpc_call_caller(call);
 	op_hash(it);
+	return it;
+}
 
-	pthread_mutex_lock(&w->mtx);
+/* Makes room for n items and defers call, under w->mtx; on failure, the
+ * call's status is set, the lock released and the code returned. */
+static rpc_code
+admit_locked(mx_writer *w, rpc_call *call, unsigned n)
+{
+	rpc_code code;
+
 	if (w->stopping) {
 		pthread_mutex_unlock(&w->mtx);
 		return rpc_call_fail(call, RPC_UNAVAILABLE, "messaging is shutting down");
 	}
-	if (w->queued >= WRITER_QUEUE_MAX) {
+	if (w->queued + n > WRITER_QUEUE_MAX) {
 		pthread_mutex_unlock(&w->mtx);
 		rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
 			      "too many requests waiting to be written; try again shortly");
@@ -616,8 +626,54 @@ mx_writer_op(mx_writer *w, rpc_call *call, mx_op op, const char *room, const cha
 		pthread_mutex_unlock(&w->mtx);
 		return code;
 	}
-	w->queued++;
+	w->queued += n;
+	return RPC_OK;
+}
+
+rpc_code
+mx_writer_op(mx_writer *w, rpc_call *call, mx_op op, const char *room, const char *text,
+	     const char *cmid, uint64_t target, bool may_moderate)
+{
+	struct wr_item *it = new_item(call, op, room, text, cmid, target, may_moderate);
+	rpc_code code;
+
+	pthread_mutex_lock(&w->mtx);
+	if ((code = admit_locked(w, call, 1)) != RPC_OK)
+		return code;
 	enqueue_locked(w, it);
+	pthread_mutex_unlock(&w->mtx);
+	return RPC_DEFERRED;
+}
+
+rpc_code
+mx_writer_send_batch(mx_writer *w, rpc_call *call, const Parley__V1__SendBatchRequest *req,
+		     Parley__V1__SendBatchResponse *resp)
+{
+	struct wr_group *g = rpc_call_alloc(call, sizeof(*g));
+	struct wr_item **items = rpc_call_alloc(call, req->n_messages * sizeof(*items));
+	rpc_code code;
+
+	g->call = call;
+	g->resp = resp;
+	g->nitems = req->n_messages;
+	atomic_init(&g->left, (unsigned)req->n_messages);
+	resp->results = rpc_call_alloc(call, req->n_messages * sizeof(*resp->results));
+	resp->n_results = req->n_messages;
+	for (size_t i = 0; i < req->n_messages; i++) {
+		const Parley__V1__SendRequest *m = req->messages[i];
+
+		resp->results[i] = rpc_call_alloc(call, sizeof(*resp->results[i]));
+		parley__v1__send_response__init(resp->results[i]);
+		items[i] = new_item(call, MX_OP_SEND, m->room_id, m->text, m->client_msg_id, 0,
+				    false);
+		items[i]->group = g;
+		items[i]->index = i;
+	}
+	pthread_mutex_lock(&w->mtx);
+	if ((code = admit_locked(w, call, (unsigned)req->n_messages)) != RPC_OK)
+		return code;
+	for (size_t i = 0; i < req->n_messages; i++)
+		enqueue_locked(w, items[i]);
 	pthread_mutex_unlock(&w->mtx);
 	return RPC_DEFERRED;
 }

@@ -7,12 +7,27 @@
 #ifndef PARLEY_MESSAGING_WRITER_INT_H
 #define PARLEY_MESSAGING_WRITER_INT_H
 
+#include <stdatomic.h>
+
 #include "messaging_int.h"
 
 #define HASH_BYTES 32
 #define WHY_MAX 160
 
 typedef enum item_kind { ITEM_OP, ITEM_CHANGES } item_kind;
+
+/* The Sends of one SendBatch call, queued together and written in one
+ * transaction; the call is answered when the last of them is. Lives in the
+ * call's arena. Its items are answered one at a time (the replier, or the
+ * writer while the replier is idle), so only `left` needs to be atomic. */
+struct wr_group {
+	rpc_call *call;
+	Parley__V1__SendBatchResponse *resp;
+	atomic_uint left;	/* items not answered yet */
+	size_t nitems;
+	struct wr_item *failed;	/* the first refused item, by index; NULL if none */
+	store_err err;		/* failed's batch outcome */
+};
 
 struct wr_item {
 	item_kind kind;
@@ -34,6 +49,8 @@ struct wr_item {
 	bool mismatch;			/* client_msg_id reused for another op */
 	uint64_t seq, ts_ms;
 	struct wr_item *same_as;	/* an earlier op of the batch with the same key */
+	struct wr_group *group;		/* a Send of a SendBatch; NULL for a call of its own */
+	size_t index;			/* its place in the group */
 	store_val *needles;		/* DELETE: the texts to erase (malloc'd) */
 	size_t nneedles;
 	store_err batch_err;		/* DELETE: its batch's outcome, for the eraser */
