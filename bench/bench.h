@@ -220,6 +220,10 @@ rpc_code pa_create_join(rpc_client *rooms, const char *token, const char *room,
 rpc_code pa_join(rpc_client *rooms, const char *token, const char *room, rpc_status *st);
 rpc_code pa_send(rpc_client *m, const char *token, const char *room, const char *text,
 		 const char *cmid, uint64_t *seq, rpc_status *st);
+/* SendBatch of n texts (n <= 100), message k to rooms[k % nrooms], each
+ * with client_msg_id cmid_prefix-k. */
+rpc_code pa_send_batch(rpc_client *m, const char *token, char (*rooms)[32], int nrooms,
+		       const char *text, const char *cmid_prefix, int n, rpc_status *st);
 /* Opens a session over rooms, each from since_seq 0 (the whole timeline). */
 rpc_code pa_open(rpc_client *m, const char *token, const char *const *rooms, int nrooms,
 		 char sid[PA_SESSION], rpc_status *st);

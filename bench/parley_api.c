@@ -170,6 +170,40 @@ pa_send(rpc_client *m, const char *token, const char *room, const char *text,
 }
 
 rpc_code
+pa_send_batch(rpc_client *m, const char *token, char (*rooms)[32], int nrooms, const char *text,
+	      const char *cmid_prefix, int n, rpc_status *st)
+{
+	Parley__V1__SendBatchRequest req = PARLEY__V1__SEND_BATCH_REQUEST__INIT;
+	Parley__V1__SendRequest msgs[100], *ptrs[100];
+	Parley__V1__SendBatchResponse *resp = NULL;
+	rpc_call_opts opts = {.timeout_ms = 30000, .token = token};
+	char cmids[100][72];
+	rpc_code code;
+
+	if (n < 1 || n > 100)
+		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "the bench batches 1 to 100");
+	for (int k = 0; k < n; k++) {
+		parley__v1__send_request__init(&msgs[k]);
+		snprintf(cmids[k], sizeof(cmids[k]), "%s-%d", cmid_prefix, k);
+		msgs[k].room_id = rooms[k % nrooms];
+		msgs[k].text = (char *)text;
+		msgs[k].client_msg_id = cmids[k];
+		ptrs[k] = &msgs[k];
+	}
+	req.messages = ptrs;
+	req.n_messages = (size_t)n;
+	code = rpc_client_call(m, &parley__v1__messaging__descriptor, "SendBatch", &req.base,
+			       (ProtobufCMessage **)&resp, &opts, st);
+	if (code == RPC_OK) {
+		if (resp->n_results != (size_t)n)
+			code = rpc_status_set(st, RPC_INTERNAL, "%zu results for %d messages",
+					      resp->n_results, n);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	}
+	return code;
+}
+
+rpc_code
 pa_open(rpc_client *m, const char *token, const char *const *rooms, int nrooms,
 	char sid[PA_SESSION], rpc_status *st)
 {

@@ -110,11 +110,37 @@ xadd(redisContext *c, const char *key, const char *payload, size_t len, char *er
 	return ok;
 }
 
+/* depth XADDs in one round trip, to streams first, first + 1, ... of nkeys. */
+static bool
+xadd_pipelined(redisContext *c, int first, int nkeys, int depth, const char *payload,
+	       size_t len, char *err, size_t errlen)
+{
+	bool ok = true;
+
+	for (int k = 0; k < depth; k++)
+		redisAppendCommand(c, "XADD send-r%d * m %b", (first + k) % nkeys, payload, len);
+	for (int k = 0; k < depth; k++) {
+		redisReply *r = NULL;
+
+		if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
+			snprintf(err, errlen, "XADD pipelined: %s", c->errstr);
+			return false;
+		}
+		if (ok && r->type != REDIS_REPLY_STRING) {
+			snprintf(err, errlen, "XADD pipelined: %s",
+				 r->type == REDIS_REPLY_ERROR ? r->str : "odd reply");
+			ok = false;
+		}
+		freeReplyObject(r);
+	}
+	return ok;
+}
+
 /* ---- closed-loop XADD -------------------------------------------------------------- */
 
 typedef struct xload {
 	const peer_server *s;
-	int index, nkeys;
+	int index, nkeys, depth;
 	size_t text_len;
 	uint64_t dur_ns;
 	samples lat;
@@ -147,7 +173,9 @@ xload_main(void *arg)
 		uint64_t t0 = bench_now_ns();
 		char err[200];
 
-		if (!xadd(c, key, text, t->text_len, err, sizeof(err))) {
+		if (t->depth > 1 ? !xadd_pipelined(c, t->index, t->nkeys, t->depth, text,
+						   t->text_len, err, sizeof(err))
+				 : !xadd(c, key, text, t->text_len, err, sizeof(err))) {
 			if (t->errors++ == 0)
 				snprintf(t->err, sizeof(t->err), "%s", err);
 			if (t->errors > 100 || c->err)
@@ -156,14 +184,14 @@ xload_main(void *arg)
 		}
 		samples_add(&t->lat, bench_now_ns() - t0);
 	} while (bench_now_ns() < end && ++i < 10000000);
-	t->rate = (double)t->lat.count * 1e9 / (double)(bench_now_ns() - start);
+	t->rate = (double)t->lat.count * (double)t->depth * 1e9 / (double)(bench_now_ns() - start);
 out:
 	redisFree(c);
 	return NULL;
 }
 
 double
-redis_xadd_load(const peer_server *s, int senders, int nkeys, size_t text_len,
+redis_xadd_load(const peer_server *s, int senders, int nkeys, int depth, size_t text_len,
 		uint64_t dur_ns, samples *lat, int *errors, char *err, size_t errlen)
 {
 	xload *t = calloc((size_t)senders, sizeof(*t));
@@ -176,8 +204,8 @@ redis_xadd_load(const peer_server *s, int senders, int nkeys, size_t text_len,
 		return 0;
 	}
 	for (int i = 0; i < senders; i++) {
-		t[i] = (xload){.s = s, .index = i, .nkeys = nkeys, .text_len = text_len,
-			       .dur_ns = dur_ns};
+		t[i] = (xload){.s = s, .index = i, .nkeys = nkeys, .depth = depth < 1 ? 1 : depth,
+			       .text_len = text_len, .dur_ns = dur_ns};
 		samples_init(&t[i].lat, lat->cap / (size_t)senders + 1);
 	}
 	if (!bench_run_threads(senders, xload_main, t, sizeof(*t)))

@@ -19,7 +19,7 @@ redis_start(peer_server *s, const bench_opts *o, char *err, size_t errlen)
 }
 
 double
-redis_xadd_load(const peer_server *s, int senders, int nkeys, size_t text_len,
+redis_xadd_load(const peer_server *s, int senders, int nkeys, int depth, size_t text_len,
 		uint64_t dur_ns, samples *lat, int *errors, char *err, size_t errlen)
 {
 	(*errors)++;

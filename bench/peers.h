@@ -61,12 +61,14 @@ bool redis_start(peer_server *s, const bench_opts *o, char *err, size_t errlen);
 /*
  * Closed-loop durable appends: senders threads, each its own connection,
  * XADD a text_len-byte message to one of nkeys streams back to back for
- * dur_ns (after one untimed warm-up). Latencies into lat; returns the sum
- * of the threads' XADDs per second. Failures counted in *errors, the first
- * one's text in err.
+ * dur_ns (after one untimed warm-up); with depth > 1, depth XADDs
+ * pipelined per round trip (to the sender's nkeys streams in turn).
+ * Latencies of the round trips into lat; returns the sum of the threads'
+ * XADDs per second. Failures counted in *errors, the first one's text in err.
  */
-double redis_xadd_load(const peer_server *s, int senders, int nkeys, size_t text_len,
-		       uint64_t dur_ns, samples *lat, int *errors, char *err, size_t errlen);
+double redis_xadd_load(const peer_server *s, int senders, int nkeys, int depth,
+		       size_t text_len, uint64_t dur_ns, samples *lat, int *errors, char *err,
+		       size_t errlen);
 
 /* The fan-out system: XADD from one connection per driver thread, each
  * receiver XREAD BLOCK from its own cursor on its own connection. */

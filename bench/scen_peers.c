@@ -102,6 +102,19 @@ do_send(rpc_client *c, void *arg, int thread, uint64_t i, rpc_status *st)
 	return pa_send(c, arg, send_rooms[thread % SEND_ROOMS], text, cmid, &seq, st);
 }
 
+/* SEND_BATCH Sends in one SendBatch call, over the rooms in turn. */
+#define SEND_BATCH 16
+
+static rpc_code
+do_send_batch(rpc_client *c, void *arg, int thread, uint64_t i, rpc_status *st)
+{
+	char text[SEND_TEXT + 1], cmid[48];
+
+	snprintf(cmid, sizeof(cmid), "pb%d-%d-%llu", send_run, thread, (unsigned long long)i);
+	snprintf(text, sizeof(text), "%-*s", SEND_TEXT, cmid);
+	return pa_send_batch(c, arg, send_rooms, SEND_ROOMS, text, cmid, SEND_BATCH, st);
+}
+
 /* The sender and its rooms on the --ab parleyd; false with a failure noted. */
 static bool
 setup_sends_b(peers_run *p)
@@ -123,17 +136,19 @@ setup_sends_b(peers_run *p)
 /* The frames of one Send on the wire: envelope with method, body, deadline,
  * id and the bearer token; the reply's status, body and id. */
 static void
-send_frames(size_t *req_len, size_t *reply_len)
+send_frames(int batch, size_t *req_len, size_t *reply_len)
 {
-	Parley__V1__SendRequest req = PARLEY__V1__SEND_REQUEST__INIT;
-	Parley__V1__SendResponse resp = PARLEY__V1__SEND_RESPONSE__INIT;
+	Parley__V1__SendRequest req = PARLEY__V1__SEND_REQUEST__INIT, *reqs[SEND_BATCH];
+	Parley__V1__SendResponse resp = PARLEY__V1__SEND_RESPONSE__INIT, *resps[SEND_BATCH];
+	Parley__V1__SendBatchRequest breq = PARLEY__V1__SEND_BATCH_REQUEST__INIT;
+	Parley__V1__SendBatchResponse bresp = PARLEY__V1__SEND_BATCH_RESPONSE__INIT;
 	Parley__V1__RpcRequest env = PARLEY__V1__RPC_REQUEST__INIT;
 	Parley__V1__RpcRequest__MetadataEntry auth = PARLEY__V1__RPC_REQUEST__METADATA_ENTRY__INIT,
 					      *authp = &auth;
 	Parley__V1__RpcResponse out = PARLEY__V1__RPC_RESPONSE__INIT;
 	Parley__V1__Status status = PARLEY__V1__STATUS__INIT;
 	char text[SEND_TEXT + 1], bearer[PA_TOKEN + 8];
-	uint8_t body[512], rbody[64];
+	uint8_t body[SEND_BATCH * 160], rbody[SEND_BATCH * 32];
 
 	memset(text, 'x', SEND_TEXT);
 	text[SEND_TEXT] = '\0';
@@ -143,18 +158,26 @@ send_frames(size_t *req_len, size_t *reply_len)
 	snprintf(bearer, sizeof(bearer), "Bearer %s", send_token);
 	auth.key = "authorization";
 	auth.value = bearer;
-	env.method = "/parley.v1.Messaging/Send";
-	env.body.len = protobuf_c_message_pack(&req.base, body);
+	for (int k = 0; k < SEND_BATCH; k++) {
+		reqs[k] = &req;
+		resps[k] = &resp;
+	}
+	breq.messages = reqs;
+	breq.n_messages = (size_t)batch;
+	bresp.results = resps;
+	bresp.n_results = (size_t)batch;
+	resp.seq = 123456;
+	resp.ts_ms = rpc_wall_ms();
+	env.method = batch > 0 ? "/parley.v1.Messaging/SendBatch" : "/parley.v1.Messaging/Send";
+	env.body.len = protobuf_c_message_pack(batch > 0 ? &breq.base : &req.base, body);
 	env.body.data = body;
 	env.timeout_ms = 29999;
 	env.request_id = (uint64_t)rpc_wall_ms() << 16;
 	env.metadata = &authp;
 	env.n_metadata = 1;
 	*req_len = parley__v1__rpc_request__get_packed_size(&env);
-	resp.seq = 123456;
-	resp.ts_ms = rpc_wall_ms();
 	out.status = &status;
-	out.body.len = protobuf_c_message_pack(&resp.base, rbody);
+	out.body.len = protobuf_c_message_pack(batch > 0 ? &bresp.base : &resp.base, rbody);
 	out.body.data = rbody;
 	out.request_id = env.request_id;
 	*reply_len = parley__v1__rpc_response__get_packed_size(&out);
@@ -163,9 +186,13 @@ send_frames(size_t *req_len, size_t *reply_len)
 static void
 run_sends(peers_run *p, const echo_server *echo)
 {
-	static const int counts[] = {1, 16, 64};
+	/* senders, and Sends per call (0: Send; n: SendBatch of n, and Redis
+	 * pipelining n XADDs per round trip). */
+	static const struct {
+		int senders, batch;
+	} cases[] = {{1, 0}, {16, 0}, {64, 0}, {1, SEND_BATCH}};
 	uint64_t dur = p->o->quick ? 300000000ull : 3000000000ull;
-	size_t req_len, reply_len;
+	size_t req_len, reply_len, breq_len, breply_len;
 	bool ab;
 	rpc_client *rooms = pa_client(p->d.rooms), *auth = pa_client(p->d.auth);
 	rpc_status st = {0};
@@ -182,19 +209,27 @@ run_sends(peers_run *p, const echo_server *echo)
 		}
 	}
 	ab = p->db.pid > 0 && setup_sends_b(p);
-	send_frames(&req_len, &reply_len);
+	send_frames(0, &req_len, &reply_len);
+	send_frames(SEND_BATCH, &breq_len, &breply_len);
 	rep_note(&p->r, "sends: closed loop, each sender its own connection, %d-byte texts over "
 			"%d rooms (Parley) / %d streams (Redis); raw nng echoes %zu-byte requests "
 			"with %zu-byte replies (a Send's frames) with no work behind them",
 		 SEND_TEXT, SEND_ROOMS, SEND_ROOMS, req_len, reply_len);
-	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+	rep_note(&p->r, "sends in batches of %d: Parley SendBatch (%d Sends a call, one "
+			"transaction), Redis %d XADDs pipelined a round trip, raw nng %zu-byte "
+			"requests with %zu-byte replies (a SendBatch's frames); p50 is per call",
+		 SEND_BATCH, SEND_BATCH, SEND_BATCH, breq_len, breply_len);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		int n = cases[k].senders, batch = cases[k].batch, per = batch > 0 ? batch : 1;
+		pa_load_fn fn = batch > 0 ? do_send_batch : do_send;
 		char name[64];
 		measure *rate, *p50, *mpc;
 
-		snprintf(name, sizeof(name), "durable sends, %d sender%s", counts[k],
-			 counts[k] > 1 ? "s" : "");
+		snprintf(name, sizeof(name), "durable sends, %d sender%s%s", n, n > 1 ? "s" : "",
+			 batch > 0 ? ", batches of 16" : "");
 		rate = new_measure(p, name, "acked", "msgs/s", false);
-		p50 = new_measure(p, name, "p50 ack latency", "us", false);
+		p50 = new_measure(p, name, batch > 0 ? "p50 call latency" : "p50 ack latency", "us",
+				  false);
 		mpc = new_measure(p, name, "Parley msgs per commit", "msgs", true);
 		for (int rep = 0; rep < p->o->reps; rep++) {
 			samples lat;
@@ -207,8 +242,8 @@ run_sends(peers_run *p, const echo_server *echo)
 			samples_init(&lat, 500000);
 			send_run++;
 			tx0 = lmdb_last_txnid(p->d.dir);
-			v = pa_load(p->d.messaging, counts[k], do_send, send_token, dur, &lat,
-				    &errors, &first);
+			v = per * pa_load(p->d.messaging, n, fn, send_token, dur, &lat, &errors,
+					  &first);
 			tx1 = lmdb_last_txnid(p->d.dir);
 			if (errors)
 				rep_fail(&p->r, "%s: Parley: %d failed sends, first: %s %s", name,
@@ -216,32 +251,37 @@ run_sends(peers_run *p, const echo_server *echo)
 			rstat_add(&rate->v[C_POLL], v);
 			rstat_add(&p50->v[C_POLL], samples_pct_us(&lat, 50));
 			if (tx0 != 0 && tx1 > tx0)
-				rstat_add(&mpc->v[C_POLL],
-					  (double)(lat.count + (uint64_t)counts[k]) / (double)(tx1 - tx0));
+				rstat_add(&mpc->v[C_POLL], (double)(lat.count + (uint64_t)n) * per /
+							       (double)(tx1 - tx0));
 
 			if (ab) {
 				samples_reset(&lat);
 				errors = 0;
 				tx0 = lmdb_last_txnid(p->db.dir);
-				v = pa_load(p->db.messaging, counts[k], do_send, send_token_b, dur,
-					    &lat, &errors, &first);
+				v = per * pa_load(p->db.messaging, n, fn, send_token_b, dur, &lat,
+						  &errors, &first);
 				tx1 = lmdb_last_txnid(p->db.dir);
-				if (errors)
+				if (errors && first.code == RPC_UNIMPLEMENTED) {
+					rep_note(&p->r, "%s: the --ab parleyd has no SendBatch", name);
+					v = 0;
+				} else if (errors)
 					rep_fail(&p->r, "%s: --ab Parley: %d failed sends, first: %s %s",
 						 name, errors, rpc_code_name(first.code),
 						 first.message);
-				rstat_add(&rate->v[C_POLLB], v);
-				rstat_add(&p50->v[C_POLLB], samples_pct_us(&lat, 50));
-				if (tx0 != 0 && tx1 > tx0)
+				if (v > 0) {
+					rstat_add(&rate->v[C_POLLB], v);
+					rstat_add(&p50->v[C_POLLB], samples_pct_us(&lat, 50));
+				}
+				if (v > 0 && tx0 != 0 && tx1 > tx0)
 					rstat_add(&mpc->v[C_POLLB],
-						  (double)(lat.count + (uint64_t)counts[k]) /
+						  (double)(lat.count + (uint64_t)n) * per /
 						      (double)(tx1 - tx0));
 			}
 			if (p->redis_on) {
 				samples_reset(&lat);
 				errors = 0;
-				v = redis_xadd_load(&p->redis, counts[k], SEND_ROOMS, SEND_TEXT, dur,
-						    &lat, &errors, err, sizeof(err));
+				v = redis_xadd_load(&p->redis, n, SEND_ROOMS, per, SEND_TEXT, dur, &lat,
+						    &errors, err, sizeof(err));
 				if (errors)
 					rep_fail(&p->r, "%s: Redis: %d failed XADDs, first: %s", name,
 						 errors, err);
@@ -251,8 +291,9 @@ run_sends(peers_run *p, const echo_server *echo)
 			if (echo->pid > 0) {
 				samples_reset(&lat);
 				errors = 0;
-				v = echo_load(echo->url, counts[k], req_len, reply_len, dur, &lat,
-					      &errors);
+				v = per * echo_load(echo->url, n, batch > 0 ? breq_len : req_len,
+						    batch > 0 ? breply_len : reply_len, dur, &lat,
+						    &errors);
 				if (errors)
 					rep_note(&p->r, "%s: raw nng: %d errors", name, errors);
 				rstat_add(&rate->v[C_NNG], v);

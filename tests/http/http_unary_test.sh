@@ -46,6 +46,13 @@ jq -e '[.events[] | select(.membership) | .membership.kind] == ["JOINED", "JOINE
   "$work/body" >/dev/null || fail "enums by name: $(body)"
 jq -e '.events | map(.seq | tonumber) | . == (. | sort)' "$work/body" >/dev/null || fail "order: $(body)"
 ok "register, log in, create, join, send (idempotent), history in JSON"
+post Messaging/SendBatch '{"messages":[{"roomId":"lobby","text":"batch one","clientMsgId":"sb1"},{"roomId":"lobby","text":"batch two","clientMsgId":"sb2"}]}' "$bob"
+want_ok
+jq -e '(.results | length) == 2 and (.results[1].seq | tonumber) == (.results[0].seq | tonumber) + 1' \
+  "$work/body" >/dev/null || fail "SendBatch: $(body)"
+post Messaging/SendBatch '{"messages":[{"roomId":"lobby","text":"fine"},{"roomId":"lobby","text":""}]}' "$bob"
+want_error 400 invalid_argument "messages\[1\]: text must be"
+ok "SendBatch in JSON: consecutive seqs; a refusal names the message"
 
 # --- application/proto ----------------------------------------------------------
 encode() { protoc -I "$PROTO_DIR" --encode="parley.v1.$1" "parley/v1/$2"; }
