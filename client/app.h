@@ -25,6 +25,7 @@ enum {
 	OPT_TOPIC = 1 << 9,
 	OPT_MINE = 1 << 10,
 	OPT_YES = 1 << 11,
+	OPT_EACH_LINE = 1 << 12,
 };
 
 typedef struct cli_ctx {
@@ -36,7 +37,7 @@ typedef struct cli_ctx {
 	bool have_session;	/* session holds a loaded login */
 
 	unsigned given;		/* OPT_* bits seen on the command line */
-	bool json, mine, password_stdin, yes;
+	bool json, mine, password_stdin, yes, each_line;
 	uint32_t lines;
 	uint64_t before, after, since;
 	const char *display_name, *email, *name, *topic;

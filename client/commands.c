@@ -348,6 +348,133 @@ message_text(const cli_ctx *ctx, int argc, char **argv, strbuf *text)
 	return CLI_EXIT_OK;
 }
 
+/* `send --each-line ROOM -`: every line of standard input is a message
+ * of its own. Lines go out in order as they arrive, those at hand together
+ * in one SendBatch (at most PARLEY_SEND_BATCH_MAX messages and
+ * EACH_LINE_BATCH_BYTES of text a call); blank lines are skipped. */
+#define EACH_LINE_BATCH_BYTES (48 * 1024)
+
+typedef struct line_batch {
+	const char *rooms[PARLEY_SEND_BATCH_MAX], *texts[PARLEY_SEND_BATCH_MAX];
+	const char *ids[PARLEY_SEND_BATCH_MAX];
+	char id_buf[PARLEY_SEND_BATCH_MAX][PARLEY_CLIENT_MSG_ID_LEN + 1];
+	size_t line_no[PARLEY_SEND_BATCH_MAX];
+	size_t n, bytes;
+} line_batch;
+
+/* Sends what b holds; prints each message with --json. */
+static int
+flush_lines(cli_ctx *ctx, line_batch *b)
+{
+	Parley__V1__SendBatchResponse *resp;
+	rpc_status st;
+	rpc_code code;
+	size_t idx;
+	int rc = CLI_EXIT_OK;
+
+	if (b->n == 0)
+		return CLI_EXIT_OK;
+	code = parley_send_batch(ctx->conn, b->n, b->rooms, b->texts, b->ids, &resp, &st);
+	if (code != RPC_OK) {
+		/* The server names a refused message by its index: say its line. */
+		const char *named_at = strstr(st.message, "messages[");
+
+		if (named_at != NULL && sscanf(named_at, "messages[%zu]", &idx) == 1 &&
+		    idx < b->n) {
+			strbuf named = {0};
+
+			sb_printf(&named, "line %zu: %s", b->line_no[idx], st.message);
+			rc = cli_fail(code, sb_str(&named));
+			sb_free(&named);
+			return rc;
+		}
+		return fail(code, &st);
+	}
+	for (size_t i = 0; ctx->json && rc == CLI_EXIT_OK && i < b->n; i++) {
+		strbuf out = {0};
+
+		sb_puts(&out, "{\"room_id\":");
+		sb_json_string(&out, b->rooms[i]);
+		sb_printf(&out, ",\"seq\":%llu,\"ts_ms\":%llu,\"client_msg_id\":\"%s\"}",
+			  (unsigned long long)resp->results[i]->seq,
+			  (unsigned long long)resp->results[i]->ts_ms, b->ids[i]);
+		if (!emit(&out))
+			rc = CLI_EXIT_LOCAL;
+		sb_free(&out);
+	}
+	parley_free(resp);
+	b->n = b->bytes = 0;
+	return rc;
+}
+
+static int
+send_lines(cli_ctx *ctx, const char *room)
+{
+	static line_batch b;
+	strbuf in = {0};
+	char buf[64 * 1024];
+	size_t line_no = 0, used;
+	int rc = CLI_EXIT_OK;
+	bool eof = false;
+
+	while (rc == CLI_EXIT_OK && !eof) {
+		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = cli_local_error("cannot read standard input: %s", strerror(errno));
+			break;
+		}
+		eof = n == 0;
+		sb_put(&in, buf, (size_t)n);
+		if (in.oom) {
+			rc = cli_local_error("out of memory");
+			break;
+		}
+		/* The complete lines at hand (and at the end, the last one). */
+		used = 0;
+		while (rc == CLI_EXIT_OK && used < in.len) {
+			char *line = in.p + used, *nl = memchr(line, '\n', in.len - used);
+			size_t len;
+
+			if (nl == NULL && !eof)
+				break;
+			len = nl != NULL ? (size_t)(nl - line) : in.len - used;
+			used += len + (nl != NULL);
+			line_no++;
+			if (len > 0 && line[len - 1] == '\r')
+				len--;
+			line[len] = '\0';
+			if (strlen(line) != len)
+				rc = cli_usage_error(ctx, "line %zu contains a NUL byte", line_no);
+			else if (len > TEXT_MAX)
+				rc = cli_usage_error(ctx, "line %zu is longer than %d bytes", line_no,
+						     TEXT_MAX);
+			if (rc != CLI_EXIT_OK || len == 0 || cli_text_blank(line))
+				continue;
+			if (b.n == PARLEY_SEND_BATCH_MAX || b.bytes + len > EACH_LINE_BATCH_BYTES)
+				rc = flush_lines(ctx, &b);
+			if (rc != CLI_EXIT_OK)
+				break;
+			parley_new_client_msg_id(b.id_buf[b.n]);
+			b.ids[b.n] = b.id_buf[b.n];
+			b.rooms[b.n] = room;
+			b.texts[b.n] = line;
+			b.line_no[b.n++] = line_no;
+			b.bytes += len;
+		}
+		/* The texts point into in: send them before it moves. */
+		if (rc == CLI_EXIT_OK)
+			rc = flush_lines(ctx, &b);
+		b.n = b.bytes = 0;
+		memmove(in.p, in.p + used, in.len - used);
+		in.len -= used;
+	}
+	sb_free(&in);
+	return rc;
+}
+
 static int
 cmd_send(cli_ctx *ctx, int argc, char **argv)
 {
@@ -358,6 +485,12 @@ cmd_send(cli_ctx *ctx, int argc, char **argv)
 	rpc_code code;
 	int rc;
 
+	if (ctx->each_line) {
+		if (argc != 2 || strcmp(argv[1], "-") != 0)
+			return cli_usage_error(ctx, "--each-line reads the messages from standard "
+						    "input: give TEXT as '-'");
+		return send_lines(ctx, argv[0]);
+	}
 	if ((rc = message_text(ctx, argc - 1, argv + 1, &text)) != CLI_EXIT_OK) {
 		sb_free(&text);
 		return rc;
@@ -728,11 +861,16 @@ const cli_command cli_commands[] = {
 	{"who", cmd_who, OPT_JSON, 1, 1, true, false, "ROOM", "list the members of a room",
 	 "One member per line.\n"
 	 "  --json                one JSON object: room_id, member_count, members\n"},
-	{"send", cmd_send, OPT_JSON, 2, -1, true, false, "ROOM TEXT...", "send a message",
+	{"send", cmd_send, OPT_JSON | OPT_EACH_LINE, 2, -1, true, false, "ROOM TEXT...",
+	 "send a message",
 	 "The words of TEXT are joined with spaces; TEXT '-' reads the message from\n"
 	 "standard input. A send that meets a network failure is retried in a way\n"
 	 "that never stores the message twice.\n"
-	 "  --json                print {\"room_id\",\"seq\",\"ts_ms\",\"client_msg_id\"}\n"},
+	 "  --each-line           with TEXT '-': every line of standard input is a\n"
+	 "                        message of its own, sent in order as lines arrive\n"
+	 "                        (up to 100 in one call); blank lines are skipped\n"
+	 "  --json                print {\"room_id\",\"seq\",\"ts_ms\",\"client_msg_id\"}\n"
+	 "                        (with --each-line, one such line per message)\n"},
 	{"history", cmd_history, OPT_JSON | OPT_LINES | OPT_BEFORE | OPT_AFTER, 1, 1, true, false,
 	 "ROOM", "show a room's recent events",
 	 "  -n, --lines N         how many events (default 20, at most 500)\n"

@@ -206,6 +206,15 @@ resendable(const ProtobufCServiceDescriptor *svc, const char *method, const Prot
 		const Parley__V1__SendRequest *send = (const void *)req;
 		return send->client_msg_id != NULL && send->client_msg_id[0] != '\0';
 	}
+	if (strcmp(name, "parley.v1.Messaging/SendBatch") == 0) {
+		const Parley__V1__SendBatchRequest *batch = (const void *)req;
+
+		for (size_t i = 0; i < batch->n_messages; i++)
+			if (batch->messages[i]->client_msg_id == NULL ||
+			    batch->messages[i]->client_msg_id[0] == '\0')
+				return false;
+		return true;
+	}
 	if (strcmp(name, "parley.v1.Messaging/Edit") == 0) {
 		const Parley__V1__EditRequest *edit = (const void *)req;
 		return edit->client_msg_id != NULL && edit->client_msg_id[0] != '\0';
@@ -565,25 +574,17 @@ sleep_ms(int64_t ms)
 	pthread_mutex_destroy(&mtx);
 }
 
-rpc_code
-parley_send_until(parley_conn *c, const char *room_id, const char *text,
-		  const char *client_msg_id, int64_t deadline, const bool *cancel,
-		  Parley__V1__SendResponse **out, rpc_status *st)
+/* Calls a Send-like method until it succeeds, fails for good, the
+ * deadline passes or *cancel is set: a transient failure is tried again
+ * with the same request (its client_msg_ids make that safe), after a
+ * backoff. */
+static rpc_code
+send_retrying(parley_conn *c, const char *method, const ProtobufCMessage *req,
+	      ProtobufCMessage **resp, int64_t deadline, const bool *cancel, rpc_status *st)
 {
-	Parley__V1__SendRequest req = PARLEY__V1__SEND_REQUEST__INIT;
-	Parley__V1__SendResponse *resp;
-	char id[PARLEY_CLIENT_MSG_ID_LEN + 1];
 	int64_t backoff = 50;
 	rpc_code code;
 
-	clear_out(out);
-	if (client_msg_id == NULL) {
-		parley_new_client_msg_id(id);
-		client_msg_id = id;
-	}
-	req.room_id = (char *)room_id;
-	req.text = (char *)text;
-	req.client_msg_id = (char *)client_msg_id;
 	for (;;) {
 		int64_t left = deadline - rpc_now_ms();
 
@@ -591,12 +592,10 @@ parley_send_until(parley_conn *c, const char *room_id, const char *text,
 			return rpc_status_set(st, RPC_CANCELLED, "sending stopped");
 		if (left <= 0)
 			return rpc_status_set(st, RPC_DEADLINE_EXCEEDED, "send not acknowledged in time");
-		code = call(c, PARLEY_MESSAGING, &parley__v1__messaging__descriptor, "Send",
-			    &req.base, (ProtobufCMessage **)&resp,
-			    (uint32_t)(left < PARLEY_SEND_TRY_MS ? left : PARLEY_SEND_TRY_MS), st);
-		if (code == RPC_OK)
-			break;
-		if (!parley_code_transient(code))
+		code = call(c, PARLEY_MESSAGING, &parley__v1__messaging__descriptor, method, req,
+			    resp, (uint32_t)(left < PARLEY_SEND_TRY_MS ? left : PARLEY_SEND_TRY_MS),
+			    st);
+		if (code == RPC_OK || !parley_code_transient(code))
 			return code;
 		/* The same client_msg_id again: the server answers a retry of a
 		 * message it already stored with the original seq. */
@@ -608,8 +607,73 @@ parley_send_until(parley_conn *c, const char *room_id, const char *text,
 		sleep_ms(backoff < left ? backoff : left);
 		backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
 	}
+}
+
+rpc_code
+parley_send_until(parley_conn *c, const char *room_id, const char *text,
+		  const char *client_msg_id, int64_t deadline, const bool *cancel,
+		  Parley__V1__SendResponse **out, rpc_status *st)
+{
+	Parley__V1__SendRequest req = PARLEY__V1__SEND_REQUEST__INIT;
+	Parley__V1__SendResponse *resp;
+	char id[PARLEY_CLIENT_MSG_ID_LEN + 1];
+	rpc_code code;
+
+	clear_out(out);
+	if (client_msg_id == NULL) {
+		parley_new_client_msg_id(id);
+		client_msg_id = id;
+	}
+	req.room_id = (char *)room_id;
+	req.text = (char *)text;
+	req.client_msg_id = (char *)client_msg_id;
+	code = send_retrying(c, "Send", &req.base, (ProtobufCMessage **)&resp, deadline, cancel,
+			     st);
+	if (code != RPC_OK)
+		return code;
 	if (resp->seq == 0)
 		return bad_reply(resp, PARLEY_MESSAGING, "Send without a seq", st);
+	return deliver(resp, out, st);
+}
+
+rpc_code
+parley_send_batch(parley_conn *c, size_t n, const char *const *room_ids,
+		  const char *const *texts, const char *const *client_msg_ids,
+		  Parley__V1__SendBatchResponse **out, rpc_status *st)
+{
+	Parley__V1__SendBatchRequest req = PARLEY__V1__SEND_BATCH_REQUEST__INIT;
+	Parley__V1__SendRequest *msgs = calloc(n + 1, sizeof(*msgs));
+	Parley__V1__SendRequest **ptrs = calloc(n + 1, sizeof(*ptrs));
+	Parley__V1__SendBatchResponse *resp = NULL;
+	rpc_code code;
+
+	clear_out(out);
+	if (msgs == NULL || ptrs == NULL) {
+		free(msgs);
+		free(ptrs);
+		return rpc_status_set(st, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		parley__v1__send_request__init(&msgs[i]);
+		msgs[i].room_id = (char *)room_ids[i];
+		msgs[i].text = (char *)texts[i];
+		msgs[i].client_msg_id = (char *)client_msg_ids[i];
+		ptrs[i] = &msgs[i];
+	}
+	req.messages = ptrs;
+	req.n_messages = n;
+	code = send_retrying(c, "SendBatch", &req.base, (ProtobufCMessage **)&resp,
+			     rpc_now_ms() + c->timeout_ms, NULL, st);
+	free(ptrs);
+	free(msgs);
+	if (code != RPC_OK)
+		return code;
+	if (resp->n_results != n)
+		return bad_reply(resp, PARLEY_MESSAGING, "SendBatch with a result per message missing",
+				 st);
+	for (size_t i = 0; i < n; i++)
+		if (resp->results[i]->seq == 0)
+			return bad_reply(resp, PARLEY_MESSAGING, "SendBatch without a seq", st);
 	return deliver(resp, out, st);
 }
 

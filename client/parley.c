@@ -227,7 +227,7 @@ command_usage(FILE *out, const cli_command *c)
 enum {
 	LO_SERVER = 256, LO_AUTH, LO_ROOMS, LO_HISTORY, LO_MESSAGING, LO_TIMEOUT, LO_HELP,
 	LO_VERSION, LO_JSON, LO_LINES, LO_BEFORE, LO_AFTER, LO_SINCE, LO_PWSTDIN, LO_DISPLAY,
-	LO_EMAIL, LO_NAME, LO_TOPIC, LO_MINE, LO_YES, LO_TLS_CA,
+	LO_EMAIL, LO_NAME, LO_TOPIC, LO_EACH_LINE, LO_MINE, LO_YES, LO_TLS_CA,
 };
 
 static const struct option longopts[] = {
@@ -250,6 +250,7 @@ static const struct option longopts[] = {
 	{"email", required_argument, NULL, LO_EMAIL},
 	{"name", required_argument, NULL, LO_NAME},
 	{"topic", required_argument, NULL, LO_TOPIC},
+	{"each-line", no_argument, NULL, LO_EACH_LINE},
 	{"mine", no_argument, NULL, LO_MINE},
 	{"yes", no_argument, NULL, LO_YES},
 	{NULL, 0, NULL, 0},
@@ -379,6 +380,7 @@ run(int argc, char **argv, char **pos)
 		[LO_DISPLAY - LO_JSON] = OPT_DISPLAY_NAME, [LO_EMAIL - LO_JSON] = OPT_EMAIL,
 		[LO_NAME - LO_JSON] = OPT_NAME,	  [LO_TOPIC - LO_JSON] = OPT_TOPIC,
 		[LO_MINE - LO_JSON] = OPT_MINE,	  [LO_YES - LO_JSON] = OPT_YES,
+		[LO_EACH_LINE - LO_JSON] = OPT_EACH_LINE,
 	};
 	cli_ctx ctx = {.cmd_name = NULL};
 	const char *server = NULL, *flags[PARLEY_NSERVICES] = {0};
@@ -433,6 +435,7 @@ run(int argc, char **argv, char **pos)
 		case LO_NAME: ctx.name = optarg; break;
 		case LO_TOPIC: ctx.topic = optarg; break;
 		case LO_MINE: ctx.mine = true; break;
+		case LO_EACH_LINE: ctx.each_line = true; break;
 		case LO_YES: ctx.yes = true; break;
 		case ':':
 			return cli_usage_error(NULL, "%s needs a value", argv[optind - 1]);

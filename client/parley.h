@@ -202,6 +202,20 @@ rpc_code parley_send_until(parley_conn *c, const char *room_id, const char *text
 			   const char *client_msg_id, int64_t deadline_ms, const bool *cancel,
 			   Parley__V1__SendResponse **out, rpc_status *st);
 
+/* At most this many messages in one parley_send_batch (the server's limit). */
+#define PARLEY_SEND_BATCH_MAX 100
+
+/*
+ * Sends n messages (room_ids[i], texts[i], client_msg_ids[i], each id set:
+ * parley_new_client_msg_id) in one SendBatch call: written in order in one
+ * transaction, each room's messages with consecutive seqs. Retried as
+ * parley_send is, within the connection's timeout. (*out)->results[i] is
+ * message i's seq and time.
+ */
+rpc_code parley_send_batch(parley_conn *c, size_t n, const char *const *room_ids,
+			   const char *const *texts, const char *const *client_msg_ids,
+			   Parley__V1__SendBatchResponse **out, rpc_status *st);
+
 /* The server's rule for user ids, checked before asking for a password:
  * 3-32 characters of a-z 0-9 _ . - starting with a letter or digit. */
 #define PARLEY_USER_ID_RULE "3 to 32 characters of a-z 0-9 _ . - starting with a letter or digit"

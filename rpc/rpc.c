@@ -222,12 +222,15 @@ read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
  * so an embedded NUL silently shortens a string. This walks the encoded
  * message itself and checks every string field's bytes: valid UTF-8 and no
  * NUL. Nested messages (map entries included) are walked recursively.
- * path[0..used) holds the dotted field path so far, for the message.
+ * path[0..used) holds the dotted field path so far, for the message; an
+ * element of a repeated field is named with its index ("messages[3].text").
  */
 static rpc_code
 check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
 	   int depth, char *path, size_t cap, size_t used, rpc_status *st)
 {
+	uint32_t seen[64] = {0}; /* elements of each repeated field so far */
+
 	if (depth > MAX_DEPTH)
 		return rpc_status_set(st, RPC_INVALID_ARGUMENT, "message nested too deeply");
 	while (p < end) {
@@ -264,7 +267,14 @@ check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t 
 					   : NULL;
 		if (f != NULL && (f->type == PROTOBUF_C_TYPE_STRING ||
 				  f->type == PROTOBUF_C_TYPE_MESSAGE) && n < cap) {
-			int w = snprintf(path + n, cap - n, "%s%s", n ? "." : "", f->name);
+			size_t fi = (size_t)(f - d->fields);
+			int w;
+
+			if (f->label == PROTOBUF_C_LABEL_REPEATED && fi < 64)
+				w = snprintf(path + n, cap - n, "%s%s[%u]", n ? "." : "", f->name,
+					     seen[fi]++);
+			else
+				w = snprintf(path + n, cap - n, "%s%s", n ? "." : "", f->name);
 			n = w < 0 ? n : (size_t)w + n >= cap ? cap - 1 : n + (size_t)w;
 		}
 		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING) {

@@ -113,6 +113,32 @@ expect_err 2 usage bob history lobby --after 0
 expect_err 1 NOT_FOUND bob history no-such-room
 ok "send and history"
 
+# send --each-line: a message a line, in order, up to 100 a call -------------
+python3 -c 'import sys; sys.stdout.write("".join("line %d of the paste\n" % i for i in range(1, 251)) + "\n   \r\nlast line without a newline")' >"$work/lines"
+expect 0 alice send lobby --each-line --json - <"$work/lines"
+python3 - "$work/out" <<'PY' || fail "send --each-line --json"
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+assert len(r) == 251, len(r)
+seqs = [x["seq"] for x in r]
+assert seqs == list(range(seqs[0], seqs[0] + 251)), seqs
+assert len({x["client_msg_id"] for x in r}) == 251 and all(x["room_id"] == "lobby" for x in r)
+PY
+expect 0 bob history lobby -n 3 --json
+python3 - "$work/out" <<'PY' || fail "history after send --each-line"
+import json, sys
+texts = [json.loads(l).get("text") for l in open(sys.argv[1])]
+assert texts == ["line 249 of the paste", "line 250 of the paste", "last line without a newline"], texts
+PY
+printf 'good one\nbad \xff line\nnever sent\n' >"$work/badlines"
+expect_err 1 INVALID_ARGUMENT alice send lobby --each-line - <"$work/badlines"
+grep -q "line 2: field 'messages\[1\].text' is not valid UTF-8" "$work/err" || fail "each-line refusal: $(cat "$work/err")"
+expect 0 bob history lobby -n 1 --json
+grep -q '"text":"last line without a newline"' "$work/out" || fail "a refused batch wrote: $(cat "$work/out")"
+expect_err 2 usage alice send lobby --each-line hello
+expect_err 2 usage alice send lobby --each-line - <"$work/long"
+ok "send --each-line"
+
 # A message full of escape sequences is shown inert.
 expect 0 bob send lobby $'\e[2J\e]0;pwned\a\e[31mred\u202e'
 expect 0 alice history lobby -n 1

@@ -73,11 +73,30 @@ test_check_wire_nested(void)
 	TH_CHECK(check_packed(&resp.base, &st) == RPC_OK, "valid nested: %s", st.message);
 	msg.text = "bad \xff";
 	TH_CHECK(check_packed(&resp.base, &st) == RPC_INVALID_ARGUMENT, "bad nested");
-	TH_CHECK(strstr(st.message, "events.message.text") != NULL, "path named: %s", st.message);
+	TH_CHECK(strstr(st.message, "events[0].message.text") != NULL, "path named: %s", st.message);
 	msg.text = "ok";
 	ev.sender = "\xc0\xaf";
 	TH_CHECK(check_packed(&resp.base, &st) == RPC_INVALID_ARGUMENT, "bad sender");
-	TH_CHECK(strstr(st.message, "events.sender") != NULL, "path: %s", st.message);
+	TH_CHECK(strstr(st.message, "events[0].sender") != NULL, "path: %s", st.message);
+	/* The element of a repeated field is named by its index. */
+	{
+		Parley__V1__Event ev2 = PARLEY__V1__EVENT__INIT, *two[2] = {&ev, &ev2};
+		Parley__V1__ChatMessage msg2 = PARLEY__V1__CHAT_MESSAGE__INIT;
+
+		ev.sender = "ok";
+		ev2.body_case = PARLEY__V1__EVENT__BODY_MESSAGE;
+		ev2.message = &msg2;
+		msg2.text = "fine";
+		resp.events = two;
+		resp.n_events = 2;
+		TH_CHECK(check_packed(&resp.base, &st) == RPC_OK, "two good events");
+		msg2.text = "bad \xff";
+		TH_CHECK(check_packed(&resp.base, &st) == RPC_INVALID_ARGUMENT, "bad second");
+		TH_CHECK(strstr(st.message, "'events[1].message.text'") != NULL, "index named: %s",
+			 st.message);
+		resp.events = evs;
+		resp.n_events = 1;
+	}
 
 	/* Map entries are messages too. */
 	env.method = "/x/y";
@@ -87,7 +106,7 @@ test_check_wire_nested(void)
 	env.metadata = mds;
 	env.n_metadata = 1;
 	TH_CHECK(check_packed(&env.base, &st) == RPC_INVALID_ARGUMENT, "bad map value");
-	TH_CHECK(strstr(st.message, "metadata.value") != NULL, "path: %s", st.message);
+	TH_CHECK(strstr(st.message, "metadata[0].value") != NULL, "path: %s", st.message);
 	md.value = "Bearer ok";
 	TH_CHECK(check_packed(&env.base, &st) == RPC_OK, "good map value");
 	/* bytes fields may hold anything */
@@ -128,7 +147,7 @@ test_wire_utf8_and_nul(void)
 	TH_CHECK(strstr(st.message, "NUL") != NULL, "%s", st.message);
 	TH_CHECK(rpc_check_wire(&parley__v1__poll_response__descriptor, nested_nul,
 				sizeof(nested_nul), &st) == RPC_INVALID_ARGUMENT, "nested NUL");
-	TH_CHECK(strstr(st.message, "events.message.text") != NULL, "%s", st.message);
+	TH_CHECK(strstr(st.message, "events[0].message.text") != NULL, "%s", st.message);
 	TH_CHECK(rpc_check_wire(&parley__v1__login_request__descriptor, truncated,
 				sizeof(truncated), &st) == RPC_INVALID_ARGUMENT, "truncated");
 	printf("ok invalid utf-8 and NUL bytes off the wire\n");
