@@ -110,6 +110,12 @@ typedef struct fo_case {
 	int rooms, members;
 } fo_case;
 
+/* Parses --cases ("1x10,10x100": rooms x members, rooms 1-FO_MAX_ROOMS, at
+ * most max_receivers a case) into out (at most max cases). Returns how
+ * many, or -1 with the reason in err. */
+int fo_parse_cases(const char *s, fo_case *out, int max, int max_receivers, char *err,
+		   size_t errlen);
+
 /* fanout_parley.c: Parley itself. Receivers are sessions (Open over their
  * room, from seq 0) long-polled by one thread and one connection each;
  * senders Send durably through FO_SENDERS connections. */

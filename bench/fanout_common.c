@@ -321,3 +321,27 @@ fo_harvest(fo_recv *rs, int n, const uint64_t *last, uint64_t t0, uint64_t idle_
 	res->p99_us = samples_pct_us(&all, 99);
 	samples_free(&all);
 }
+
+int
+fo_parse_cases(const char *s, fo_case *out, int max, int max_receivers, char *err,
+	       size_t errlen)
+{
+	int n = 0;
+
+	while (*s != '\0') {
+		int rooms, members, used;
+
+		if (n == max || sscanf(s, "%dx%d%n", &rooms, &members, &used) != 2 || rooms < 1 ||
+		    rooms > FO_MAX_ROOMS || members < 1 || rooms * members > max_receivers) {
+			snprintf(err, errlen,
+				 "--cases: '%s' is not ROOMSxMEMBERS (rooms 1-%d, at most %d "
+				 "receivers, %d cases)",
+				 s, FO_MAX_ROOMS, max_receivers, max);
+			return -1;
+		}
+		out[n++] = (fo_case){rooms, members};
+		s += used;
+		s += *s == ',';
+	}
+	return n;
+}

@@ -217,20 +217,9 @@ scen_fanout(const bench_opts *o)
 
 	rep_begin(&r, "fanout", o);
 	if (o->fanout_cases != NULL) {
-		const char *p = o->fanout_cases;
-
-		for (ncases = 0; ncases < 8 && *p != '\0';) {
-			int rooms, members, used;
-
-			if (sscanf(p, "%dx%d%n", &rooms, &members, &used) != 2 || rooms < 1 ||
-			    rooms > FO_MAX_ROOMS || members < 1 || rooms * members > 5000) {
-				rep_fail(&r, "--cases: '%s' is not ROOMSxMEMBERS (rooms 1-%d, at most "
-					     "5000 receivers)", p, FO_MAX_ROOMS);
-				return rep_finish(&r);
-			}
-			custom[ncases++] = (fo_case){rooms, members};
-			p += used;
-			p += *p == ',';
+		if ((ncases = fo_parse_cases(o->fanout_cases, custom, 8, 5000, why, sizeof(why))) < 0) {
+			rep_fail(&r, "%s", why);
+			return rep_finish(&r);
 		}
 		cases = custom;
 	}

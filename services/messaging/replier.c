@@ -66,6 +66,7 @@ answer_in_group(struct wr_item *it, store_err err)
 {
 	struct wr_group *g = it->group;
 	rpc_call *call = g->call;
+	rpc_code code;
 
 	if (it->code == RPC_OK && !it->mismatch) {
 		g->resp->results[it->index]->seq = it->seq;
@@ -80,8 +81,11 @@ answer_in_group(struct wr_item *it, store_err err)
 		rpc_call_finish(call, RPC_OK);
 		return;
 	}
-	refusal(call, g->failed, g->err);
-	rpc_call_finish(call, rpc_call_fail_prefix(call, "messages[%zu]: ", g->failed->index));
+	/* A failed commit is the whole batch's: no message to name. */
+	code = refusal(call, g->failed, g->err);
+	if (g->failed->mismatch || g->failed->why[0] != '\0')
+		code = rpc_call_fail_prefix(call, "messages[%zu]: ", g->failed->index);
+	rpc_call_finish(call, code);
 }
 
 void

@@ -25,50 +25,6 @@
 #define ROUNDS 15
 #define PER_BATCH 25
 
-typedef struct msg {
-	const char *room, *text, *cmid;
-} msg;
-
-/* SendBatch of n messages as u; seqs[i] (if seqs) and *ts (if ts) filled. */
-static rpc_code
-send_batch(const mx_user *u, const msg *m, size_t n, uint64_t *seqs, uint64_t *ts,
-	   rpc_status *st)
-{
-	Parley__V1__SendBatchRequest r = PARLEY__V1__SEND_BATCH_REQUEST__INIT;
-	Parley__V1__SendRequest *reqs = calloc(n + 1, sizeof(*reqs));
-	Parley__V1__SendRequest **ptrs = calloc(n + 1, sizeof(*ptrs));
-	Parley__V1__SendBatchResponse *resp;
-	rpc_code code;
-
-	TH_CHECK(reqs != NULL && ptrs != NULL, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		parley__v1__send_request__init(&reqs[i]);
-		reqs[i].room_id = (char *)m[i].room;
-		reqs[i].text = (char *)m[i].text;
-		reqs[i].client_msg_id = (char *)(m[i].cmid != NULL ? m[i].cmid : "");
-		ptrs[i] = &reqs[i];
-	}
-	r.messages = ptrs;
-	r.n_messages = n;
-	code = mx_call(mx_msg, &parley__v1__messaging__descriptor, "SendBatch", u, &r.base,
-		       (ProtobufCMessage **)&resp, st);
-	if (code == RPC_OK) {
-		TH_CHECK(resp->n_results == n, "%zu results for %zu messages", resp->n_results, n);
-		for (size_t i = 0; i < n; i++) {
-			if (seqs != NULL)
-				seqs[i] = resp->results[i]->seq;
-			if (ts != NULL && i == 0)
-				*ts = resp->results[i]->ts_ms;
-			TH_CHECK(ts == NULL || resp->results[i]->ts_ms == *ts,
-				 "one timestamp for a batch");
-		}
-		protobuf_c_message_free_unpacked(&resp->base, NULL);
-	}
-	free(ptrs);
-	free(reqs);
-	return code;
-}
-
 static uint64_t
 head_of(const mx_user *u, const char *room)
 {
@@ -117,16 +73,16 @@ writer_main(void *arg)
 {
 	int t = (int)(intptr_t)arg;
 	char texts[PER_BATCH][48], cmids[PER_BATCH][48], one[48];
-	msg m[PER_BATCH];
+	mx_batch_msg m[PER_BATCH];
 	rpc_status st = {0};
 
 	for (int r = 0; r < ROUNDS; r++) {
 		for (int i = 0; i < PER_BATCH; i++) {
 			snprintf(texts[i], sizeof(texts[i]), "t%d r%d m%d", t, r, i);
 			snprintf(cmids[i], sizeof(cmids[i]), "c%d-%d-%d", t, r, i);
-			m[i] = (msg){shared_room, texts[i], cmids[i]};
+			m[i] = (mx_batch_msg){shared_room, texts[i], cmids[i]};
 		}
-		TH_CODE(send_batch(&writers[t], m, PER_BATCH, got[t][r], NULL, &st), RPC_OK, &st);
+		TH_CODE(mx_send_batch(&writers[t], m, PER_BATCH, got[t][r], NULL, &st), RPC_OK, &st);
 		snprintf(one, sizeof(one), "t%d r%d single", t, r);
 		snprintf(cmids[0], sizeof(cmids[0]), "s%d-%d", t, r);
 		TH_CODE(mx_send(&writers[t], shared_room, one, cmids[0], &got[t][r][PER_BATCH],
@@ -143,7 +99,7 @@ main(void)
 	char r1[65], r2[65], big[4098], buf[128], sid[80];
 	const char *open_rooms[1];
 	uint64_t seqs[8], again[8], ts, ts2, head1, head2, base;
-	msg m[8], many[101];
+	mx_batch_msg m[8], many[101];
 	Parley__V1__PollResponse *p;
 	pthread_t th[THREADS];
 	rpc_status st = {0};
@@ -164,12 +120,12 @@ main(void)
 	head2 = head_of(&alice, r2);
 
 	/* In order, per room consecutive, one timestamp. */
-	m[0] = (msg){r1, "a0", "b-a0"};
-	m[1] = (msg){r2, "b0", "b-b0"};
-	m[2] = (msg){r1, "a1", "b-a1"};
-	m[3] = (msg){r1, "a2 with ünïcödé", "b-a2"};
-	m[4] = (msg){r2, "b1", "b-b1"};
-	TH_CODE(send_batch(&alice, m, 5, seqs, &ts, &st), RPC_OK, &st);
+	m[0] = (mx_batch_msg){r1, "a0", "b-a0"};
+	m[1] = (mx_batch_msg){r2, "b0", "b-b0"};
+	m[2] = (mx_batch_msg){r1, "a1", "b-a1"};
+	m[3] = (mx_batch_msg){r1, "a2 with ünïcödé", "b-a2"};
+	m[4] = (mx_batch_msg){r2, "b1", "b-b1"};
+	TH_CODE(mx_send_batch(&alice, m, 5, seqs, &ts, &st), RPC_OK, &st);
 	TH_CHECK(seqs[0] == head1 + 1 && seqs[2] == head1 + 2 && seqs[3] == head1 + 3,
 		 "room 1's messages are consecutive after its head %llu (%llu %llu %llu)",
 		 (unsigned long long)head1, (unsigned long long)seqs[0],
@@ -203,7 +159,7 @@ main(void)
 	printf("ok a session receives the batch live, in order\n");
 
 	/* A retry returns the original seqs and writes nothing. */
-	TH_CODE(send_batch(&alice, m, 5, again, &ts2, &st), RPC_OK, &st);
+	TH_CODE(mx_send_batch(&alice, m, 5, again, &ts2, &st), RPC_OK, &st);
 	TH_CHECK(memcmp(again, seqs, 5 * sizeof(seqs[0])) == 0 && ts2 == ts,
 		 "a retried batch returns the original seqs and time");
 	TH_CHECK(head_of(&alice, r1) == seqs[3] && head_of(&alice, r2) == seqs[4],
@@ -213,41 +169,41 @@ main(void)
 	/* Refusals: named by index, nothing written. */
 	head1 = head_of(&alice, r1);
 	head2 = head_of(&alice, r2);
-	REFUSED(send_batch(&alice, m, 0, NULL, NULL, &st_), RPC_INVALID_ARGUMENT, "1 to 100");
+	REFUSED(mx_send_batch(&alice, m, 0, NULL, NULL, &st_), RPC_INVALID_ARGUMENT, "1 to 100");
 	for (int i = 0; i < 101; i++)
-		many[i] = (msg){r1, "x", NULL};
-	REFUSED(send_batch(&alice, many, 101, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
+		many[i] = (mx_batch_msg){r1, "x", NULL};
+	REFUSED(mx_send_batch(&alice, many, 101, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
 		"got 101");
-	m[0] = (msg){r1, "fine", NULL};
-	m[1] = (msg){r2, "fine too", NULL};
-	m[2] = (msg){r1, "", NULL};
-	REFUSED(send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
+	m[0] = (mx_batch_msg){r1, "fine", NULL};
+	m[1] = (mx_batch_msg){r2, "fine too", NULL};
+	m[2] = (mx_batch_msg){r1, "", NULL};
+	REFUSED(mx_send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
 		"messages[2]: text must be 1 to 4096 bytes");
 	memset(big, 'z', 4097);
 	big[4097] = '\0';
-	m[2] = (msg){r1, big, NULL};
-	REFUSED(send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
+	m[2] = (mx_batch_msg){r1, big, NULL};
+	REFUSED(mx_send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
 		"messages[2]: text must be");
-	m[2] = (msg){"Not A Room!", "x", NULL};
-	REFUSED(send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
+	m[2] = (mx_batch_msg){"Not A Room!", "x", NULL};
+	REFUSED(mx_send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
 		"messages[2]: room_id must be");
-	m[2] = (msg){r1, "bad \xff\xfe utf-8", NULL};
-	REFUSED(send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT, "UTF-8");
-	m[2] = (msg){r1, "x", "a client_msg_id far longer than the sixty-four bytes it may hold...."};
-	REFUSED(send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
+	m[2] = (mx_batch_msg){r1, "bad \xff\xfe utf-8", NULL};
+	REFUSED(mx_send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT, "UTF-8");
+	m[2] = (mx_batch_msg){r1, "x", "a client_msg_id far longer than the sixty-four bytes it may hold...."};
+	REFUSED(mx_send_batch(&alice, m, 3, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
 		"messages[2]: client_msg_id must be");
 	/* bob is in r1, not r2. */
-	REFUSED(send_batch(&bob, m, 2, NULL, NULL, &st_), RPC_PERMISSION_DENIED,
+	REFUSED(mx_send_batch(&bob, m, 2, NULL, NULL, &st_), RPC_PERMISSION_DENIED,
 		"messages[1]: ");
-	REFUSED(send_batch(NULL, m, 2, NULL, NULL, &st_), RPC_UNAUTHENTICATED, "");
+	REFUSED(mx_send_batch(NULL, m, 2, NULL, NULL, &st_), RPC_UNAUTHENTICATED, "");
 	TH_CHECK(head_of(&alice, r1) == head1 && head_of(&alice, r2) == head2,
 		 "a refused batch writes nothing");
 	printf("ok refusals name the message and write nothing\n");
 
 	/* A client_msg_id reused for another text: that message alone. */
-	m[0] = (msg){r1, "new one", "b-new"};
-	m[1] = (msg){r1, "not a0", "b-a0"};
-	REFUSED(send_batch(&alice, m, 2, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
+	m[0] = (mx_batch_msg){r1, "new one", "b-new"};
+	m[1] = (mx_batch_msg){r1, "not a0", "b-a0"};
+	REFUSED(mx_send_batch(&alice, m, 2, NULL, NULL, &st_), RPC_INVALID_ARGUMENT,
 		"messages[1]: client_msg_id 'b-a0' was already used");
 	TH_CHECK(head_of(&alice, r1) == head1 + 1, "the other message was written");
 	text_at(&alice, r1, head1 + 1, buf, sizeof(buf));
@@ -293,10 +249,10 @@ main(void)
 	}
 
 	/* kill -9 right after the acknowledged batch: all of it survives. */
-	m[0] = (msg){r1, "durable 0", "d0"};
-	m[1] = (msg){r2, "durable 1", "d1"};
-	m[2] = (msg){r1, "durable 2", "d2"};
-	TH_CODE(send_batch(&alice, m, 3, seqs, NULL, &st), RPC_OK, &st);
+	m[0] = (mx_batch_msg){r1, "durable 0", "d0"};
+	m[1] = (mx_batch_msg){r2, "durable 1", "d1"};
+	m[2] = (mx_batch_msg){r1, "durable 2", "d2"};
+	TH_CODE(mx_send_batch(&alice, m, 3, seqs, NULL, &st), RPC_OK, &st);
 	th_kill9(&mx_d);
 	TH_CHECK(th_restart(&mx_d), "restart after kill -9");
 	for (int i = 0; i < 3; i++) {
@@ -304,7 +260,7 @@ main(void)
 		TH_CHECK(strcmp(buf, m[i].text) == 0, "after kill -9 seq %llu reads '%s'",
 			 (unsigned long long)seqs[i], buf);
 	}
-	TH_CODE(send_batch(&alice, m, 3, again, NULL, &st), RPC_OK, &st);
+	TH_CODE(mx_send_batch(&alice, m, 3, again, NULL, &st), RPC_OK, &st);
 	TH_CHECK(memcmp(again, seqs, 3 * sizeof(seqs[0])) == 0,
 		 "a retry after the restart returns the original seqs");
 	printf("ok an acknowledged batch survives kill -9\n");

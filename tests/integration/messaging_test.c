@@ -664,7 +664,7 @@ test_bad_input(const mx_user *a, const mx_user *b)
 		TH_CODE(rpc_client_call_raw(mx_msg, "/parley.v1.Messaging/Open", open_nul,
 					    sizeof(open_nul), &reply, &rlen, &o, &st),
 			RPC_INVALID_ARGUMENT, &st);
-		TH_CHECK(strstr(st.message, "rooms.room_id") != NULL, "names the field: %s",
+		TH_CHECK(strstr(st.message, "rooms[0].room_id") != NULL, "names the field: %s",
 			 st.message);
 		free(reply);
 	}

@@ -162,6 +162,45 @@ mx_send(const mx_user *u, const char *room, const char *text, const char *cmid, 
 }
 
 rpc_code
+mx_send_batch(const mx_user *u, const mx_batch_msg *m, size_t n, uint64_t *seqs, uint64_t *ts,
+	      rpc_status *st)
+{
+	Parley__V1__SendBatchRequest r = PARLEY__V1__SEND_BATCH_REQUEST__INIT;
+	Parley__V1__SendRequest *reqs = calloc(n + 1, sizeof(*reqs));
+	Parley__V1__SendRequest **ptrs = calloc(n + 1, sizeof(*ptrs));
+	Parley__V1__SendBatchResponse *resp;
+	rpc_code code;
+
+	TH_CHECK(reqs != NULL && ptrs != NULL, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		parley__v1__send_request__init(&reqs[i]);
+		reqs[i].room_id = (char *)m[i].room;
+		reqs[i].text = (char *)m[i].text;
+		reqs[i].client_msg_id = (char *)(m[i].cmid != NULL ? m[i].cmid : "");
+		ptrs[i] = &reqs[i];
+	}
+	r.messages = ptrs;
+	r.n_messages = n;
+	code = call(mx_msg, &parley__v1__messaging__descriptor, "SendBatch", u, &r.base,
+		    (ProtobufCMessage **)&resp, st);
+	if (code == RPC_OK) {
+		TH_CHECK(resp->n_results == n, "%zu results for %zu messages", resp->n_results, n);
+		for (size_t i = 0; i < n; i++) {
+			if (seqs != NULL)
+				seqs[i] = resp->results[i]->seq;
+			if (ts != NULL && i == 0)
+				*ts = resp->results[i]->ts_ms;
+			TH_CHECK(ts == NULL || resp->results[i]->ts_ms == *ts,
+				 "one timestamp for a batch");
+		}
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	}
+	free(ptrs);
+	free(reqs);
+	return code;
+}
+
+rpc_code
 mx_open(const mx_user *u, size_t n, const char *const *rooms, const uint64_t *since, char *sid,
 	uint64_t *heads, rpc_status *st)
 {

@@ -59,6 +59,15 @@ rpc_code mx_leave(const mx_user *u, const char *room, rpc_status *st);
 rpc_code mx_send(const mx_user *u, const char *room, const char *text, const char *cmid,
 		 uint64_t *seq, uint64_t *ts, rpc_status *st);
 
+typedef struct mx_batch_msg {
+	const char *room, *text, *cmid; /* cmid NULL: none */
+} mx_batch_msg;
+
+/* SendBatch of n messages as u (NULL: no token); seqs[i] (if seqs) and *ts
+ * (if ts; the test fails unless all messages share it) filled on success. */
+rpc_code mx_send_batch(const mx_user *u, const mx_batch_msg *m, size_t n, uint64_t *seqs, uint64_t *ts,
+		       rpc_status *st);
+
 /* Opens a session over n rooms, since[i] each (NULL = all 0); writes the
  * session id (at least 65 bytes) and, if heads is given, each head. */
 rpc_code mx_open(const mx_user *u, size_t n, const char *const *rooms, const uint64_t *since,

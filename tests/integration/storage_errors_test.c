@@ -88,6 +88,16 @@ test_disk_full(void)
 	TH_CHECK(sent > 10, "some messages fit first (%d)", sent);
 	TH_CHECK(th_log_has(&mx_d, "ENOSPC"), "the log names ENOSPC (see %s)", mx_d.log);
 	printf("ok the disk filled after %d messages: %s\n", sent, st.message);
+	{
+		mx_batch_msg batch[3] = {{room, "b0", "full-b0"}, {room, "b1", "full-b1"},
+				   {room, "b2", "full-b2"}};
+
+		code = mx_send_batch(&a, batch, 3, NULL, NULL, &st);
+		TH_CODE(code, RPC_RESOURCE_EXHAUSTED, &st);
+		TH_CHECK(strstr(st.message, "the server's disk is full") != NULL &&
+				 strstr(st.message, "messages[") == NULL,
+			 "a SendBatch fails whole, naming no message: %s", st.message);
+	}
 
 	/* Still up, still reading. */
 	TH_CHECK(th_wait_serving(mx_d.messaging, 5000), "messaging serving");
