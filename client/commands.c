@@ -348,6 +348,22 @@ message_text(const cli_ctx *ctx, int argc, char **argv, strbuf *text)
 	return CLI_EXIT_OK;
 }
 
+/* The --json line of a sent message. */
+static bool
+emit_sent(const char *room, uint64_t seq, uint64_t ts_ms, const char *client_msg_id)
+{
+	strbuf out = {0};
+	bool ok;
+
+	sb_puts(&out, "{\"room_id\":");
+	sb_json_string(&out, room);
+	sb_printf(&out, ",\"seq\":%llu,\"ts_ms\":%llu,\"client_msg_id\":\"%s\"}",
+		  (unsigned long long)seq, (unsigned long long)ts_ms, client_msg_id);
+	ok = emit(&out);
+	sb_free(&out);
+	return ok;
+}
+
 /* `send --each-line ROOM -`: every line of standard input is a message
  * of its own. Lines go out in order as they arrive, those at hand together
  * in one SendBatch (at most PARLEY_SEND_BATCH_MAX messages and
@@ -390,18 +406,10 @@ flush_lines(cli_ctx *ctx, line_batch *b)
 		}
 		return fail(code, &st);
 	}
-	for (size_t i = 0; ctx->json && rc == CLI_EXIT_OK && i < b->n; i++) {
-		strbuf out = {0};
-
-		sb_puts(&out, "{\"room_id\":");
-		sb_json_string(&out, b->rooms[i]);
-		sb_printf(&out, ",\"seq\":%llu,\"ts_ms\":%llu,\"client_msg_id\":\"%s\"}",
-			  (unsigned long long)resp->results[i]->seq,
-			  (unsigned long long)resp->results[i]->ts_ms, b->ids[i]);
-		if (!emit(&out))
+	for (size_t i = 0; ctx->json && rc == CLI_EXIT_OK && i < b->n; i++)
+		if (!emit_sent(b->rooms[i], resp->results[i]->seq, resp->results[i]->ts_ms,
+			       b->ids[i]))
 			rc = CLI_EXIT_LOCAL;
-		sb_free(&out);
-	}
 	parley_free(resp);
 	b->n = b->bytes = 0;
 	return rc;
@@ -438,8 +446,13 @@ send_lines(cli_ctx *ctx, const char *room)
 			char *line = in.p + used, *nl = memchr(line, '\n', in.len - used);
 			size_t len;
 
-			if (nl == NULL && !eof)
+			if (nl == NULL && !eof) {
+				/* A line that cannot fit is refused now, not read whole. */
+				if (in.len - used > TEXT_MAX + 1)
+					rc = cli_usage_error(ctx, "line %zu is longer than %d bytes",
+							     line_no + 1, TEXT_MAX);
 				break;
+			}
 			len = nl != NULL ? (size_t)(nl - line) : in.len - used;
 			used += len + (nl != NULL);
 			line_no++;
@@ -467,7 +480,6 @@ send_lines(cli_ctx *ctx, const char *room)
 		/* The texts point into in: send them before it moves. */
 		if (rc == CLI_EXIT_OK)
 			rc = flush_lines(ctx, &b);
-		b.n = b.bytes = 0;
 		memmove(in.p, in.p + used, in.len - used);
 		in.len -= used;
 	}
@@ -480,7 +492,7 @@ cmd_send(cli_ctx *ctx, int argc, char **argv)
 {
 	Parley__V1__SendResponse *resp;
 	char id[PARLEY_CLIENT_MSG_ID_LEN + 1];
-	strbuf text = {0}, out = {0};
+	strbuf text = {0};
 	rpc_status st;
 	rpc_code code;
 	int rc;
@@ -500,15 +512,8 @@ cmd_send(cli_ctx *ctx, int argc, char **argv)
 	sb_free(&text);
 	if (code != RPC_OK)
 		return fail(code, &st);
-	if (ctx->json) {
-		sb_puts(&out, "{\"room_id\":");
-		sb_json_string(&out, argv[0]);
-		sb_printf(&out, ",\"seq\":%llu,\"ts_ms\":%llu,\"client_msg_id\":\"%s\"}",
-			  (unsigned long long)resp->seq, (unsigned long long)resp->ts_ms, id);
-		if (!emit(&out))
-			rc = CLI_EXIT_LOCAL;
-	}
-	sb_free(&out);
+	if (ctx->json && !emit_sent(argv[0], resp->seq, resp->ts_ms, id))
+		rc = CLI_EXIT_LOCAL;
 	parley_free(resp);
 	return rc;
 }

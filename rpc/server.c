@@ -1203,8 +1203,7 @@ rpc_server_open(rpc_server **srvp, const char *url, const rpc_server_opts *opts,
 fail:
 	rpc_status_set(st, rpc_code_from_nng(rv), "%s: cannot listen on %s: %s", srv->name, url,
 		       why.message[0] != '\0' ? why.message : nng_strerror(rv));
-	rpc_tls_forget(srv->sock);
-	nng_close(srv->sock);
+	nng_close(srv->sock); /* rpc_tls_listen keeps nothing when it fails */
 	conns_free(srv->conns);
 	for (int i = 0; i < srv->nslots; i++)
 		free_slot(srv->slots[i]);

@@ -655,7 +655,6 @@ mx_writer_send_batch(mx_writer *w, rpc_call *call, const Parley__V1__SendBatchRe
 
 	g->call = call;
 	g->resp = resp;
-	g->nitems = req->n_messages;
 	atomic_init(&g->left, (unsigned)req->n_messages);
 	resp->results = rpc_call_alloc(call, req->n_messages * sizeof(*resp->results));
 	resp->n_results = req->n_messages;

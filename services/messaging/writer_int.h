@@ -24,7 +24,6 @@ struct wr_group {
 	rpc_call *call;
 	Parley__V1__SendBatchResponse *resp;
 	atomic_uint left;	/* items not answered yet */
-	size_t nitems;
 	struct wr_item *failed;	/* the first refused item, by index; NULL if none */
 	store_err err;		/* failed's batch outcome */
 };

@@ -137,6 +137,9 @@ expect 0 bob history lobby -n 1 --json
 grep -q '"text":"last line without a newline"' "$work/out" || fail "a refused batch wrote: $(cat "$work/out")"
 expect_err 2 usage alice send lobby --each-line hello
 expect_err 2 usage alice send lobby --each-line - <"$work/long"
+# An endless line is refused once it cannot fit, not read whole.
+expect_err 2 usage alice send lobby --each-line - < <(yes x | tr -d '\n')
+grep -q "line 1 is longer than 4096 bytes" "$work/err" || fail "endless line: $(cat "$work/err")"
 ok "send --each-line"
 
 # A message full of escape sequences is shown inert.
