@@ -1346,19 +1346,21 @@ rpc_server_shutdown(rpc_server *srv)
 }
 
 /*
- * nng_close with a bound. In nng 1.5 a pipe torn down while the transport
- * completes a partial read or write never finishes its teardown
+ * nng_close with a bound (server.h). In nng 1.5 a pipe torn down while the
+ * transport completes a partial read or write never finishes its teardown
  * (nanomsg/nng#1636, fixed in 1.6), and nng_close waits for it forever.
  * The connections were cut at their sockets first (conns.c), which leaves
  * that race a narrow window; should it still be hit, the close goes on
- * without it: a thread waits in nng_close, and after RPC_CLOSE_BOUND_MS the
- * server is left to the exiting process instead of hanging it.
+ * without it: a thread waits in nng_close, and after the bound the socket
+ * is left to the exiting process instead of hanging it.
  */
 struct closer {
 	nng_socket sock;
+	const char *who, *what; /* for the "finished late" line; what may be NULL */
 	pthread_mutex_t mtx;
 	pthread_cond_t cv;
 	bool done;
+	bool abandoned;	/* the waiter went on without it */
 	int refs;	/* the closing thread and the waiter; the last frees */
 };
 
@@ -1381,18 +1383,22 @@ static void *
 closer_main(void *arg)
 {
 	struct closer *k = arg;
+	bool late;
 
 	nng_close(k->sock);
 	pthread_mutex_lock(&k->mtx);
 	k->done = true;
+	late = k->abandoned;
 	pthread_cond_signal(&k->cv);
 	pthread_mutex_unlock(&k->mtx);
+	if (late && k->what != NULL)
+		plog_info(k->who, "closing %s finished late", k->what);
 	closer_rele(k);
 	return NULL;
 }
 
-static bool
-close_bounded(nng_socket sock, int bound_ms)
+bool
+rpc_close_bounded(nng_socket sock, int bound_ms, const char *who, const char *what)
 {
 	struct closer *k = calloc(1, sizeof(*k));
 	int64_t until = rpc_now_ms() + bound_ms;
@@ -1405,6 +1411,8 @@ close_bounded(nng_socket sock, int bound_ms)
 		return true;
 	}
 	k->sock = sock;
+	k->who = who;
+	k->what = what;
 	k->refs = 2;
 	pthread_mutex_init(&k->mtx, NULL);
 	rpc_cond_init(&k->cv);
@@ -1419,6 +1427,7 @@ close_bounded(nng_socket sock, int bound_ms)
 	while (!k->done && rpc_now_ms() < until)
 		rpc_cond_wait_until(&k->cv, &k->mtx, until);
 	done = k->done;
+	k->abandoned = !done;
 	pthread_mutex_unlock(&k->mtx);
 	closer_rele(k);
 	return done;
@@ -1452,7 +1461,7 @@ rpc_server_close(rpc_server *srv, int drain_ms)
 		rpc_cond_wait_until(&srv->idle_cv, &srv->mtx, rpc_now_ms() + 10);
 		pthread_mutex_unlock(&srv->mtx);
 	}
-	if (!close_bounded(srv->sock, RPC_CLOSE_BOUND_MS)) {
+	if (!rpc_close_bounded(srv->sock, RPC_CLOSE_BOUND_MS, srv->name, NULL)) {
 		/* Everything nng may still touch stays allocated: the process
 		 * is on its way out, and a leak is better than a hang. */
 		plog_error(srv->name, "the socket did not close within %d ms (an nng 1.5 "

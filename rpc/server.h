@@ -104,6 +104,16 @@ void rpc_server_shutdown(rpc_server *srv);
 /* Longest wait for nng to let go of the socket when closing (see server.c). */
 #define RPC_CLOSE_BOUND_MS 4000
 
+/*
+ * nng_close(sock) (after rpc_tls_forget), waiting at most bound_ms: nng 1.5
+ * can leave a close waiting on a pipe's teardown for good (server.c). Past
+ * the bound the close goes on in a detached thread and false is returned:
+ * whatever the socket's callbacks use must then stay allocated. If it ends
+ * later and what is not NULL, "closing WHAT finished late" is logged as
+ * who.
+ */
+bool rpc_close_bounded(nng_socket sock, int bound_ms, const char *who, const char *what);
+
 /* Waits up to drain_ms for the remaining calls to be answered and their
  * replies to go out, closes every connection (replies a peer left unread
  * are dropped), closes the socket and frees the server. Deferred calls

@@ -121,76 +121,15 @@ mx_pub_wait_pipe_gone(messaging_service *m, uint64_t seen, int64_t until_ms)
 	pthread_mutex_unlock(&m->pipe_mtx);
 }
 
-struct bounded_close {
-	nng_socket sock;
-	const char *what;
-	pthread_mutex_t mtx;
-	pthread_cond_t cv;
-	bool done;	/* [mtx] */
-	bool abandoned;	/* [mtx] the caller went on: the helper frees this */
-};
-
-static void *
-close_main(void *arg)
-{
-	struct bounded_close *c = arg;
-	bool free_it;
-
-	nng_close(c->sock);
-	pthread_mutex_lock(&c->mtx);
-	c->done = true;
-	free_it = c->abandoned;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mtx);
-	if (free_it) {
-		plog_info("messaging", "closing %s finished late", c->what);
-		pthread_cond_destroy(&c->cv);
-		pthread_mutex_destroy(&c->mtx);
-		free(c);
-	}
-	return NULL;
-}
-
 bool
 mx_close_bounded(nng_socket sock, const char *what)
 {
-	struct bounded_close *c = calloc(1, sizeof(*c));
-	int64_t until = rpc_now_ms() + MX_CLOSE_WAIT_MS;
-	bool done;
-	pthread_t t;
-
-	rpc_tls_forget(sock);
-	if (c == NULL) {
-		nng_close(sock);
+	if (rpc_close_bounded(sock, MX_CLOSE_WAIT_MS, "messaging", what))
 		return true;
-	}
-	c->sock = sock;
-	c->what = what;
-	pthread_mutex_init(&c->mtx, NULL);
-	rpc_cond_init(&c->cv);
-	if (pthread_create(&t, NULL, close_main, c) != 0) {
-		nng_close(sock);
-		c->done = true;
-	} else {
-		pthread_mutex_lock(&c->mtx);
-		while (!c->done && rpc_now_ms() < until)
-			rpc_cond_wait_until(&c->cv, &c->mtx, until);
-		done = c->done;
-		c->abandoned = !done;
-		pthread_mutex_unlock(&c->mtx);
-		if (!done) {
-			plog_error("messaging", "closing %s did not finish in %d ms; shutting down "
-						"without waiting for it",
-				   what, MX_CLOSE_WAIT_MS);
-			pthread_detach(t);
-			return false;
-		}
-		pthread_join(t, NULL);
-	}
-	pthread_cond_destroy(&c->cv);
-	pthread_mutex_destroy(&c->mtx);
-	free(c);
-	return true;
+	plog_error("messaging", "closing %s did not finish in %d ms; shutting down without "
+				"waiting for it",
+		   what, MX_CLOSE_WAIT_MS);
+	return false;
 }
 
 static int
