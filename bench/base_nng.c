@@ -5,6 +5,14 @@
  *
  * The server serves through ECHO_CONTEXTS nng contexts driven by aio
  * callbacks: no decoding, no worker hand-off, nothing but the transport.
+ *
+ * With a data directory the server is the floor of DESIGN.md's Send
+ * instead: every request is durable in LMDB before its reply. Requests
+ * queue for one writer thread that puts each request's records (byte 4
+ * says how many, 1 if 0) into one table, keyed room | seq over
+ * ECHO_ROOMS rooms in turn, commits them all in one synced transaction
+ * (group commit) and then replies: what Parley's Send does with no
+ * protocol, checks or other tables behind it.
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -16,12 +24,16 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <lmdb.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #define ECHO_CONTEXTS 64
 #define ECHO_MAX_REPLY (64 * 1024)
+#define ECHO_ROOMS 8		/* durable: records spread over 8 rooms, as peers' Sends */
+#define ECHO_MAX_RECORDS 100	/* durable: records a request, as SendBatch */
+#define ECHO_VALUE 96		/* durable: a record's value (a 64-byte text and its fields) */
 
 /* ---- the server (child process) ------------------------------------------- */
 
@@ -29,7 +41,115 @@ typedef struct echo_slot {
 	nng_ctx ctx;
 	nng_aio *aio;
 	bool sending;
+	struct echo_slot *next;	/* durable: in the writer's queue */
+	uint32_t want;		/* durable: reply bytes */
+	int records;
 } echo_slot;
+
+/* The durable server's writer: its queue and its table. */
+static struct {
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	echo_slot *head, **tail;
+	MDB_env *env;
+	MDB_dbi dbi;
+	uint64_t seq[ECHO_ROOMS];
+	unsigned next_room;
+} dw = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void
+echo_reply(echo_slot *s, nng_msg *msg, uint32_t want)
+{
+	if (nng_msg_realloc(msg, want) != 0) {
+		nng_msg_free(msg);
+		nng_ctx_recv(s->ctx, s->aio);
+		return;
+	}
+	nng_aio_set_msg(s->aio, msg);
+	s->sending = true;
+	nng_ctx_send(s->ctx, s->aio);
+}
+
+/* Puts the records of the queued requests in one transaction; the LMDB
+ * error, or 0. */
+static int
+dw_commit(echo_slot *batch)
+{
+	static const uint8_t value[ECHO_VALUE] = {0};
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(dw.env, NULL, 0, &txn)) != 0)
+		return rc;
+	for (echo_slot *s = batch; s != NULL; s = s->next) {
+		for (int r = 0; r < s->records; r++) {
+			unsigned room = dw.next_room++ % ECHO_ROOMS;
+			uint64_t seq = ++dw.seq[room];
+			uint8_t key[9];
+			MDB_val k = {sizeof(key), key}, v = {sizeof(value), (void *)value};
+
+			key[0] = (uint8_t)room;
+			for (int i = 0; i < 8; i++)
+				key[1 + i] = (uint8_t)(seq >> (56 - 8 * i));
+			if ((rc = mdb_put(txn, dw.dbi, &k, &v, MDB_APPEND)) != 0 &&
+			    (rc = mdb_put(txn, dw.dbi, &k, &v, 0)) != 0) {
+				mdb_txn_abort(txn);
+				return rc;
+			}
+		}
+	}
+	return mdb_txn_commit(txn);	/* synced: the env has no NOSYNC */
+}
+
+static void *
+dw_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		echo_slot *batch;
+		int rc;
+
+		pthread_mutex_lock(&dw.mtx);
+		while (dw.head == NULL)
+			pthread_cond_wait(&dw.cv, &dw.mtx);
+		batch = dw.head;
+		dw.head = NULL;
+		dw.tail = &dw.head;
+		pthread_mutex_unlock(&dw.mtx);
+
+		if ((rc = dw_commit(batch)) != 0) {
+			fprintf(stderr, "durable echo server: commit: %s\n", mdb_strerror(rc));
+			_exit(1);	/* the bench reads the missing replies as errors */
+		}
+		while (batch != NULL) {
+			echo_slot *s = batch;
+
+			batch = s->next;
+			echo_reply(s, nng_aio_get_msg(s->aio), s->want);
+		}
+	}
+	return NULL;
+}
+
+static int
+dw_open(const char *dir)
+{
+	MDB_txn *txn;
+	int rc;
+
+	dw.tail = &dw.head;
+	if ((rc = mdb_env_create(&dw.env)) != 0 ||
+	    (rc = mdb_env_set_mapsize(dw.env, (size_t)4 << 30)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(dw.env, 4)) != 0 ||
+	    (rc = mdb_env_open(dw.env, dir, MDB_NOTLS, 0600)) != 0 ||
+	    (rc = mdb_txn_begin(dw.env, NULL, 0, &txn)) != 0)
+		return rc;
+	if ((rc = mdb_dbi_open(txn, "events", MDB_CREATE, &dw.dbi)) != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return mdb_txn_commit(txn);
+}
 
 static void
 echo_cb(void *arg)
@@ -61,21 +181,29 @@ echo_cb(void *arg)
 	}
 	if (want > ECHO_MAX_REPLY)
 		want = ECHO_MAX_REPLY;
-	if (nng_msg_realloc(msg, want) != 0) {
-		nng_msg_free(msg);
-		nng_ctx_recv(s->ctx, s->aio);
+	if (dw.env == NULL) {
+		echo_reply(s, msg, want);
 		return;
 	}
+	s->want = want;
+	s->records = nng_msg_len(msg) >= 5 ? ((const uint8_t *)nng_msg_body(msg))[4] : 0;
+	if (s->records < 1 || s->records > ECHO_MAX_RECORDS)
+		s->records = 1;
 	nng_aio_set_msg(s->aio, msg);
-	s->sending = true;
-	nng_ctx_send(s->ctx, s->aio);
+	pthread_mutex_lock(&dw.mtx);
+	s->next = NULL;
+	*dw.tail = s;
+	dw.tail = &s->next;
+	pthread_cond_signal(&dw.cv);
+	pthread_mutex_unlock(&dw.mtx);
 }
 
 int
-echo_child_main(const char *url)
+echo_child_main(const char *url, const char *dir)
 {
 	static echo_slot slots[ECHO_CONTEXTS];
 	nng_socket sock;
+	pthread_t writer;
 	sigset_t sigs;
 	int sig, rv;
 
@@ -84,6 +212,15 @@ echo_child_main(const char *url)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if (dir != NULL) {
+		if ((rv = dw_open(dir)) != 0) {
+			fprintf(stderr, "durable echo server: lmdb in %s: %s\n", dir,
+				mdb_strerror(rv));
+			return 1;
+		}
+		if (pthread_create(&writer, NULL, dw_main, NULL) != 0)
+			return 1;
+	}
 	if ((rv = nng_rep0_open(&sock)) != 0 ||
 	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 4 * ECHO_MAX_REPLY)) != 0 ||
 	    (rv = nng_listen(sock, url, NULL, 0)) != 0) {
@@ -103,14 +240,23 @@ echo_child_main(const char *url)
 }
 
 bool
-echo_start(echo_server *e, const bench_opts *o)
+echo_start(echo_server *e, const bench_opts *o, bool durable)
 {
-	const char *argv[] = {o->self, "__echo-server", e->url, NULL};
+	const char *argv[] = {o->self, "__echo-server", e->url, e->tmp, NULL};
 	pid_t pid;
 
 	bench_addr(e->url, sizeof(e->url));
-	if ((pid = bench_spawn(argv, NULL)) < 0)
+	e->tmp[0] = '\0';
+	if (durable && !bench_tmpdir(o, "echo-lmdb", e->tmp, sizeof(e->tmp))) {
+		perror("parley-bench: mkdtemp");
 		return false;
+	}
+	if (!durable)
+		argv[3] = NULL;
+	if ((pid = bench_spawn(argv, NULL)) < 0) {
+		echo_stop(e);
+		return false;
+	}
 	e->pid = pid;
 
 	/* Up when one round trip works. */
@@ -119,7 +265,7 @@ echo_start(echo_server *e, const bench_opts *o)
 		int errors = 0;
 
 		samples_init(&s, 4);
-		echo_load(e->url, 1, 8, 8, 1, &s, &errors);
+		echo_load(e->url, 1, 8, 8, 1, 1, &s, &errors);
 		samples_free(&s);
 		if (errors == 0)
 			return true;
@@ -136,6 +282,9 @@ echo_stop(echo_server *e)
 	if (e->pid > 0)
 		bench_child_stop(e->pid, 10000, NULL);
 	e->pid = 0;
+	if (e->tmp[0] != '\0')
+		bench_rmtree(e->tmp);
+	e->tmp[0] = '\0';
 }
 
 /* ---- the clients -------------------------------------------------------------- */
@@ -143,6 +292,7 @@ echo_stop(echo_server *e)
 typedef struct echo_thread {
 	const char *url;
 	size_t req_len, reply_len;
+	int records;
 	uint64_t dur_ns;
 	samples lat;
 	uint64_t calls;
@@ -154,7 +304,8 @@ static void *
 echo_thread_main(void *arg)
 {
 	echo_thread *t = arg;
-	uint8_t *buf = calloc(1, t->req_len < 4 ? 4 : t->req_len);
+	size_t req_len = t->req_len < 5 ? 5 : t->req_len;
+	uint8_t *buf = calloc(1, req_len);
 	nng_socket sock;
 	uint64_t start, end;
 	int rv;
@@ -168,6 +319,7 @@ echo_thread_main(void *arg)
 	buf[1] = (uint8_t)(t->reply_len >> 16);
 	buf[2] = (uint8_t)(t->reply_len >> 8);
 	buf[3] = (uint8_t)t->reply_len;
+	buf[4] = (uint8_t)t->records;
 	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
 	nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 5000);
 	if ((rv = nng_dial(sock, t->url, NULL, 0)) != 0) {
@@ -182,7 +334,7 @@ echo_thread_main(void *arg)
 		void *reply = NULL;
 		size_t len = 0;
 
-		if ((rv = nng_send(sock, buf, t->req_len < 4 ? 4 : t->req_len, 0)) != 0 ||
+		if ((rv = nng_send(sock, buf, req_len, 0)) != 0 ||
 		    (rv = nng_recv(sock, &reply, &len, NNG_FLAG_ALLOC)) != 0) {
 			t->errors++;
 			break;
@@ -203,8 +355,8 @@ out:
 }
 
 double
-echo_load(const char *url, int clients, size_t req_len, size_t reply_len, uint64_t dur_ns,
-	  samples *lat, int *errors)
+echo_load(const char *url, int clients, size_t req_len, size_t reply_len, int records,
+	  uint64_t dur_ns, samples *lat, int *errors)
 {
 	echo_thread *t = calloc((size_t)clients, sizeof(*t));
 	double rate = 0;
@@ -217,6 +369,7 @@ echo_load(const char *url, int clients, size_t req_len, size_t reply_len, uint64
 		t[i].url = url;
 		t[i].req_len = req_len;
 		t[i].reply_len = reply_len;
+		t[i].records = records;
 		t[i].dur_ns = dur_ns;
 		samples_init(&t[i].lat, lat->cap / (size_t)clients + 1);
 	}

@@ -255,19 +255,24 @@ double pa_load(const char *url, int clients, pa_load_fn fn, void *arg, uint64_t 
 
 /* base_nng.c: a raw nng REQ/REP echo server in a child process (our own
  * binary, hidden subcommand). A request's first 4 bytes (big-endian) say
- * how long the reply is. */
+ * how long the reply is. A durable one (its own LMDB environment in tmp,
+ * on the filesystem of parleyd's data) puts byte 4's count of records
+ * (1 if 0) in one synced group commit before it replies: Send's floor. */
 typedef struct echo_server {
 	pid_t pid;
 	char url[PD_ADDR];
+	char tmp[300];		/* durable: the environment's directory, else "" */
 } echo_server;
-bool echo_start(echo_server *e, const bench_opts *o);
+bool echo_start(echo_server *e, const bench_opts *o, bool durable);
 void echo_stop(echo_server *e);
-int echo_child_main(const char *url);	/* the hidden subcommand */
-/* Runs clients threads of REQ round trips of req_len/reply_len bytes for
- * dur_ns each (at least one call); fills lat (merged) and returns the sum of
- * the threads' calls per second. */
-double echo_load(const char *url, int clients, size_t req_len, size_t reply_len,
-		   uint64_t dur_ns, samples *lat, int *errors);
+/* The hidden subcommand; dir NULL: no durability. */
+int echo_child_main(const char *url, const char *dir);
+/* Runs clients threads of REQ round trips of req_len/reply_len bytes (and
+ * records records a request, for a durable server) for dur_ns each (at
+ * least one call); fills lat (merged) and returns the sum of the threads'
+ * calls per second. */
+double echo_load(const char *url, int clients, size_t req_len, size_t reply_len, int records,
+		 uint64_t dur_ns, samples *lat, int *errors);
 
 /* base_lmdb.c: one synced LMDB commit per message of msg_len bytes for
  * dur_ns in dir; fills lat, returns commits. */

@@ -131,8 +131,8 @@ main(int argc, char **argv)
 	int opt, failed = 0;
 	ssize_t n;
 
-	if (argc == 3 && strcmp(argv[1], "__echo-server") == 0)
-		return echo_child_main(argv[2]);
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "__echo-server") == 0)
+		return echo_child_main(argv[2], argc == 4 ? argv[3] : NULL);
 
 	opts.reps = BENCH_MIN_REPS;
 	opts.parleyd = getenv("PARLEYD") ? getenv("PARLEYD") : PARLEYD_PATH;

@@ -87,7 +87,7 @@ measure(breport *r, const bench_opts *o, const char *url, const echo_server *ech
 
 		samples_reset(&lat);
 		errors = 0;
-		v = echo_load(echo->url, clients, rc->req_len, rc->reply_len, dur_ns, &lat, &errors);
+		v = echo_load(echo->url, clients, rc->req_len, rc->reply_len, 1, dur_ns, &lat, &errors);
 		if (errors)
 			rep_fail(r, "%s: raw nng echo had %d errors", name, errors);
 		rstat_add(&p50->b, samples_pct_us(&lat, 50));
@@ -129,7 +129,7 @@ scen_rpc(const bench_opts *o)
 		goto out;
 	}
 	rpc_client_close(auth);
-	if (!echo_start(&echo, o)) {
+	if (!echo_start(&echo, o, false)) {
 		rep_fail(&r, "the raw nng echo server did not start");
 		goto out;
 	}
