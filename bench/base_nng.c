@@ -8,11 +8,10 @@
  *
  * With a data directory the server is the floor of DESIGN.md's Send
  * instead: every request is durable in LMDB before its reply. Requests
- * queue for one writer thread that puts each request's records (byte 4
- * says how many, 1 if 0) into one table, keyed room | seq over
- * ECHO_ROOMS rooms in turn, commits them all in one synced transaction
- * (group commit) and then replies: what Parley's Send does with no
- * protocol, checks or other tables behind it.
+ * queue for one writer thread (lgc_submit) that puts each request's
+ * records (byte 4 says how many, 1 if 0) into one table, commits them all
+ * in one synced transaction (group commit) and then replies: what
+ * Parley's Send does with no protocol, checks or other tables behind it.
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -24,38 +23,25 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include <lmdb.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #define ECHO_CONTEXTS 64
 #define ECHO_MAX_REPLY (64 * 1024)
-#define ECHO_ROOMS 8		/* durable: records spread over 8 rooms, as peers' Sends */
 #define ECHO_MAX_RECORDS 100	/* durable: records a request, as SendBatch */
-#define ECHO_VALUE 96		/* durable: a record's value (a 64-byte text and its fields) */
 
 /* ---- the server (child process) ------------------------------------------- */
 
 typedef struct echo_slot {
+	lgc_item commit;	/* durable: first, so that done finds the slot */
 	nng_ctx ctx;
 	nng_aio *aio;
 	bool sending;
-	struct echo_slot *next;	/* durable: in the writer's queue */
 	uint32_t want;		/* durable: reply bytes */
-	int records;
 } echo_slot;
 
-/* The durable server's writer: its queue and its table. */
-static struct {
-	pthread_mutex_t mtx;
-	pthread_cond_t cv;
-	echo_slot *head, **tail;
-	MDB_env *env;
-	MDB_dbi dbi;
-	uint64_t seq[ECHO_ROOMS];
-	unsigned next_room;
-} dw = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+static bool echo_durable;
 
 static void
 echo_reply(echo_slot *s, nng_msg *msg, uint32_t want)
@@ -70,85 +56,13 @@ echo_reply(echo_slot *s, nng_msg *msg, uint32_t want)
 	nng_ctx_send(s->ctx, s->aio);
 }
 
-/* Puts the records of the queued requests in one transaction; the LMDB
- * error, or 0. */
-static int
-dw_commit(echo_slot *batch)
+/* On the writer's thread, once the request is durable. */
+static void
+echo_committed(lgc_item *it)
 {
-	static const uint8_t value[ECHO_VALUE] = {0};
-	MDB_txn *txn;
-	int rc;
+	echo_slot *s = (echo_slot *)it;
 
-	if ((rc = mdb_txn_begin(dw.env, NULL, 0, &txn)) != 0)
-		return rc;
-	for (echo_slot *s = batch; s != NULL; s = s->next) {
-		for (int r = 0; r < s->records; r++) {
-			unsigned room = dw.next_room++ % ECHO_ROOMS;
-			uint64_t seq = ++dw.seq[room];
-			uint8_t key[9];
-			MDB_val k = {sizeof(key), key}, v = {sizeof(value), (void *)value};
-
-			key[0] = (uint8_t)room;
-			for (int i = 0; i < 8; i++)
-				key[1 + i] = (uint8_t)(seq >> (56 - 8 * i));
-			if ((rc = mdb_put(txn, dw.dbi, &k, &v, MDB_APPEND)) != 0 &&
-			    (rc = mdb_put(txn, dw.dbi, &k, &v, 0)) != 0) {
-				mdb_txn_abort(txn);
-				return rc;
-			}
-		}
-	}
-	return mdb_txn_commit(txn);	/* synced: the env has no NOSYNC */
-}
-
-static void *
-dw_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		echo_slot *batch;
-		int rc;
-
-		pthread_mutex_lock(&dw.mtx);
-		while (dw.head == NULL)
-			pthread_cond_wait(&dw.cv, &dw.mtx);
-		batch = dw.head;
-		dw.head = NULL;
-		dw.tail = &dw.head;
-		pthread_mutex_unlock(&dw.mtx);
-
-		if ((rc = dw_commit(batch)) != 0) {
-			fprintf(stderr, "durable echo server: commit: %s\n", mdb_strerror(rc));
-			_exit(1);	/* the bench reads the missing replies as errors */
-		}
-		while (batch != NULL) {
-			echo_slot *s = batch;
-
-			batch = s->next;
-			echo_reply(s, nng_aio_get_msg(s->aio), s->want);
-		}
-	}
-	return NULL;
-}
-
-static int
-dw_open(const char *dir)
-{
-	MDB_txn *txn;
-	int rc;
-
-	dw.tail = &dw.head;
-	if ((rc = mdb_env_create(&dw.env)) != 0 ||
-	    (rc = mdb_env_set_mapsize(dw.env, (size_t)4 << 30)) != 0 ||
-	    (rc = mdb_env_set_maxdbs(dw.env, 4)) != 0 ||
-	    (rc = mdb_env_open(dw.env, dir, MDB_NOTLS, 0600)) != 0 ||
-	    (rc = mdb_txn_begin(dw.env, NULL, 0, &txn)) != 0)
-		return rc;
-	if ((rc = mdb_dbi_open(txn, "events", MDB_CREATE, &dw.dbi)) != 0) {
-		mdb_txn_abort(txn);
-		return rc;
-	}
-	return mdb_txn_commit(txn);
+	echo_reply(s, nng_aio_get_msg(s->aio), s->want);
 }
 
 static void
@@ -181,21 +95,17 @@ echo_cb(void *arg)
 	}
 	if (want > ECHO_MAX_REPLY)
 		want = ECHO_MAX_REPLY;
-	if (dw.env == NULL) {
+	if (!echo_durable) {
 		echo_reply(s, msg, want);
 		return;
 	}
 	s->want = want;
-	s->records = nng_msg_len(msg) >= 5 ? ((const uint8_t *)nng_msg_body(msg))[4] : 0;
-	if (s->records < 1 || s->records > ECHO_MAX_RECORDS)
-		s->records = 1;
+	s->commit.records = nng_msg_len(msg) >= 5 ? ((const uint8_t *)nng_msg_body(msg))[4] : 0;
+	if (s->commit.records < 1 || s->commit.records > ECHO_MAX_RECORDS)
+		s->commit.records = 1;
+	s->commit.done = echo_committed;
 	nng_aio_set_msg(s->aio, msg);
-	pthread_mutex_lock(&dw.mtx);
-	s->next = NULL;
-	*dw.tail = s;
-	dw.tail = &s->next;
-	pthread_cond_signal(&dw.cv);
-	pthread_mutex_unlock(&dw.mtx);
+	lgc_submit(&s->commit);
 }
 
 int
@@ -203,7 +113,6 @@ echo_child_main(const char *url, const char *dir)
 {
 	static echo_slot slots[ECHO_CONTEXTS];
 	nng_socket sock;
-	pthread_t writer;
 	sigset_t sigs;
 	int sig, rv;
 
@@ -212,15 +121,11 @@ echo_child_main(const char *url, const char *dir)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if (dir != NULL) {
-		if ((rv = dw_open(dir)) != 0) {
-			fprintf(stderr, "durable echo server: lmdb in %s: %s\n", dir,
-				mdb_strerror(rv));
-			return 1;
-		}
-		if (pthread_create(&writer, NULL, dw_main, NULL) != 0)
-			return 1;
+	if (dir != NULL && (rv = lgc_start(dir)) != 0) {
+		fprintf(stderr, "durable echo server: lmdb in %s: error %d\n", dir, rv);
+		return 1;
 	}
+	echo_durable = dir != NULL;
 	if ((rv = nng_rep0_open(&sock)) != 0 ||
 	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 4 * ECHO_MAX_REPLY)) != 0 ||
 	    (rv = nng_listen(sock, url, NULL, 0)) != 0) {

@@ -278,6 +278,22 @@ double echo_load(const char *url, int clients, size_t req_len, size_t reply_len,
  * dur_ns in dir; fills lat, returns commits. */
 uint64_t lmdb_baseline(const char *dir, size_t msg_len, uint64_t dur_ns, samples *lat,
 		       char *err, size_t errlen);
+/*
+ * The floor servers' group commit (one per process, for a child server):
+ * lgc_start opens an environment in dir and starts the writer thread (0,
+ * or an LMDB or errno code); lgc_submit queues an item, whose records the
+ * writer puts into one table (96-byte values, over 8 rooms in turn) in one
+ * synced transaction with whatever else is queued, then calls done on the
+ * writer's thread, items in the order submitted. A failed commit ends the
+ * process.
+ */
+typedef struct lgc_item {
+	struct lgc_item *next;
+	int records;
+	void (*done)(struct lgc_item *it);
+} lgc_item;
+int lgc_start(const char *dir);
+void lgc_submit(lgc_item *it);
 /* The last committed transaction id of the environment in dir, read
  * without a transaction; 0 if it cannot be read. */
 uint64_t lmdb_last_txnid(const char *dir);

@@ -8,7 +8,7 @@
  * Timings are reported, never asserted.
  */
 #define _GNU_SOURCE
-#include "bench.h"
+#include "fanout.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -133,6 +133,8 @@ main(int argc, char **argv)
 
 	if ((argc == 3 || argc == 4) && strcmp(argv[1], "__echo-server") == 0)
 		return echo_child_main(argv[2], argc == 4 ? argv[3] : NULL);
+	if (argc == 5 && strcmp(argv[1], "__lpoll-server") == 0)
+		return lpoll_child_main(argv[2], argv[3], argv[4]);
 
 	opts.reps = BENCH_MIN_REPS;
 	opts.parleyd = getenv("PARLEYD") ? getenv("PARLEYD") : PARLEYD_PATH;

@@ -30,18 +30,42 @@
 #include "parley/v1/rpc.pb-c.h"
 
 /* C_POLLB: Parley Send and Poll on the parleyd given with --ab (before/after). */
-/* C_NNG and C_NNGDB: the floors of the sends rows (no fan-out system). */
-enum { C_POLL, C_HTTP, C_REDIS, C_IRC, C_MQTT, C_POLLB, C_NNG, C_NNGDB, NCOL };
+/* C_FLOOR, C_FLOORCB: the floors of DESIGN.md's delivery shape, with and
+ * without a worker thread per client (base_lpoll.c). C_NNG and C_NNGDB:
+ * the floors of the sends rows (no fan-out system). */
+enum {
+	C_POLL,
+	C_HTTP,
+	C_REDIS,
+	C_IRC,
+	C_MQTT,
+	C_POLLB,
+	C_FLOOR,
+	C_FLOORCB,
+	C_NNG,
+	C_NNGDB,
+	NCOL
+};
 
 static const char *const col_names[NCOL] = {
-	"Parley Poll",	  "Parley Subscribe/HTTP",     "Redis Streams",	  "IRC (InspIRCd)",
-	"Mosquitto QoS1", "Parley Poll, --ab parleyd", "raw nng REQ/REP", "raw nng + LMDB commit"};
+	"Parley Poll",
+	"Parley Subscribe/HTTP",
+	"Redis Streams",
+	"IRC (InspIRCd)",
+	"Mosquitto QoS1",
+	"Parley Poll, --ab parleyd",
+	"floor: LMDB + nng long poll, thread per client",
+	"floor: LMDB + nng long poll, no threads",
+	"raw nng REQ/REP",
+	"raw nng + LMDB commit"};
 
-/* Parley and Redis persist before they ack: they must lose nothing. */
+/* Parley and Redis persist before they ack, and the floor keeps every
+ * message: they must lose nothing. */
 static bool
 durable(int c)
 {
-	return c == C_POLL || c == C_HTTP || c == C_REDIS || c == C_POLLB;
+	return c == C_POLL || c == C_HTTP || c == C_REDIS || c == C_POLLB || c == C_FLOOR ||
+	       c == C_FLOORCB;
 }
 
 #define MAX_MEASURES 40
@@ -361,6 +385,8 @@ setup_systems(peers_run *p, int ci, const fo_case *c, fsys *sys, int n)
 	sys[C_IRC] = (fsys){.send = ifo_send, .last = ifo_last, .pid = p->irc.pid};
 	sys[C_MQTT] = (fsys){.send = mqtt_send, .last = mqtt_last};
 	sys[C_POLLB] = (fsys){.send = pfo_send, .last = pfo_last, .pid = p->db.pid};
+	sys[C_FLOOR] = (fsys){.send = lpoll_send, .last = lpoll_last};
+	sys[C_FLOORCB] = (fsys){.send = lpoll_send, .last = lpoll_last};
 	for (int s = 0; s < C_NNG; s++) {
 		if ((sys[s].rs = calloc((size_t)n, sizeof(fo_recv))) == NULL)
 			return;
@@ -382,6 +408,13 @@ setup_systems(peers_run *p, int ci, const fo_case *c, fsys *sys, int n)
 	    (sys[C_REDIS].h = rfo_setup(&p->redis, ci, c, sys[C_REDIS].rs, why, sizeof(why))) ==
 		    NULL)
 		rep_fail(&p->r, "%dx%d: Redis set-up: %s", c->rooms, c->members, why);
+	for (int s = C_FLOOR; s <= C_FLOORCB; s++) {
+		if ((sys[s].h = lpoll_setup(p->o, c, sys[s].rs, s == C_FLOOR, why, sizeof(why))) ==
+		    NULL)
+			rep_fail(&p->r, "%dx%d: %s set-up: %s", c->rooms, c->members, col_names[s],
+				 why);
+		sys[s].pid = lpoll_pid(sys[s].h);
+	}
 	/* The IRC and MQTT drivers set receivers up one by one: InspIRCd took
 	 * seconds a client beyond ~900 in a channel, and the libmosquitto
 	 * driver's one loop did not get 1,000 subscribed within a minute. */
@@ -413,6 +446,8 @@ teardown_systems(fsys *sys, int n)
 	rfo_teardown(sys[C_REDIS].h);
 	ifo_teardown(sys[C_IRC].h);
 	mqtt_teardown(sys[C_MQTT].h);
+	lpoll_teardown(sys[C_FLOOR].h);
+	lpoll_teardown(sys[C_FLOORCB].h);
 	for (int s = 0; s < C_NNG; s++) {
 		for (int i = 0; sys[s].rs != NULL && i < n; i++)
 			fo_recv_free(&sys[s].rs[i]);
@@ -436,6 +471,10 @@ check_receivers(peers_run *p, const fo_case *c, fsys *sys)
 	if (sys[C_REDIS].h != NULL && (n = rfo_errors(sys[C_REDIS].h, first, sizeof(first))) != 0)
 		rep_fail(&p->r, "%dx%d: Redis: %d receiver errors, first: %s", c->rooms, c->members,
 			 n, first);
+	for (int s = C_FLOOR; s <= C_FLOORCB; s++)
+		if ((n = lpoll_errors(sys[s].h)) != 0)
+			rep_fail(&p->r, "%dx%d: %s: %d receiver errors", c->rooms, c->members,
+				 col_names[s], n);
 	if (sys[C_IRC].h != NULL && (n = ifo_errors(sys[C_IRC].h, first, sizeof(first))) != 0)
 		rep_note(&p->r, "%dx%d: IRC: %d receiver errors, first: %s", c->rooms, c->members, n,
 			 first);
@@ -719,6 +758,12 @@ scen_peers(const bench_opts *o)
 	rep_note(&p->r, "Redis: appendonly yes, appendfsync always, no RDB, no automatic AOF "
 			"rewrite, data dir beside parleyd's; InspIRCd: no DNS/ident, flood limits "
 			"off; Mosquitto: QoS 1 publish and subscribe, no persistence");
+	rep_note(&p->r, "fan-out: the floors are DESIGN.md's delivery shape with nothing else: "
+			"each send group-committed and synced into one LMDB table before it is "
+			"published and acked, long polls over nng REQ/REP answered by a worker thread "
+			"per client woken per message ('thread per client'), or parked and answered "
+			"by the writer ('no threads'); messages served from memory, no protobuf or "
+			"tokens (bench/base_lpoll.c)");
 	rep_note(&p->r, "fan-out: fixed rate from 8 sender threads for %.1f s, flat out from 4 "
 			"for %.1f s capped at %d deliveries; Parley and Redis senders wait for a "
 			"durable ack, IRC and MQTT ones do not; server CPU = utime+stime of the "

@@ -369,15 +369,27 @@ bench_child_stop(pid_t pid, int term_ms, const char *what)
 pid_t
 bench_spawn(const char *const *argv, const char *log)
 {
+	sigset_t stop, was;
 	pid_t pid;
 
+	/* A child stopped before it has exec'd must not run our handler, which
+	 * kills every server we started: it gets the default action. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
 	fflush(stdout);
 	fflush(stderr);
-	if ((pid = fork()) < 0)
+	pthread_sigmask(SIG_BLOCK, &stop, &was);
+	if ((pid = fork()) < 0) {
+		pthread_sigmask(SIG_SETMASK, &was, NULL);
 		return -1;
+	}
 	if (pid == 0) {
 		int fd = log != NULL ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
 
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		pthread_sigmask(SIG_SETMASK, &was, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (fd >= 0) {
 			dup2(fd, STDOUT_FILENO);
@@ -388,6 +400,7 @@ bench_spawn(const char *const *argv, const char *log)
 		_exit(127);
 	}
 	bench_child_track(pid, true);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
 	return pid;
 }
 
