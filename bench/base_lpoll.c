@@ -84,7 +84,7 @@ typedef struct lp_slot {
 	lgc_item commit;	/* first, so that done finds the slot */
 	nng_ctx ctx;
 	nng_aio *aio;
-	bool sending;
+	atomic_bool sending;	/* set by whichever thread replies, read by nng's */
 	/* callbacks: while parked in its room */
 	struct lp_slot *parked_next;
 	uint64_t cursor;
@@ -361,14 +361,14 @@ lpoll_child_main(const char *url, const char *dir, const char *mode)
 		fprintf(stderr, "long-poll server: lmdb in %s: error %d\n", dir, rv);
 		return 1;
 	}
-	lp_threads = strcmp(mode, "threads") == 0;
-	if (!lp_threads && pthread_create(&sweeper, NULL, lp_sweeper, NULL) != 0)
-		return 1;
 	for (int r = 0; r < FO_MAX_ROOMS; r++) {
 		pthread_mutex_init(&lp_rooms[r].mtx, NULL);
 		if ((lp_rooms[r].ring = calloc(LP_RING, FO_TEXT_LEN)) == NULL)
 			return 1;
 	}
+	lp_threads = strcmp(mode, "threads") == 0;
+	if (!lp_threads && pthread_create(&sweeper, NULL, lp_sweeper, NULL) != 0)
+		return 1;
 	if ((rv = nng_rep0_open(&sock)) != 0 || (rv = nng_listen(sock, url, NULL, 0)) != 0) {
 		fprintf(stderr, "long-poll server: %s: %s\n", url, nng_strerror(rv));
 		return 1;

@@ -13,6 +13,7 @@
 #include "fanout.h"
 
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ typedef struct mqtt_sys {
 	int npubs;
 	pthread_t loop;
 	bool loop_started;
-	volatile bool stop;
+	atomic_bool stop;
 	pthread_mutex_t room_mtx[FO_MAX_ROOMS];
 	uint64_t seq[FO_MAX_ROOMS];
 } mqtt_sys;

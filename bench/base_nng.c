@@ -17,6 +17,7 @@
 #include "bench.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ typedef struct echo_slot {
 	lgc_item commit;	/* durable: first, so that done finds the slot */
 	nng_ctx ctx;
 	nng_aio *aio;
-	bool sending;
+	atomic_bool sending;	/* set by whichever thread replies, read by nng's */
 	uint32_t want;		/* durable: reply bytes */
 } echo_slot;
 

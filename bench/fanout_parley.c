@@ -7,6 +7,7 @@
 #include "fanout.h"
 #include "peers.h"
 
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,7 +38,7 @@ typedef struct pfo {
 	precv *pr;
 	pthread_t *threads;
 	int nthreads;
-	volatile bool stop;
+	atomic_bool stop;
 	rpc_client *senders[FO_SENDERS];
 	pthread_mutex_t mtx;
 	uint64_t last[FO_MAX_ROOMS];

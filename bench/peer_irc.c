@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "peers.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,7 @@ typedef struct isys {
 	irecv *ir;
 	pthread_t *threads;
 	int nthreads;
-	volatile bool stop;
+	atomic_bool stop;
 	int npubs;
 	int pub[FO_MAX_ROOMS];
 	peer_lines pub_in[FO_MAX_ROOMS];	/* read by its drain thread */

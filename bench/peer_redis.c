@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "peers.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,7 +240,7 @@ typedef struct rsys {
 	rrecv *rr;
 	pthread_t *threads;
 	int nthreads;
-	volatile bool stop;
+	atomic_bool stop;
 	redisContext *senders[FO_SENDERS];
 	char keys[FO_MAX_ROOMS][32];
 	uint64_t count[FO_TAGS][FO_MAX_ROOMS];	/* [tag][room]: only that sender writes */
