@@ -20,7 +20,9 @@
  * that finds nothing new in its room's list on nng's callback thread, and
  * the writer answers the parked polls itself once a send is committed (a
  * sweeper thread answers those past their deadline empty): the event-loop
- * shape of Redis and the in-memory servers, for comparison.
+ * shape of Redis and the in-memory servers, for comparison. With "log",
+ * sends are made durable in an append-only file instead of LMDB (one
+ * write and one fdatasync a batch, as Redis's AOF).
  *
  * Wire (all integers big-endian):
  *   send:  'S' room payload[FO_TEXT_LEN]           reply: seq(8)
@@ -51,6 +53,8 @@
 #define LP_SEND_LEN (2 + FO_TEXT_LEN)
 #define LP_POLL_LEN 18
 #define LP_SENDERS 16		/* driver threads with a connection of their own */
+#define LP_WAIT_MS 5000		/* a poll's wait: idle receivers must not load the machine
+				 * while the other systems are measured */
 
 static void
 put32(uint8_t *b, uint32_t v)
@@ -357,7 +361,7 @@ lpoll_child_main(const char *url, const char *dir, const char *mode)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if ((rv = lgc_start(dir)) != 0) {
+	if ((rv = lgc_start(dir, strstr(mode, "log") != NULL)) != 0) {
 		fprintf(stderr, "long-poll server: lmdb in %s: error %d\n", dir, rv);
 		return 1;
 	}
@@ -366,7 +370,7 @@ lpoll_child_main(const char *url, const char *dir, const char *mode)
 		if ((lp_rooms[r].ring = calloc(LP_RING, FO_TEXT_LEN)) == NULL)
 			return 1;
 	}
-	lp_threads = strcmp(mode, "threads") == 0;
+	lp_threads = strstr(mode, "threads") != NULL;
 	if (!lp_threads && pthread_create(&sweeper, NULL, lp_sweeper, NULL) != 0)
 		return 1;
 	if ((rv = nng_rep0_open(&sock)) != 0 || (rv = nng_listen(sock, url, NULL, 0)) != 0) {
@@ -399,7 +403,7 @@ typedef struct lpoll {
 	pid_t pid;
 	char url[PD_ADDR];
 	char tmp[300];		/* the server's LMDB environment */
-	int n;
+	int n, rooms;
 	lp_client *clients;
 	nng_socket senders[LP_SENDERS];
 	int nsenders;
@@ -439,7 +443,7 @@ lp_client_main(void *arg)
 		req[1] = (uint8_t)c->recv->room;
 		put32(req + 2, c->id);
 		put64(req + 6, cursor);
-		put32(req + 14, 500);
+		put32(req + 14, LP_WAIT_MS);
 		if (nng_send(c->sock, req, sizeof(req), 0) != 0 ||
 		    nng_recv(c->sock, &reply, &len, NNG_FLAG_ALLOC) != 0) {
 			atomic_fetch_add(&c->p->errors, 1);
@@ -533,9 +537,16 @@ lpoll_teardown(void *sys)
 	if (p == NULL)
 		return;
 	atomic_store(&p->stop, true);
+	/* A message to every room answers every poll; else they end at the
+	 * poll's deadline, or the socket's receive timeout if the server died. */
+	for (int r = 0; r < p->rooms && p->nsenders > 0; r++) {
+		char err[100];
+
+		lp_publish(p, 0, r, 0, err, sizeof(err));
+	}
 	for (int i = 0; i < p->n; i++)
 		if (p->clients[i].started)
-			pthread_join(p->clients[i].th, NULL); /* within a poll's 500 ms */
+			pthread_join(p->clients[i].th, NULL);
 	for (int i = 0; i < p->n; i++)
 		if (p->clients[i].sock.id != 0)
 			nng_close(p->clients[i].sock);
@@ -551,12 +562,11 @@ lpoll_teardown(void *sys)
 }
 
 void *
-lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, char *err,
-	    size_t errlen)
+lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, bool log,
+	    char *err, size_t errlen)
 {
 	lpoll *p = calloc(1, sizeof(*p));
-	const char *argv[] = {o->self, "__lpoll-server", NULL, NULL, threads ? "threads" : "callbacks",
-			      NULL};
+	const char *argv[] = {o->self, "__lpoll-server", NULL, NULL, NULL, NULL};
 	uint64_t last[FO_MAX_ROOMS];
 	int rv = 0;
 
@@ -570,6 +580,8 @@ lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, ch
 	bench_addr(p->url, sizeof(p->url));
 	argv[2] = p->url;
 	argv[3] = p->tmp;
+	argv[4] = threads ? (log ? "threads-log" : "threads-lmdb")
+			  : (log ? "callbacks-log" : "callbacks-lmdb");
 	if (!bench_tmpdir(o, "lpoll-lmdb", p->tmp, sizeof(p->tmp))) {
 		snprintf(err, errlen, "mkdtemp failed");
 		p->tmp[0] = '\0';
@@ -586,6 +598,7 @@ lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, ch
 		p->nsenders = i + 1;
 	}
 	p->n = c->rooms * c->members;
+	p->rooms = c->rooms;
 	for (int i = 0; i < p->n; i++) {
 		lp_client *cl = &p->clients[i];
 

@@ -110,7 +110,7 @@ echo_cb(void *arg)
 }
 
 int
-echo_child_main(const char *url, const char *dir)
+echo_child_main(const char *url, const char *dir, const char *mode)
 {
 	static echo_slot slots[ECHO_CONTEXTS];
 	nng_socket sock;
@@ -122,8 +122,8 @@ echo_child_main(const char *url, const char *dir)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if (dir != NULL && (rv = lgc_start(dir)) != 0) {
-		fprintf(stderr, "durable echo server: lmdb in %s: error %d\n", dir, rv);
+	if (dir != NULL && (rv = lgc_start(dir, strcmp(mode, "log") == 0)) != 0) {
+		fprintf(stderr, "durable echo server: %s in %s: error %d\n", mode, dir, rv);
 		return 1;
 	}
 	echo_durable = dir != NULL;
@@ -146,18 +146,19 @@ echo_child_main(const char *url, const char *dir)
 }
 
 bool
-echo_start(echo_server *e, const bench_opts *o, bool durable)
+echo_start(echo_server *e, const bench_opts *o, echo_kind kind)
 {
-	const char *argv[] = {o->self, "__echo-server", e->url, e->tmp, NULL};
+	const char *argv[] = {o->self, "__echo-server", e->url, e->tmp,
+			      kind == ECHO_LOG ? "log" : "lmdb", NULL};
 	pid_t pid;
 
 	bench_addr(e->url, sizeof(e->url));
 	e->tmp[0] = '\0';
-	if (durable && !bench_tmpdir(o, "echo-lmdb", e->tmp, sizeof(e->tmp))) {
+	if (kind != ECHO_PLAIN && !bench_tmpdir(o, "echo-data", e->tmp, sizeof(e->tmp))) {
 		perror("parley-bench: mkdtemp");
 		return false;
 	}
-	if (!durable)
+	if (kind == ECHO_PLAIN)
 		argv[3] = NULL;
 	if ((pid = bench_spawn(argv, NULL)) < 0) {
 		echo_stop(e);

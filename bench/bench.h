@@ -255,18 +255,20 @@ double pa_load(const char *url, int clients, pa_load_fn fn, void *arg, uint64_t 
 
 /* base_nng.c: a raw nng REQ/REP echo server in a child process (our own
  * binary, hidden subcommand). A request's first 4 bytes (big-endian) say
- * how long the reply is. A durable one (its own LMDB environment in tmp,
- * on the filesystem of parleyd's data) puts byte 4's count of records
- * (1 if 0) in one synced group commit before it replies: Send's floor. */
+ * how long the reply is. A durable one (its data in tmp, on the
+ * filesystem of parleyd's data) makes byte 4's count of records (1 if 0)
+ * durable in one group commit before it replies (lgc_*): in LMDB, Send's
+ * floor, or in an append-only log, one fdatasync, as Redis's AOF. */
+typedef enum { ECHO_PLAIN, ECHO_LMDB, ECHO_LOG } echo_kind;
 typedef struct echo_server {
 	pid_t pid;
 	char url[PD_ADDR];
-	char tmp[300];		/* durable: the environment's directory, else "" */
+	char tmp[300];		/* durable: the data's directory, else "" */
 } echo_server;
-bool echo_start(echo_server *e, const bench_opts *o, bool durable);
+bool echo_start(echo_server *e, const bench_opts *o, echo_kind kind);
 void echo_stop(echo_server *e);
-/* The hidden subcommand; dir NULL: no durability. */
-int echo_child_main(const char *url, const char *dir);
+/* The hidden subcommand; dir NULL: no durability, else mode "lmdb" or "log". */
+int echo_child_main(const char *url, const char *dir, const char *mode);
 /* Runs clients threads of REQ round trips of req_len/reply_len bytes (and
  * records records a request, for a durable server) for dur_ns each (at
  * least one call); fills lat (merged) and returns the sum of the threads'
@@ -280,19 +282,20 @@ uint64_t lmdb_baseline(const char *dir, size_t msg_len, uint64_t dur_ns, samples
 		       char *err, size_t errlen);
 /*
  * The floor servers' group commit (one per process, for a child server):
- * lgc_start opens an environment in dir and starts the writer thread (0,
- * or an LMDB or errno code); lgc_submit queues an item, whose records the
- * writer puts into one table (96-byte values, over 8 rooms in turn) in one
- * synced transaction with whatever else is queued, then calls done on the
- * writer's thread, items in the order submitted. A failed commit ends the
- * process.
+ * lgc_start opens an environment in dir (or, with log, a file dir/log)
+ * and starts the writer thread (0, or an LMDB or errno code); lgc_submit
+ * queues an item, whose records the writer puts into one table (96-byte
+ * values, over 8 rooms in turn) in one synced transaction with whatever
+ * else is queued (or appends them to the log with one write and one
+ * fdatasync, as Redis's AOF does), then calls done on the writer's
+ * thread, items in the order submitted. A failed commit ends the process.
  */
 typedef struct lgc_item {
 	struct lgc_item *next;
 	int records;
 	void (*done)(struct lgc_item *it);
 } lgc_item;
-int lgc_start(const char *dir);
+int lgc_start(const char *dir, bool log);
 void lgc_submit(lgc_item *it);
 /* The last committed transaction id of the environment in dir, read
  * without a transaction; 0 if it cannot be read. */

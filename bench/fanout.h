@@ -162,18 +162,20 @@ void mqtt_teardown(void *sys);
 /* base_lpoll.c: the floor of DESIGN.md's delivery shape: sends synced into
  * LMDB before they are published, long polls over nng REQ/REP answered by
  * a worker thread per client (threads), or without one: parked and
- * answered by the writer (see the file). A child process with its
+ * answered by the writer; with log, durable in an append-only file instead
+ * of LMDB (see the file). A child process with its
  * environment in a temp dir on the data's filesystem. At most 1,100
  * receivers; one REQ connection and thread each. */
-void *lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, char *err,
-		  size_t errlen);
+void *lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, bool log,
+		  char *err, size_t errlen);
 bool lpoll_send(void *sys, int thread, int room, char *err, size_t errlen);
 void lpoll_last(void *sys, uint64_t *last);
 pid_t lpoll_pid(void *sys);
 /* Failed or malformed polls so far. */
 int lpoll_errors(void *sys);
 void lpoll_teardown(void *sys);
-/* The hidden subcommand; mode "threads" or "callbacks". */
+/* The hidden subcommand; mode "threads-lmdb", "callbacks-lmdb",
+ * "callbacks-log" or "threads-log". */
 int lpoll_child_main(const char *url, const char *dir, const char *mode);
 
 #endif

@@ -131,8 +131,9 @@ main(int argc, char **argv)
 	int opt, failed = 0;
 	ssize_t n;
 
-	if ((argc == 3 || argc == 4) && strcmp(argv[1], "__echo-server") == 0)
-		return echo_child_main(argv[2], argc == 4 ? argv[3] : NULL);
+	if ((argc == 3 || argc == 5) && strcmp(argv[1], "__echo-server") == 0)
+		return echo_child_main(argv[2], argc == 5 ? argv[3] : NULL,
+				       argc == 5 ? argv[4] : NULL);
 	if (argc == 5 && strcmp(argv[1], "__lpoll-server") == 0)
 		return lpoll_child_main(argv[2], argv[3], argv[4]);
 

@@ -31,8 +31,9 @@
 
 /* C_POLLB: Parley Send and Poll on the parleyd given with --ab (before/after). */
 /* C_FLOOR, C_FLOORCB: the floors of DESIGN.md's delivery shape, with and
- * without a worker thread per client (base_lpoll.c). C_NNG and C_NNGDB:
- * the floors of the sends rows (no fan-out system). */
+ * without a worker thread per client (base_lpoll.c); C_FLOORLOG: without
+ * one and with an append-only log instead of LMDB. C_NNG and C_NNGDB:
+ * C_NNGLOG: the floors of the sends rows (no fan-out system). */
 enum {
 	C_POLL,
 	C_HTTP,
@@ -42,8 +43,10 @@ enum {
 	C_POLLB,
 	C_FLOOR,
 	C_FLOORCB,
+	C_FLOORLOG,
 	C_NNG,
 	C_NNGDB,
+	C_NNGLOG,
 	NCOL
 };
 
@@ -56,16 +59,18 @@ static const char *const col_names[NCOL] = {
 	"Parley Poll, --ab parleyd",
 	"floor: LMDB + nng long poll, thread per client",
 	"floor: LMDB + nng long poll, no threads",
+	"floor: log + nng long poll, no threads",
 	"raw nng REQ/REP",
-	"raw nng + LMDB commit"};
+	"raw nng + LMDB commit",
+	"raw nng + log fdatasync"};
 
 /* Parley and Redis persist before they ack, and the floor keeps every
  * message: they must lose nothing. */
 static bool
 durable(int c)
 {
-	return c == C_POLL || c == C_HTTP || c == C_REDIS || c == C_POLLB || c == C_FLOOR ||
-	       c == C_FLOORCB;
+	return c == C_POLL || c == C_HTTP || c == C_REDIS || c == C_POLLB ||
+	       (c >= C_FLOOR && c <= C_FLOORLOG);
 }
 
 #define MAX_MEASURES 40
@@ -230,7 +235,8 @@ floor_sends(peers_run *p, const echo_server *e, int col, const char *name, int n
 }
 
 static void
-run_sends(peers_run *p, const echo_server *echo, const echo_server *echo_db)
+run_sends(peers_run *p, const echo_server *echo, const echo_server *echo_db,
+	  const echo_server *echo_log)
 {
 	/* senders, and Sends per call (0: Send; n: SendBatch of n, and Redis
 	 * pipelining n XADDs per round trip). */
@@ -265,7 +271,8 @@ run_sends(peers_run *p, const echo_server *echo, const echo_server *echo_db)
 			"and nothing else: requests group-committed by one writer thread into one "
 			"LMDB table (a 96-byte record each, over %d rooms), synced before the "
 			"replies; Parley's floor under DESIGN.md's 'durable in LMDB before the "
-			"reply'",
+			"reply'. raw nng + log fdatasync: the same with an append-only file, one "
+			"write and one fdatasync a batch (Redis's AOF)",
 		 SEND_ROOMS);
 	rep_note(&p->r, "sends in batches of %d: Parley SendBatch (%d Sends a call, one "
 			"transaction), Redis %d XADDs pipelined a round trip, raw nng %zu-byte "
@@ -346,13 +353,17 @@ run_sends(peers_run *p, const echo_server *echo, const echo_server *echo_db)
 			floor_sends(p, echo_db, C_NNGDB, name, n, per,
 				    batch > 0 ? breq_len : req_len,
 				    batch > 0 ? breply_len : reply_len, dur, rate, p50);
+			floor_sends(p, echo_log, C_NNGLOG, name, n, per,
+				    batch > 0 ? breq_len : req_len,
+				    batch > 0 ? breply_len : reply_len, dur, rate, p50);
 			printf("  %-26s rep %d  Parley %7.0f/s  --ab %7.0f/s  Redis %7.0f/s  raw nng "
-			       "%7.0f/s  + LMDB %7.0f/s\n",
+			       "%7.0f/s  + LMDB %7.0f/s  + log %7.0f/s\n",
 			       name, rep + 1, rate->v[C_POLL].v[rep],
 			       rate->v[C_POLLB].n > rep ? rate->v[C_POLLB].v[rep] : 0,
 			       rate->v[C_REDIS].n > rep ? rate->v[C_REDIS].v[rep] : 0,
 			       rate->v[C_NNG].n > rep ? rate->v[C_NNG].v[rep] : 0,
-			       rate->v[C_NNGDB].n > rep ? rate->v[C_NNGDB].v[rep] : 0);
+			       rate->v[C_NNGDB].n > rep ? rate->v[C_NNGDB].v[rep] : 0,
+			       rate->v[C_NNGLOG].n > rep ? rate->v[C_NNGLOG].v[rep] : 0);
 		}
 	}
 out:
@@ -387,6 +398,7 @@ setup_systems(peers_run *p, int ci, const fo_case *c, fsys *sys, int n)
 	sys[C_POLLB] = (fsys){.send = pfo_send, .last = pfo_last, .pid = p->db.pid};
 	sys[C_FLOOR] = (fsys){.send = lpoll_send, .last = lpoll_last};
 	sys[C_FLOORCB] = (fsys){.send = lpoll_send, .last = lpoll_last};
+	sys[C_FLOORLOG] = (fsys){.send = lpoll_send, .last = lpoll_last};
 	for (int s = 0; s < C_NNG; s++) {
 		if ((sys[s].rs = calloc((size_t)n, sizeof(fo_recv))) == NULL)
 			return;
@@ -408,9 +420,9 @@ setup_systems(peers_run *p, int ci, const fo_case *c, fsys *sys, int n)
 	    (sys[C_REDIS].h = rfo_setup(&p->redis, ci, c, sys[C_REDIS].rs, why, sizeof(why))) ==
 		    NULL)
 		rep_fail(&p->r, "%dx%d: Redis set-up: %s", c->rooms, c->members, why);
-	for (int s = C_FLOOR; s <= C_FLOORCB; s++) {
-		if ((sys[s].h = lpoll_setup(p->o, c, sys[s].rs, s == C_FLOOR, why, sizeof(why))) ==
-		    NULL)
+	for (int s = C_FLOOR; s <= C_FLOORLOG; s++) {
+		if ((sys[s].h = lpoll_setup(p->o, c, sys[s].rs, s == C_FLOOR, s == C_FLOORLOG, why,
+					    sizeof(why))) == NULL)
 			rep_fail(&p->r, "%dx%d: %s set-up: %s", c->rooms, c->members, col_names[s],
 				 why);
 		sys[s].pid = lpoll_pid(sys[s].h);
@@ -448,6 +460,7 @@ teardown_systems(fsys *sys, int n)
 	mqtt_teardown(sys[C_MQTT].h);
 	lpoll_teardown(sys[C_FLOOR].h);
 	lpoll_teardown(sys[C_FLOORCB].h);
+	lpoll_teardown(sys[C_FLOORLOG].h);
 	for (int s = 0; s < C_NNG; s++) {
 		for (int i = 0; sys[s].rs != NULL && i < n; i++)
 			fo_recv_free(&sys[s].rs[i]);
@@ -471,7 +484,7 @@ check_receivers(peers_run *p, const fo_case *c, fsys *sys)
 	if (sys[C_REDIS].h != NULL && (n = rfo_errors(sys[C_REDIS].h, first, sizeof(first))) != 0)
 		rep_fail(&p->r, "%dx%d: Redis: %d receiver errors, first: %s", c->rooms, c->members,
 			 n, first);
-	for (int s = C_FLOOR; s <= C_FLOORCB; s++)
+	for (int s = C_FLOOR; s <= C_FLOORLOG; s++)
 		if ((n = lpoll_errors(sys[s].h)) != 0)
 			rep_fail(&p->r, "%dx%d: %s: %d receiver errors", c->rooms, c->members,
 				 col_names[s], n);
@@ -681,7 +694,7 @@ scen_peers(const bench_opts *o)
 	peers_run *p = &run;
 	char contexts[32], sessions[32], http[64], why[300] = "";
 	const char *extra[24];
-	echo_server echo = {0}, echo_db = {0};
+	echo_server echo = {0}, echo_db = {0}, echo_log = {0};
 	int k = 0, ncases = 3, maxn = 0;
 
 	memset(p, 0, sizeof(*p));
@@ -751,10 +764,12 @@ scen_peers(const bench_opts *o)
 		rep_fail(&p->r, "Redis, the durable peer, not measured: %s", why);
 	if (!(p->irc_on = irc_start(&p->irc, o, why, sizeof(why))))
 		rep_note(&p->r, "IRC not measured: %s", why);
-	if (!echo_start(&echo, o, false))
+	if (!echo_start(&echo, o, ECHO_PLAIN))
 		rep_note(&p->r, "raw nng REQ/REP ceiling not measured: its server did not start");
-	if (!echo_start(&echo_db, o, true))
+	if (!echo_start(&echo_db, o, ECHO_LMDB))
 		rep_note(&p->r, "raw nng + LMDB floor not measured: its server did not start");
+	if (!echo_start(&echo_log, o, ECHO_LOG))
+		rep_note(&p->r, "raw nng + log floor not measured: its server did not start");
 	rep_note(&p->r, "Redis: appendonly yes, appendfsync always, no RDB, no automatic AOF "
 			"rewrite, data dir beside parleyd's; InspIRCd: no DNS/ident, flood limits "
 			"off; Mosquitto: QoS 1 publish and subscribe, no persistence");
@@ -763,7 +778,8 @@ scen_peers(const bench_opts *o)
 			"published and acked, long polls over nng REQ/REP answered by a worker thread "
 			"per client woken per message ('thread per client'), or parked and answered "
 			"by the writer ('no threads'); messages served from memory, no protobuf or "
-			"tokens (bench/base_lpoll.c)");
+			"tokens (bench/base_lpoll.c). 'log': durable in an append-only file (one "
+			"write and one fdatasync a batch, as Redis's AOF) instead of LMDB");
 	rep_note(&p->r, "fan-out: fixed rate from 8 sender threads for %.1f s, flat out from 4 "
 			"for %.1f s capped at %d deliveries; Parley and Redis senders wait for a "
 			"durable ack, IRC and MQTT ones do not; server CPU = utime+stime of the "
@@ -771,7 +787,7 @@ scen_peers(const bench_opts *o)
 			"includes its idle receivers of the other Parley system)",
 		 o->quick ? 0.5 : 5.0, o->quick ? 0.3 : 3.0, o->quick ? 20000 : 300000);
 
-	run_sends(p, &echo, &echo_db);
+	run_sends(p, &echo, &echo_db, &echo_log);
 	{
 		rpc_client *auth = pa_client(p->d.auth);
 		bool ok = auth != NULL && pa_user(auth, "fosender", p->users.sender);
@@ -808,6 +824,7 @@ scen_peers(const bench_opts *o)
 	print_summary(p);
 	echo_stop(&echo);
 	echo_stop(&echo_db);
+	echo_stop(&echo_log);
 	peer_stop(&p->redis);
 	peer_stop(&p->irc);
 	if (p->db.pid > 0)

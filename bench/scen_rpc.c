@@ -129,7 +129,7 @@ scen_rpc(const bench_opts *o)
 		goto out;
 	}
 	rpc_client_close(auth);
-	if (!echo_start(&echo, o, false)) {
+	if (!echo_start(&echo, o, ECHO_PLAIN)) {
 		rep_fail(&r, "the raw nng echo server did not start");
 		goto out;
 	}
