@@ -57,9 +57,9 @@ static const char *const col_names[NCOL] = {
 	"IRC (InspIRCd)",
 	"Mosquitto QoS1",
 	"Parley Poll, --ab parleyd",
-	"floor: LMDB + nng long poll, thread per client",
-	"floor: LMDB + nng long poll, no threads",
-	"floor: log + nng long poll, no threads",
+	"floor: LMDB, thread per client",
+	"floor: LMDB, no threads",
+	"floor: log, no threads",
 	"raw nng REQ/REP",
 	"raw nng + LMDB commit",
 	"raw nng + log fdatasync"};
