@@ -100,8 +100,10 @@ lmdb_last_txnid(const char *dir)
 
 static struct {
 	pthread_mutex_t mtx;
-	pthread_cond_t cv;
-	lgc_item *head, **tail;
+	pthread_cond_t cv, done_cv;
+	lgc_item *head, **tail;		/* to commit */
+	lgc_item *done, **done_tail;	/* committed, to answer */
+	void (*batch_done)(void);
 	MDB_env *env;
 	MDB_dbi dbi;
 	int log;		/* the log's fd, or -1: LMDB */
@@ -109,7 +111,10 @@ static struct {
 	size_t cap;
 	uint64_t seq[LGC_ROOMS];
 	unsigned next_room;
-} lgc = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .log = -1};
+} lgc = {.mtx = PTHREAD_MUTEX_INITIALIZER,
+	   .cv = PTHREAD_COND_INITIALIZER,
+	   .done_cv = PTHREAD_COND_INITIALIZER,
+	   .log = -1};
 
 /* Appends the records of batch to the log and syncs it once; errno, or 0. */
 static int
@@ -200,31 +205,73 @@ lgc_main(void *arg)
 			fprintf(stderr, "floor server: commit: %s\n", mdb_strerror(rc)); /* or errno */
 			_exit(1);	/* the bench reads the missing replies as errors */
 		}
-		while (batch != NULL) {
-			lgc_item *it = batch;
-
-			batch = it->next;
-			it->done(it);
-		}
+		/* Answering is the replier's, as in Parley: the next commit
+		 * starts at once. */
+		pthread_mutex_lock(&lgc.mtx);
+		*lgc.done_tail = batch;
+		while (*lgc.done_tail != NULL)
+			lgc.done_tail = &(*lgc.done_tail)->next;
+		pthread_cond_signal(&lgc.done_cv);
+		pthread_mutex_unlock(&lgc.mtx);
 	}
 	return NULL;
 }
 
+/* The replier: answers committed items in order, then says a batch ended. */
+static void *
+lgc_replier(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		lgc_item *batch;
+
+		pthread_mutex_lock(&lgc.mtx);
+		while (lgc.done == NULL)
+			pthread_cond_wait(&lgc.done_cv, &lgc.mtx);
+		batch = lgc.done;
+		lgc.done = NULL;
+		lgc.done_tail = &lgc.done;
+		pthread_mutex_unlock(&lgc.mtx);
+
+		while (batch != NULL) {
+			lgc_item *it = batch;
+
+			batch = it->next;	/* it may be submitted again once done */
+			it->done(it);
+		}
+		if (lgc.batch_done != NULL)
+			lgc.batch_done();
+	}
+	return NULL;
+}
+
+static int
+lgc_threads(void)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, lgc_replier, NULL) != 0 ||
+	    pthread_create(&th, NULL, lgc_main, NULL) != 0)
+		return ENOMEM;
+	return 0;
+}
+
 int
-lgc_start(const char *dir, bool log)
+lgc_start(const char *dir, bool log, void (*batch_done)(void))
 {
 	MDB_txn *txn;
-	pthread_t th;
 	int rc;
 
 	lgc.tail = &lgc.head;
+	lgc.done_tail = &lgc.done;
+	lgc.batch_done = batch_done;
 	if (log) {
 		char path[512];
 
 		snprintf(path, sizeof(path), "%s/log", dir);
 		if ((lgc.log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0)
 			return errno;
-		return pthread_create(&th, NULL, lgc_main, NULL) != 0 ? ENOMEM : 0;
+		return lgc_threads();
 	}
 	if ((rc = mdb_env_create(&lgc.env)) != 0 ||
 	    (rc = mdb_env_set_mapsize(lgc.env, (size_t)4 << 30)) != 0 ||
@@ -238,7 +285,7 @@ lgc_start(const char *dir, bool log)
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		return rc;
-	return pthread_create(&th, NULL, lgc_main, NULL) != 0 ? ENOMEM : 0;
+	return lgc_threads();
 }
 
 void

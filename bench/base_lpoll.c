@@ -53,7 +53,7 @@
 #define LP_SEND_LEN (2 + FO_TEXT_LEN)
 #define LP_POLL_LEN 18
 #define LP_SENDERS 16		/* driver threads with a connection of their own */
-#define LP_WAIT_MS 5000		/* a poll's wait: idle receivers must not load the machine
+#define LP_WAIT_MS 30000	/* a poll's wait: idle receivers must not load the machine
 				 * while the other systems are measured */
 
 static void
@@ -126,17 +126,29 @@ lp_send_reply(lp_slot *s, nng_msg *msg)
 	nng_ctx_send(s->ctx, s->aio);
 }
 
-/* Replies to s's poll with r's messages past cursor (none, at a deadline).
- * r->mtx held. */
+/* The room's head; messages up to it are in the ring and stay unchanged
+ * until LP_RING more are appended, so they are read without the lock. */
+static uint64_t
+lp_head(lp_room *r)
+{
+	uint64_t head;
+
+	pthread_mutex_lock(&r->mtx);
+	head = r->head;
+	pthread_mutex_unlock(&r->mtx);
+	return head;
+}
+
+/* Replies to s's poll with r's messages past cursor up to head (none, at
+ * a deadline); head read from the room after its messages were written. */
 static void
-lp_answer(lp_room *r, lp_slot *s, uint64_t cursor)
+lp_answer(lp_room *r, lp_slot *s, uint64_t cursor, uint64_t head)
 {
 	nng_msg *msg = nng_aio_get_msg(s->aio);
-	uint64_t head = r->head;
 
 	nng_msg_clear(msg);
-	if (cursor + LP_RING <= head)	/* fell out of the ring: not in the bench */
-		cursor = head - LP_RING + 1;
+	if (cursor + LP_RING < head)	/* fell out of the ring: not in the bench */
+		cursor = head - LP_RING;
 	if (head > cursor + LP_BATCH)
 		head = cursor + LP_BATCH;
 	nng_msg_append_u32(msg, (uint32_t)(head > cursor ? head - cursor : 0));
@@ -147,36 +159,62 @@ lp_answer(lp_room *r, lp_slot *s, uint64_t cursor)
 	lp_send_reply(s, msg);
 }
 
-/* On the writer's thread, once the send is durable. */
+static bool lp_dirty[FO_MAX_ROOMS];	/* the replier's: rooms appended to */
+
+/* On the replier's thread, once the send is durable: appended to its room
+ * and acked; its room's clients hear of it at the batch's end. */
 static void
 lp_committed(lgc_item *it)
 {
 	lp_slot *s = (lp_slot *)it;
 	nng_msg *msg = nng_aio_get_msg(s->aio);
 	const uint8_t *b = nng_msg_body(msg);
-	lp_room *r = &lp_rooms[b[1] % FO_MAX_ROOMS];
+	int room = b[1] % FO_MAX_ROOMS;
+	lp_room *r = &lp_rooms[room];
 	uint64_t seq;
 
 	pthread_mutex_lock(&r->mtx);
 	seq = ++r->head;
 	memcpy(r->ring[seq % LP_RING], b + 2, FO_TEXT_LEN);
-	for (lp_worker *w = r->workers; w != NULL; w = w->next) {
-		pthread_mutex_lock(&w->mtx);
-		w->avail = seq;
-		if (w->slot != NULL)
-			pthread_cond_signal(&w->cv);
-		pthread_mutex_unlock(&w->mtx);
-	}
-	while (r->parked != NULL) {
-		lp_slot *p = r->parked;
-
-		r->parked = p->parked_next;
-		lp_answer(r, p, p->cursor);
-	}
 	pthread_mutex_unlock(&r->mtx);
+	lp_dirty[room] = true;
 	nng_msg_clear(msg);
 	nng_msg_append_u64(msg, seq);
 	lp_send_reply(s, msg);
+}
+
+/* On the replier's thread after a batch: one wake-up per waiting worker,
+ * or one answer per parked poll, per room appended to. */
+static void
+lp_batch_done(void)
+{
+	for (int i = 0; i < FO_MAX_ROOMS; i++) {
+		lp_room *r = &lp_rooms[i];
+		lp_slot *parked;
+		uint64_t head;
+
+		if (!lp_dirty[i])
+			continue;
+		lp_dirty[i] = false;
+		pthread_mutex_lock(&r->mtx);
+		head = r->head;
+		for (lp_worker *w = r->workers; w != NULL; w = w->next) {
+			pthread_mutex_lock(&w->mtx);
+			w->avail = head;
+			if (w->slot != NULL)
+				pthread_cond_signal(&w->cv);
+			pthread_mutex_unlock(&w->mtx);
+		}
+		parked = r->parked;
+		r->parked = NULL;
+		pthread_mutex_unlock(&r->mtx);
+		while (parked != NULL) {
+			lp_slot *p = parked;
+
+			parked = p->parked_next;
+			lp_answer(r, p, p->cursor, head);
+		}
+	}
 }
 
 static void
@@ -217,9 +255,7 @@ lp_worker_main(void *arg)
 		w->slot = NULL;
 		pthread_mutex_unlock(&w->mtx);
 
-		pthread_mutex_lock(&r->mtx);
-		lp_answer(r, s, cursor);
-		pthread_mutex_unlock(&r->mtx);
+		lp_answer(r, s, cursor, lp_head(r));
 	}
 	return NULL;
 }
@@ -292,14 +328,16 @@ lp_cb(void *arg)
 
 		s->cursor = get64(b + 6);
 		s->deadline_ns = bench_now_ns() + get32(b + 14) * 1000000ull;
+		uint64_t head;
+
 		pthread_mutex_lock(&r->mtx);
-		if (r->head > s->cursor) {
-			lp_answer(r, s, s->cursor);
-		} else {
+		if ((head = r->head) <= s->cursor) {
 			s->parked_next = r->parked;
 			r->parked = s;
 		}
 		pthread_mutex_unlock(&r->mtx);
+		if (head > s->cursor)
+			lp_answer(r, s, s->cursor, head);
 		return;
 	}
 	if (nng_msg_len(msg) == LP_POLL_LEN && b[0] == 'P' &&
@@ -329,8 +367,11 @@ lp_sweeper(void *arg)
 		now = bench_now_ns();
 		for (int i = 0; i < FO_MAX_ROOMS; i++) {
 			lp_room *r = &lp_rooms[i];
+			lp_slot *due = NULL;
+			uint64_t head;
 
 			pthread_mutex_lock(&r->mtx);
+			head = r->head;
 			for (lp_slot **pp = &r->parked; *pp != NULL;) {
 				lp_slot *p = *pp;
 
@@ -339,9 +380,16 @@ lp_sweeper(void *arg)
 					continue;
 				}
 				*pp = p->parked_next;
-				lp_answer(r, p, p->cursor);
+				p->parked_next = due;
+				due = p;
 			}
 			pthread_mutex_unlock(&r->mtx);
+			while (due != NULL) {
+				lp_slot *p = due;
+
+				due = p->parked_next;
+				lp_answer(r, p, p->cursor, head);
+			}
 		}
 	}
 	return NULL;
@@ -361,7 +409,7 @@ lpoll_child_main(const char *url, const char *dir, const char *mode)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if ((rv = lgc_start(dir, strstr(mode, "log") != NULL)) != 0) {
+	if ((rv = lgc_start(dir, strstr(mode, "log") != NULL, lp_batch_done)) != 0) {
 		fprintf(stderr, "long-poll server: lmdb in %s: error %d\n", dir, rv);
 		return 1;
 	}
@@ -420,11 +468,13 @@ lp_dial(nng_socket *sock, const char *url)
 
 	if ((rv = nng_req0_open(sock)) != 0)
 		return rv;
-	nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, 10000);
+	nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, LP_WAIT_MS + 10000);
 	nng_socket_set_ms(*sock, NNG_OPT_SENDTIMEO, 10000);
 	/* In the background: the server may still be starting. */
-	if ((rv = nng_dial(*sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0)
+	if ((rv = nng_dial(*sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
 		nng_close(*sock);
+		*sock = (nng_socket)NNG_SOCKET_INITIALIZER;
+	}
 	return rv;
 }
 
@@ -568,6 +618,7 @@ lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, bo
 	lpoll *p = calloc(1, sizeof(*p));
 	const char *argv[] = {o->self, "__lpoll-server", NULL, NULL, NULL, NULL};
 	uint64_t last[FO_MAX_ROOMS];
+	pthread_attr_t attr;
 	int rv = 0;
 
 	if (p == NULL || c->rooms * c->members > LP_CLIENTS ||
@@ -582,7 +633,7 @@ lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, bo
 	argv[3] = p->tmp;
 	argv[4] = threads ? (log ? "threads-log" : "threads-lmdb")
 			  : (log ? "callbacks-log" : "callbacks-lmdb");
-	if (!bench_tmpdir(o, "lpoll-lmdb", p->tmp, sizeof(p->tmp))) {
+	if (!bench_tmpdir(o, "lpoll-data", p->tmp, sizeof(p->tmp))) {
 		snprintf(err, errlen, "mkdtemp failed");
 		p->tmp[0] = '\0';
 		goto fail;
@@ -599,6 +650,8 @@ lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, bo
 	}
 	p->n = c->rooms * c->members;
 	p->rooms = c->rooms;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);	/* up to 3 x 1,000 of them */
 	for (int i = 0; i < p->n; i++) {
 		lp_client *cl = &p->clients[i];
 
@@ -606,13 +659,16 @@ lpoll_setup(const bench_opts *o, const fo_case *c, fo_recv *rs, bool threads, bo
 		cl->recv = &rs[i];
 		cl->id = (uint32_t)i;
 		if ((rv = lp_dial(&cl->sock, p->url)) != 0)
-			goto fail_nng;
-		if (pthread_create(&cl->th, NULL, lp_client_main, cl) != 0) {
-			snprintf(err, errlen, "cannot start a receiver thread");
-			goto fail;
+			break;
+		if (pthread_create(&cl->th, &attr, lp_client_main, cl) != 0) {
+			rv = NNG_ENOMEM;
+			break;
 		}
 		cl->started = true;
 	}
+	pthread_attr_destroy(&attr);
+	if (rv != 0)
+		goto fail_nng;
 	/* Every receiver has polled once it has heard a message sent after. */
 	for (int r = 0; r < c->rooms; r++)
 		if (!lp_publish(p, 0, r, 0, err, errlen))

@@ -122,7 +122,7 @@ echo_child_main(const char *url, const char *dir, const char *mode)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if (dir != NULL && (rv = lgc_start(dir, strcmp(mode, "log") == 0)) != 0) {
+	if (dir != NULL && (rv = lgc_start(dir, strcmp(mode, "log") == 0, NULL)) != 0) {
 		fprintf(stderr, "durable echo server: %s in %s: error %d\n", mode, dir, rv);
 		return 1;
 	}

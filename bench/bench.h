@@ -129,7 +129,7 @@ typedef struct brow {
 	bool no_ratio;		/* counts (lost, ...): a ratio means nothing */
 } brow;
 
-#define REPORT_ROWS 192
+#define REPORT_ROWS 384
 #define REPORT_NOTES 24
 #define REPORT_FACTS 24
 
@@ -138,6 +138,7 @@ typedef struct breport {
 	const bench_opts *o;
 	brow rows[REPORT_ROWS];
 	int nrows;
+	bool spilled;		/* rows were left out: said once on stderr */
 	char notes[REPORT_NOTES][400];
 	int nnotes;
 	struct {
@@ -287,15 +288,17 @@ uint64_t lmdb_baseline(const char *dir, size_t msg_len, uint64_t dur_ns, samples
  * queues an item, whose records the writer puts into one table (96-byte
  * values, over 8 rooms in turn) in one synced transaction with whatever
  * else is queued (or appends them to the log with one write and one
- * fdatasync, as Redis's AOF does), then calls done on the writer's
- * thread, items in the order submitted. A failed commit ends the process.
+ * fdatasync, as Redis's AOF does) and starts on the next; a replier thread
+ * calls done for the committed items in the order submitted, then
+ * batch_done (if not NULL) once for them all, as Parley's writer hands
+ * its batches to a replier. A failed commit ends the process.
  */
 typedef struct lgc_item {
 	struct lgc_item *next;
 	int records;
 	void (*done)(struct lgc_item *it);
 } lgc_item;
-int lgc_start(const char *dir, bool log);
+int lgc_start(const char *dir, bool log, void (*batch_done)(void));
 void lgc_submit(lgc_item *it);
 /* The last committed transaction id of the environment in dir, read
  * without a transaction; 0 if it cannot be read. */

@@ -35,6 +35,12 @@ rep_row(breport *r, const char *name, const char *metric, const char *unit)
 
 	if (r->nrows == REPORT_ROWS) {
 		static brow spill;	/* never reported; keeps callers simple */
+
+		if (!r->spilled)
+			fprintf(stderr, "parley-bench: more than %d result rows: '%s: %s' and "
+					"later rows are left out of the results\n",
+				REPORT_ROWS, name, metric);
+		r->spilled = true;
 		memset(&spill, 0, sizeof(spill));
 		return &spill;
 	}

@@ -269,11 +269,12 @@ run_sends(peers_run *p, const echo_server *echo, const echo_server *echo_db,
 		 SEND_TEXT, SEND_ROOMS, SEND_ROOMS, req_len, reply_len);
 	rep_note(&p->r, "sends: raw nng + LMDB commit is the same echo with Send's durability "
 			"and nothing else: requests group-committed by one writer thread into one "
-			"LMDB table (a 96-byte record each, over %d rooms), synced before the "
-			"replies; Parley's floor under DESIGN.md's 'durable in LMDB before the "
-			"reply'. raw nng + log fdatasync: the same with an append-only file, one "
-			"write and one fdatasync a batch (Redis's AOF)",
+			"LMDB table (a 96-byte record each, over %d rooms), synced, then answered "
+			"by a replier thread; Parley's floor under DESIGN.md's 'durable in LMDB "
+			"before the reply'",
 		 SEND_ROOMS);
+	rep_note(&p->r, "sends: raw nng + log fdatasync is the same with an append-only file, "
+			"one write and one fdatasync a batch (Redis's AOF)");
 	rep_note(&p->r, "sends in batches of %d: Parley SendBatch (%d Sends a call, one "
 			"transaction), Redis %d XADDs pipelined a round trip, raw nng %zu-byte "
 			"requests with %zu-byte replies (a SendBatch's frames); p50 is per call",
@@ -773,13 +774,14 @@ scen_peers(const bench_opts *o)
 	rep_note(&p->r, "Redis: appendonly yes, appendfsync always, no RDB, no automatic AOF "
 			"rewrite, data dir beside parleyd's; InspIRCd: no DNS/ident, flood limits "
 			"off; Mosquitto: QoS 1 publish and subscribe, no persistence");
-	rep_note(&p->r, "fan-out: the floors are DESIGN.md's delivery shape with nothing else: "
-			"each send group-committed and synced into one LMDB table before it is "
-			"published and acked, long polls over nng REQ/REP answered by a worker thread "
-			"per client woken per message ('thread per client'), or parked and answered "
-			"by the writer ('no threads'); messages served from memory, no protobuf or "
-			"tokens (bench/base_lpoll.c). 'log': durable in an append-only file (one "
-			"write and one fdatasync a batch, as Redis's AOF) instead of LMDB");
+	rep_note(&p->r, "fan-out floors: DESIGN.md's delivery shape with nothing else: sends "
+			"group-committed and synced into one LMDB table, then acked and published "
+			"by a replier thread, once a batch; long polls over nng REQ/REP answered by "
+			"a worker thread per client ('thread per client') or parked and answered "
+			"by the replier ('no threads'); messages served from memory; no protobuf "
+			"or tokens (bench/base_lpoll.c)");
+	rep_note(&p->r, "fan-out floors: 'log' is durable in an append-only file (one write and "
+			"one fdatasync a batch, as Redis's AOF) instead of LMDB");
 	rep_note(&p->r, "fan-out: fixed rate from 8 sender threads for %.1f s, flat out from 4 "
 			"for %.1f s capped at %d deliveries; Parley and Redis senders wait for a "
 			"durable ack, IRC and MQTT ones do not; server CPU = utime+stime of the "

@@ -370,7 +370,7 @@ pid_t
 bench_spawn(const char *const *argv, const char *log)
 {
 	sigset_t stop, was;
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
 	/* A child stopped before it has exec'd must not run our handler, which
 	 * kills every server we started: it gets the default action. */
@@ -391,6 +391,8 @@ bench_spawn(const char *const *argv, const char *log)
 		signal(SIGINT, SIG_DFL);
 		pthread_sigmask(SIG_SETMASK, &was, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)	/* we died before the line above */
+			_exit(127);
 		if (fd >= 0) {
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
