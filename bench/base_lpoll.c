@@ -4,23 +4,24 @@
  *
  * The server (a child process, our own binary's hidden subcommand) makes
  * every send durable as Parley does, group-committed by one writer thread
- * into one LMDB table (lgc_submit) before anyone hears of it, and keeps
- * each room's messages in memory for the polls (no protobuf, no tokens,
- * no reads from LMDB). Once committed, a send is appended to its room's
- * log, every worker of the room that waits is woken (one condition
- * variable each, as Parley's router wakes its sessions) and the sender
- * is answered; a poll is handed to its client's worker, which waits until
- * its room has messages past the client's cursor (or the poll's deadline)
- * and replies with them. So every delivery pays what DESIGN.md's shape
- * costs (a synced commit before publishing, a worker per client woken per
- * message, a hand-off to nng) and no more: what Parley would cost if all
- * its own work were free.
+ * into one LMDB table before anyone hears of it (lgc_*), and keeps each
+ * room's messages in memory for the polls (no protobuf, no tokens, no
+ * reads from LMDB). A replier thread takes each committed batch while the
+ * writer commits the next, as Parley's does: it appends the sends to
+ * their rooms and acks them, then wakes each waiting worker of a room
+ * once for the batch (one condition variable each, as Parley's router
+ * wakes its sessions). A poll is handed to its client's worker, which
+ * waits until its room has messages past the client's cursor (or the
+ * poll's deadline) and replies with them. So every delivery pays what
+ * DESIGN.md's shape costs (a synced commit before publishing, a worker
+ * per client woken per batch, a hand-off to nng) and no more: what Parley
+ * would cost if all its own work were free.
  *
  * Without a thread per client ("callbacks"), the same server parks a poll
  * that finds nothing new in its room's list on nng's callback thread, and
- * the writer answers the parked polls itself once a send is committed (a
- * sweeper thread answers those past their deadline empty): the event-loop
- * shape of Redis and the in-memory servers, for comparison. With "log",
+ * the replier answers a room's parked polls once a batch for it is
+ * committed (a sweeper thread answers those past their deadline, empty):
+ * the event-loop shape of Redis and the in-memory servers. With "log",
  * sends are made durable in an append-only file instead of LMDB (one
  * write and one fdatasync a batch, as Redis's AOF).
  *
@@ -29,6 +30,8 @@
  *   poll:  'P' room client(4) cursor(8) wait_ms(4)  reply: n(4) n x (seq(8) payload)
  *
  * Locks: a room's mutex before a worker's, never the other way round.
+ * Replies are built outside the room's lock: messages up to a head read
+ * under it do not change until LP_RING more are appended.
  */
 #define _GNU_SOURCE
 #include "fanout.h"
