@@ -185,21 +185,29 @@ lgc_commit(lgc_item *batch)
 	return mdb_txn_commit(txn);	/* synced: the env has no NOSYNC */
 }
 
+/* Waits until the list at *head has items; takes them all. */
+static lgc_item *
+lgc_take(lgc_item **head, lgc_item ***tail, pthread_cond_t *cv)
+{
+	lgc_item *all;
+
+	pthread_mutex_lock(&lgc.mtx);
+	while (*head == NULL)
+		pthread_cond_wait(cv, &lgc.mtx);
+	all = *head;
+	*head = NULL;
+	*tail = head;
+	pthread_mutex_unlock(&lgc.mtx);
+	return all;
+}
+
 static void *
 lgc_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		lgc_item *batch;
+		lgc_item *batch = lgc_take(&lgc.head, &lgc.tail, &lgc.cv);
 		int rc;
-
-		pthread_mutex_lock(&lgc.mtx);
-		while (lgc.head == NULL)
-			pthread_cond_wait(&lgc.cv, &lgc.mtx);
-		batch = lgc.head;
-		lgc.head = NULL;
-		lgc.tail = &lgc.head;
-		pthread_mutex_unlock(&lgc.mtx);
 
 		if ((rc = lgc_commit(batch)) != 0) {
 			fprintf(stderr, "floor server: commit: %s\n", mdb_strerror(rc)); /* or errno */
@@ -223,15 +231,7 @@ lgc_replier(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		lgc_item *batch;
-
-		pthread_mutex_lock(&lgc.mtx);
-		while (lgc.done == NULL)
-			pthread_cond_wait(&lgc.done_cv, &lgc.mtx);
-		batch = lgc.done;
-		lgc.done = NULL;
-		lgc.done_tail = &lgc.done;
-		pthread_mutex_unlock(&lgc.mtx);
+		lgc_item *batch = lgc_take(&lgc.done, &lgc.done_tail, &lgc.done_cv);
 
 		while (batch != NULL) {
 			lgc_item *it = batch;

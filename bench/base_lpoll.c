@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -407,11 +406,7 @@ lpoll_child_main(const char *url, const char *dir, const char *mode)
 	sigset_t sigs;
 	int sig, rv;
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	bench_child_signals(&sigs);
 	if ((rv = lgc_start(dir, strstr(mode, "log") != NULL, lp_batch_done)) != 0) {
 		fprintf(stderr, "long-poll server: lmdb in %s: error %d\n", dir, rv);
 		return 1;

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -117,11 +116,7 @@ echo_child_main(const char *url, const char *dir, const char *mode)
 	sigset_t sigs;
 	int sig, rv;
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	bench_child_signals(&sigs);
 	if (dir != NULL && (rv = lgc_start(dir, strcmp(mode, "log") == 0, NULL)) != 0) {
 		fprintf(stderr, "durable echo server: %s in %s: error %d\n", mode, dir, rv);
 		return 1;

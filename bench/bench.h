@@ -14,6 +14,7 @@
 #ifndef PARLEY_BENCH_H
 #define PARLEY_BENCH_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,6 +107,10 @@ void bench_child_stop(pid_t pid, int term_ms, const char *what);
  * Its pid, or -1 when fork fails.
  */
 pid_t bench_spawn(const char *const *argv, const char *log);
+/* For a child server (a hidden subcommand): dies with the bench, and
+ * blocks SIGTERM and SIGINT into sigs for it to sigwait on. Before any
+ * thread is started. */
+void bench_child_signals(sigset_t *sigs);
 /*
  * bench_spawn, then waits (10 s at most) until 127.0.0.1:port accepts a
  * TCP connection. true with *pid the server's. false with err ("fork

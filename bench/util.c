@@ -443,3 +443,13 @@ bench_spawn_server(const char *const *argv, const char *log, const char *name, i
 	snprintf(err, errlen, "%s did not come up on 127.0.0.1:%d (see %s)", name, port, log);
 	return false;
 }
+
+void
+bench_child_signals(sigset_t *sigs)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	sigemptyset(sigs);
+	sigaddset(sigs, SIGTERM);
+	sigaddset(sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, sigs, NULL);
+}
