@@ -7,15 +7,18 @@
  *
  * Measured for each, with the same client machinery (fanout.h) and rep by
  * rep in turn so a noisy machine hits all alike:
- *   - durable sends/s and p50 ack at 1, 16, 64 closed-loop senders: Parley
- *     Send, Redis XADD, and raw nng REQ/REP of Send's frame sizes (the
- *     transport's ceiling);
+ *   - durable sends/s and p50 ack at 1, 16, 64 closed-loop senders and in
+ *     batches of 16: Parley Send (SendBatch), Redis XADD (pipelined), raw
+ *     nng REQ/REP of Send's frame sizes (the transport's ceiling), and the
+ *     same with an LMDB group commit or a log fdatasync behind it (Send's
+ *     floors, base_nng.c);
  *   - send->receive p50/p99 and server CPU per delivery at 1 room x 10
- *     members, 100 msg/s and 1 x 100 at 50 msg/s: Parley Poll, Parley
- *     Subscribe over HTTP, Redis, IRC, MQTT;
+ *     members, 100 msg/s, 1 x 100 at 50 msg/s and 1 x 1,000 at 5 msg/s:
+ *     Parley Poll, Parley Subscribe over HTTP, Redis, IRC, MQTT, and the
+ *     floors of DESIGN.md's delivery shape (base_lpoll.c);
  *   - deliveries/s flat out at 1 x 100.
- * Lost and duplicated messages are counted for every system; Parley's and
- * Redis's must be 0 (a failure otherwise).
+ * Lost and duplicated messages are counted for every system; Parley's,
+ * Redis's and the floors' must be 0 (a failure otherwise).
  *
  * Server CPU is utime + stime of the server process over the phase (from
  * sending the first message to the last delivery), divided by deliveries.
