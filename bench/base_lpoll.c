@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -219,18 +218,6 @@ lp_batch_done(void)
 	}
 }
 
-static void
-lp_timeout(struct timespec *ts, uint32_t ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts->tv_nsec >= 1000000000) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000;
-	}
-}
-
 /* A client's worker: answers its polls one at a time. */
 static void *
 lp_worker_main(void *arg)
@@ -241,7 +228,7 @@ lp_worker_main(void *arg)
 		lp_slot *s;
 		const uint8_t *b;
 		uint64_t cursor;
-		struct timespec until;
+		int64_t until;
 		lp_room *r = &lp_rooms[w->room];
 
 		pthread_mutex_lock(&w->mtx);
@@ -250,10 +237,9 @@ lp_worker_main(void *arg)
 		s = w->slot;
 		b = nng_msg_body(nng_aio_get_msg(s->aio));
 		cursor = get64(b + 6);
-		lp_timeout(&until, get32(b + 14));
-		while (w->avail <= cursor &&
-		       pthread_cond_timedwait(&w->cv, &w->mtx, &until) == 0)
-			;
+		until = rpc_now_ms() + get32(b + 14);
+		while (w->avail <= cursor && rpc_now_ms() < until)
+			rpc_cond_wait_until(&w->cv, &w->mtx, until);
 		w->slot = NULL;
 		pthread_mutex_unlock(&w->mtx);
 
@@ -275,7 +261,7 @@ lp_worker_get(uint32_t client, int room)
 	pthread_mutex_lock(&lp_workers_mtx);
 	if ((w = lp_workers[client]) == NULL && (w = calloc(1, sizeof(*w))) != NULL) {
 		pthread_mutex_init(&w->mtx, NULL);
-		pthread_cond_init(&w->cv, NULL);
+		rpc_cond_init(&w->cv);
 		w->room = room;
 		pthread_attr_init(&attr);
 		pthread_attr_setstacksize(&attr, 64 * 1024);
@@ -327,10 +313,10 @@ lp_cb(void *arg)
 	}
 	if (nng_msg_len(msg) == LP_POLL_LEN && b[0] == 'P' && !lp_threads) {
 		lp_room *r = &lp_rooms[b[1] % FO_MAX_ROOMS];
+		uint64_t head;
 
 		s->cursor = get64(b + 6);
 		s->deadline_ns = bench_now_ns() + get32(b + 14) * 1000000ull;
-		uint64_t head;
 
 		pthread_mutex_lock(&r->mtx);
 		if ((head = r->head) <= s->cursor) {

@@ -237,9 +237,9 @@ floor_sends(peers_run *p, const echo_server *e, int col, const char *name, int n
 	samples_free(&lat);
 }
 
+/* floors: the servers of columns C_NNG to C_NNGLOG, in that order. */
 static void
-run_sends(peers_run *p, const echo_server *echo, const echo_server *echo_db,
-	  const echo_server *echo_log)
+run_sends(peers_run *p, const echo_server *floors)
 {
 	/* senders, and Sends per call (0: Send; n: SendBatch of n, and Redis
 	 * pipelining n XADDs per round trip). */
@@ -352,14 +352,10 @@ run_sends(peers_run *p, const echo_server *echo, const echo_server *echo_db,
 				rstat_add(&p50->v[C_REDIS], samples_pct_us(&lat, 50));
 			}
 			samples_free(&lat);
-			floor_sends(p, echo, C_NNG, name, n, per, batch > 0 ? breq_len : req_len,
-				    batch > 0 ? breply_len : reply_len, dur, rate, p50);
-			floor_sends(p, echo_db, C_NNGDB, name, n, per,
-				    batch > 0 ? breq_len : req_len,
-				    batch > 0 ? breply_len : reply_len, dur, rate, p50);
-			floor_sends(p, echo_log, C_NNGLOG, name, n, per,
-				    batch > 0 ? breq_len : req_len,
-				    batch > 0 ? breply_len : reply_len, dur, rate, p50);
+			for (int c = C_NNG; c <= C_NNGLOG; c++)
+				floor_sends(p, &floors[c - C_NNG], c, name, n, per,
+					    batch > 0 ? breq_len : req_len,
+					    batch > 0 ? breply_len : reply_len, dur, rate, p50);
 			printf("  %-26s rep %d  Parley %7.0f/s  --ab %7.0f/s  Redis %7.0f/s  raw nng "
 			       "%7.0f/s  + LMDB %7.0f/s  + log %7.0f/s\n",
 			       name, rep + 1, rate->v[C_POLL].v[rep],
@@ -698,7 +694,9 @@ scen_peers(const bench_opts *o)
 	peers_run *p = &run;
 	char contexts[32], sessions[32], http[64], why[300] = "";
 	const char *extra[24];
-	echo_server echo = {0}, echo_db = {0}, echo_log = {0};
+	/* The sends rows' floors, columns C_NNG to C_NNGLOG. */
+	static const echo_kind floor_kinds[] = {ECHO_PLAIN, ECHO_LMDB, ECHO_LOG};
+	echo_server floors[3] = {{0}};
 	int k = 0, ncases = 3, maxn = 0;
 
 	memset(p, 0, sizeof(*p));
@@ -768,12 +766,10 @@ scen_peers(const bench_opts *o)
 		rep_fail(&p->r, "Redis, the durable peer, not measured: %s", why);
 	if (!(p->irc_on = irc_start(&p->irc, o, why, sizeof(why))))
 		rep_note(&p->r, "IRC not measured: %s", why);
-	if (!echo_start(&echo, o, ECHO_PLAIN))
-		rep_note(&p->r, "raw nng REQ/REP ceiling not measured: its server did not start");
-	if (!echo_start(&echo_db, o, ECHO_LMDB))
-		rep_note(&p->r, "raw nng + LMDB floor not measured: its server did not start");
-	if (!echo_start(&echo_log, o, ECHO_LOG))
-		rep_note(&p->r, "raw nng + log floor not measured: its server did not start");
+	for (int i = 0; i < 3; i++)
+		if (!echo_start(&floors[i], o, floor_kinds[i]))
+			rep_note(&p->r, "%s not measured: its server did not start",
+				 col_names[C_NNG + i]);
 	rep_note(&p->r, "Redis: appendonly yes, appendfsync always, no RDB, no automatic AOF "
 			"rewrite, data dir beside parleyd's; InspIRCd: no DNS/ident, flood limits "
 			"off; Mosquitto: QoS 1 publish and subscribe, no persistence");
@@ -792,7 +788,7 @@ scen_peers(const bench_opts *o)
 			"includes its idle receivers of the other Parley system)",
 		 o->quick ? 0.5 : 5.0, o->quick ? 0.3 : 3.0, o->quick ? 20000 : 300000);
 
-	run_sends(p, &echo, &echo_db, &echo_log);
+	run_sends(p, floors);
 	{
 		rpc_client *auth = pa_client(p->d.auth);
 		bool ok = auth != NULL && pa_user(auth, "fosender", p->users.sender);
@@ -827,9 +823,8 @@ scen_peers(const bench_opts *o)
 	}
 	emit_rows(p);
 	print_summary(p);
-	echo_stop(&echo);
-	echo_stop(&echo_db);
-	echo_stop(&echo_log);
+	for (int i = 0; i < 3; i++)
+		echo_stop(&floors[i]);
 	peer_stop(&p->redis);
 	peer_stop(&p->irc);
 	if (p->db.pid > 0)
